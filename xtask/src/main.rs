@@ -1,0 +1,4 @@
+//! Repository automation; run as `cargo xtask <task>`.
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("no tasks yet")
+}
