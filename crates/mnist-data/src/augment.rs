@@ -21,10 +21,20 @@ pub fn rotate_into(img: &[u8], rows: usize, cols: usize, degrees: f32, out: &mut
     assert_eq!(out.len(), rows * cols, "output is not rows*cols pixels");
     let theta = (degrees as f64).to_radians();
     // torchvision: matrix in f64, then `torch.tensor(matrix, dtype=float32)`.
-    let (m0, m1, m3, m4) = (theta.cos() as f32, -theta.sin() as f32, theta.sin() as f32, theta.cos() as f32);
+    let (m0, m1, m3, m4) = (
+        theta.cos() as f32,
+        -theta.sin() as f32,
+        theta.sin() as f32,
+        theta.cos() as f32,
+    );
     let (w, h) = (cols as f32, rows as f32);
     // `rescaled_theta = theta.T / [0.5 w, 0.5 h]` (f32 division).
-    let (r00, r10, r01, r11) = (m0 / (0.5 * w), m1 / (0.5 * w), m3 / (0.5 * h), m4 / (0.5 * h));
+    let (r00, r10, r01, r11) = (
+        m0 / (0.5 * w),
+        m1 / (0.5 * w),
+        m3 / (0.5 * h),
+        m4 / (0.5 * h),
+    );
     for i in 0..rows {
         let y = i as f32 - rows as f32 * 0.5 + 0.5;
         for j in 0..cols {

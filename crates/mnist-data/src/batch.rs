@@ -35,9 +35,16 @@ impl BatchConfig {
         normalization: Normalization,
     ) -> Result<Self, DataError> {
         if batch_size == 0 {
-            return Err(DataError::InvalidSplit("batch size must be at least 1".into()));
+            return Err(DataError::InvalidSplit(
+                "batch size must be at least 1".into(),
+            ));
         }
-        Ok(Self { batch_size, shuffle, rotation, normalization })
+        Ok(Self {
+            batch_size,
+            shuffle,
+            rotation,
+            normalization,
+        })
     }
 }
 
@@ -134,7 +141,11 @@ impl<'a, R: RngCore> EpochBatches<'a, R> {
             pixels.extend(src.iter().map(|&p| self.table[p as usize]));
             labels.push(self.split.labels[i] as u32);
         }
-        Some(RawBatch { pixels, labels, indices })
+        Some(RawBatch {
+            pixels,
+            labels,
+            indices,
+        })
     }
 
     /// Gives back the RNG (after the epoch, to continue its stream elsewhere).

