@@ -1,0 +1,342 @@
+//! The candle network built from an [`ArchSpec`].
+
+use std::sync::Mutex;
+
+use candle_core::{D, DType, Device, Result as CResult, Tensor, Var};
+use rand_chacha::ChaCha8Rng;
+use rand_core::RngCore;
+
+use crate::pool;
+use crate::spec::{ArchSpec, Layer, ResolvedLayer, SpecError};
+
+/// BatchNorm's momentum for the running statistics (PyTorch's default).
+pub const BN_MOMENTUM: f64 = 0.1;
+/// BatchNorm's epsilon (PyTorch's default).
+pub const BN_EPS: f64 = 1e-5;
+
+/// Building or running the model failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// The spec is invalid.
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// A BatchNorm layer's running statistics (buffers, not parameters).
+#[derive(Debug, Clone)]
+pub struct BnBuffers {
+    /// Running mean per channel.
+    pub running_mean: Tensor,
+    /// Running (unbiased) variance per channel.
+    pub running_var: Tensor,
+    /// Training-mode forward passes so far.
+    pub num_batches_tracked: i64,
+}
+
+enum Module {
+    Conv {
+        weight: Var,
+        bias: Option<Var>,
+        stride: usize,
+        padding: usize,
+    },
+    BatchNorm {
+        weight: Var,
+        bias: Var,
+        buffers: Mutex<BnBuffers>,
+    },
+    Dropout {
+        p: f32,
+    },
+    Relu,
+    MaxPool {
+        k: usize,
+    },
+    AvgPool {
+        k: usize,
+    },
+    Gap,
+    LogSoftmax,
+}
+
+/// The network: layers from a spec, parameters as candle [`Var`]s, BatchNorm buffers, and the
+/// RNG its dropout layers draw masks from.
+pub struct Net {
+    spec: ArchSpec,
+    layers: Vec<ResolvedLayer>,
+    modules: Vec<Module>,
+    dropout_rng: Mutex<ChaCha8Rng>,
+    dtype: DType,
+}
+
+/// A uniform `f32` in `[0, 1)` from the top 24 bits of one `u32` (written out so a seed's
+/// stream never depends on `rand`'s distribution code).
+pub fn unit_f32<R: RngCore + ?Sized>(rng: &mut R) -> f32 {
+    (rng.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
+}
+
+fn uniform(rng: &mut dyn RngCore, n: usize, bound: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| -bound + 2.0 * bound * unit_f32(rng))
+        .collect()
+}
+
+impl Net {
+    /// Builds the net for `spec`, with PyTorch's default initialisation drawn from `init_rng`
+    /// (conv weight and bias: `U(±1/√fan_in)`, i.e. kaiming-uniform with a = √5; BatchNorm
+    /// weight 1, bias 0, running mean 0, running variance 1), in spec order. Dropout masks come
+    /// from `dropout_rng`.
+    pub fn new(
+        spec: &ArchSpec,
+        init_rng: &mut dyn RngCore,
+        dropout_rng: ChaCha8Rng,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let layers = spec.resolve()?;
+        let var = |v: Vec<f32>, shape: &[usize]| -> CResult<Var> {
+            Var::from_tensor(&Tensor::from_vec(v, shape, device)?.to_dtype(dtype)?)
+        };
+        let mut modules = Vec::with_capacity(layers.len());
+        for l in &layers {
+            let c = l.input.c;
+            modules.push(match l.layer {
+                Layer::Conv {
+                    out_channels,
+                    kernel,
+                    stride,
+                    padding,
+                    bias,
+                    ..
+                } => {
+                    let fan_in = c * kernel * kernel;
+                    let bound = 1.0 / (fan_in as f32).sqrt();
+                    let n = out_channels * fan_in;
+                    let weight = var(
+                        uniform(init_rng, n, bound),
+                        &[out_channels, c, kernel, kernel],
+                    )?;
+                    let bias = match bias {
+                        true => Some(var(
+                            uniform(init_rng, out_channels, bound),
+                            &[out_channels],
+                        )?),
+                        false => None,
+                    };
+                    Module::Conv {
+                        weight,
+                        bias,
+                        stride,
+                        padding,
+                    }
+                }
+                Layer::BatchNorm { .. } => Module::BatchNorm {
+                    weight: var(vec![1.0; c], &[c])?,
+                    bias: var(vec![0.0; c], &[c])?,
+                    buffers: Mutex::new(BnBuffers {
+                        running_mean: Tensor::zeros(c, dtype, device)?,
+                        running_var: Tensor::ones(c, dtype, device)?,
+                        num_batches_tracked: 0,
+                    }),
+                },
+                Layer::Dropout { p } => Module::Dropout { p },
+                Layer::Relu => Module::Relu,
+                Layer::MaxPool { kernel, .. } => Module::MaxPool { k: kernel },
+                Layer::AvgPool { kernel, .. } => Module::AvgPool { k: kernel },
+                Layer::GlobalAvgPool => Module::Gap,
+                Layer::LogSoftmax => Module::LogSoftmax,
+            });
+        }
+        Ok(Self {
+            spec: spec.clone(),
+            layers,
+            modules,
+            dropout_rng: Mutex::new(dropout_rng),
+            dtype,
+        })
+    }
+
+    /// The spec the net was built from.
+    pub fn spec(&self) -> &ArchSpec {
+        &self.spec
+    }
+
+    /// The resolved layers (with shapes).
+    pub fn layers(&self) -> &[ResolvedLayer] {
+        &self.layers
+    }
+
+    /// The parameters' dtype.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Forward pass. `train`: BatchNorm uses (and updates) batch statistics and dropout is on;
+    /// otherwise BatchNorm uses the running statistics and dropout is the identity.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> CResult<Tensor> {
+        self.forward_upto(x, train, self.modules.len())
+    }
+
+    /// Forward through the first `n` layers only (shape checks, tests).
+    pub fn forward_upto(&self, x: &Tensor, train: bool, n: usize) -> CResult<Tensor> {
+        let mut x = x.clone();
+        for m in &self.modules[..n.min(self.modules.len())] {
+            x = self.apply(m, &x, train)?;
+        }
+        Ok(x)
+    }
+
+    fn apply(&self, m: &Module, x: &Tensor, train: bool) -> CResult<Tensor> {
+        match m {
+            Module::Conv {
+                weight,
+                bias,
+                stride,
+                padding,
+            } => {
+                let y = x.conv2d(weight.as_tensor(), *padding, *stride, 1, 1)?;
+                match bias {
+                    Some(b) => y.broadcast_add(&b.as_tensor().reshape((1, (), 1, 1))?),
+                    None => Ok(y),
+                }
+            }
+            Module::BatchNorm {
+                weight,
+                bias,
+                buffers,
+            } => batch_norm(x, weight, bias, buffers, train),
+            Module::Dropout { p } if train && *p > 0.0 => {
+                let mask = {
+                    let mut rng = self.dropout_rng.lock().expect("dropout RNG lock");
+                    dropout_mask(&mut *rng, x.elem_count(), *p)
+                };
+                let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+                x.mul(&mask)
+            }
+            Module::Dropout { .. } => Ok(x.clone()),
+            Module::Relu => x.relu(),
+            Module::MaxPool { k } => pool::max_pool2d(x, *k),
+            Module::AvgPool { k } => x.avg_pool2d(*k),
+            Module::Gap => x.mean_keepdim(3)?.mean_keepdim(2),
+            Module::LogSoftmax => candle_nn::ops::log_softmax(&x.flatten_from(1)?, D::Minus1),
+        }
+    }
+
+    /// The trainable parameters with their PyTorch names (`convblock1.0.weight`), in spec order.
+    pub fn named_params(&self) -> Vec<(String, Var)> {
+        let mut out = Vec::new();
+        for (l, m) in self.layers.iter().zip(&self.modules) {
+            match m {
+                Module::Conv { weight, bias, .. } => {
+                    out.push((format!("{}.weight", l.prefix()), weight.clone()));
+                    if let Some(b) = bias {
+                        out.push((format!("{}.bias", l.prefix()), b.clone()));
+                    }
+                }
+                Module::BatchNorm { weight, bias, .. } => {
+                    out.push((format!("{}.weight", l.prefix()), weight.clone()));
+                    out.push((format!("{}.bias", l.prefix()), bias.clone()));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// BatchNorm buffers by layer prefix (`convblock1.1`), in spec order.
+    pub fn bn_buffers(&self) -> Vec<(String, BnBuffers)> {
+        self.layers
+            .iter()
+            .zip(&self.modules)
+            .filter_map(|(l, m)| match m {
+                Module::BatchNorm { buffers, .. } => {
+                    Some((l.prefix(), buffers.lock().expect("bn lock").clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Replaces the buffers of the BatchNorm layer at `prefix`; false if there is none.
+    pub fn set_bn_buffers(&self, prefix: &str, new: BnBuffers) -> bool {
+        for (l, m) in self.layers.iter().zip(&self.modules) {
+            if let Module::BatchNorm { buffers, .. } = m
+                && l.prefix() == prefix
+            {
+                *buffers.lock().expect("bn lock") = new;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The dropout RNG's current state (to checkpoint and resume).
+    pub fn dropout_rng(&self) -> ChaCha8Rng {
+        self.dropout_rng.lock().expect("dropout RNG lock").clone()
+    }
+
+    /// Restores the dropout RNG.
+    pub fn set_dropout_rng(&self, rng: ChaCha8Rng) {
+        *self.dropout_rng.lock().expect("dropout RNG lock") = rng;
+    }
+
+    /// Total trainable parameters.
+    pub fn num_params(&self) -> usize {
+        self.named_params()
+            .iter()
+            .map(|(_, v)| v.elem_count())
+            .sum()
+    }
+}
+
+/// Inverted-dropout multipliers: `1/(1−p)` with probability `1−p`, else 0; one `u32` per element.
+pub fn dropout_mask(rng: &mut dyn RngCore, n: usize, p: f32) -> Vec<f32> {
+    let scale = 1.0 / (1.0 - p);
+    // keep iff u < 1 − p, with u uniform in [0, 1) from 24 bits.
+    (0..n)
+        .map(|_| if unit_f32(rng) < 1.0 - p { scale } else { 0.0 })
+        .collect()
+}
+
+fn batch_norm(
+    x: &Tensor,
+    weight: &Var,
+    bias: &Var,
+    buffers: &Mutex<BnBuffers>,
+    train: bool,
+) -> CResult<Tensor> {
+    let c = x.dim(1)?;
+    let shape = (1, c, 1, 1);
+    let (mean, var) = if train {
+        let (b, _, h, w) = x.dims4()?;
+        let n = (b * h * w) as f64;
+        let mean = (x.sum_keepdim((0, 2, 3))? / n)?;
+        let var = (x.broadcast_sub(&mean)?.sqr()?.sum_keepdim((0, 2, 3))? / n)?;
+        let mut buf = buffers.lock().expect("bn lock");
+        let unbiased = if n > 1.0 {
+            (var.detach() * (n / (n - 1.0)))?
+        } else {
+            var.detach()
+        };
+        buf.running_mean = ((&buf.running_mean * (1.0 - BN_MOMENTUM))?
+            + (mean.detach().flatten_all()? * BN_MOMENTUM)?)?;
+        buf.running_var =
+            ((&buf.running_var * (1.0 - BN_MOMENTUM))? + (unbiased.flatten_all()? * BN_MOMENTUM)?)?;
+        buf.num_batches_tracked += 1;
+        (mean, var)
+    } else {
+        let buf = buffers.lock().expect("bn lock");
+        (
+            buf.running_mean.reshape(shape)?,
+            buf.running_var.reshape(shape)?,
+        )
+    };
+    let xhat = x
+        .broadcast_sub(&mean)?
+        .broadcast_div(&(var + BN_EPS)?.sqrt()?)?;
+    xhat.broadcast_mul(&weight.as_tensor().reshape(shape)?)?
+        .broadcast_add(&bias.as_tensor().reshape(shape)?)
+}

@@ -1,0 +1,132 @@
+//! Max pooling with a correct gradient, as a candle custom op.
+//!
+//! candle 0.11.1's `max_pool2d` backward is wrong (a 2×2 pool gives 0.25 at each arg-max instead
+//! of 1.0, and with an odd input only one window gets anything). This op routes the whole
+//! upstream gradient to the arg-max of each window, as PyTorch does: the first maximum in
+//! row-major scan order wins ties. Non-overlapping windows only (kernel == stride), floor mode.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, DType, Error, Layout, Result, Shape, Tensor, WithDType};
+
+/// `k×k` max pooling with stride `k` on `B×C×H×W`.
+pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(MaxPool { k })
+}
+
+struct MaxPool {
+    k: usize,
+}
+
+fn dims(shape: &Shape, k: usize) -> Result<(usize, usize, usize, usize, usize)> {
+    let (b, c, h, w) = shape.dims4()?;
+    if k == 0 || h < k || w < k {
+        return Err(Error::Msg(format!("max pool {k}x{k} on a {h}x{w} map")));
+    }
+    Ok((b * c, h, w, h / k, w / k))
+}
+
+/// Index (in the plane) of the first maximum of each window.
+fn argmax<T: WithDType>(x: &[T], h: usize, w: usize, k: usize) -> Vec<usize> {
+    let (oh, ow) = (h / k, w / k);
+    let mut out = Vec::with_capacity(oh * ow);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let mut best = oy * k * w + ox * k;
+            for dy in 0..k {
+                for dx in 0..k {
+                    let i = (oy * k + dy) * w + ox * k + dx;
+                    // PyTorch's rule: strictly greater, or NaN.
+                    if x[i] > x[best] || x[i].to_f64().is_nan() {
+                        best = i;
+                    }
+                }
+            }
+            out.push(best);
+        }
+    }
+    out
+}
+
+fn forward<T: WithDType>(x: &[T], planes: usize, h: usize, w: usize, k: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(planes * (h / k) * (w / k));
+    for p in 0..planes {
+        let plane = &x[p * h * w..(p + 1) * h * w];
+        out.extend(argmax(plane, h, w, k).into_iter().map(|i| plane[i]));
+    }
+    out
+}
+
+fn backward<T: WithDType>(
+    x: &[T],
+    gy: &[T],
+    planes: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+) -> Vec<T> {
+    let (oh, ow) = (h / k, w / k);
+    let mut gx = vec![T::zero(); x.len()];
+    for p in 0..planes {
+        let plane = &x[p * h * w..(p + 1) * h * w];
+        for (o, i) in argmax(plane, h, w, k).into_iter().enumerate() {
+            gx[p * h * w + i] += gy[p * oh * ow + o];
+        }
+    }
+    gx
+}
+
+fn slice<'a, T>(v: &'a [T], layout: &Layout) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Ok(&v[a..b]),
+        None => Err(Error::Msg("max pool needs a contiguous input".into())),
+    }
+}
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "under8k-max-pool2d"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (planes, h, w, oh, ow) = dims(layout.shape(), self.k)?;
+        let (b, c, _, _) = layout.shape().dims4()?;
+        let out = match storage {
+            CpuStorage::F32(v) => CpuStorage::F32(forward(slice(v, layout)?, planes, h, w, self.k)),
+            CpuStorage::F64(v) => CpuStorage::F64(forward(slice(v, layout)?, planes, h, w, self.k)),
+            other => return Err(Error::UnsupportedDTypeForOp(other.dtype(), "max_pool2d")),
+        };
+        Ok((out, Shape::from((b, c, oh, ow))))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let (planes, h, w, _, _) = dims(arg.shape(), self.k)?;
+        let gy = grad_res.contiguous()?;
+        let arg = arg.contiguous()?;
+        let gx = match arg.dtype() {
+            DType::F32 => {
+                let (x, g) = (
+                    arg.flatten_all()?.to_vec1::<f32>()?,
+                    gy.flatten_all()?.to_vec1::<f32>()?,
+                );
+                Tensor::from_vec(
+                    backward(&x, &g, planes, h, w, self.k),
+                    arg.shape(),
+                    arg.device(),
+                )?
+            }
+            DType::F64 => {
+                let (x, g) = (
+                    arg.flatten_all()?.to_vec1::<f64>()?,
+                    gy.flatten_all()?.to_vec1::<f64>()?,
+                );
+                Tensor::from_vec(
+                    backward(&x, &g, planes, h, w, self.k),
+                    arg.shape(),
+                    arg.device(),
+                )?
+            }
+            other => return Err(Error::UnsupportedDTypeForOp(other, "max_pool2d backward")),
+        };
+        Ok(Some(gx))
+    }
+}

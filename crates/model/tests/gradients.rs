@@ -1,0 +1,295 @@
+//! Finite-difference checks (f64, central differences) of every gradient the model relies on:
+//! each layer type alone, and the seed net's NLL loss end to end.
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand_chacha::{ChaCha8Rng, rand_core::SeedableRng};
+use under8k_model::net::unit_f32;
+use under8k_model::spec::{ArchSpec, Block, Layer};
+use under8k_model::{Net, pool};
+
+fn spec(input: [usize; 3], layers: Vec<Layer>) -> ArchSpec {
+    ArchSpec {
+        name: "t".into(),
+        input,
+        blocks: vec![Block {
+            name: "b".into(),
+            layers,
+        }],
+    }
+}
+
+fn conv(out_channels: usize, kernel: usize, stride: usize, padding: usize, bias: bool) -> Layer {
+    Layer::Conv {
+        in_channels: None,
+        out_channels,
+        kernel,
+        stride,
+        padding,
+        bias,
+    }
+}
+
+fn random(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
+    (0..n).map(|_| unit_f32(rng) as f64 * 2.0 - 1.0).collect()
+}
+
+/// The loss whose gradient is checked: NLL of random labels when the net ends in log-softmax,
+/// else a fixed random linear functional of the output (which tests the whole Jacobian).
+fn loss(
+    net: &Net,
+    x: &Tensor,
+    train: bool,
+    probe: &Tensor,
+    labels: &Tensor,
+    rng0: &ChaCha8Rng,
+) -> Tensor {
+    net.set_dropout_rng(rng0.clone()); // the same dropout mask on every evaluation
+    let y = net.forward_t(x, train).unwrap();
+    if y.rank() == 2
+        && net
+            .layers()
+            .last()
+            .is_some_and(|l| l.layer == Layer::LogSoftmax)
+    {
+        candle_nn::loss::nll(&y, labels).unwrap()
+    } else {
+        (y * probe).unwrap().sum_all().unwrap()
+    }
+}
+
+fn scalar(t: &Tensor) -> f64 {
+    t.to_scalar::<f64>().unwrap()
+}
+
+/// Checks d loss / d (input and every parameter) against central differences, on at most
+/// `max_per_tensor` evenly spread elements per tensor.
+fn check(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
+    let dev = Device::Cpu;
+    let mut rng = ChaCha8Rng::seed_from_u64(42);
+    let net = Net::new(
+        spec,
+        &mut rng,
+        ChaCha8Rng::seed_from_u64(7),
+        DType::F64,
+        &dev,
+    )
+    .unwrap();
+    // Non-trivial BatchNorm affine parameters and running stats, so eval mode is tested too.
+    for (name, v) in net.named_params() {
+        if !name.ends_with("weight") || v.rank() == 1 {
+            let vals = random(&mut rng, v.elem_count());
+            v.set(&Tensor::from_vec(vals, v.shape(), &dev).unwrap())
+                .unwrap();
+        }
+    }
+    for (prefix, mut b) in net.bn_buffers() {
+        let c = b.running_mean.elem_count();
+        b.running_mean = Tensor::from_vec(random(&mut rng, c), c, &dev).unwrap();
+        b.running_var = Tensor::from_vec(
+            random(&mut rng, c).iter().map(|v| v + 1.5).collect(),
+            c,
+            &dev,
+        )
+        .unwrap();
+        net.set_bn_buffers(&prefix, b);
+    }
+    let [c, h, w] = spec.input;
+    let x = Var::from_vec(random(&mut rng, batch * c * h * w), (batch, c, h, w), &dev).unwrap();
+    let out_shape = net.forward_t(&x, false).unwrap().shape().clone();
+    let probe =
+        Tensor::from_vec(random(&mut rng, out_shape.elem_count()), out_shape, &dev).unwrap();
+    let labels = Tensor::from_vec(
+        (0..batch as u32).map(|i| i % 3).collect::<Vec<_>>(),
+        batch,
+        &dev,
+    )
+    .unwrap();
+    let rng0 = net.dropout_rng();
+
+    let l = loss(&net, &x, train, &probe, &labels, &rng0);
+    let grads = l.backward().unwrap();
+    let mut vars = vec![("input".to_string(), x.clone())];
+    vars.extend(net.named_params());
+    let eps = 1e-6;
+    let mut checked = 0;
+    for (name, v) in vars {
+        let analytic = grads
+            .get(v.as_tensor())
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        let analytic = analytic.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let base = v.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let step = (base.len() / max_per_tensor).max(1);
+        for i in (0..base.len()).step_by(step) {
+            let at = |delta: f64| {
+                let mut p = base.clone();
+                p[i] += delta;
+                v.set(&Tensor::from_vec(p, v.shape(), &dev).unwrap())
+                    .unwrap();
+                scalar(&loss(&net, &x, train, &probe, &labels, &rng0))
+            };
+            let numeric = (at(eps) - at(-eps)) / (2.0 * eps);
+            v.set(&Tensor::from_vec(base.clone(), v.shape(), &dev).unwrap())
+                .unwrap();
+            let tol = 1e-6 + 1e-5 * numeric.abs().max(analytic[i].abs());
+            assert!(
+                (analytic[i] - numeric).abs() <= tol,
+                "{name}[{i}]: analytic {} vs numeric {numeric} (train={train})",
+                analytic[i]
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
+}
+
+#[test]
+fn conv_gradients() {
+    check(
+        &spec([2, 6, 6], vec![conv(3, 3, 1, 0, false)]),
+        2,
+        true,
+        1000,
+    );
+    check(
+        &spec([2, 7, 7], vec![conv(3, 3, 2, 1, true)]),
+        2,
+        true,
+        1000,
+    );
+    check(
+        &spec([3, 5, 5], vec![conv(2, 1, 1, 0, false)]),
+        2,
+        true,
+        1000,
+    );
+}
+
+#[test]
+fn batch_norm_gradients_train_and_eval() {
+    let s = spec([3, 4, 4], vec![Layer::BatchNorm { num_features: None }]);
+    check(&s, 3, true, 1000);
+    check(&s, 3, false, 1000);
+}
+
+#[test]
+fn dropout_relu_gradients() {
+    let s = spec(
+        [2, 5, 5],
+        vec![
+            conv(3, 1, 1, 0, true),
+            Layer::Dropout { p: 0.3 },
+            Layer::Relu,
+        ],
+    );
+    check(&s, 2, true, 1000);
+    check(&s, 2, false, 1000);
+}
+
+#[test]
+fn pooling_gradients() {
+    check(
+        &spec(
+            [2, 6, 6],
+            vec![Layer::MaxPool {
+                kernel: 2,
+                stride: 2,
+            }],
+        ),
+        2,
+        true,
+        1000,
+    );
+    check(
+        &spec(
+            [2, 7, 7],
+            vec![Layer::MaxPool {
+                kernel: 3,
+                stride: 3,
+            }],
+        ),
+        2,
+        true,
+        1000,
+    );
+    check(
+        &spec(
+            [2, 6, 6],
+            vec![Layer::AvgPool {
+                kernel: 2,
+                stride: 2,
+            }],
+        ),
+        2,
+        true,
+        1000,
+    );
+    check(&spec([2, 5, 5], vec![Layer::GlobalAvgPool]), 2, true, 1000);
+}
+
+#[test]
+fn log_softmax_nll_gradients() {
+    check(
+        &spec([2, 3, 3], vec![conv(4, 3, 1, 0, true), Layer::LogSoftmax]),
+        4,
+        true,
+        1000,
+    );
+}
+
+#[test]
+fn seed_net_loss_gradients() {
+    // The whole 7,684-parameter net, NLL on log-softmax, in both modes; ~60 elements per tensor.
+    check(&ArchSpec::seed(), 3, true, 60);
+    check(&ArchSpec::seed(), 2, false, 60);
+}
+
+/// candle 0.11.1's own `max_pool2d` gives 0.25 at each arg-max of a 2×2 pool (and nothing to
+/// most windows of an odd-sized input); PyTorch — and ours — give the whole gradient, 1.0.
+#[test]
+fn max_pool_gradient_goes_wholly_to_the_argmax() {
+    let dev = Device::Cpu;
+    let x = Var::from_vec(
+        (0..16).map(|v| ((v * 7) % 16) as f32).collect::<Vec<_>>(),
+        (1, 1, 4, 4),
+        &dev,
+    )
+    .unwrap();
+    let g = pool::max_pool2d(&x, 2)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let g = g
+        .get(&x)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    // Values: 0 7 14 5 / 12 3 10 1 / 8 15 6 13 / 4 11 2 9 → window maxima 12, 14, 15, 13.
+    let mut want = vec![0.0f32; 16];
+    for i in [4, 2, 9, 11] {
+        want[i] = 1.0;
+    }
+    assert_eq!(g, want);
+
+    let x = Var::from_vec(
+        (0..25).map(|v| ((v * 11) % 25) as f32).collect::<Vec<_>>(),
+        (1, 1, 5, 5),
+        &dev,
+    )
+    .unwrap();
+    let y = pool::max_pool2d(&x, 2).unwrap();
+    assert_eq!(y.dims(), [1, 1, 2, 2]);
+    let g = y.sum_all().unwrap().backward().unwrap();
+    let g = g
+        .get(&x)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(g.iter().filter(|&&v| v == 1.0).count(), 4, "{g:?}");
+    assert_eq!(g.iter().sum::<f32>(), 4.0);
+}
