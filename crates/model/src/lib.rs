@@ -1,4 +1,5 @@
 //! Small convnets from one description.
+pub mod checkpoint;
 pub mod net;
 pub mod pool;
 pub mod spec;

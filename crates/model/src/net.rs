@@ -219,7 +219,7 @@ impl Net {
             Module::Dropout { .. } => Ok(x.clone()),
             Module::Relu => x.relu(),
             Module::MaxPool { k } => pool::max_pool2d(x, *k),
-            Module::AvgPool { k } => x.avg_pool2d(*k),
+            Module::AvgPool { k } => pool::avg_pool2d(x, *k),
             Module::Gap => x.mean_keepdim(3)?.mean_keepdim(2),
             Module::LogSoftmax => candle_nn::ops::log_softmax(&x.flatten_from(1)?, D::Minus1),
         }

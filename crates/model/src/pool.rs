@@ -1,20 +1,29 @@
-//! Max pooling with a correct gradient, as a candle custom op.
+//! Max and average pooling with correct gradients, as candle custom ops.
 //!
 //! candle 0.11.1's `max_pool2d` backward is wrong (a 2×2 pool gives 0.25 at each arg-max instead
-//! of 1.0, and with an odd input only one window gets anything). This op routes the whole
-//! upstream gradient to the arg-max of each window, as PyTorch does: the first maximum in
-//! row-major scan order wins ties. Non-overlapping windows only (kernel == stride), floor mode.
+//! of 1.0, and with an odd input only one window gets anything), and its `avg_pool2d` backward
+//! is wrong whenever the input side is not a multiple of the kernel (it upsamples the gradient
+//! over the whole input, so the cropped border gets gradient it never influenced). These ops
+//! route gradients as PyTorch does: max — the whole upstream gradient to the first maximum of
+//! each window in row-major order; average — `1/k²` of it to each pixel of the window.
+//! Non-overlapping windows only (kernel == stride), floor mode.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Error, Layout, Result, Shape, Tensor, WithDType};
 
 /// `k×k` max pooling with stride `k` on `B×C×H×W`.
 pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(MaxPool { k })
+    x.contiguous()?.apply_op1(Pool { k, avg: false })
 }
 
-struct MaxPool {
+/// `k×k` average pooling with stride `k` on `B×C×H×W`.
+pub fn avg_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Pool { k, avg: true })
+}
+
+struct Pool {
     k: usize,
+    avg: bool,
 }
 
 fn dims(shape: &Shape, k: usize) -> Result<(usize, usize, usize, usize, usize)> {
@@ -47,11 +56,32 @@ fn argmax<T: WithDType>(x: &[T], h: usize, w: usize, k: usize) -> Vec<usize> {
     out
 }
 
-fn forward<T: WithDType>(x: &[T], planes: usize, h: usize, w: usize, k: usize) -> Vec<T> {
-    let mut out = Vec::with_capacity(planes * (h / k) * (w / k));
+/// Indices (in the plane) of the pixels of output window `(oy, ox)`.
+fn window(oy: usize, ox: usize, w: usize, k: usize) -> impl Iterator<Item = usize> {
+    (0..k * k).map(move |d| (oy * k + d / k) * w + ox * k + d % k)
+}
+
+fn forward<T: WithDType>(
+    x: &[T],
+    planes: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+    avg: bool,
+) -> Vec<T> {
+    let (oh, ow) = (h / k, w / k);
+    let inv = T::from_f64(1.0 / (k * k) as f64);
+    let mut out = Vec::with_capacity(planes * oh * ow);
     for p in 0..planes {
         let plane = &x[p * h * w..(p + 1) * h * w];
-        out.extend(argmax(plane, h, w, k).into_iter().map(|i| plane[i]));
+        if avg {
+            for o in 0..oh * ow {
+                let sum = window(o / ow, o % ow, w, k).fold(T::zero(), |acc, i| acc + plane[i]);
+                out.push(sum * inv);
+            }
+        } else {
+            out.extend(argmax(plane, h, w, k).into_iter().map(|i| plane[i]));
+        }
     }
     out
 }
@@ -63,13 +93,27 @@ fn backward<T: WithDType>(
     h: usize,
     w: usize,
     k: usize,
+    avg: bool,
 ) -> Vec<T> {
     let (oh, ow) = (h / k, w / k);
+    let inv = T::from_f64(1.0 / (k * k) as f64);
     let mut gx = vec![T::zero(); x.len()];
     for p in 0..planes {
-        let plane = &x[p * h * w..(p + 1) * h * w];
-        for (o, i) in argmax(plane, h, w, k).into_iter().enumerate() {
-            gx[p * h * w + i] += gy[p * oh * ow + o];
+        let g = &mut gx[p * h * w..(p + 1) * h * w];
+        let gyp = &gy[p * oh * ow..(p + 1) * oh * ow];
+        if avg {
+            for (o, &go) in gyp.iter().enumerate() {
+                for i in window(o / ow, o % ow, w, k) {
+                    g[i] += go * inv;
+                }
+            }
+        } else {
+            for (o, i) in argmax(&x[p * h * w..(p + 1) * h * w], h, w, k)
+                .into_iter()
+                .enumerate()
+            {
+                g[i] += gyp[o];
+            }
         }
     }
     gx
@@ -82,18 +126,26 @@ fn slice<'a, T>(v: &'a [T], layout: &Layout) -> Result<&'a [T]> {
     }
 }
 
-impl CustomOp1 for MaxPool {
+impl CustomOp1 for Pool {
     fn name(&self) -> &'static str {
-        "under8k-max-pool2d"
+        if self.avg {
+            "under8k-avg-pool2d"
+        } else {
+            "under8k-max-pool2d"
+        }
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let (planes, h, w, oh, ow) = dims(layout.shape(), self.k)?;
         let (b, c, _, _) = layout.shape().dims4()?;
         let out = match storage {
-            CpuStorage::F32(v) => CpuStorage::F32(forward(slice(v, layout)?, planes, h, w, self.k)),
-            CpuStorage::F64(v) => CpuStorage::F64(forward(slice(v, layout)?, planes, h, w, self.k)),
-            other => return Err(Error::UnsupportedDTypeForOp(other.dtype(), "max_pool2d")),
+            CpuStorage::F32(v) => {
+                CpuStorage::F32(forward(slice(v, layout)?, planes, h, w, self.k, self.avg))
+            }
+            CpuStorage::F64(v) => {
+                CpuStorage::F64(forward(slice(v, layout)?, planes, h, w, self.k, self.avg))
+            }
+            other => return Err(Error::UnsupportedDTypeForOp(other.dtype(), "pool2d")),
         };
         Ok((out, Shape::from((b, c, oh, ow))))
     }
@@ -109,7 +161,7 @@ impl CustomOp1 for MaxPool {
                     gy.flatten_all()?.to_vec1::<f32>()?,
                 );
                 Tensor::from_vec(
-                    backward(&x, &g, planes, h, w, self.k),
+                    backward(&x, &g, planes, h, w, self.k, self.avg),
                     arg.shape(),
                     arg.device(),
                 )?
@@ -120,12 +172,12 @@ impl CustomOp1 for MaxPool {
                     gy.flatten_all()?.to_vec1::<f64>()?,
                 );
                 Tensor::from_vec(
-                    backward(&x, &g, planes, h, w, self.k),
+                    backward(&x, &g, planes, h, w, self.k, self.avg),
                     arg.shape(),
                     arg.device(),
                 )?
             }
-            other => return Err(Error::UnsupportedDTypeForOp(other, "max_pool2d backward")),
+            other => return Err(Error::UnsupportedDTypeForOp(other, "pool2d backward")),
         };
         Ok(Some(gx))
     }
