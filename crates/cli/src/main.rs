@@ -23,6 +23,21 @@ enum Command {
     Fetch(FetchArgs),
     /// Rotate one 28×28 grayscale image, or write a grid of randomly rotated training samples.
     Augment(AugmentArgs),
+    /// Per-layer output shape, parameters and receptive field of a net (the seed's by default).
+    Summary(SummaryArgs),
+}
+
+#[derive(Args)]
+struct SummaryArgs {
+    /// An architecture spec (JSON; see docs/ARCH_SPEC.md) instead of the seed's net.
+    #[arg(long, value_name = "FILE")]
+    arch: Option<PathBuf>,
+    /// Machine-readable output (the same fields and totals as the table).
+    #[arg(long)]
+    json: bool,
+    /// Print the architecture spec itself (JSON) instead of its summary: a start for your own.
+    #[arg(long, conflicts_with = "json")]
+    print_spec: bool,
 }
 
 #[derive(Args)]
@@ -86,6 +101,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Fetch(args) => fetch(args),
         Command::Augment(args) => augment(args),
+        Command::Summary(args) => summary(args),
     }
 }
 
@@ -106,6 +122,23 @@ fn data_dir(arg: &DataDir) -> Result<PathBuf> {
         })
         .unwrap_or(&cwd);
     Ok(root.join("data").join("mnist"))
+}
+
+fn summary(args: SummaryArgs) -> Result<()> {
+    use under8k_model::{ArchSpec, Summary};
+    let spec = match &args.arch {
+        Some(path) => ArchSpec::from_file(path)?,
+        None => ArchSpec::seed(),
+    };
+    let summary = Summary::of(&spec).with_context(|| format!("architecture `{}`", spec.name))?;
+    if args.print_spec {
+        println!("{}", spec.to_json());
+    } else if args.json {
+        println!("{}", summary.to_json());
+    } else {
+        print!("{}", summary.to_table());
+    }
+    Ok(())
 }
 
 fn fetch(args: FetchArgs) -> Result<()> {

@@ -146,3 +146,71 @@ fn fetch_with_no_source_lists_what_it_tried() {
         "no partial files"
     );
 }
+
+#[test]
+fn summary_prints_the_seed_table_and_json() {
+    let o = under8k(&["summary"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success());
+    assert!(out.contains("Total params: 7,684"), "{out}");
+    assert!(out.contains("Conv2d-1") && out.contains("LogSoftmax-32"));
+    let o = under8k(&["summary", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["totals"]["total_params"], 7684);
+    let rfs: Vec<u64> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            ["Conv2d", "MaxPool2d", "AvgPool2d"]
+                .iter()
+                .any(|t| r["layer"].as_str().unwrap().starts_with(t))
+        })
+        .map(|r| r["rf"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rfs, [3, 5, 7, 8, 8, 12, 16, 20, 28, 28]);
+}
+
+#[test]
+fn summary_reads_other_specs_and_rejects_bad_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    // A different net: 3x3 conv 1→8, max pool, 3x3 conv 8→16, GAP. Params by hand: 72 + 1,152 = 1,224;
+    // RF: 3, 4, 8, then GAP over the 5x5 map with jump 2: 8 + 4·2 = 16.
+    let spec = r#"{"name":"tiny","input":[1,16,16],"blocks":[
+        {"name":"a","layers":[{"type":"conv","out_channels":8,"kernel":3},{"type":"relu"}]},
+        {"name":"p","layers":[{"type":"max_pool","kernel":2,"stride":2}]},
+        {"name":"b","layers":[{"type":"conv","out_channels":16,"kernel":3}]},
+        {"name":"g","layers":[{"type":"global_avg_pool"}]}]}"#;
+    let f = dir.path().join("tiny.json");
+    std::fs::write(&f, spec).unwrap();
+    let o = under8k(&["summary", "--arch", s(&f), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["totals"]["total_params"], 1224);
+    let rfs: Vec<u64> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rf"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rfs, [3, 3, 4, 8, 16]);
+
+    std::fs::write(
+        &f,
+        spec.replace("\"kernel\":2,\"stride\":2", "\"kernel\":3,\"stride\":2"),
+    )
+    .unwrap();
+    let o = under8k(&["summary", "--arch", s(&f)]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("block `p`, layer 0 (MaxPool2d)"),
+        "{}",
+        stderr(&o)
+    );
+    std::fs::write(&f, "{ not json").unwrap();
+    let o = under8k(&["summary", "--arch", s(&f)]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("tiny.json"),
+        "{}",
+        stderr(&o)
+    );
+}
