@@ -1,1 +1,315 @@
-//! Placeholder
+//! Learning-rate schedules, computed with PyTorch's own arithmetic so the sequences match
+//! `torch.optim.lr_scheduler` to the last bit.
+//!
+//! A [`Schedule`] is a validated, serialisable description; a [`Scheduler`] walks it, with a
+//! serialisable [`SchedulerState`] (epoch and step counters) so a resumed run continues the same
+//! sequence. Epoch-based schedules change the learning rate at epoch boundaries (PyTorch calls
+//! `scheduler.step()` once per epoch); [`Schedule::OneCycle`] changes it every optimizer step.
+//!
+//! PyTorch updates epoch schedules multiplicatively (its "chainable" form: at each boundary the
+//! current rate is multiplied by the factor), which differs from `lr0·γ^k` in the last bits; this
+//! crate does the same.
+//!
+//! ```
+//! use under8k_sched::{Schedule, Scheduler};
+//!
+//! // The seed's third attempt: from 0.07, one tenth of a unit less over 15 epochs, multiplicatively.
+//! let s = Schedule::linear_decrement(0.07, 0.1, 15)?;
+//! let mut sched = Scheduler::new(s);
+//! let mut lrs = Vec::new();
+//! for _ in 0..4 {
+//!     lrs.push(sched.lr());
+//!     sched.end_epoch();
+//! }
+//! assert_eq!(lrs, [0.07, 0.06333333333333334, 0.057301587301587305, 0.0518442932728647]);
+//! # Ok::<(), under8k_sched::ScheduleError>(())
+//! ```
+
+use serde::{Deserialize, Serialize};
+
+/// An invalid schedule.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid schedule: {0}")]
+pub struct ScheduleError(pub String);
+
+/// A learning-rate schedule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Schedule {
+    /// The same rate throughout.
+    Constant {
+        /// Learning rate.
+        lr: f64,
+    },
+    /// `StepLR`: multiply by `gamma` every `step_size` epochs.
+    Step {
+        /// Initial learning rate.
+        lr: f64,
+        /// Epochs between decays.
+        step_size: usize,
+        /// Factor.
+        gamma: f64,
+    },
+    /// `MultiStepLR`: multiply by `gamma` at each milestone epoch (a repeated milestone multiplies
+    /// by `gamma` once per repetition).
+    MultiStep {
+        /// Initial learning rate.
+        lr: f64,
+        /// Epochs at which to decay, non-decreasing.
+        milestones: Vec<usize>,
+        /// Factor.
+        gamma: f64,
+    },
+    /// `ExponentialLR`: multiply by `gamma` every epoch.
+    Exponential {
+        /// Initial learning rate.
+        lr: f64,
+        /// Factor.
+        gamma: f64,
+    },
+    /// `OneCycleLR` with PyTorch's defaults (cosine annealing, two phases), stepped per batch.
+    OneCycle {
+        /// Peak learning rate.
+        max_lr: f64,
+        /// Total optimizer steps (epochs × batches per epoch).
+        total_steps: usize,
+        /// Fraction of the steps spent rising (0.3).
+        pct_start: f64,
+        /// `initial_lr = max_lr / div_factor` (25).
+        div_factor: f64,
+        /// `min_lr = initial_lr / final_div_factor` (1e4).
+        final_div_factor: f64,
+        /// Momentum cycles inversely between these (0.85, 0.95), as `cycle_momentum=True` does.
+        momentum: Option<(f64, f64)>,
+    },
+}
+
+fn check_lr(lr: f64) -> Result<(), ScheduleError> {
+    if lr.is_finite() && lr > 0.0 {
+        Ok(())
+    } else {
+        Err(ScheduleError(format!(
+            "learning rate {lr} must be finite and > 0"
+        )))
+    }
+}
+
+fn check_gamma(gamma: f64) -> Result<(), ScheduleError> {
+    if gamma.is_finite() && gamma > 0.0 {
+        Ok(())
+    } else {
+        Err(ScheduleError(format!(
+            "gamma {gamma} must be finite and > 0"
+        )))
+    }
+}
+
+impl Schedule {
+    /// Constant rate.
+    pub fn constant(lr: f64) -> Result<Self, ScheduleError> {
+        check_lr(lr)?;
+        Ok(Self::Constant { lr })
+    }
+
+    /// `StepLR(step_size, gamma)`.
+    pub fn step(lr: f64, step_size: usize, gamma: f64) -> Result<Self, ScheduleError> {
+        check_lr(lr)?;
+        check_gamma(gamma)?;
+        if step_size == 0 {
+            return Err(ScheduleError("step_size must be at least 1".into()));
+        }
+        Ok(Self::Step {
+            lr,
+            step_size,
+            gamma,
+        })
+    }
+
+    /// The seed's variant: `StepLR(step_size=1)` with `gamma = (lr − total_decrement/epochs) / lr`,
+    /// so the first step lowers the rate by `total_decrement/epochs` and later ones by the same
+    /// proportion. For lr 0.07, 0.1 over 15 epochs: 0.07, 0.0633…, 0.0573…, 0.0518….
+    pub fn linear_decrement(
+        lr: f64,
+        total_decrement: f64,
+        epochs: usize,
+    ) -> Result<Self, ScheduleError> {
+        check_lr(lr)?;
+        if epochs == 0 || !total_decrement.is_finite() {
+            return Err(ScheduleError(
+                "epochs must be at least 1 and the decrement finite".into(),
+            ));
+        }
+        let gamma = (lr - total_decrement / epochs as f64) / lr;
+        Self::step(lr, 1, gamma)
+    }
+
+    /// `MultiStepLR(milestones, gamma)`; milestones must be non-empty and non-decreasing.
+    pub fn multi_step(lr: f64, milestones: Vec<usize>, gamma: f64) -> Result<Self, ScheduleError> {
+        check_lr(lr)?;
+        check_gamma(gamma)?;
+        if milestones.is_empty() || milestones.windows(2).any(|w| w[0] > w[1]) {
+            return Err(ScheduleError(format!(
+                "milestones {milestones:?} must be non-empty and sorted"
+            )));
+        }
+        Ok(Self::MultiStep {
+            lr,
+            milestones,
+            gamma,
+        })
+    }
+
+    /// `ExponentialLR(gamma)`.
+    pub fn exponential(lr: f64, gamma: f64) -> Result<Self, ScheduleError> {
+        check_lr(lr)?;
+        check_gamma(gamma)?;
+        Ok(Self::Exponential { lr, gamma })
+    }
+
+    /// `OneCycleLR(max_lr, total_steps)` with PyTorch's defaults.
+    pub fn one_cycle(max_lr: f64, total_steps: usize) -> Result<Self, ScheduleError> {
+        check_lr(max_lr)?;
+        if total_steps < 2 {
+            return Err(ScheduleError("one-cycle needs at least 2 steps".into()));
+        }
+        Ok(Self::OneCycle {
+            max_lr,
+            total_steps,
+            pct_start: 0.3,
+            div_factor: 25.0,
+            final_div_factor: 1e4,
+            momentum: Some((0.85, 0.95)),
+        })
+    }
+
+    /// Whether the rate changes per optimizer step (else per epoch).
+    pub fn per_step(&self) -> bool {
+        matches!(self, Self::OneCycle { .. })
+    }
+
+    /// Learning rate after `epoch` epochs and `step` optimizer steps in all.
+    pub fn lr(&self, epoch: usize, step: usize) -> f64 {
+        match self {
+            Self::Constant { lr } => *lr,
+            Self::Step {
+                lr,
+                step_size,
+                gamma,
+            } => (1..=epoch)
+                .filter(|e| e % step_size == 0)
+                .fold(*lr, |acc, _| acc * gamma),
+            Self::MultiStep {
+                lr,
+                milestones,
+                gamma,
+            } => (1..=epoch).fold(*lr, |acc, e| {
+                match milestones.iter().filter(|&&m| m == e).count() {
+                    0 => acc,
+                    c => acc * gamma.powi(c as i32),
+                }
+            }),
+            Self::Exponential { lr, gamma } => (0..epoch).fold(*lr, |acc, _| acc * gamma),
+            Self::OneCycle {
+                max_lr,
+                div_factor,
+                final_div_factor,
+                ..
+            } => {
+                let initial = max_lr / div_factor;
+                self.one_cycle_anneal(
+                    step,
+                    (initial, *max_lr),
+                    (*max_lr, initial / final_div_factor),
+                )
+            }
+        }
+    }
+
+    /// Momentum at `step`, for schedules that cycle it (one-cycle); `None` otherwise.
+    pub fn momentum(&self, step: usize) -> Option<f64> {
+        match self {
+            Self::OneCycle {
+                momentum: Some((base, max)),
+                ..
+            } => Some(self.one_cycle_anneal(step, (*max, *base), (*base, *max))),
+            _ => None,
+        }
+    }
+
+    /// PyTorch's `OneCycleLR.get_lr` for two phases with cosine annealing.
+    fn one_cycle_anneal(&self, step: usize, phase1: (f64, f64), phase2: (f64, f64)) -> f64 {
+        let Self::OneCycle {
+            total_steps,
+            pct_start,
+            ..
+        } = self
+        else {
+            unreachable!()
+        };
+        let end1 = pct_start * *total_steps as f64 - 1.0;
+        let end2 = *total_steps as f64 - 1.0;
+        let cos = |start: f64, end: f64, pct: f64| {
+            end + (start - end) / 2.0 * ((std::f64::consts::PI * pct).cos() + 1.0)
+        };
+        let s = step as f64;
+        if s <= end1 {
+            cos(phase1.0, phase1.1, s / end1)
+        } else {
+            cos(phase2.0, phase2.1, (s - end1) / (end2 - end1))
+        }
+    }
+}
+
+/// Where a [`Scheduler`] is: completed epochs and optimizer steps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchedulerState {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Optimizer steps taken.
+    pub step: usize,
+}
+
+/// Walks a [`Schedule`]: call [`Scheduler::end_step`] after each optimizer step and
+/// [`Scheduler::end_epoch`] after each epoch; [`Scheduler::lr`] is the rate for the next step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Scheduler {
+    /// The schedule.
+    pub schedule: Schedule,
+    /// The counters.
+    pub state: SchedulerState,
+}
+
+impl Scheduler {
+    /// At the start.
+    pub fn new(schedule: Schedule) -> Self {
+        Self {
+            schedule,
+            state: SchedulerState::default(),
+        }
+    }
+
+    /// Resumes from saved counters.
+    pub fn resume(schedule: Schedule, state: SchedulerState) -> Self {
+        Self { schedule, state }
+    }
+
+    /// The learning rate for the next optimizer step.
+    pub fn lr(&self) -> f64 {
+        self.schedule.lr(self.state.epoch, self.state.step)
+    }
+
+    /// The momentum for the next step, if the schedule sets it.
+    pub fn momentum(&self) -> Option<f64> {
+        self.schedule.momentum(self.state.step)
+    }
+
+    /// One optimizer step is done.
+    pub fn end_step(&mut self) {
+        self.state.step += 1;
+    }
+
+    /// One epoch is done.
+    pub fn end_epoch(&mut self) {
+        self.state.epoch += 1;
+    }
+}
