@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 mod progress;
+mod training;
 
 /// Reproduce MNIST ≥ 99.4 % with a 7,684-parameter convnet, on a CPU.
 #[derive(Parser)]
@@ -25,6 +26,12 @@ enum Command {
     Augment(AugmentArgs),
     /// Per-layer output shape, parameters and receptive field of a net (the seed's by default).
     Summary(SummaryArgs),
+    /// Train one of the seed's attempts (or a config file); checkpoints every epoch.
+    Train(training::TrainArgs),
+    /// Evaluate a checkpoint on the test set: loss, accuracy, per-class accuracy, confusion matrix.
+    Eval(training::EvalArgs),
+    /// Predict the digit in image files with a checkpoint.
+    Predict(training::PredictArgs),
 }
 
 #[derive(Args)]
@@ -41,7 +48,7 @@ struct SummaryArgs {
 }
 
 #[derive(Args)]
-struct DataDir {
+pub(crate) struct DataDir {
     /// Data directory [default: `data/mnist` in the workspace, or `$UNDER8K_DATA`].
     #[arg(long = "dir", alias = "data", value_name = "DIR")]
     dir: Option<PathBuf>,
@@ -102,12 +109,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Fetch(args) => fetch(args),
         Command::Augment(args) => augment(args),
         Command::Summary(args) => summary(args),
+        Command::Train(args) => training::train(args),
+        Command::Eval(args) => training::eval(args),
+        Command::Predict(args) => training::predict(args),
     }
 }
 
 /// `--dir`, else `$UNDER8K_DATA`, else `data/mnist` under the enclosing Cargo workspace (or the
 /// current directory when there is none).
-fn data_dir(arg: &DataDir) -> Result<PathBuf> {
+pub(crate) fn data_dir(arg: &DataDir) -> Result<PathBuf> {
     if let Some(d) = &arg.dir {
         return Ok(d.clone());
     }
@@ -163,7 +173,7 @@ fn fetch(args: FetchArgs) -> Result<()> {
 }
 
 /// Loads MNIST from `dir`, fetching it first if it is not there.
-fn load_mnist(dir: &Path) -> Result<under8k_mnist_data::Mnist> {
+pub(crate) fn load_mnist(dir: &Path) -> Result<under8k_mnist_data::Mnist> {
     use under8k_mnist_data::fetch::{self, FetchOptions};
     if fetch::verify_dir(dir).iter().any(Option::is_none) {
         eprintln!("MNIST not found in {}: fetching it", dir.display());

@@ -191,8 +191,16 @@ pub fn check(spec: &ArchSpec, tensors: &HashMap<String, Tensor>) -> Result<Vec<S
 /// Loads a checkpoint into `net` after checking it against the net's spec. On any mismatch the
 /// net is left untouched and every problem is reported.
 pub fn load(net: &Net, path: &Path) -> Result<(), CheckpointError> {
-    let tensors = read_tensors(path)?;
-    let problems = check(net.spec(), &tensors)?;
+    load_from(net, &read_tensors(path)?, path)
+}
+
+/// [`load`] from tensors already in memory; `path` only names them in errors.
+pub fn load_from(
+    net: &Net,
+    tensors: &HashMap<String, Tensor>,
+    path: &Path,
+) -> Result<(), CheckpointError> {
+    let problems = check(net.spec(), tensors)?;
     if !problems.is_empty() {
         return Err(CheckpointError::Mismatch {
             path: path.into(),

@@ -1,1 +1,26 @@
-//! Placeholder
+//! Training for under8k: momentum SGD with PyTorch's semantics ([`sgd`]), a run described by one
+//! serialisable [`TrainConfig`] (the seed's attempts are [`TrainConfig::attempt`]), and the loop
+//! ([`run::train`]) — deterministic for a seed, checkpointed atomically after every epoch,
+//! resumable bit for bit, stoppable at any batch boundary.
+//!
+//! ```no_run
+//! use std::sync::atomic::AtomicBool;
+//! use under8k_mnist_data::Mnist;
+//! use under8k_train::{TrainConfig, run};
+//!
+//! let mnist = Mnist::load("data/mnist".as_ref())?;
+//! let mut config = TrainConfig::attempt(3)?;
+//! config.epochs = 1;
+//! let outcome = run::train(&config, &mnist, "runs/demo".as_ref(), false, &mut (), &AtomicBool::new(false))?;
+//! println!("test accuracy {:.2} %", outcome.history.epochs[0].test_acc);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod config;
+pub mod history;
+pub mod run;
+pub mod sgd;
+
+pub use config::{ConfigError, TrainConfig};
+pub use history::{EpochRecord, History};
+pub use run::{Observer, Outcome, TrainError, train};

@@ -1,0 +1,334 @@
+//! `under8k train`, `eval` and `predict`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, Result, bail};
+use candle_core::{DType, Device, Tensor};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use rand_chacha::{ChaCha8Rng, rand_core::SeedableRng};
+use under8k_mnist_data::Normalization;
+use under8k_model::{ArchSpec, Net, checkpoint};
+use under8k_sched::Schedule;
+use under8k_train::run::{self, BatchStats, Observer};
+use under8k_train::{EpochRecord, TrainConfig};
+
+use crate::{DataDir, data_dir, load_mnist};
+
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum ScheduleKind {
+    /// The same rate throughout.
+    Constant,
+    /// StepLR(1) losing 0.1 over the epochs, as the seed's attempt 3.
+    LinearDecrement,
+    /// OneCycleLR with PyTorch's defaults, max rate = --lr.
+    OneCycle,
+}
+
+#[derive(Args)]
+pub(crate) struct TrainArgs {
+    /// Which of the seed's attempts (1: lr 0.01; 2: + rotation ±7°; 3: + StepLR from 0.07).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3), default_value_t = 3)]
+    attempt: u8,
+    /// A full config (JSON, as written to config.json of a run) instead of an attempt.
+    #[arg(long, value_name = "FILE", conflicts_with = "attempt")]
+    config: Option<PathBuf>,
+    /// Number of epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// The seed all randomness flows from.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Initial (or, for one-cycle, maximum) learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Learning-rate schedule (default: the attempt's).
+    #[arg(long, value_enum)]
+    schedule: Option<ScheduleKind>,
+    /// Batch size.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Evaluate on the first N test images only.
+    #[arg(long)]
+    test_limit: Option<usize>,
+    /// Run directory [default: runs/attempt<N>].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from the checkpoint in the run directory.
+    #[arg(long)]
+    resume: bool,
+    #[command(flatten)]
+    data: DataDir,
+}
+
+fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
+    let mut c = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("{}: cannot read", path.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a training config", path.display()))?
+        }
+        None => TrainConfig::attempt(args.attempt)?,
+    };
+    if let Some(e) = args.epochs {
+        c.epochs = e;
+    }
+    if let Some(s) = args.seed {
+        c.seed = s;
+    }
+    if let Some(b) = args.batch_size {
+        c.batch_size = b;
+    }
+    c.train_limit = args.train_limit.or(c.train_limit);
+    c.test_limit = args.test_limit.or(c.test_limit);
+    let kind = args.schedule.unwrap_or(match c.schedule {
+        Schedule::OneCycle { .. } => ScheduleKind::OneCycle,
+        Schedule::Step { step_size: 1, .. } => ScheduleKind::LinearDecrement,
+        _ => ScheduleKind::Constant,
+    });
+    if args.lr.is_some() || args.schedule.is_some() {
+        let lr = args.lr.unwrap_or_else(|| c.schedule.lr(0, 0));
+        c.schedule = match kind {
+            ScheduleKind::Constant => Schedule::constant(lr)?,
+            ScheduleKind::LinearDecrement => Schedule::linear_decrement(lr, 0.1, c.epochs)?,
+            ScheduleKind::OneCycle => {
+                let n = c.train_limit.unwrap_or(60_000).min(60_000);
+                Schedule::one_cycle(lr, c.epochs * n.div_ceil(c.batch_size.max(1)))?
+            }
+        };
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+/// Progress: a bar per epoch on a terminal, one line per epoch otherwise.
+struct Progress {
+    bar: Option<ProgressBar>,
+    terminal: bool,
+}
+
+impl Observer for Progress {
+    fn epoch_start(&mut self, epoch: usize, epochs: usize, batches: usize) {
+        if self.terminal {
+            let bar = ProgressBar::new(batches as u64).with_style(
+                ProgressStyle::with_template(
+                    "epoch {prefix} [{bar:30}] {pos}/{len} {msg} eta {eta}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.set_prefix(format!("{epoch}/{epochs}"));
+            self.bar = Some(bar);
+        }
+    }
+
+    fn batch(&mut self, s: &BatchStats) {
+        if let Some(b) = &self.bar {
+            b.set_position(s.batch as u64);
+            b.set_message(format!(
+                "loss {:.4} acc {:.2}% {:.0} img/s",
+                s.loss, s.running_acc, s.img_per_s
+            ));
+        }
+    }
+
+    fn epoch_end(&mut self, r: &EpochRecord) {
+        if let Some(b) = self.bar.take() {
+            b.finish_and_clear();
+        }
+        eprintln!(
+            "epoch {:>2}  lr {:.6}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}% ({}/{})  {:.1}s  {:.0} img/s",
+            r.epoch,
+            r.lr,
+            r.train_loss,
+            r.train_acc,
+            r.test_loss,
+            r.test_acc,
+            r.test_correct,
+            r.test_total,
+            r.train_seconds + r.eval_seconds,
+            r.train_img_per_s
+        );
+    }
+}
+
+pub(crate) fn train(args: TrainArgs) -> Result<()> {
+    let config = build_config(&args)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/attempt{}", args.attempt)));
+    let mnist = load_mnist(&data_dir(&args.data)?)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: stopping at the next batch (again to quit at once)");
+    })
+    .context("cannot install the Ctrl-C handler")?;
+    eprintln!(
+        "training {} for {} epochs into {}",
+        config.arch.name,
+        config.epochs,
+        out.display()
+    );
+    let mut progress = Progress {
+        bar: None,
+        terminal: std::io::stderr().is_terminal(),
+    };
+    let outcome = run::train(&config, &mnist, &out, args.resume, &mut progress, &stop)?;
+    if outcome.interrupted {
+        eprintln!(
+            "stopped after {} completed epochs; `--resume` with the same options continues from there",
+            outcome.history.epochs.len()
+        );
+        std::process::exit(130);
+    }
+    let h = &outcome.history;
+    println!(
+        "max test accuracy {:.2}% over {} epochs; files in {}",
+        h.max_test_acc().unwrap_or(0.0),
+        h.epochs.len(),
+        out.display()
+    );
+    Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct EvalArgs {
+    /// A model checkpoint (`model.safetensors` of a run, or a PyTorch `state_dict` file).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The architecture, if not the seed's.
+    #[arg(long, value_name = "FILE")]
+    arch: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataDir,
+}
+
+fn load_net(checkpoint_path: &Path, arch: Option<&PathBuf>) -> Result<Net> {
+    let spec = match arch {
+        Some(p) => ArchSpec::from_file(p)?,
+        None => ArchSpec::seed(),
+    };
+    let net = Net::new(
+        &spec,
+        &mut ChaCha8Rng::seed_from_u64(0),
+        ChaCha8Rng::seed_from_u64(0),
+        DType::F32,
+        &Device::Cpu,
+    )?;
+    checkpoint::load(&net, checkpoint_path)?;
+    Ok(net)
+}
+
+pub(crate) fn eval(args: EvalArgs) -> Result<()> {
+    let net = load_net(&args.checkpoint, args.arch.as_ref())?;
+    let mnist = load_mnist(&data_dir(&args.data)?)?;
+    let e = run::evaluate(&net, &mnist.test, Normalization::MNIST, 1000, &Device::Cpu)?;
+    println!(
+        "test loss {:.4}, accuracy {:.2}% ({}/{})",
+        e.loss,
+        e.accuracy(),
+        e.correct,
+        e.total
+    );
+    println!("\nper class:");
+    for (d, row) in e.confusion.iter().enumerate() {
+        let n: usize = row.iter().sum();
+        println!(
+            "  {d}: {:.2}% ({}/{n})",
+            100.0 * row[d] as f64 / n.max(1) as f64,
+            row[d]
+        );
+    }
+    println!("\nconfusion matrix (rows: true digit, columns: predicted):");
+    println!(
+        "      {}",
+        (0..10).map(|d| format!("{d:>5}")).collect::<String>()
+    );
+    for (d, row) in e.confusion.iter().enumerate() {
+        println!(
+            "  {d}:  {}",
+            row.iter().map(|v| format!("{v:>5}")).collect::<String>()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub(crate) struct PredictArgs {
+    /// A model checkpoint.
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The architecture, if not the seed's.
+    #[arg(long, value_name = "FILE")]
+    arch: Option<PathBuf>,
+    /// Images (PNG or JPEG, any size or colour).
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+}
+
+/// An image as MNIST expects it: grayscale, resized to 28×28 (triangle filter), light digit on a
+/// dark background — images whose mean brightness is above one half are inverted first.
+pub(crate) fn to_mnist_pixels(path: &Path) -> Result<Vec<u8>> {
+    let img = image::ImageReader::open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("{}: cannot read", path.display()))?
+        .decode()
+        .with_context(|| format!("{}: not a readable image", path.display()))?
+        .into_luma8();
+    let small = image::imageops::resize(&img, 28, 28, image::imageops::FilterType::Triangle);
+    let mut px = small.into_raw();
+    let mean = px.iter().map(|&p| p as f64).sum::<f64>() / px.len() as f64;
+    if mean > 127.5 {
+        px.iter_mut().for_each(|p| *p = 255 - *p);
+    }
+    Ok(px)
+}
+
+pub(crate) fn predict(args: PredictArgs) -> Result<()> {
+    let net = load_net(&args.checkpoint, args.arch.as_ref())?;
+    if net.spec().input != [1, 28, 28] {
+        bail!(
+            "predict needs a net with 1x28x28 input; this one takes {:?}",
+            net.spec().input
+        );
+    }
+    let table = Normalization::MNIST.table();
+    for path in &args.images {
+        let px: Vec<f32> = to_mnist_pixels(path)?
+            .iter()
+            .map(|&p| table[p as usize])
+            .collect();
+        let x = Tensor::from_vec(px, (1, 1, 28, 28), &Device::Cpu)?;
+        let probs: Vec<f32> = net.forward_t(&x, false)?.exp()?.flatten_all()?.to_vec1()?;
+        let (digit, p) =
+            probs.iter().enumerate().fold(
+                (0, 0.0f32),
+                |best, (d, &p)| if p > best.1 { (d, p) } else { best },
+            );
+        let all: Vec<String> = probs
+            .iter()
+            .enumerate()
+            .map(|(d, p)| format!("{d}:{p:.3}"))
+            .collect();
+        println!(
+            "{}: {digit} ({:.1}%)  [{}]",
+            path.display(),
+            100.0 * p,
+            all.join(" ")
+        );
+    }
+    Ok(())
+}

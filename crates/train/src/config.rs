@@ -1,0 +1,119 @@
+//! What a training run does, as one serialisable struct; the seed's three attempts are presets.
+
+use serde::{Deserialize, Serialize};
+use under8k_model::ArchSpec;
+use under8k_sched::Schedule;
+
+/// A complete description of a run. Same config + same thread count ⇒ bit-identical run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// The network.
+    pub arch: ArchSpec,
+    /// Epochs to train.
+    pub epochs: usize,
+    /// Training batch size.
+    pub batch_size: usize,
+    /// Batch size for evaluation (does not change results).
+    pub eval_batch_size: usize,
+    /// The one seed all randomness flows from.
+    pub seed: u64,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// SGD weight decay.
+    pub weight_decay: f64,
+    /// Random rotation of training images, ± degrees (none when absent).
+    pub rotation_degrees: Option<f32>,
+    /// Normalisation mean of `pixel/255`.
+    pub mean: f32,
+    /// Normalisation std of `pixel/255`.
+    pub std: f32,
+    /// Use only the first N training images (quick runs, tests).
+    pub train_limit: Option<usize>,
+    /// Use only the first N test images.
+    pub test_limit: Option<usize>,
+}
+
+/// An invalid configuration.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid training config: {0}")]
+pub struct ConfigError(pub String);
+
+impl TrainConfig {
+    /// The seed's attempt 1, 2 or 3 (15 epochs, batch 128, seed 1, SGD momentum 0.9):
+    /// 1 — lr 0.01, no augmentation; 2 — plus rotation ±7°; 3 — rotation plus StepLR(1) from 0.07
+    /// with gamma = (0.07 − 0.1/15)/0.07.
+    pub fn attempt(n: u8) -> Result<Self, ConfigError> {
+        let err = |e: under8k_sched::ScheduleError| ConfigError(e.to_string());
+        let (schedule, rotation) = match n {
+            1 => (Schedule::constant(0.01).map_err(err)?, None),
+            2 => (Schedule::constant(0.01).map_err(err)?, Some(7.0)),
+            3 => (
+                Schedule::linear_decrement(0.07, 0.1, 15).map_err(err)?,
+                Some(7.0),
+            ),
+            _ => {
+                return Err(ConfigError(format!(
+                    "there are attempts 1, 2 and 3, not {n}"
+                )));
+            }
+        };
+        Ok(Self {
+            arch: ArchSpec::seed(),
+            epochs: 15,
+            batch_size: 128,
+            eval_batch_size: 1000,
+            seed: 1,
+            schedule,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            rotation_degrees: rotation,
+            mean: 0.1307,
+            std: 0.3081,
+            train_limit: None,
+            test_limit: None,
+        })
+    }
+
+    /// Checks everything a run needs.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.arch
+            .resolve()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        if self.epochs == 0 || self.batch_size == 0 || self.eval_batch_size == 0 {
+            return Err(ConfigError(
+                "epochs and batch sizes must be at least 1".into(),
+            ));
+        }
+        if !(self.momentum.is_finite()
+            && self.momentum >= 0.0
+            && self.weight_decay.is_finite()
+            && self.weight_decay >= 0.0)
+        {
+            return Err(ConfigError(
+                "momentum and weight decay must be finite and non-negative".into(),
+            ));
+        }
+        if let Some(d) = self.rotation_degrees {
+            under8k_mnist_data::augment::RandomRotation::new(d)
+                .map_err(|e| ConfigError(e.to_string()))?;
+        }
+        under8k_mnist_data::Normalization::new(self.mean, self.std)
+            .map_err(|e| ConfigError(e.to_string()))?;
+        if self.train_limit == Some(0) || self.test_limit == Some(0) {
+            return Err(ConfigError("subset limits must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// A stable 64-bit fingerprint of the config (FNV-1a over its JSON), to tell whether saved
+    /// results belong to it.
+    pub fn fingerprint(&self) -> u64 {
+        let json = serde_json::to_vec(self).expect("a config always serialises");
+        json.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+        })
+    }
+}

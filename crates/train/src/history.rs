@@ -1,0 +1,72 @@
+//! What a run measured: per-epoch records and per-batch curves, saved as JSON and CSV.
+
+use serde::{Deserialize, Serialize};
+
+/// One epoch's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Learning rate used during the epoch (its first step, for per-step schedules).
+    pub lr: f64,
+    /// Mean training loss over the epoch's batches.
+    pub train_loss: f64,
+    /// Training accuracy over the epoch (%), as the running accuracy the seed prints.
+    pub train_acc: f64,
+    /// Test loss: sum-reduced NLL / N.
+    pub test_loss: f64,
+    /// Test accuracy (%).
+    pub test_acc: f64,
+    /// Correct test predictions.
+    pub test_correct: usize,
+    /// Test images.
+    pub test_total: usize,
+    /// Wall time of the training part of the epoch, seconds.
+    pub train_seconds: f64,
+    /// Wall time of the evaluation, seconds.
+    pub eval_seconds: f64,
+    /// Training throughput, images per second.
+    pub train_img_per_s: f64,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct History {
+    /// One record per completed epoch.
+    pub epochs: Vec<EpochRecord>,
+    /// Loss of every training batch, in order.
+    pub batch_loss: Vec<f64>,
+    /// Running training accuracy (%) after every batch, within its epoch.
+    pub batch_acc: Vec<f64>,
+}
+
+impl History {
+    /// The per-epoch records as CSV.
+    pub fn to_csv(&self) -> String {
+        let mut s = String::from(
+            "epoch,lr,train_loss,train_acc,test_loss,test_acc,test_correct,test_total,train_seconds,eval_seconds,train_img_per_s\n",
+        );
+        for e in &self.epochs {
+            s += &format!(
+                "{},{},{},{},{},{},{},{},{:.3},{:.3},{:.1}\n",
+                e.epoch,
+                e.lr,
+                e.train_loss,
+                e.train_acc,
+                e.test_loss,
+                e.test_acc,
+                e.test_correct,
+                e.test_total,
+                e.train_seconds,
+                e.eval_seconds,
+                e.train_img_per_s
+            );
+        }
+        s
+    }
+
+    /// The best test accuracy so far.
+    pub fn max_test_acc(&self) -> Option<f64> {
+        self.epochs.iter().map(|e| e.test_acc).reduce(f64::max)
+    }
+}

@@ -1,0 +1,433 @@
+//! The training loop: deterministic, checkpointed after every epoch, resumable bit for bit.
+//!
+//! Randomness: the run's seed yields independent ChaCha8 streams (`stream(seed, purpose, index)`):
+//! purpose 0 — weight init; 1 — dropout masks of epoch `e`; 2 — order and rotations of epoch `e`.
+//! Because each epoch's streams are derived from (seed, epoch) alone, resuming after epoch `e`
+//! needs no RNG state, and a resumed run is bit-identical to an uninterrupted one.
+//!
+//! Files in the run directory, each replaced atomically: `config.json`; `history.json` and
+//! `history.csv` (after every epoch); `state.safetensors` (model, BatchNorm buffers, optimizer
+//! buffers, history and config fingerprint — everything `resume` needs); `model.safetensors`
+//! (the model alone, loadable by PyTorch).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::{D, DType, Device, Tensor};
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
+use under8k_mnist_data::augment::RandomRotation;
+use under8k_mnist_data::batch::{BatchConfig, EpochBatches};
+use under8k_mnist_data::{DataError, Mnist, Normalization, Split};
+use under8k_model::checkpoint::{self, CheckpointError};
+use under8k_model::{ModelError, Net};
+use under8k_sched::Scheduler;
+
+use crate::config::{ConfigError, TrainConfig};
+use crate::history::{EpochRecord, History};
+use crate::sgd::{Sgd, SgdConfig};
+
+/// Training failed or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The config is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Data problem.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Model problem.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// Writing or reading a checkpoint failed.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The loss became NaN or infinite; the last good checkpoint is kept.
+    #[error(
+        "loss is {loss} at epoch {epoch}, batch {batch}: training stopped; the checkpoint of the last completed epoch is kept"
+    )]
+    NonFinite {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based batch.
+        batch: usize,
+        /// The loss value.
+        loss: f64,
+    },
+    /// The run directory's state cannot be resumed.
+    #[error("{}: cannot resume: {reason}", path.display())]
+    Resume {
+        /// The state file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// One training batch's figures, for progress display.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchStats {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// 1-based batch within the epoch.
+    pub batch: usize,
+    /// Batches in the epoch.
+    pub batches: usize,
+    /// This batch's loss.
+    pub loss: f64,
+    /// Running training accuracy in the epoch (%).
+    pub running_acc: f64,
+    /// Images per second so far in the epoch.
+    pub img_per_s: f64,
+}
+
+/// Receives progress; every method defaults to nothing, and `()` implements it.
+pub trait Observer {
+    /// An epoch starts.
+    fn epoch_start(&mut self, _epoch: usize, _epochs: usize, _batches: usize) {}
+    /// A batch is done.
+    fn batch(&mut self, _stats: &BatchStats) {}
+    /// An epoch is done, evaluated and saved.
+    fn epoch_end(&mut self, _record: &EpochRecord) {}
+}
+
+impl Observer for () {}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// All epochs completed so far (including those before a resume).
+    pub history: History,
+    /// True when the stop flag ended the run early (resume continues after the last completed epoch).
+    pub interrupted: bool,
+}
+
+/// Test-set evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    /// Sum-reduced NLL / N.
+    pub loss: f64,
+    /// Correct predictions.
+    pub correct: usize,
+    /// Images.
+    pub total: usize,
+    /// `confusion[true][predicted]`.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+impl Evaluation {
+    /// Accuracy in %.
+    pub fn accuracy(&self) -> f64 {
+        100.0 * self.correct as f64 / self.total.max(1) as f64
+    }
+}
+
+/// A ChaCha8 stream for (seed, purpose, index): the seed's key, stream number `purpose·2³² + index`.
+pub fn stream(seed: u64, purpose: u64, index: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream((purpose << 32) | (index & 0xffff_ffff));
+    rng
+}
+
+/// The file names in a run directory.
+#[derive(Debug, Clone)]
+pub struct RunFiles {
+    /// The directory.
+    pub dir: PathBuf,
+}
+
+impl RunFiles {
+    /// `config.json`.
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+    /// `history.json`.
+    pub fn history_json(&self) -> PathBuf {
+        self.dir.join("history.json")
+    }
+    /// `history.csv`.
+    pub fn history_csv(&self) -> PathBuf {
+        self.dir.join("history.csv")
+    }
+    /// `state.safetensors`: everything needed to resume.
+    pub fn state(&self) -> PathBuf {
+        self.dir.join("state.safetensors")
+    }
+    /// `model.safetensors`: the model alone (PyTorch `state_dict` layout).
+    pub fn model(&self) -> PathBuf {
+        self.dir.join("model.safetensors")
+    }
+}
+
+/// Evaluates `net` (eval mode) on `split`.
+pub fn evaluate(
+    net: &Net,
+    split: &Split,
+    norm: Normalization,
+    batch_size: usize,
+    device: &Device,
+) -> Result<Evaluation, TrainError> {
+    let cfg = BatchConfig::new(batch_size, false, None, norm)?;
+    let mut confusion = vec![vec![0usize; 10]; 10];
+    let (mut loss, mut correct) = (0.0f64, 0usize);
+    for batch in EpochBatches::new(split, cfg, stream(0, 0, 0), device) {
+        let batch = batch?;
+        let logp = net.forward_t(&batch.images, false)?;
+        let n = batch.labels.dim(0)?;
+        loss += candle_nn::loss::nll(&logp, &batch.labels)?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?
+            * n as f64;
+        let pred = logp.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        for (p, t) in pred.iter().zip(batch.labels.to_vec1::<u32>()?) {
+            confusion[t as usize][*p as usize] += 1;
+            correct += (*p == t) as usize;
+        }
+    }
+    Ok(Evaluation {
+        loss: loss / split.len() as f64,
+        correct,
+        total: split.len(),
+        confusion,
+    })
+}
+
+const STATE_FORMAT: &str = "under8k-train-state-1";
+
+fn save_state(
+    files: &RunFiles,
+    config: &TrainConfig,
+    net: &Net,
+    opt: &Sgd,
+    history: &History,
+) -> Result<(), TrainError> {
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for (k, v) in checkpoint::state_dict(net)? {
+        tensors.insert(format!("model.{k}"), v);
+    }
+    for (k, v) in opt.buffers() {
+        tensors.insert(format!("optim.{k}"), v.to_dtype(DType::F32)?);
+    }
+    let metadata = HashMap::from([
+        ("format".to_string(), STATE_FORMAT.to_string()),
+        (
+            "fingerprint".to_string(),
+            format!("{:016x}", config.fingerprint()),
+        ),
+        (
+            "history".to_string(),
+            serde_json::to_string(history).expect("history serialises"),
+        ),
+    ]);
+    let views: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let bytes =
+        safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| CheckpointError::Io {
+            path: files.state(),
+            message: e.to_string(),
+        })?;
+    checkpoint::write_atomic(&files.state(), &bytes)?;
+    checkpoint::save(net, &files.model())?;
+    let json = serde_json::to_string_pretty(history).expect("history serialises");
+    checkpoint::write_atomic(&files.history_json(), json.as_bytes())?;
+    checkpoint::write_atomic(&files.history_csv(), history.to_csv().as_bytes())?;
+    Ok(())
+}
+
+/// Reads a state file: the history it holds (the net and optimizer are restored in place).
+fn load_state(
+    files: &RunFiles,
+    config: &TrainConfig,
+    net: &Net,
+    opt: &mut Sgd,
+) -> Result<History, TrainError> {
+    let path = files.state();
+    let fail = |reason: String| TrainError::Resume {
+        path: path.clone(),
+        reason,
+    };
+    let bytes = std::fs::read(&path).map_err(|e| fail(e.to_string()))?;
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| fail(e.to_string()))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    if meta.get("format").map(String::as_str) != Some(STATE_FORMAT) {
+        return Err(fail("not an under8k training state".into()));
+    }
+    if meta.get("fingerprint") != Some(&format!("{:016x}", config.fingerprint())) {
+        return Err(fail(
+            "it was written by a different configuration (use a fresh --out, or drop --resume)"
+                .into(),
+        ));
+    }
+    let history: History =
+        serde_json::from_str(meta.get("history").map(String::as_str).unwrap_or(""))
+            .map_err(|e| fail(format!("history: {e}")))?;
+    let all = checkpoint::read_tensors(&path)?;
+    let mut model = HashMap::new();
+    let mut buffers = BTreeMap::new();
+    for (k, v) in all {
+        if let Some(name) = k.strip_prefix("model.") {
+            model.insert(name.to_string(), v);
+        } else if let Some(name) = k.strip_prefix("optim.") {
+            buffers.insert(name.to_string(), v.to_dtype(net.dtype())?);
+        }
+    }
+    checkpoint::load_from(net, &model, &path)?;
+    opt.set_buffers(buffers);
+    Ok(history)
+}
+
+/// Trains according to `config` on `mnist`, writing into `out_dir`. With `resume`, continues
+/// from the state saved there (which must come from the same config). `stop` is polled at every
+/// batch boundary: when it is set, the run returns with `interrupted`, keeping the checkpoint of
+/// the last completed epoch.
+pub fn train(
+    config: &TrainConfig,
+    mnist: &Mnist,
+    out_dir: &Path,
+    resume: bool,
+    observer: &mut dyn Observer,
+    stop: &AtomicBool,
+) -> Result<Outcome, TrainError> {
+    config.validate()?;
+    let device = Device::Cpu;
+    let files = RunFiles {
+        dir: out_dir.to_path_buf(),
+    };
+    std::fs::create_dir_all(out_dir).map_err(|e| CheckpointError::Io {
+        path: out_dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let train_split = config
+        .train_limit
+        .map_or_else(|| mnist.train.clone(), |n| mnist.train.head(n));
+    let test_split = config
+        .test_limit
+        .map_or_else(|| mnist.test.clone(), |n| mnist.test.head(n));
+    let norm = Normalization::new(config.mean, config.std)?;
+    let rotation = config
+        .rotation_degrees
+        .map(RandomRotation::new)
+        .transpose()
+        .map_err(|e| ConfigError(e.to_string()))?;
+    let batch_cfg = BatchConfig::new(config.batch_size, true, rotation, norm)?;
+
+    let net = Net::new(
+        &config.arch,
+        &mut stream(config.seed, 0, 0),
+        stream(config.seed, 1, 0),
+        DType::F32,
+        &device,
+    )?;
+    let mut opt = Sgd::new(
+        net.named_params(),
+        SgdConfig {
+            weight_decay: config.weight_decay,
+            ..SgdConfig::momentum(0.0, config.momentum)
+        },
+    );
+    let mut history = History::default();
+    if resume && files.state().exists() {
+        history = load_state(&files, config, &net, &mut opt)?;
+    }
+    let json = serde_json::to_string_pretty(config).expect("config serialises");
+    checkpoint::write_atomic(&files.config(), json.as_bytes())?;
+
+    let batches_per_epoch = train_split.len().div_ceil(config.batch_size);
+    let done = history.epochs.len();
+    let mut sched = Scheduler::resume(
+        config.schedule.clone(),
+        under8k_sched::SchedulerState {
+            epoch: done,
+            step: done * batches_per_epoch,
+        },
+    );
+    for epoch in done..config.epochs {
+        observer.epoch_start(epoch + 1, config.epochs, batches_per_epoch);
+        net.set_dropout_rng(stream(config.seed, 1, epoch as u64));
+        let epoch_lr = sched.lr();
+        let start = Instant::now();
+        let (mut seen, mut correct, mut loss_sum) = (0usize, 0usize, 0.0f64);
+        let batches = EpochBatches::new(
+            &train_split,
+            batch_cfg,
+            stream(config.seed, 2, epoch as u64),
+            &device,
+        );
+        for (i, batch) in batches.enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(Outcome {
+                    history,
+                    interrupted: true,
+                });
+            }
+            let batch = batch?;
+            opt.config.lr = sched.lr();
+            if let Some(m) = sched.momentum() {
+                opt.config.momentum = m;
+            }
+            let logp = net.forward_t(&batch.images, true)?;
+            let loss = candle_nn::loss::nll(&logp, &batch.labels)?;
+            let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            if !loss_value.is_finite() {
+                return Err(TrainError::NonFinite {
+                    epoch: epoch + 1,
+                    batch: i + 1,
+                    loss: loss_value,
+                });
+            }
+            opt.step(&loss.backward()?)?;
+            sched.end_step();
+            let n = batch.labels.dim(0)?;
+            let hits = logp
+                .argmax(D::Minus1)?
+                .eq(&batch.labels)?
+                .to_dtype(DType::U32)?
+                .sum_all()?
+                .to_scalar::<u32>()?;
+            seen += n;
+            correct += hits as usize;
+            loss_sum += loss_value;
+            let running_acc = 100.0 * correct as f64 / seen as f64;
+            history.batch_loss.push(loss_value);
+            history.batch_acc.push(running_acc);
+            let img_per_s = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            observer.batch(&BatchStats {
+                epoch: epoch + 1,
+                batch: i + 1,
+                batches: batches_per_epoch,
+                loss: loss_value,
+                running_acc,
+                img_per_s,
+            });
+        }
+        sched.end_epoch();
+        let train_seconds = start.elapsed().as_secs_f64();
+        let eval_start = Instant::now();
+        let eval = evaluate(&net, &test_split, norm, config.eval_batch_size, &device)?;
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            lr: epoch_lr,
+            train_loss: loss_sum / batches_per_epoch as f64,
+            train_acc: 100.0 * correct as f64 / seen.max(1) as f64,
+            test_loss: eval.loss,
+            test_acc: eval.accuracy(),
+            test_correct: eval.correct,
+            test_total: eval.total,
+            train_seconds,
+            eval_seconds: eval_start.elapsed().as_secs_f64(),
+            train_img_per_s: seen as f64 / train_seconds.max(1e-9),
+        };
+        history.epochs.push(record.clone());
+        save_state(&files, config, &net, &opt, &history)?;
+        observer.epoch_end(&record);
+    }
+    Ok(Outcome {
+        history,
+        interrupted: false,
+    })
+}

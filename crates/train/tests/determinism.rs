@@ -1,0 +1,157 @@
+//! Determinism and resume on a small subset of the real MNIST (fetched if missing): two runs of
+//! the same config give byte-identical histories and weights; a run stopped after one epoch and
+//! resumed ends byte-identical to an uninterrupted one; a NaN stops the run and keeps the last
+//! good checkpoint.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use under8k_mnist_data::Mnist;
+use under8k_mnist_data::fetch::{self, FetchOptions};
+use under8k_sched::Schedule;
+use under8k_train::run::{self, BatchStats, Observer, RunFiles};
+use under8k_train::{TrainConfig, TrainError};
+
+fn mnist() -> Mnist {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist");
+    fetch::fetch(&FetchOptions::new(&dir), &mut ()).expect("MNIST");
+    Mnist::load(&dir).unwrap()
+}
+
+fn small() -> TrainConfig {
+    let mut c = TrainConfig::attempt(3).unwrap();
+    c.epochs = 2;
+    c.train_limit = Some(512);
+    c.test_limit = Some(200);
+    c
+}
+
+fn bytes(dir: &Path) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let f = RunFiles {
+        dir: dir.to_path_buf(),
+    };
+    (
+        std::fs::read(f.history_json()).unwrap(),
+        std::fs::read(f.model()).unwrap(),
+        std::fs::read(f.state()).unwrap(),
+    )
+}
+
+/// Strips the timings, which legitimately differ between runs.
+fn without_times(h: &[u8]) -> String {
+    let mut v: serde_json::Value = serde_json::from_slice(h).unwrap();
+    for e in v["epochs"].as_array_mut().unwrap() {
+        for k in ["train_seconds", "eval_seconds", "train_img_per_s"] {
+            e[k] = serde_json::Value::Null;
+        }
+    }
+    v.to_string()
+}
+
+/// Sets the stop flag once `after` batches have been seen.
+struct StopAfter<'a> {
+    after: usize,
+    seen: usize,
+    stop: &'a AtomicBool,
+}
+
+impl Observer for StopAfter<'_> {
+    fn batch(&mut self, _: &BatchStats) {
+        self.seen += 1;
+        if self.seen == self.after {
+            self.stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+#[test]
+fn runs_are_reproducible_and_resume_bit_identically() {
+    let data = mnist();
+    let config = small();
+    let go = AtomicBool::new(false);
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let full = run::train(&config, &data, a.path(), false, &mut (), &go).unwrap();
+    assert_eq!(full.history.epochs.len(), 2);
+    run::train(&config, &data, b.path(), false, &mut (), &go).unwrap();
+    let (ha, ma, _) = bytes(a.path());
+    let (hb, mb, _) = bytes(b.path());
+    assert_eq!(
+        without_times(&ha),
+        without_times(&hb),
+        "same config, same history"
+    );
+    assert_eq!(ma, mb, "same config, same weights, byte for byte");
+
+    // Stop in the middle of epoch 2 (512/128 = 4 batches an epoch): epoch 1 is saved.
+    let stop = AtomicBool::new(false);
+    let out = run::train(
+        &config,
+        &data,
+        c.path(),
+        false,
+        &mut StopAfter {
+            after: 6,
+            seen: 0,
+            stop: &stop,
+        },
+        &stop,
+    )
+    .unwrap();
+    assert!(out.interrupted);
+    assert_eq!(out.history.epochs.len(), 1);
+    let resumed = run::train(&config, &data, c.path(), true, &mut (), &go).unwrap();
+    assert!(!resumed.interrupted);
+    let (hc, mc, _) = bytes(c.path());
+    assert_eq!(
+        without_times(&ha),
+        without_times(&hc),
+        "resumed history equals the uninterrupted one"
+    );
+    assert_eq!(
+        ma, mc,
+        "resumed weights equal the uninterrupted ones, byte for byte"
+    );
+
+    // Resuming with another config is refused, naming the state file.
+    let mut other = small();
+    other.seed = 2;
+    let e = run::train(&other, &data, c.path(), true, &mut (), &go).unwrap_err();
+    assert!(
+        matches!(e, TrainError::Resume { .. }) && e.to_string().contains("state.safetensors"),
+        "{e}"
+    );
+}
+
+#[test]
+fn nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint() {
+    let data = mnist();
+    let mut config = small();
+    config.schedule = Schedule::constant(1e30).unwrap(); // diverges at once
+    let dir = tempfile::tempdir().unwrap();
+    let e = run::train(
+        &config,
+        &data,
+        dir.path(),
+        false,
+        &mut (),
+        &AtomicBool::new(false),
+    )
+    .unwrap_err();
+    let TrainError::NonFinite { epoch, batch, .. } = e else {
+        panic!("{e}")
+    };
+    assert_eq!(epoch, 1);
+    assert!(batch >= 2, "the first batch runs with the initial weights");
+    assert!(
+        !RunFiles {
+            dir: dir.path().to_path_buf()
+        }
+        .state()
+        .exists(),
+        "no half-trained checkpoint"
+    );
+}
