@@ -214,3 +214,119 @@ fn summary_reads_other_specs_and_rejects_bad_ones() {
         stderr(&o)
     );
 }
+
+#[test]
+fn train_eval_predict_end_to_end_on_a_subset() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let data = data_dir();
+    let o = under8k(&[
+        "train",
+        "--attempt",
+        "1",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "256",
+        "--test-limit",
+        "100",
+        "--out",
+        s(&out),
+        "--dir",
+        s(&data),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("epoch  1"),
+        "one line per epoch when stderr is not a terminal"
+    );
+    for f in [
+        "config.json",
+        "history.json",
+        "history.csv",
+        "state.safetensors",
+        "model.safetensors",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let model = out.join("model.safetensors");
+    let o = under8k(&["eval", "--checkpoint", s(&model), "--dir", s(&data)]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && text.contains("confusion matrix") && text.contains("/10000)"),
+        "{text}"
+    );
+
+    let img = dir.path().join("digit.png");
+    // A dark "1" on a light background, 40x40 RGB: converted, inverted and resized.
+    image::RgbImage::from_fn(40, 40, |x, _| {
+        if (18..22).contains(&x) {
+            image::Rgb([0, 0, 0])
+        } else {
+            image::Rgb([255, 255, 255])
+        }
+    })
+    .save(&img)
+    .unwrap();
+    let o = under8k(&["predict", "--checkpoint", s(&model), s(&img)]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && text.contains("digit.png: ") && text.contains("9:"),
+        "{text}{}",
+        stderr(&o)
+    );
+
+    // Bad inputs: clear errors, exit code ≠ 0, no panic.
+    let junk = dir.path().join("junk.safetensors");
+    std::fs::write(&junk, b"not a checkpoint").unwrap();
+    for args in [
+        vec!["eval", "--checkpoint", s(&junk), "--dir", s(&data)],
+        vec![
+            "eval",
+            "--checkpoint",
+            "/no/such.safetensors",
+            "--dir",
+            s(&data),
+        ],
+        vec!["predict", "--checkpoint", s(&model), "/no/such.png"],
+        vec!["predict", "--checkpoint", s(&model), s(&junk)],
+        vec!["train", "--attempt", "4"],
+        vec!["train", "--epochs", "0", "--out", s(&out)],
+        vec!["train", "--lr", "-1", "--out", s(&out)],
+    ] {
+        let o = under8k(&args);
+        let e = stderr(&o);
+        assert!(
+            !o.status.success() && !e.contains("panicked") && !e.is_empty(),
+            "{args:?}: {e}"
+        );
+    }
+    let o = under8k(&["eval", "--checkpoint", s(&junk), "--dir", s(&data)]);
+    assert!(stderr(&o).contains("junk.safetensors"), "{}", stderr(&o));
+    // A checkpoint of another architecture.
+    let arch = dir.path().join("wide.json");
+    let o = under8k(&["summary", "--print-spec"]);
+    std::fs::write(
+        &arch,
+        String::from_utf8_lossy(&o.stdout).replacen(
+            "\"out_channels\": 10",
+            "\"out_channels\": 12",
+            1,
+        ),
+    )
+    .unwrap();
+    let o = under8k(&[
+        "eval",
+        "--checkpoint",
+        s(&model),
+        "--arch",
+        s(&arch),
+        "--dir",
+        s(&data),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("expected [12, 1, 3, 3]"),
+        "{}",
+        stderr(&o)
+    );
+}
