@@ -195,19 +195,24 @@ fn augment(args: AugmentArgs) -> Result<()> {
     if !degrees.is_finite() {
         bail!("--rotate must be a finite number of degrees, got {degrees}");
     }
-    let img = image::ImageReader::open(input)
-        .with_context(|| format!("{}: cannot open", input.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("{}: cannot read", input.display()))?
-        .decode()
-        .with_context(|| format!("{}: not a readable image", input.display()))?
-        .into_luma8();
+    let img = read_gray(input)?;
     if img.dimensions() != (28, 28) {
         let (w, h) = img.dimensions();
         bail!("{}: image is {w}x{h}, expected 28x28", input.display());
     }
     let out = augment::rotate(img.as_raw(), 28, 28, degrees);
     save_png(output, 28, 28, out)
+}
+
+/// Opens any image the `image` crate reads (format guessed from the content) as 8-bit grayscale.
+pub(crate) fn read_gray(path: &Path) -> Result<image::GrayImage> {
+    Ok(image::ImageReader::open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("{}: cannot read", path.display()))?
+        .decode()
+        .with_context(|| format!("{}: not a readable image", path.display()))?
+        .into_luma8())
 }
 
 fn save_png(path: &Path, w: u32, h: u32, pixels: Vec<u8>) -> Result<()> {

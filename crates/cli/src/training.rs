@@ -16,7 +16,7 @@ use under8k_sched::Schedule;
 use under8k_train::run::{self, BatchStats, Observer};
 use under8k_train::{EpochRecord, TrainConfig};
 
-use crate::{DataDir, data_dir, load_mnist};
+use crate::{DataDir, data_dir, load_mnist, read_gray};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum ScheduleKind {
@@ -281,13 +281,7 @@ pub(crate) struct PredictArgs {
 /// An image as MNIST expects it: grayscale, resized to 28×28 (triangle filter), light digit on a
 /// dark background — images whose mean brightness is above one half are inverted first.
 pub(crate) fn to_mnist_pixels(path: &Path) -> Result<Vec<u8>> {
-    let img = image::ImageReader::open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?
-        .with_guessed_format()
-        .with_context(|| format!("{}: cannot read", path.display()))?
-        .decode()
-        .with_context(|| format!("{}: not a readable image", path.display()))?
-        .into_luma8();
+    let img = read_gray(path)?;
     let small = image::imageops::resize(&img, 28, 28, image::imageops::FilterType::Triangle);
     let mut px = small.into_raw();
     let mean = px.iter().map(|&p| p as f64).sum::<f64>() / px.len() as f64;

@@ -126,6 +126,27 @@ fn slice<'a, T>(v: &'a [T], layout: &Layout) -> Result<&'a [T]> {
     }
 }
 
+impl Pool {
+    fn backward_typed<T: WithDType>(
+        &self,
+        arg: &Tensor,
+        gy: &Tensor,
+        planes: usize,
+        h: usize,
+        w: usize,
+    ) -> Result<Tensor> {
+        let (x, g) = (
+            arg.flatten_all()?.to_vec1::<T>()?,
+            gy.flatten_all()?.to_vec1::<T>()?,
+        );
+        Tensor::from_vec(
+            backward(&x, &g, planes, h, w, self.k, self.avg),
+            arg.shape(),
+            arg.device(),
+        )
+    }
+}
+
 impl CustomOp1 for Pool {
     fn name(&self) -> &'static str {
         if self.avg {
@@ -152,31 +173,10 @@ impl CustomOp1 for Pool {
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
         let (planes, h, w, _, _) = dims(arg.shape(), self.k)?;
-        let gy = grad_res.contiguous()?;
-        let arg = arg.contiguous()?;
+        let (arg, gy) = (arg.contiguous()?, grad_res.contiguous()?);
         let gx = match arg.dtype() {
-            DType::F32 => {
-                let (x, g) = (
-                    arg.flatten_all()?.to_vec1::<f32>()?,
-                    gy.flatten_all()?.to_vec1::<f32>()?,
-                );
-                Tensor::from_vec(
-                    backward(&x, &g, planes, h, w, self.k, self.avg),
-                    arg.shape(),
-                    arg.device(),
-                )?
-            }
-            DType::F64 => {
-                let (x, g) = (
-                    arg.flatten_all()?.to_vec1::<f64>()?,
-                    gy.flatten_all()?.to_vec1::<f64>()?,
-                );
-                Tensor::from_vec(
-                    backward(&x, &g, planes, h, w, self.k, self.avg),
-                    arg.shape(),
-                    arg.device(),
-                )?
-            }
+            DType::F32 => self.backward_typed::<f32>(&arg, &gy, planes, h, w)?,
+            DType::F64 => self.backward_typed::<f64>(&arg, &gy, planes, h, w)?,
             other => return Err(Error::UnsupportedDTypeForOp(other, "pool2d backward")),
         };
         Ok(Some(gx))
