@@ -57,7 +57,7 @@ pub(crate) struct TrainArgs {
     /// Evaluate on the first N test images only.
     #[arg(long)]
     test_limit: Option<usize>,
-    /// Run directory [default: runs/attempt<N>].
+    /// Run directory [default: runs/attemptN, N the attempt].
     #[arg(long)]
     out: Option<PathBuf>,
     /// Continue from the checkpoint in the run directory.
