@@ -254,6 +254,10 @@ pub fn fetch(
 struct HashWriter(Md5);
 
 impl HashWriter {
+    fn update(&mut self, buf: &[u8]) {
+        self.0.update(buf);
+    }
+
     fn hex(self) -> String {
         self.0
             .finalize()
@@ -287,12 +291,6 @@ impl Write for Tee<'_> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
-    }
-}
-
-impl HashWriter {
-    fn update(&mut self, buf: &[u8]) {
-        self.0.update(buf);
     }
 }
 

@@ -18,7 +18,7 @@
 //! let spec = ArchSpec::seed();
 //! let summary = Summary::of(&spec)?;
 //! assert_eq!(summary.totals.total_params, 7_684);
-//! assert_eq!(summary.receptive_fields(&spec), [3, 5, 7, 8, 8, 12, 16, 20, 28, 28]);
+//! assert_eq!(summary.receptive_fields(), [3, 5, 7, 8, 8, 12, 16, 20, 28, 28]);
 //!
 //! let net = Net::new(&spec, &mut ChaCha8Rng::seed_from_u64(1), ChaCha8Rng::seed_from_u64(2), DType::F32, &Device::Cpu)?;
 //! let x = Tensor::zeros((2, 1, 28, 28), DType::F32, &Device::Cpu)?;

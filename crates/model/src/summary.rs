@@ -9,7 +9,7 @@
 
 use serde::Serialize;
 
-use crate::spec::{ArchSpec, Layer, ResolvedLayer, Shape, SpecError};
+use crate::spec::{ArchSpec, Layer, ResolvedLayer, SpecError};
 
 /// One row of the summary.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,6 +41,9 @@ pub struct Summary {
     pub rows: Vec<Row>,
     /// Totals, as torchsummary prints them.
     pub totals: Totals,
+    /// Which rows change the spatial grid (convs and pools), recorded once while building.
+    #[serde(skip)]
+    grid_rows: Vec<bool>,
 }
 
 /// torchsummary's totals (sizes in MiB, for a batch of one, `f32`).
@@ -93,10 +96,6 @@ impl Rf {
 
 const MB: f64 = 1024.0 * 1024.0;
 
-fn side(s: &Shape) -> usize {
-    s.h
-}
-
 impl Summary {
     /// Computes the summary of a spec.
     pub fn of(spec: &ArchSpec) -> Result<Self, SpecError> {
@@ -109,10 +108,13 @@ impl Summary {
         let mut rf = Rf::INPUT;
         let mut rows = Vec::with_capacity(layers.len());
         let mut outputs = 0usize;
+        let mut grid_rows = Vec::with_capacity(layers.len());
         for (i, l) in layers.iter().enumerate() {
-            if let Some((k, s, p)) = l.layer.window(side(&l.input)) {
+            let window = l.layer.window(l.input.h);
+            if let Some((k, s, p)) = window {
                 rf = rf.after(k, s, p);
             }
+            grid_rows.push(window.is_some());
             let o = l.output;
             let output_shape = if matches!(l.layer, Layer::LogSoftmax) {
                 vec![-1, o.c as i64]
@@ -147,16 +149,16 @@ impl Summary {
                 params_size_mb,
                 total_size_mb: input_size_mb + forward_backward_size_mb + params_size_mb,
             },
+            grid_rows,
         }
     }
 
     /// Receptive fields after each layer that changes the grid (convs and pools), in order.
-    pub fn receptive_fields(&self, spec: &ArchSpec) -> Vec<usize> {
-        let layers = spec.resolve().unwrap_or_default();
+    pub fn receptive_fields(&self) -> Vec<usize> {
         self.rows
             .iter()
-            .zip(&layers)
-            .filter(|(_, l)| l.layer.window(side(&l.input)).is_some())
+            .zip(&self.grid_rows)
+            .filter(|(_, g)| **g)
             .map(|(r, _)| r.rf)
             .collect()
     }
@@ -231,10 +233,7 @@ mod tests {
         let spec = ArchSpec::seed();
         let s = Summary::of(&spec).unwrap();
         assert_eq!(s.totals.total_params, 7684);
-        assert_eq!(
-            s.receptive_fields(&spec),
-            [3, 5, 7, 8, 8, 12, 16, 20, 28, 28]
-        );
+        assert_eq!(s.receptive_fields(), [3, 5, 7, 8, 8, 12, 16, 20, 28, 28]);
         assert_eq!(s.rows[0].layer, "Conv2d-1");
         assert_eq!(s.rows[0].output_shape, [-1, 10, 26, 26]);
         assert_eq!(s.rows[12].layer, "MaxPool2d-13");
