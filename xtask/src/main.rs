@@ -1,16 +1,49 @@
-//! Repository automation; run as `cargo xtask <task>`.
-#![allow(clippy::print_stdout, clippy::print_stderr)] // a binary: printing is its job
+//! Repository automation; run as `cargo xtask <task>` (an alias for a release build of this
+//! crate, see `.cargo/config.toml`).
 //!
-//! `reproduce` (train the three attempts and write `docs/report/`) is not implemented yet.
+//! - `reproduce`: fetch MNIST, train the seed's three attempts, write `docs/report/`;
+//! - `report`: rewrite `docs/report/` from the saved histories alone (no training);
+//! - `bench`: training and evaluation throughput of the fast engine, the reference path and
+//!   (when a Python with torch is importable) PyTorch, side by side.
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a binary: printing is its job
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod plot;
+mod report;
+mod reproduce;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "under8k repository automation")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Train the attempts (15 epochs, seed 1 by default) and write the report.
+    Reproduce(reproduce::Args),
+    /// Rewrite the report from the saved histories (byte-identical to what `reproduce` wrote).
+    Report {
+        /// Report directory.
+        #[arg(long, default_value = "docs/report")]
+        out: PathBuf,
+    },
+    /// Throughput of the fast engine vs the reference path vs PyTorch, side by side.
+    Bench(bench::Args),
+}
 
 fn main() -> anyhow::Result<()> {
-    let task = std::env::args().nth(1);
-    match task.as_deref() {
-        Some("reproduce") => anyhow::bail!(
-            "`reproduce` (train the three attempts, write docs/report/) is not implemented yet; \
-             `cargo run --release -p under8k-cli -- train --attempt N` trains one attempt"
-        ),
-        Some(other) => anyhow::bail!("unknown task `{other}`; tasks: reproduce"),
-        None => anyhow::bail!("usage: cargo xtask <task>; tasks: reproduce"),
+    match Cli::parse().task {
+        Task::Reproduce(args) => reproduce::run(&args),
+        Task::Report { out } => report::write(&out),
+        Task::Bench(args) => bench::run(&args),
     }
 }

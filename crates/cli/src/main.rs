@@ -10,6 +10,11 @@ use clap::{Args, Parser, Subcommand};
 mod progress;
 mod training;
 
+// Training allocates and frees the same large buffers every batch; mimalloc reuses them where
+// the system allocator returns them to the OS and faults fresh zeroed pages back in.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Reproduce MNIST ≥ 99.4 % with a 7,684-parameter convnet, on a CPU.
 #[derive(Parser)]
 #[command(name = "under8k", version, about)]

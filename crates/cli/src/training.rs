@@ -63,6 +63,9 @@ pub(crate) struct TrainArgs {
     /// Continue from the checkpoint in the run directory.
     #[arg(long)]
     resume: bool,
+    /// Run the net on candle's own ops (the slow reference) instead of the fast CPU engine.
+    #[arg(long)]
+    reference_kernels: bool,
     #[command(flatten)]
     data: DataDir,
 }
@@ -88,6 +91,9 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
     }
     c.train_limit = args.train_limit.or(c.train_limit);
     c.test_limit = args.test_limit.or(c.test_limit);
+    if args.reference_kernels {
+        c.kernels = under8k_model::Kernels::Reference;
+    }
     let kind = args.schedule.unwrap_or(match c.schedule {
         Schedule::OneCycle { .. } => ScheduleKind::OneCycle,
         Schedule::Step { step_size: 1, .. } => ScheduleKind::LinearDecrement,
@@ -306,7 +312,7 @@ pub(crate) fn predict(args: PredictArgs) -> Result<()> {
             .map(|&p| table[p as usize])
             .collect();
         let x = Tensor::from_vec(px, (1, 1, 28, 28), &Device::Cpu)?;
-        let probs: Vec<f32> = net.forward_t(&x, false)?.exp()?.flatten_all()?.to_vec1()?;
+        let probs: Vec<f32> = net.infer(&x)?.exp()?.flatten_all()?.to_vec1()?;
         let (digit, p) =
             probs.iter().enumerate().fold(
                 (0, 0.0f32),

@@ -6,9 +6,11 @@
 //! PyTorch `state_dict` names, shapes and dtypes from it. The seed's 7,684-parameter net is
 //! [`ArchSpec::seed`].
 //!
-//! The net's gradients are all finite-difference-tested; max and average pooling are custom ops
-//! ([`pool`]) because candle 0.11.1's own backward passes for them are wrong. Randomness (init,
-//! dropout masks) comes only from RNGs the caller passes in.
+//! [`Net`] runs on the fast CPU [`engine`] by default (the whole layer stack as one candle custom
+//! op with hand-written kernels) or, with [`Kernels::Reference`], on candle's own ops. Every
+//! gradient of both paths is finite-difference-tested; max and average pooling on the reference
+//! path are custom ops ([`pool`]) because candle 0.11.1's own backward passes for them are wrong.
+//! Randomness (init, dropout masks) comes only from RNGs the caller passes in.
 //!
 //! ```
 //! use candle_core::{DType, Device, Tensor};
@@ -28,11 +30,12 @@
 //! ```
 
 pub mod checkpoint;
+pub mod engine;
 pub mod net;
 pub mod pool;
 pub mod spec;
 pub mod summary;
 
-pub use net::{ModelError, Net};
+pub use net::{Kernels, ModelError, Net};
 pub use spec::{ArchSpec, Block, Layer, SpecError};
 pub use summary::Summary;

@@ -1,11 +1,12 @@
 //! The candle network built from an [`ArchSpec`].
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use candle_core::{D, DType, Device, Result as CResult, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 
+use crate::engine::{self, Engine, Pass};
 use crate::pool;
 use crate::spec::{ArchSpec, Layer, ResolvedLayer, SpecError};
 
@@ -23,6 +24,9 @@ pub enum ModelError {
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// The fast path cannot run this net.
+    #[error("the fast kernels cannot run this net: {0}")]
+    Unsupported(String),
 }
 
 /// A BatchNorm layer's running statistics (buffers, not parameters).
@@ -62,6 +66,18 @@ enum Module {
     LogSoftmax,
 }
 
+/// Which implementation runs the layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernels {
+    /// The hand-written CPU engine ([`crate::engine`]): the whole stack as one candle op.
+    #[default]
+    Fast,
+    /// candle's own ops, layer by layer (plus the pooling ops of [`crate::pool`]): the
+    /// straightforward implementation the fast path is tested against.
+    Reference,
+}
+
 /// The network: layers from a spec, parameters as candle [`Var`]s, BatchNorm buffers, and the
 /// RNG its dropout layers draw masks from.
 pub struct Net {
@@ -70,6 +86,8 @@ pub struct Net {
     modules: Vec<Module>,
     dropout_rng: Mutex<ChaCha8Rng>,
     dtype: DType,
+    engine: Option<Arc<Engine>>,
+    kernels: Kernels,
 }
 
 /// A uniform `f32` in `[0, 1)` from the top 24 bits of one `u32` (written out so a seed's
@@ -150,13 +168,45 @@ impl Net {
                 Layer::LogSoftmax => Module::LogSoftmax,
             });
         }
+        let engine = match (dtype, device) {
+            (DType::F32 | DType::F64, Device::Cpu) => Engine::new(&layers).map(Arc::new),
+            _ => None,
+        };
+        let kernels = match engine {
+            Some(_) => Kernels::Fast,
+            None => Kernels::Reference,
+        };
         Ok(Self {
             spec: spec.clone(),
             layers,
             modules,
             dropout_rng: Mutex::new(dropout_rng),
             dtype,
+            engine,
+            kernels,
         })
+    }
+
+    /// Chooses the implementation. [`Kernels::Fast`] (the default where it applies) needs a
+    /// CPU net in `f32` or `f64` whose convolutions have stride 1.
+    pub fn with_kernels(mut self, kernels: Kernels) -> Result<Self, ModelError> {
+        if kernels == Kernels::Fast && self.engine.is_none() {
+            let why = engine::unsupported(&self.layers)
+                .unwrap_or_else(|| "it runs on CPU in f32 or f64 only".to_string());
+            return Err(ModelError::Unsupported(why));
+        }
+        self.kernels = kernels;
+        Ok(self)
+    }
+
+    /// The implementation in use.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
+    }
+
+    /// The fast engine, when this net has one (per-step profiling lives there).
+    pub fn engine(&self) -> Option<&Engine> {
+        self.engine.as_deref()
     }
 
     /// The spec the net was built from.
@@ -175,12 +225,102 @@ impl Net {
     }
 
     /// Forward pass. `train`: BatchNorm uses (and updates) batch statistics and dropout is on;
-    /// otherwise BatchNorm uses the running statistics and dropout is the identity.
+    /// otherwise BatchNorm uses the running statistics and dropout is the identity. Each
+    /// dropout layer draws one mask key from the dropout RNG per call, on either path, so both
+    /// paths drop the same elements.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> CResult<Tensor> {
-        self.forward_upto(x, train, self.modules.len())
+        match (&self.engine, self.kernels) {
+            (Some(e), Kernels::Fast) => self.forward_fast(e, x, train, true),
+            _ => self.forward_upto(x, train, self.modules.len()),
+        }
     }
 
-    /// Forward through the first `n` layers only (shape checks, tests).
+    /// Eval-mode forward that records no graph (no gradient can flow back): evaluation and
+    /// prediction.
+    pub fn infer(&self, x: &Tensor) -> CResult<Tensor> {
+        match (&self.engine, self.kernels) {
+            (Some(e), Kernels::Fast) => self.forward_fast(e, &x.detach(), false, false),
+            _ => Ok(self
+                .forward_upto(&x.detach(), false, self.modules.len())?
+                .detach()),
+        }
+    }
+
+    fn forward_fast(
+        &self,
+        e: &Arc<Engine>,
+        x: &Tensor,
+        train: bool,
+        grad: bool,
+    ) -> CResult<Tensor> {
+        let params = self
+            .named_params()
+            .into_iter()
+            .map(|(_, v)| match grad {
+                true => v.as_tensor().flatten_all(),
+                false => v.as_tensor().detach().flatten_all(),
+            })
+            .collect::<CResult<Vec<_>>>()?;
+        let flat = match params.is_empty() {
+            true => Tensor::zeros(0, self.dtype, x.device())?,
+            false => Tensor::cat(&params, 0)?,
+        };
+        let mut keys = vec![];
+        let mut running = vec![];
+        for m in &self.modules {
+            match m {
+                Module::Dropout { .. } if train => keys.push(
+                    self.dropout_rng
+                        .lock()
+                        .expect("dropout RNG lock")
+                        .next_u64(),
+                ),
+                Module::Dropout { .. } => keys.push(0),
+                Module::BatchNorm { buffers, .. } => {
+                    let b = buffers.lock().expect("bn lock");
+                    running.push((
+                        b.running_mean.to_dtype(DType::F64)?.to_vec1::<f64>()?,
+                        b.running_var.to_dtype(DType::F64)?.to_vec1::<f64>()?,
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let save = x.track_op() || flat.track_op();
+        let pass = Pass::new(e.clone(), train, keys, running, save, x.track_op());
+        let stats = pass.batch_stats();
+        let y = x
+            .contiguous()?
+            .apply_op2_arc(&flat, Arc::new(Box::new(pass)))?;
+        if train {
+            let stats = stats.lock().expect("stats lock");
+            let bns = self.modules.iter().filter_map(|m| match m {
+                Module::BatchNorm { buffers, .. } => Some(buffers),
+                _ => None,
+            });
+            for (buffers, s) in bns.zip(stats.iter()) {
+                let mut buf = buffers.lock().expect("bn lock");
+                let n = s.count as f64;
+                let unbiased = |v: f64| if n > 1.0 { v * n / (n - 1.0) } else { v };
+                let upd = |old: &Tensor, new: &mut dyn Iterator<Item = f64>| -> CResult<Tensor> {
+                    let old = old.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+                    let v: Vec<f64> = old
+                        .iter()
+                        .zip(new)
+                        .map(|(o, b)| o * (1.0 - BN_MOMENTUM) + b * BN_MOMENTUM)
+                        .collect();
+                    Tensor::from_vec(v, old.len(), x.device())?.to_dtype(self.dtype)
+                };
+                buf.running_mean = upd(&buf.running_mean, &mut s.mean.iter().copied())?;
+                buf.running_var = upd(&buf.running_var, &mut s.var.iter().map(|&v| unbiased(v)))?;
+                buf.num_batches_tracked += 1;
+            }
+        }
+        Ok(y)
+    }
+
+    /// Forward through the first `n` layers only, on the reference path (shape checks, tests,
+    /// per-layer timing).
     pub fn forward_upto(&self, x: &Tensor, train: bool, n: usize) -> CResult<Tensor> {
         let mut x = x.clone();
         for m in &self.modules[..n.min(self.modules.len())] {
@@ -208,11 +348,16 @@ impl Net {
                 bias,
                 buffers,
             } => batch_norm(x, weight, bias, buffers, train),
-            Module::Dropout { p } if train && *p > 0.0 => {
-                let mask = {
-                    let mut rng = self.dropout_rng.lock().expect("dropout RNG lock");
-                    dropout_mask(&mut *rng, x.elem_count(), *p)
-                };
+            Module::Dropout { p } if train => {
+                let key = self
+                    .dropout_rng
+                    .lock()
+                    .expect("dropout RNG lock")
+                    .next_u64();
+                if *p <= 0.0 {
+                    return Ok(x.clone());
+                }
+                let mask = dropout_mask(key, x.elem_count(), *p);
                 let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
                 x.mul(&mask)
             }
@@ -292,12 +437,20 @@ impl Net {
     }
 }
 
-/// Inverted-dropout multipliers: `1/(1−p)` with probability `1−p`, else 0; one `u32` per element.
-pub fn dropout_mask(rng: &mut dyn RngCore, n: usize, p: f32) -> Vec<f32> {
-    let scale = 1.0 / (1.0 - p);
-    // keep iff u < 1 − p, with u uniform in [0, 1) from 24 bits.
+/// Inverted-dropout multipliers for the `n` elements of a tensor whose mask key is `key`:
+/// `1/(1−p)` where [`engine::act::keep`] keeps the element, else 0 (the same decisions the
+/// fast path makes).
+pub fn dropout_mask(key: u64, n: usize, p: f32) -> Vec<f32> {
+    let scale = (1.0 / (1.0 - p as f64)) as f32;
+    let t = engine::act::threshold(p);
     (0..n)
-        .map(|_| if unit_f32(rng) < 1.0 - p { scale } else { 0.0 })
+        .map(|i| {
+            if engine::act::keep(key, i as u32, t) {
+                scale
+            } else {
+                0.0
+            }
+        })
         .collect()
 }
 

@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand_chacha::{ChaCha8Rng, rand_core::SeedableRng};
 use under8k_model::net::unit_f32;
 use under8k_model::spec::{ArchSpec, Block, Layer};
-use under8k_model::{Net, pool};
+use under8k_model::{Kernels, Net, engine, pool};
 
 fn spec(input: [usize; 3], layers: Vec<Layer>) -> ArchSpec {
     ArchSpec {
@@ -64,6 +64,17 @@ fn scalar(t: &Tensor) -> f64 {
 /// Checks d loss / d (input and every parameter) against central differences, on at most
 /// `max_per_tensor` evenly spread elements per tensor.
 fn check(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
+    // The fast engine does stride 1 only; other specs run on the reference path alone.
+    let fast = engine::unsupported(&spec.resolve().unwrap()).is_none();
+    for kernels in [Kernels::Reference, Kernels::Fast] {
+        if kernels == Kernels::Fast && !fast {
+            continue;
+        }
+        check_with(spec, batch, train, max_per_tensor, kernels);
+    }
+}
+
+fn check_with(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize, kernels: Kernels) {
     let dev = Device::Cpu;
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     let net = Net::new(
@@ -73,6 +84,8 @@ fn check(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
         DType::F64,
         &dev,
     )
+    .unwrap()
+    .with_kernels(kernels)
     .unwrap();
     // Non-trivial BatchNorm affine parameters and running stats, so eval mode is tested too.
     for (name, v) in net.named_params() {
@@ -133,7 +146,7 @@ fn check(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
             let tol = 1e-6 + 1e-5 * numeric.abs().max(analytic[i].abs());
             assert!(
                 (analytic[i] - numeric).abs() <= tol,
-                "{name}[{i}]: analytic {} vs numeric {numeric} (train={train})",
+                "{name}[{i}]: analytic {} vs numeric {numeric} (train={train}, {kernels:?})",
                 analytic[i]
             );
             checked += 1;
@@ -158,6 +171,19 @@ fn conv_gradients() {
     );
     check(
         &spec([3, 5, 5], vec![conv(2, 1, 1, 0, false)]),
+        2,
+        true,
+        1000,
+    );
+    // Padding and bias on the fast path, and 5 input channels (blocks of 4 and 1 outputs).
+    check(
+        &spec([5, 6, 7], vec![conv(5, 3, 1, 1, true)]),
+        2,
+        true,
+        1000,
+    );
+    check(
+        &spec([2, 4, 4], vec![conv(3, 1, 1, 2, true)]),
         2,
         true,
         1000,

@@ -1,53 +1,67 @@
-//! Times one training step of the seed net (batch 128) layer by layer: forward, backward.
+//! Times training steps (forward + backward, batch 128) of the seed net on the fast engine,
+//! with its per-step breakdown, and optionally (`--reference`) on candle's own ops.
 #![allow(clippy::print_stdout)]
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use rand_chacha::{ChaCha8Rng, rand_core::SeedableRng};
-use under8k_model::{ArchSpec, Net};
+use under8k_model::{ArchSpec, Kernels, Net};
 
-fn main() -> candle_core::Result<()> {
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> anyhow::Result<()> {
     let dev = Device::Cpu;
+    let reference = std::env::args().any(|a| a == "--reference");
+    let kernels = if reference {
+        Kernels::Reference
+    } else {
+        Kernels::Fast
+    };
     let net = Net::new(
         &ArchSpec::seed(),
         &mut ChaCha8Rng::seed_from_u64(1),
         ChaCha8Rng::seed_from_u64(2),
         DType::F32,
         &dev,
-    )
-    .unwrap();
+    )?
+    .with_kernels(kernels)?;
     let x = Tensor::randn(0f32, 1.0, (128, 1, 28, 28), &dev)?;
     let labels = Tensor::from_vec((0..128u32).map(|i| i % 10).collect::<Vec<_>>(), 128, &dev)?;
-    let n = net.layers().len();
-    for _ in 0..2 {
-        let mut prev = x.clone();
-        let mut times = vec![];
-        for i in 0..n {
+    let steps = if reference { 3 } else { 50 };
+    for round in 0..2 {
+        if let Some(e) = net.engine() {
+            e.set_profiling(round == 1);
+        }
+        let (mut f, mut b) = (0.0, 0.0);
+        for _ in 0..steps {
             let t = Instant::now();
-            let y = net.forward_upto(&prev, true, i + 1)?; // cumulative; subtract
-            let _ = y;
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-            prev = x.clone();
+            let y = net.forward_t(&x, true)?;
+            let loss = candle_nn::loss::nll(&y, &labels)?;
+            f += t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let _g = loss.backward()?;
+            b += t.elapsed().as_secs_f64();
         }
-        let mut last = 0.0;
-        for (i, t) in times.iter().enumerate() {
-            println!(
-                "{:>16} fwd {:7.2} ms",
-                net.layers()[i].layer.kind(),
-                t - last
-            );
-            last = *t;
-        }
-        let t = Instant::now();
-        let y = net.forward_t(&x, true)?;
-        let loss = candle_nn::loss::nll(&y, &labels)?;
-        let f = t.elapsed().as_secs_f64() * 1e3;
-        let t = Instant::now();
-        let _g = loss.backward()?;
+        let per = |v: f64| v * 1e3 / steps as f64;
         println!(
-            "forward {f:.1} ms, backward {:.1} ms",
-            t.elapsed().as_secs_f64() * 1e3
+            "{kernels:?}: forward {:.2} ms, backward {:.2} ms per batch of 128 → {:.0} img/s",
+            per(f),
+            per(b),
+            128.0 * steps as f64 / (f + b)
         );
+        if round == 1
+            && let Some(e) = net.engine()
+        {
+            for s in e.profile() {
+                println!(
+                    "  {:>22} fwd {:6.2} ms  bwd {:6.2} ms",
+                    s.name,
+                    per(s.forward),
+                    per(s.backward)
+                );
+            }
+        }
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! What a training run does, as one serialisable struct; the seed's three attempts are presets.
 
 use serde::{Deserialize, Serialize};
-use under8k_model::ArchSpec;
+use under8k_model::{ArchSpec, Kernels};
 use under8k_sched::Schedule;
 
 /// A complete description of a run. Same config + same thread count ⇒ bit-identical run.
@@ -34,6 +34,10 @@ pub struct TrainConfig {
     pub train_limit: Option<usize>,
     /// Use only the first N test images.
     pub test_limit: Option<usize>,
+    /// Which implementation runs the net: the fast CPU engine (default) or candle's own ops
+    /// (the reference; slow). They agree to float rounding, not bit for bit.
+    #[serde(default)]
+    pub kernels: Kernels,
 }
 
 /// An invalid configuration.
@@ -74,6 +78,7 @@ impl TrainConfig {
             std: 0.3081,
             train_limit: None,
             test_limit: None,
+            kernels: Kernels::Fast,
         })
     }
 

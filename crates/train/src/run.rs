@@ -177,7 +177,7 @@ pub fn evaluate(
     let (mut loss, mut correct) = (0.0f64, 0usize);
     for batch in EpochBatches::new(split, cfg, stream(0, 0, 0), device) {
         let batch = batch?;
-        let logp = net.forward_t(&batch.images, false)?;
+        let logp = net.infer(&batch.images)?;
         let n = batch.labels.dim(0)?;
         loss += candle_nn::loss::nll(&logp, &batch.labels)?
             .to_dtype(DType::F64)?
@@ -322,7 +322,8 @@ pub fn train(
         stream(config.seed, 1, 0),
         DType::F32,
         &device,
-    )?;
+    )?
+    .with_kernels(config.kernels)?;
     let mut opt = Sgd::new(
         net.named_params(),
         SgdConfig {

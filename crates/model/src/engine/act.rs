@@ -1,0 +1,207 @@
+//! BatchNorm → dropout → ReLU as one pass over the data, forward and backward.
+//!
+//! Forward: `z = a_c·y + b_c` (BatchNorm folded into a per-channel affine map), then
+//! `z·m` with the dropout multiplier `m ∈ {0, 1/(1−p)}`, then `max(z, 0)`. Backward needs no
+//! stored mask: after a ReLU, `out > 0` exactly where the mask kept a positive value, so
+//! `∂out/∂z = m·[out > 0]` is read off the output; without a ReLU the mask is recomputed from
+//! its key (see [`keep`]).
+
+use super::Real;
+
+/// The dropout decision for element `index` of a tensor whose mask key is `key`: true keeps
+/// it. Two rounds of a 32-bit integer hash (Wellons' `lowbias32`) of the index mixed with the
+/// key's halves; the element is dropped when the hash is below `threshold(p)`. Counter-based,
+/// so any element's decision is computed independently (in parallel, and again in backward).
+#[inline(always)]
+pub fn keep(key: u64, index: u32, threshold: u32) -> bool {
+    let h = lowbias32(lowbias32(index ^ key as u32) ^ (key >> 32) as u32);
+    h >= threshold
+}
+
+/// The hash threshold for drop probability `p`: `round(p·2³²)`, so `P(drop) = threshold/2³²`.
+pub fn threshold(p: f32) -> u32 {
+    ((p as f64) * 4_294_967_296.0).round().min(u32::MAX as f64) as u32
+}
+
+#[inline(always)]
+fn lowbias32(mut x: u32) -> u32 {
+    x ^= x >> 16;
+    x = x.wrapping_mul(0x7feb_352d);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x846c_a68b);
+    x ^ (x >> 16)
+}
+
+/// Dropout of one forward pass: the key, the hash threshold and the kept values' scale.
+#[derive(Debug, Clone, Copy)]
+pub struct Drop<T> {
+    /// Mask key.
+    pub key: u64,
+    /// [`threshold`] of `p`.
+    pub threshold: u32,
+    /// `1/(1−p)`.
+    pub scale: T,
+}
+
+fma_dispatch! {
+/// Per-channel `(Σy, Σy²)` of one image's `c` planes of `hw` values, in f64 (lanes of `T`
+/// folded in order).
+pub fn plane_sums<T: Real>(y: &[T], c: usize, hw: usize, out: &mut [(f64, f64)]) {
+    const L: usize = 8;
+    for ch in 0..c {
+        let plane = &y[ch * hw..(ch + 1) * hw];
+        let (mut s1, mut s2) = ([T::ZERO; L], [T::ZERO; L]);
+        let mut chunks = plane.chunks_exact(L);
+        for v in &mut chunks {
+            for j in 0..L {
+                s1[j] += v[j];
+                s2[j] = v[j].mul_add(v[j], s2[j]);
+            }
+        }
+        let (mut t1, mut t2) = (0.0, 0.0);
+        for j in 0..L {
+            t1 += s1[j].to_f64();
+            t2 += s2[j].to_f64();
+        }
+        for &v in chunks.remainder() {
+            t1 += v.to_f64();
+            t2 += v.to_f64() * v.to_f64();
+        }
+        out[ch] = (t1, t2);
+    }
+}
+}
+
+fma_dispatch! {
+/// Forward of one image: `out = relu(drop(a_c·y + b_c))`; `base` is the image's first element
+/// index in the batch tensor (the dropout counter).
+#[allow(clippy::too_many_arguments)]
+pub fn forward<T: Real>(
+    y: &[T],
+    out: &mut [T],
+    c: usize,
+    hw: usize,
+    a: &[T],
+    b: &[T],
+    drop: Option<Drop<T>>,
+    relu: bool,
+    base: u32,
+) {
+    for ch in 0..c {
+        let (ys, os) = (&y[ch * hw..(ch + 1) * hw], &mut out[ch * hw..(ch + 1) * hw]);
+        let (ac, bc) = (a[ch], b[ch]);
+        let first = base + (ch * hw) as u32;
+        match drop {
+            Some(d) => {
+                for (j, (o, &v)) in os.iter_mut().zip(ys).enumerate() {
+                    let m = if keep(d.key, first + j as u32, d.threshold) {
+                        d.scale
+                    } else {
+                        T::ZERO
+                    };
+                    *o = v.mul_add(ac, bc) * m;
+                }
+            }
+            None => {
+                for (o, &v) in os.iter_mut().zip(ys) {
+                    *o = v.mul_add(ac, bc);
+                }
+            }
+        }
+        if relu {
+            for o in os.iter_mut() {
+                if *o < T::ZERO {
+                    *o = T::ZERO;
+                }
+            }
+        }
+    }
+}
+}
+
+fma_dispatch! {
+/// `∂L/∂z` of one image into `gz`, from the output gradient `g` and the forward's output.
+#[allow(clippy::too_many_arguments)]
+pub fn grad_z<T: Real>(
+    g: &[T],
+    out: &[T],
+    gz: &mut [T],
+    drop: Option<Drop<T>>,
+    relu: bool,
+    base: u32,
+) {
+    match (drop, relu) {
+        (Some(d), true) => {
+            for ((z, &gv), &o) in gz.iter_mut().zip(g).zip(out) {
+                *z = if o > T::ZERO { gv * d.scale } else { T::ZERO };
+            }
+        }
+        (None, true) => {
+            for ((z, &gv), &o) in gz.iter_mut().zip(g).zip(out) {
+                *z = if o > T::ZERO { gv } else { T::ZERO };
+            }
+        }
+        (Some(d), false) => {
+            for (j, (z, &gv)) in gz.iter_mut().zip(g).enumerate() {
+                *z = if keep(d.key, base + j as u32, d.threshold) {
+                    gv * d.scale
+                } else {
+                    T::ZERO
+                };
+            }
+        }
+        (None, false) => gz.copy_from_slice(g),
+    }
+}
+}
+
+fma_dispatch! {
+/// Per-channel `(Σgz, Σgz·(y−mean))` of one image, in f64.
+pub fn grad_sums<T: Real>(gz: &[T], y: &[T], c: usize, hw: usize, mean: &[T], out: &mut [(f64, f64)]) {
+    const L: usize = 8;
+    for ch in 0..c {
+        let (gp, yp) = (&gz[ch * hw..(ch + 1) * hw], &y[ch * hw..(ch + 1) * hw]);
+        let m = mean[ch];
+        let (mut s1, mut s2) = ([T::ZERO; L], [T::ZERO; L]);
+        let mut gc = gp.chunks_exact(L);
+        let mut yc = yp.chunks_exact(L);
+        for (gv, yv) in (&mut gc).zip(&mut yc) {
+            for j in 0..L {
+                s1[j] += gv[j];
+                s2[j] = gv[j].mul_add(yv[j] - m, s2[j]);
+            }
+        }
+        let (mut t1, mut t2) = (0.0, 0.0);
+        for j in 0..L {
+            t1 += s1[j].to_f64();
+            t2 += s2[j].to_f64();
+        }
+        for (&gv, &yv) in gc.remainder().iter().zip(yc.remainder()) {
+            t1 += gv.to_f64();
+            t2 += gv.to_f64() * (yv - m).to_f64();
+        }
+        out[ch] = (t1, t2);
+    }
+}
+}
+
+fma_dispatch! {
+/// BatchNorm input gradient of one image in place of `gz`:
+/// `gy = k1_c·gz + k2_c·(y − mean_c) + k3_c`.
+pub fn bn_input_grad<T: Real>(
+    gz: &mut [T],
+    y: &[T],
+    c: usize,
+    hw: usize,
+    mean: &[T],
+    k: &[(T, T, T)],
+) {
+    for ch in 0..c {
+        let (k1, k2, k3) = k[ch];
+        let m = mean[ch];
+        for (g, &v) in gz[ch * hw..(ch + 1) * hw].iter_mut().zip(&y[ch * hw..(ch + 1) * hw]) {
+            *g = g.mul_add(k1, (v - m).mul_add(k2, k3));
+        }
+    }
+}
+}

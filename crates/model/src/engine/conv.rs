@@ -1,0 +1,260 @@
+//! Convolution kernels on "wide" planes.
+//!
+//! A stride-1 convolution of a `Hp×Wp` (already padded) plane with a `K×K` kernel is computed
+//! for every flat position `p = oh·Wp + ow` of the input's width, not only `ow < OW`: then tap
+//! `(kh, kw)` reads the input at `p + kh·Wp + kw`, one contiguous run per tap, and the inner
+//! loop is a plain multiply-add over a chunk of outputs that the compiler vectorises. The
+//! columns `ow ≥ OW` are garbage and are cropped. The input gradient is the same correlation
+//! of the (zero-padded, wide) output gradient with the flipped, transposed kernel, and the
+//! weight gradient a dot product per tap over the same runs.
+//!
+//! Every sum runs in a fixed order (inputs, then taps, in index order; lanes folded left to
+//! right), so results do not depend on the instruction set or on the thread count.
+
+use super::Real;
+
+/// Outputs per accumulator chunk.
+pub const CHUNK: usize = 16;
+/// Lanes of the weight-gradient dot products.
+pub const LANES: usize = 8;
+
+fma_dispatch! {
+/// `out[o·os + p] = bias[o] + Σ_i Σ_t w[(o·ni + i)·nt + t] · x[i·xs + p + off[t]]` for
+/// `p < lw` (`lw` a multiple of [`CHUNK`]); `x` must hold `(ni−1)·xs + lw + max(off)` values.
+#[allow(clippy::too_many_arguments)]
+pub fn correlate<T: Real>(
+    x: &[T],
+    xs: usize,
+    ni: usize,
+    w: &[T],
+    bias: Option<&[T]>,
+    no: usize,
+    off: &[usize],
+    out: &mut [T],
+    os: usize,
+    lw: usize,
+) {
+    assert_eq!(lw % CHUNK, 0);
+    let nt = off.len();
+    // Start of each (input, tap) run; every read below is `rows[k] + p` with `p < lw`.
+    let rows: Vec<usize> = (0..ni)
+        .flat_map(|i| off.iter().map(move |d| i * xs + d))
+        .collect();
+    let top = rows.iter().max().copied().unwrap_or(0);
+    assert!(top + lw <= x.len(), "correlate: input too short");
+    assert!(w.len() >= no * ni * nt && (no == 0 || (no - 1) * os + lw <= out.len()));
+    if let Some(b) = bias {
+        assert!(b.len() >= no);
+    }
+    let mut o = 0;
+    while o < no {
+        let left = no - o;
+        if left >= 4 {
+            block::<T, 4>(x, &rows, w, bias, o, out, os, lw);
+            o += 4;
+        } else if left >= 2 {
+            block::<T, 2>(x, &rows, w, bias, o, out, os, lw);
+            o += 2;
+        } else {
+            block::<T, 1>(x, &rows, w, bias, o, out, os, lw);
+            o += 1;
+        }
+    }
+}
+}
+
+/// `OB` outputs at once over all runs. The caller ([`correlate`]) has checked every index.
+#[allow(clippy::too_many_arguments, unsafe_code)]
+#[inline(always)]
+fn block<T: Real, const OB: usize>(
+    x: &[T],
+    rows: &[usize],
+    w: &[T],
+    bias: Option<&[T]>,
+    o: usize,
+    out: &mut [T],
+    os: usize,
+    lw: usize,
+) {
+    let wk = rows.len();
+    for p0 in (0..lw).step_by(CHUNK) {
+        let mut acc = [[T::ZERO; CHUNK]; OB];
+        if let Some(b) = bias {
+            for (r, a) in acc.iter_mut().enumerate() {
+                *a = [b[o + r]; CHUNK];
+            }
+        }
+        for (k, &row) in rows.iter().enumerate() {
+            // SAFETY: row + p0 + CHUNK ≤ max(rows) + lw ≤ x.len() and (o+r)·wk + k < no·ni·nt ≤
+            // w.len(), both asserted in `correlate`.
+            let xv: &[T; CHUNK] = unsafe { &*(x.as_ptr().add(row + p0) as *const [T; CHUNK]) };
+            for (r, a) in acc.iter_mut().enumerate() {
+                let c = unsafe { *w.get_unchecked((o + r) * wk + k) };
+                for j in 0..CHUNK {
+                    a[j] = xv[j].mul_add(c, a[j]);
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            out[(o + r) * os + p0..(o + r) * os + p0 + CHUNK].copy_from_slice(a);
+        }
+    }
+}
+
+fma_dispatch! {
+/// `gw[(o·ni + i)·nt + t] += Σ_{p<lw} g[o·gs + p] · x[i·xs + p + off[t]]` (`lw` a multiple of
+/// [`LANES`]).
+#[allow(clippy::too_many_arguments)]
+pub fn weight_grad<T: Real>(
+    g: &[T],
+    gs: usize,
+    no: usize,
+    x: &[T],
+    xs: usize,
+    ni: usize,
+    off: &[usize],
+    lw: usize,
+    gw: &mut [T],
+) {
+    assert_eq!(lw % LANES, 0);
+    let runs: Vec<&[[T; LANES]]> = (0..ni)
+        .flat_map(|i| off.iter().map(move |d| i * xs + d))
+        .map(|s| x[s..s + lw].as_chunks::<LANES>().0)
+        .collect();
+    let grads: Vec<&[[T; LANES]]> = (0..no)
+        .map(|o| g[o * gs..o * gs + lw].as_chunks::<LANES>().0)
+        .collect();
+    let nk = runs.len();
+    let mut o = 0;
+    while o < no {
+        let ob = if no - o >= 4 { 4 } else if no - o >= 2 { 2 } else { 1 };
+        let mut k = 0;
+        while k < nk {
+            let kb = if nk - k >= 2 { 2 } else { 1 };
+            let (g, x) = (&grads[o..], &runs[k..]);
+            match (ob, kb) {
+                (4, 2) => dots::<T, 4, 2>(g, x, o, k, nk, gw),
+                (4, 1) => dots::<T, 4, 1>(g, x, o, k, nk, gw),
+                (2, 2) => dots::<T, 2, 2>(g, x, o, k, nk, gw),
+                (2, 1) => dots::<T, 2, 1>(g, x, o, k, nk, gw),
+                (1, 2) => dots::<T, 1, 2>(g, x, o, k, nk, gw),
+                _ => dots::<T, 1, 1>(g, x, o, k, nk, gw),
+            }
+            k += kb;
+        }
+        o += ob;
+    }
+}
+}
+
+/// `OB×KB` dot products of gradient rows with input runs, in lanes folded left to right.
+#[inline(always)]
+fn dots<T: Real, const OB: usize, const KB: usize>(
+    grads: &[&[[T; LANES]]],
+    runs: &[&[[T; LANES]]],
+    o: usize,
+    k: usize,
+    nk: usize,
+    gw: &mut [T],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(done) = avx2::dots::<T, OB, KB>(grads, runs, o, k, nk, gw) {
+        return done;
+    }
+    let g: [&[[T; LANES]]; OB] = std::array::from_fn(|r| grads[r]);
+    let n = g[0].len();
+    let g: [&[[T; LANES]]; OB] = g.map(|v| &v[..n]);
+    let x: [&[[T; LANES]]; KB] = std::array::from_fn(|q| &runs[q][..n]);
+    let mut acc = [[[T::ZERO; LANES]; KB]; OB];
+    for c in 0..n {
+        for q in 0..KB {
+            let xv = x[q][c];
+            for r in 0..OB {
+                let gv = g[r][c];
+                for j in 0..LANES {
+                    acc[r][q][j] = gv[j].mul_add(xv[j], acc[r][q][j]);
+                }
+            }
+        }
+    }
+    for r in 0..OB {
+        for q in 0..KB {
+            let s = acc[r][q].iter().fold(T::ZERO, |s, &v| s + v);
+            gw[(o + r) * nk + k + q] += s;
+        }
+    }
+}
+
+/// The weight-gradient dot products for `f32` with explicit AVX2/FMA vectors (the compiler's
+/// own vectorisation of [`dots`] shuffles lanes). Same operations in the same order as the
+/// portable code, so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2 {
+    use std::any::TypeId;
+    use std::arch::x86_64::*;
+
+    use super::{LANES, Real};
+
+    fn usable<T: 'static>() -> bool {
+        TypeId::of::<T>() == TypeId::of::<f32>()
+            && std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma")
+    }
+
+    /// `Some(())` when it ran (f32 on a CPU with AVX2 and FMA).
+    #[inline(always)]
+    pub fn dots<T: Real, const OB: usize, const KB: usize>(
+        grads: &[&[[T; LANES]]],
+        runs: &[&[[T; LANES]]],
+        o: usize,
+        k: usize,
+        nk: usize,
+        gw: &mut [T],
+    ) -> Option<()> {
+        if !usable::<T>() {
+            return None;
+        }
+        let n = grads[0].len();
+        let g: [&[[T; LANES]]; OB] = std::array::from_fn(|r| &grads[r][..n]);
+        let x: [&[[T; LANES]]; KB] = std::array::from_fn(|q| &runs[q][..n]);
+        // SAFETY: T is f32 (checked above), so these are the same memory viewed as f32; each
+        // slice holds n chunks of 8, and the CPU has AVX2 and FMA (checked above).
+        let g: [*const f32; OB] = g.map(|v| v.as_ptr() as *const f32);
+        let x: [*const f32; KB] = x.map(|v| v.as_ptr() as *const f32);
+        let mut out = [[[0f32; LANES]; KB]; OB];
+        unsafe { kernel::<OB, KB>(g, x, n, &mut out) };
+        for r in 0..OB {
+            for q in 0..KB {
+                let s = out[r][q].iter().fold(0f32, |s, &v| s + v);
+                gw[(o + r) * nk + k + q] += T::from_f64(s as f64);
+            }
+        }
+        Some(())
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn kernel<const OB: usize, const KB: usize>(
+        g: [*const f32; OB],
+        x: [*const f32; KB],
+        n: usize,
+        out: &mut [[[f32; LANES]; KB]; OB],
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); KB]; OB];
+        for c in 0..n {
+            let xv: [__m256; KB] =
+                std::array::from_fn(|q| unsafe { _mm256_loadu_ps(x[q].add(c * LANES)) });
+            for r in 0..OB {
+                let gv = unsafe { _mm256_loadu_ps(g[r].add(c * LANES)) };
+                for q in 0..KB {
+                    acc[r][q] = _mm256_fmadd_ps(gv, xv[q], acc[r][q]);
+                }
+            }
+        }
+        for r in 0..OB {
+            for q in 0..KB {
+                unsafe { _mm256_storeu_ps(out[r][q].as_mut_ptr(), acc[r][q]) };
+            }
+        }
+    }
+}

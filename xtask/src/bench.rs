@@ -1,0 +1,194 @@
+//! `cargo xtask bench`: throughput of the real training step (augmentation, dropout,
+//! BatchNorm in training mode, momentum SGD, all included) and of evaluation, for the fast
+//! engine, the reference path and — when `python3` can import torch — PyTorch, in the same run.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Tensor};
+use rand_chacha::{ChaCha8Rng, rand_core::SeedableRng};
+use under8k_model::{ArchSpec, Kernels, Net};
+use under8k_train::TrainConfig;
+use under8k_train::run;
+
+/// `cargo xtask bench` options.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Timed training batches of 128 on the fast path (the reference path gets 3).
+    #[arg(long, default_value_t = 150)]
+    batches: usize,
+    /// MNIST directory (fetched there if missing).
+    #[arg(long, default_value = "data/mnist")]
+    data: PathBuf,
+    /// Skip PyTorch even when it is importable.
+    #[arg(long)]
+    no_torch: bool,
+}
+
+struct Figures {
+    train: f64,
+    eval: f64,
+}
+
+/// One epoch of `batches` batches through the real training loop (into a temporary
+/// directory), then evaluation on `test` images.
+fn measure(
+    mnist: &under8k_mnist_data::Mnist,
+    kernels: Kernels,
+    batches: usize,
+    test: usize,
+) -> Result<Figures> {
+    let mut c = TrainConfig::attempt(3)?;
+    c.epochs = 1;
+    c.train_limit = Some(128 * batches);
+    c.test_limit = Some(test);
+    c.kernels = kernels;
+    let dir =
+        std::env::temp_dir().join(format!("under8k-bench-{}-{kernels:?}", std::process::id()));
+    let out = run::train(&c, mnist, &dir, false, &mut (), &AtomicBool::new(false));
+    let _ = std::fs::remove_dir_all(&dir);
+    let e = out?.history.epochs.remove(0);
+    Ok(Figures {
+        train: e.train_img_per_s,
+        eval: e.test_total as f64 / e.eval_seconds.max(1e-9),
+    })
+}
+
+/// PyTorch's figures: its bare step (no augmentation, its best case) and with the rotation.
+fn torch(args: &Args, threads: usize) -> Option<Result<(Figures, f64)>> {
+    if args.no_torch {
+        return None;
+    }
+    let ok = Command::new("python3")
+        .args(["-c", "import torch, torchvision"])
+        .output()
+        .ok()?
+        .status
+        .success();
+    if !ok {
+        return None;
+    }
+    Some((|| {
+        let out = Command::new("python3")
+            .arg("scripts/bench_torch.py")
+            .arg(&args.data)
+            .arg(threads.to_string())
+            .arg(args.batches.to_string())
+            .output()
+            .context("running scripts/bench_torch.py")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "bench_torch.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        Ok((
+            Figures {
+                train: v["train_img_per_s"].as_f64().context("train figure")?,
+                eval: v["eval_img_per_s"].as_f64().context("eval figure")?,
+            },
+            v["train_aug_img_per_s"].as_f64().context("train figure")?,
+        ))
+    })())
+}
+
+fn per_layer(batches: usize) -> Result<()> {
+    let dev = Device::Cpu;
+    let net = Net::new(
+        &ArchSpec::seed(),
+        &mut ChaCha8Rng::seed_from_u64(1),
+        ChaCha8Rng::seed_from_u64(2),
+        DType::F32,
+        &dev,
+    )?;
+    let x = Tensor::randn(0f32, 1.0, (128, 1, 28, 28), &dev)?;
+    let y = Tensor::from_vec((0..128u32).map(|i| i % 10).collect::<Vec<_>>(), 128, &dev)?;
+    let engine = net.engine().context("the seed net runs on the engine")?;
+    let step = || -> Result<()> {
+        let loss = candle_nn::loss::nll(&net.forward_t(&x, true)?, &y)?;
+        loss.backward()?;
+        Ok(())
+    };
+    step()?;
+    engine.set_profiling(true);
+    let t = Instant::now();
+    for _ in 0..batches {
+        step()?;
+    }
+    let total = t.elapsed().as_secs_f64() * 1e3 / batches as f64;
+    let prof = engine.profile();
+    engine.set_profiling(false);
+    println!(
+        "\nfast engine, ms per batch of 128 (forward + backward, no data loading or optimizer):"
+    );
+    println!("{:>24} {:>9} {:>9}", "step", "forward", "backward");
+    let (mut f, mut b) = (0.0, 0.0);
+    for s in &prof {
+        let (sf, sb) = (
+            s.forward * 1e3 / batches as f64,
+            s.backward * 1e3 / batches as f64,
+        );
+        f += sf;
+        b += sb;
+        println!("{:>24} {sf:>9.2} {sb:>9.2}", s.name);
+    }
+    println!(
+        "{:>24} {f:>9.2} {b:>9.2}   (whole step incl. candle graph and loss: {total:.2})",
+        "sum"
+    );
+    Ok(())
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let threads = rayon::current_num_threads();
+    println!(
+        "machine: {}, {threads} threads",
+        crate::reproduce::cpu_model()
+    );
+    let mnist = crate::reproduce::load(&args.data)?;
+    let fast = measure(&mnist, Kernels::Fast, args.batches, 10_000)?;
+    let reference = measure(&mnist, Kernels::Reference, 3, 1_000)?;
+    let torch = torch(args, threads);
+    println!(
+        "\nTraining: the real loop with attempt 3's config (rotation ±7°, dropout, BatchNorm in training mode,"
+    );
+    println!("momentum SGD); the reference path trains 3 batches and evaluates 1,000 images.");
+    println!("\n| system | train img/s | s per 60k epoch | eval img/s |");
+    println!("|---|---|---|---|");
+    let row = |name: &str, f: &Figures| {
+        println!(
+            "| {name} | {:.0} | {:.1} | {:.0} |",
+            f.train,
+            60_000.0 / f.train,
+            f.eval
+        )
+    };
+    row("under8k fast engine", &fast);
+    row("under8k reference (candle ops)", &reference);
+    println!(
+        "\nfast / reference: train {:.1}×, eval {:.1}×",
+        fast.train / reference.train,
+        fast.eval / reference.eval
+    );
+    match torch {
+        Some(Ok((t, aug))) => {
+            row("PyTorch eager, step without augmentation", &t);
+            println!(
+                "| PyTorch eager, with per-image torchvision rotation | {aug:.0} | {:.1} | |",
+                60_000.0 / aug
+            );
+            println!(
+                "\nfast (with rotation) / PyTorch (without): train {:.2}×, eval {:.2}×; / PyTorch with rotation: train {:.2}×",
+                fast.train / t.train,
+                fast.eval / t.eval,
+                fast.train / aug
+            );
+        }
+        Some(Err(e)) => println!("PyTorch: failed: {e:#}"),
+        None => println!("PyTorch: not importable by python3 (or --no-torch); skipped"),
+    }
+    per_layer(30)
+}

@@ -1,0 +1,269 @@
+//! The report's PNGs, drawn with plotters into a pixel buffer (text with the bundled DejaVu
+//! Sans through `ab_glyph`: no system fonts) and encoded by the `image` crate.
+
+use std::path::Path;
+use std::sync::Once;
+
+use anyhow::{Context, Result};
+use plotters::prelude::*;
+
+use crate::report::Run;
+
+const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
+const COLORS: [RGBColor; 3] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+];
+
+fn font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
+            .unwrap_or_else(|_| panic!("the bundled font is a valid TTF"));
+    });
+}
+
+/// Mean and standard deviation across seeds, index by index (over the shortest series).
+fn mean_sd(series: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
+    let n = series.iter().map(Vec::len).min().unwrap_or(0);
+    let k = series.len() as f64;
+    (0..n)
+        .map(|i| {
+            let m = series.iter().map(|s| s[i]).sum::<f64>() / k;
+            let v = if series.len() > 1 {
+                series.iter().map(|s| (s[i] - m).powi(2)).sum::<f64>() / (k - 1.0)
+            } else {
+                0.0
+            };
+            (m, v.sqrt())
+        })
+        .unzip()
+}
+
+struct Panel<'a> {
+    title: &'a str,
+    x_desc: &'a str,
+    y_desc: &'a str,
+    /// x of the first point and the step between points.
+    x0: f64,
+    series: Vec<Vec<f64>>,
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    p: &Panel,
+    color: RGBColor,
+) -> Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let (mean, sd) = mean_sd(&p.series);
+    let n = mean.len().max(1);
+    let xs: Vec<f64> = (0..n).map(|i| p.x0 + i as f64).collect();
+    let lo = mean
+        .iter()
+        .zip(&sd)
+        .map(|(m, s)| m - s)
+        .fold(f64::INFINITY, f64::min);
+    let hi = mean
+        .iter()
+        .zip(&sd)
+        .map(|(m, s)| m + s)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let pad = ((hi - lo) * 0.05).max(1e-3);
+    let mut chart = ChartBuilder::on(area)
+        .caption(p.title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(44)
+        .y_label_area_size(64)
+        .build_cartesian_2d(xs[0]..xs[n - 1].max(xs[0] + 1.0), (lo - pad)..(hi + pad))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .x_labels(n.min(12))
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .x_desc(p.x_desc)
+        .y_desc(p.y_desc)
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 17))
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    if p.series.len() > 1 {
+        let band: Vec<(f64, f64)> = xs
+            .iter()
+            .zip(mean.iter().zip(&sd))
+            .map(|(&x, (m, s))| (x, m + s))
+            .chain(
+                xs.iter()
+                    .zip(mean.iter().zip(&sd))
+                    .rev()
+                    .map(|(&x, (m, s))| (x, m - s)),
+            )
+            .collect();
+        chart
+            .draw_series(std::iter::once(Polygon::new(
+                band,
+                color.mix(0.25).filled(),
+            )))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    chart
+        .draw_series(LineSeries::new(
+            xs.iter().copied().zip(mean.iter().copied()),
+            color.stroke_width(2),
+        ))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(())
+}
+
+fn save(path: &Path, buf: Vec<u8>, (w, h): (u32, u32)) -> Result<()> {
+    let img = image::RgbImage::from_raw(w, h, buf).context("image buffer size")?;
+    img.save_with_format(path, image::ImageFormat::Png)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// The seed's 2×2 panel: training loss and accuracy per batch, test loss and accuracy per epoch
+/// (mean over seeds, with a ±1 sd band when there are several).
+pub fn curves(path: &Path, attempt: u8, runs: &[Run]) -> Result<()> {
+    font();
+    let size = (1400u32, 1000u32);
+    let mut buf = vec![0u8; (size.0 * size.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let seeds = if runs.len() > 1 {
+            format!(", mean of {} seeds", runs.len())
+        } else {
+            format!(", seed {}", runs[0].seed)
+        };
+        let root = root
+            .titled(&format!("Attempt {attempt}{seeds}"), ("sans-serif", 28))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let areas = root.split_evenly((2, 2));
+        let panels = [
+            Panel {
+                title: "Training loss",
+                x_desc: "batch",
+                y_desc: "NLL loss",
+                x0: 1.0,
+                series: runs.iter().map(|r| r.history.batch_loss.clone()).collect(),
+            },
+            Panel {
+                title: "Training accuracy (running, per epoch)",
+                x_desc: "batch",
+                y_desc: "accuracy (%)",
+                x0: 1.0,
+                series: runs.iter().map(|r| r.history.batch_acc.clone()).collect(),
+            },
+            Panel {
+                title: "Test loss",
+                x_desc: "epoch",
+                y_desc: "NLL loss",
+                x0: 1.0,
+                series: runs
+                    .iter()
+                    .map(|r| r.history.epochs.iter().map(|e| e.test_loss).collect())
+                    .collect(),
+            },
+            Panel {
+                title: "Test accuracy",
+                x_desc: "epoch",
+                y_desc: "accuracy (%)",
+                x0: 1.0,
+                series: runs
+                    .iter()
+                    .map(|r| r.history.epochs.iter().map(|e| e.test_acc).collect())
+                    .collect(),
+            },
+        ];
+        for (area, p) in areas.iter().zip(&panels) {
+            draw_panel(area, p, COLORS[(attempt as usize + 2) % 3])?;
+        }
+        root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    save(path, buf, size)
+}
+
+/// Test accuracy per epoch of every attempt (mean over seeds) with the 99.4 % line.
+pub fn comparison(path: &Path, all: &[(u8, Vec<Run>)]) -> Result<()> {
+    font();
+    let size = (1200u32, 700u32);
+    let mut buf = vec![0u8; (size.0 * size.1 * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let curves: Vec<(u8, Vec<f64>)> = all
+            .iter()
+            .map(|(a, runs)| {
+                let series: Vec<Vec<f64>> = runs
+                    .iter()
+                    .map(|r| r.history.epochs.iter().map(|e| e.test_acc).collect())
+                    .collect();
+                (*a, mean_sd(&series).0)
+            })
+            .collect();
+        let n = curves
+            .iter()
+            .map(|(_, c)| c.len())
+            .max()
+            .unwrap_or(1)
+            .max(2);
+        let lo = curves
+            .iter()
+            .flat_map(|(_, c)| c.iter().copied())
+            .fold(99.4f64, f64::min);
+        let y0 = ((lo - 0.1) * 10.0).floor() / 10.0;
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Test accuracy per epoch", ("sans-serif", 26))
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(70)
+            .build_cartesian_2d(1f64..n as f64, y0..100f64)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        chart
+            .configure_mesh()
+            .light_line_style(WHITE)
+            .x_labels(n.min(15))
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| format!("{v:.1}"))
+            .x_desc("epoch")
+            .y_desc("test accuracy (%)")
+            .label_style(("sans-serif", 16))
+            .axis_desc_style(("sans-serif", 18))
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        chart
+            .draw_series(LineSeries::new(
+                [(1.0, 99.4), (n as f64, 99.4)],
+                BLACK.stroke_width(1),
+            ))
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .label("99.4 %")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 24, y)], BLACK));
+        for (a, c) in &curves {
+            let color = COLORS[(*a as usize + 2) % 3];
+            chart
+                .draw_series(LineSeries::new(
+                    c.iter().enumerate().map(|(i, v)| (i as f64 + 1.0, *v)),
+                    color.stroke_width(3),
+                ))
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .label(format!("attempt {a}"))
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .label_font(("sans-serif", 18))
+            .background_style(WHITE.mix(0.9))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    save(path, buf, size)
+}
