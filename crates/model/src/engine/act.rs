@@ -91,6 +91,9 @@ pub fn forward<T: Real>(
         let (ys, os) = (&y[ch * hw..(ch + 1) * hw], &mut out[ch * hw..(ch + 1) * hw]);
         let (ac, bc) = (a[ch], b[ch]);
         let first = base + (ch * hw) as u32;
+        // ReLU as a select in the same pass (`v < 0 → 0`, so NaN and −0 pass through as
+        // PyTorch's ReLU passes them); a separate pass compiles to slow masked stores.
+        let act = |v: T| if relu && v < T::ZERO { T::ZERO } else { v };
         match drop {
             Some(d) => {
                 for (j, (o, &v)) in os.iter_mut().zip(ys).enumerate() {
@@ -99,19 +102,12 @@ pub fn forward<T: Real>(
                     } else {
                         T::ZERO
                     };
-                    *o = v.mul_add(ac, bc) * m;
+                    *o = act(v.mul_add(ac, bc) * m);
                 }
             }
             None => {
                 for (o, &v) in os.iter_mut().zip(ys) {
-                    *o = v.mul_add(ac, bc);
-                }
-            }
-        }
-        if relu {
-            for o in os.iter_mut() {
-                if *o < T::ZERO {
-                    *o = T::ZERO;
+                    *o = act(v.mul_add(ac, bc));
                 }
             }
         }
