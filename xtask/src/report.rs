@@ -412,7 +412,7 @@ fn analysis(a: u8, runs: &[Run]) -> Vec<String> {
         d.abs(),
         if d >= 0.0 { "above" } else { "below" },
         if d.abs() <= 0.15 {
-            " — within the ±0.15 band a different seed or framework moves it by"
+            " (within ±0.15 points)"
         } else {
             ""
         }
@@ -426,7 +426,7 @@ fn analysis(a: u8, runs: &[Run]) -> Vec<String> {
     let first_hit = e.iter().find(|x| x.test_acc >= TARGET).map(|x| x.epoch);
     let above = e.iter().filter(|x| x.test_acc >= TARGET).count();
     out.push(match first_hit {
-        Some(ep) => format!("99.4 % is first reached in epoch {ep}; {above} of {} epochs are at or above it, and the last three are {}.", e.len(), if r.min_last3() >= TARGET { "all at or above it" } else { "not all above it" }),
+        Some(ep) => format!("99.4 % is first reached in epoch {ep}; {above} of {} epochs reach it, and the last three {}.", e.len(), if r.min_last3() >= TARGET { "all do" } else { "do not all reach it" }),
         None => format!("99.4 % is never reached (best {:.2} %).", r.max_test()),
     });
     let tail = &e[e.len().saturating_sub(5)..];
