@@ -52,11 +52,11 @@ fn max_pool2<T: Real>(x: &[T], out: &mut [T], arg: &mut [u32], c: usize, h: usiz
             for ox in 0..ow {
                 let cand = [r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]];
                 let at = [0, 1, w, w + 1];
-                let mut b = 0;
-                for j in 1..4 {
-                    if cand[j] > cand[b] || cand[j].is_nan() {
-                        b = j;
-                    }
+                // Branch-free (the comparisons are unpredictable on real data).
+                let mut b = 0usize;
+                for (j, &v) in cand.iter().enumerate().skip(1) {
+                    let take = (v > cand[b] || v.is_nan()) as usize;
+                    b = take * j + (1 - take) * b;
                 }
                 orow[ox] = cand[b];
                 arow[ox] = (top + 2 * ox + at[b]) as u32;
