@@ -7,7 +7,7 @@ use std::sync::Once;
 use anyhow::{Context, Result};
 use plotters::prelude::*;
 
-use crate::report::Run;
+use crate::report::{self, Run};
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 const COLORS: [RGBColor; 3] = [
@@ -27,17 +27,8 @@ fn font() {
 /// Mean and standard deviation across seeds, index by index (over the shortest series).
 fn mean_sd(series: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
     let n = series.iter().map(Vec::len).min().unwrap_or(0);
-    let k = series.len() as f64;
     (0..n)
-        .map(|i| {
-            let m = series.iter().map(|s| s[i]).sum::<f64>() / k;
-            let v = if series.len() > 1 {
-                series.iter().map(|s| (s[i] - m).powi(2)).sum::<f64>() / (k - 1.0)
-            } else {
-                0.0
-            };
-            (m, v.sqrt())
-        })
+        .map(|i| report::mean_sd(&series.iter().map(|s| s[i]).collect::<Vec<_>>()))
         .unzip()
 }
 

@@ -91,28 +91,28 @@ fn config(args: &Args, attempt: u8, seed: u64) -> Result<TrainConfig> {
     Ok(c)
 }
 
-/// Complete when the saved config equals `config` and the history has all its epochs.
-fn complete(dir: &Path, config: &TrainConfig) -> bool {
+/// Resumable only when the saved config is the same.
+fn resumable(dir: &Path, config: &TrainConfig) -> bool {
     let files = RunFiles {
         dir: dir.to_path_buf(),
     };
-    let same = std::fs::read(files.config())
-        .ok()
-        .and_then(|b| serde_json::from_slice::<TrainConfig>(&b).ok())
-        .is_some_and(|c| c.fingerprint() == config.fingerprint());
-    let done = std::fs::read(files.history_json())
-        .ok()
-        .and_then(|b| serde_json::from_slice::<History>(&b).ok())
-        .is_some_and(|h| h.epochs.len() == config.epochs);
-    same && done
-}
-
-/// Resumable only when the saved config is the same.
-fn resumable(dir: &Path, config: &TrainConfig) -> bool {
-    std::fs::read(dir.join("config.json"))
+    std::fs::read(files.config())
         .ok()
         .and_then(|b| serde_json::from_slice::<TrainConfig>(&b).ok())
         .is_some_and(|c| c.fingerprint() == config.fingerprint())
+}
+
+/// Complete when it is resumable (same config) and the history has all its epochs.
+fn complete(dir: &Path, config: &TrainConfig) -> bool {
+    let history = RunFiles {
+        dir: dir.to_path_buf(),
+    }
+    .history_json();
+    resumable(dir, config)
+        && std::fs::read(history)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<History>(&b).ok())
+            .is_some_and(|h| h.epochs.len() == config.epochs)
 }
 
 struct Lines {

@@ -276,7 +276,8 @@ impl Net {
                         .next_u64(),
                 ),
                 Module::Dropout { .. } => keys.push(0),
-                Module::BatchNorm { buffers, .. } => {
+                // Running statistics are read only in eval mode; training uses batch statistics.
+                Module::BatchNorm { buffers, .. } if !train => {
                     let b = buffers.lock().expect("bn lock");
                     running.push((
                         b.running_mean.to_dtype(DType::F64)?.to_vec1::<f64>()?,

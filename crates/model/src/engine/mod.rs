@@ -492,7 +492,8 @@ pub struct Pass {
 }
 
 impl Pass {
-    /// A pass: `keys` for the dropout layers, `running` statistics for eval mode; `save` keeps
+    /// A pass: `keys` for the dropout layers, `running` statistics (read in eval mode only, so
+    /// a training pass may leave them empty); `save` keeps
     /// what backward needs, `input_grad` also computes the input's gradient.
     pub fn new(
         engine: Arc<Engine>,
