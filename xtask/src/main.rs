@@ -3,6 +3,8 @@
 //!
 //! - `reproduce`: fetch MNIST, train the seed's three attempts, write `docs/report/`;
 //! - `report`: rewrite `docs/report/` from the saved histories alone (no training);
+//! - `pytorch`: the same recipe trained in PyTorch (when python3 can import torch), saved
+//!   under `docs/report/pytorch/` for the report's side-by-side section;
 //! - `bench`: training and evaluation throughput of the fast engine, the reference path and
 //!   (when a Python with torch is importable) PyTorch, side by side.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a binary: printing is its job
@@ -13,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod plot;
+mod pytorch;
 mod report;
 mod reproduce;
 
@@ -38,6 +41,8 @@ enum Task {
     },
     /// Throughput of the fast engine vs the reference path vs PyTorch, side by side.
     Bench(bench::Args),
+    /// Train the same recipe in PyTorch (needs python3 with torch) and add it to the report.
+    Pytorch(pytorch::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,5 +50,6 @@ fn main() -> anyhow::Result<()> {
         Task::Reproduce(args) => reproduce::run(&args),
         Task::Report { out } => report::write(&out),
         Task::Bench(args) => bench::run(&args),
+        Task::Pytorch(args) => pytorch::run(&args),
     }
 }

@@ -177,37 +177,94 @@ pub fn curves(path: &Path, attempt: u8, runs: &[Run]) -> Result<()> {
     save(path, buf, size)
 }
 
+/// One line of an accuracy chart; lines without a label stay out of the legend.
+pub struct Line {
+    pub label: Option<String>,
+    pub color: RGBColor,
+    pub width: u32,
+    /// Test accuracy of epochs 1, 2, …
+    pub values: Vec<f64>,
+}
+
 /// Test accuracy per epoch of every attempt (mean over seeds) with the 99.4 % line.
 pub fn comparison(path: &Path, all: &[(u8, Vec<Run>)]) -> Result<()> {
+    let lines: Vec<Line> = all
+        .iter()
+        .map(|(a, runs)| {
+            let series: Vec<Vec<f64>> = runs
+                .iter()
+                .map(|r| r.history.epochs.iter().map(|e| e.test_acc).collect())
+                .collect();
+            Line {
+                label: Some(format!("attempt {a}")),
+                color: COLORS[(*a as usize + 2) % 3],
+                width: 3,
+                values: mean_sd(&series).0,
+            }
+        })
+        .collect();
+    accuracy_chart(path, "Test accuracy per epoch", &lines, &[])
+}
+
+fn runs(n: usize) -> String {
+    format!("{n} run{}", if n == 1 { "" } else { "s" })
+}
+
+/// Attempt `attempt`'s test accuracy per epoch, every seed of ours against every PyTorch run,
+/// with the seed write-up's published epochs as dots (`reference`: (epoch, accuracy)).
+pub fn pytorch(
+    path: &Path,
+    attempt: u8,
+    ours: &[Run],
+    torch: &[Vec<f64>],
+    reference: &[(usize, f64)],
+) -> Result<()> {
+    let ours = ours.iter().enumerate().map(|(i, r)| Line {
+        label: (i == 0).then(|| format!("under8k ({})", runs(ours.len()))),
+        color: COLORS[0],
+        width: 2,
+        values: r.history.epochs.iter().map(|e| e.test_acc).collect(),
+    });
+    let theirs = torch.iter().enumerate().map(|(i, v)| Line {
+        label: (i == 0).then(|| format!("PyTorch ({})", runs(torch.len()))),
+        color: COLORS[1],
+        width: 2,
+        values: v.clone(),
+    });
+    let lines: Vec<Line> = ours.chain(theirs).collect();
+    accuracy_chart(
+        path,
+        &format!("Attempt {attempt}: test accuracy per epoch, under8k and PyTorch"),
+        &lines,
+        reference,
+    )
+}
+
+fn accuracy_chart(
+    path: &Path,
+    title: &str,
+    lines: &[Line],
+    reference: &[(usize, f64)],
+) -> Result<()> {
     font();
     let size = (1200u32, 700u32);
     let mut buf = vec![0u8; (size.0 * size.1 * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let curves: Vec<(u8, Vec<f64>)> = all
+        let n = lines
             .iter()
-            .map(|(a, runs)| {
-                let series: Vec<Vec<f64>> = runs
-                    .iter()
-                    .map(|r| r.history.epochs.iter().map(|e| e.test_acc).collect())
-                    .collect();
-                (*a, mean_sd(&series).0)
-            })
-            .collect();
-        let n = curves
-            .iter()
-            .map(|(_, c)| c.len())
+            .map(|l| l.values.len())
             .max()
             .unwrap_or(1)
             .max(2);
-        let lo = curves
+        let lo = lines
             .iter()
-            .flat_map(|(_, c)| c.iter().copied())
+            .flat_map(|l| l.values.iter().copied())
             .fold(99.4f64, f64::min);
         let y0 = ((lo - 0.1) * 10.0).floor() / 10.0;
         let mut chart = ChartBuilder::on(&root)
-            .caption("Test accuracy per epoch", ("sans-serif", 26))
+            .caption(title, ("sans-serif", 26))
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(70)
@@ -233,18 +290,33 @@ pub fn comparison(path: &Path, all: &[(u8, Vec<Run>)]) -> Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?
             .label("99.4 %")
             .legend(|(x, y)| PathElement::new([(x, y), (x + 24, y)], BLACK));
-        for (a, c) in &curves {
-            let color = COLORS[(*a as usize + 2) % 3];
-            chart
+        for l in lines {
+            let (color, width) = (l.color, l.width);
+            let series = chart
                 .draw_series(LineSeries::new(
-                    c.iter().enumerate().map(|(i, v)| (i as f64 + 1.0, *v)),
-                    color.stroke_width(3),
+                    l.values
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| (i as f64 + 1.0, *v)),
+                    color.stroke_width(width),
                 ))
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .label(format!("attempt {a}"))
-                .legend(move |(x, y)| {
-                    PathElement::new([(x, y), (x + 24, y)], color.stroke_width(3))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if let Some(label) = &l.label {
+                series.label(label).legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 24, y)], color.stroke_width(width))
                 });
+            }
+        }
+        if !reference.is_empty() {
+            chart
+                .draw_series(
+                    reference
+                        .iter()
+                        .map(|&(e, v)| Circle::new((e as f64, v), 6, BLACK.filled())),
+                )
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .label("seed write-up")
+                .legend(|(x, y)| Circle::new((x + 12, y), 6, BLACK.filled()));
         }
         chart
             .configure_series_labels()

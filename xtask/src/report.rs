@@ -10,6 +10,7 @@ use under8k_model::summary::group;
 use under8k_train::{History, TrainConfig};
 
 use crate::plot;
+use crate::pytorch::{self, TorchRun};
 use crate::reproduce::{Manifest, run_dir};
 
 /// The seed's published figures: (max test acc, max train acc) per attempt, and attempt 3's
@@ -36,15 +37,14 @@ impl Run {
             .map(|e| e.train_acc)
             .fold(0.0, f64::max)
     }
+    fn test_acc(&self) -> Vec<f64> {
+        self.history.epochs.iter().map(|e| e.test_acc).collect()
+    }
     fn last3(&self) -> Vec<f64> {
-        let e = &self.history.epochs;
-        e[e.len().saturating_sub(3)..]
-            .iter()
-            .map(|r| r.test_acc)
-            .collect()
+        last3(&self.test_acc()).to_vec()
     }
     fn min_last3(&self) -> f64 {
-        self.last3().into_iter().fold(f64::INFINITY, f64::min)
+        min_last3(&self.test_acc())
     }
     fn final_acc(&self) -> f64 {
         self.history.epochs.last().map_or(0.0, |e| e.test_acc)
@@ -96,6 +96,25 @@ fn load_run(out: &Path, attempt: u8, seed: u64) -> Result<Run> {
     })
 }
 
+/// The seed write-up's published per-epoch test accuracies of `attempt` as (epoch, %): attempt 3's
+/// last three, when the runs have its 15 epochs.
+fn reference_epochs(attempt: u8, epochs: usize) -> Vec<(usize, f64)> {
+    match (attempt, epochs) {
+        (3, 15) => (13..=15).zip(REFERENCE_LAST3).collect(),
+        _ => vec![],
+    }
+}
+
+/// The last three values (fewer when there are fewer).
+fn last3(acc: &[f64]) -> &[f64] {
+    &acc[acc.len().saturating_sub(3)..]
+}
+
+/// The lowest of the last three values.
+fn min_last3(acc: &[f64]) -> f64 {
+    last3(acc).iter().copied().fold(f64::INFINITY, f64::min)
+}
+
 /// Mean and sample standard deviation (0 for a single value).
 pub fn mean_sd(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
@@ -130,12 +149,27 @@ pub fn write(out: &Path) -> Result<()> {
         all.push((a, runs));
     }
     plot::comparison(&out.join("comparison.png"), &all)?;
-    let md = markdown(&manifest, &all)?;
+    let mut torch = vec![];
+    for (a, runs) in &all {
+        let t = pytorch::load(out, *a, manifest.epochs)?;
+        if !t.is_empty() {
+            let curves: Vec<Vec<f64>> = t.iter().map(TorchRun::test_acc).collect();
+            plot::pytorch(
+                &out.join(format!("pytorch_attempt{a}.png")),
+                *a,
+                runs,
+                &curves,
+                &reference_epochs(*a, manifest.epochs),
+            )?;
+            torch.push((*a, t));
+        }
+    }
+    let md = markdown(&manifest, &all, &torch)?;
     std::fs::write(out.join("README.md"), md)?;
     Ok(())
 }
 
-fn markdown(m: &Manifest, all: &[(u8, Vec<Run>)]) -> Result<String> {
+fn markdown(m: &Manifest, all: &[(u8, Vec<Run>)], torch: &[(u8, Vec<TorchRun>)]) -> Result<String> {
     let mut s = String::new();
     let spec = &all[0].1[0].config.arch;
     let summary = Summary::of(spec)?;
@@ -239,6 +273,9 @@ fn markdown(m: &Manifest, all: &[(u8, Vec<Run>)]) -> Result<String> {
 
     for (a, runs) in all {
         attempt_section(&mut s, *a, runs)?;
+    }
+    if !torch.is_empty() {
+        pytorch_section(&mut s, m, all, torch)?;
     }
 
     writeln!(s, "## Runs\n")?;
@@ -448,4 +485,134 @@ fn analysis(a: u8, runs: &[Run]) -> Vec<String> {
         ));
     }
     out
+}
+
+/// Our runs against PyTorch's runs of the same recipe: per run, then mean ± sd.
+fn pytorch_section(
+    s: &mut String,
+    m: &Manifest,
+    all: &[(u8, Vec<Run>)],
+    torch: &[(u8, Vec<TorchRun>)],
+) -> Result<()> {
+    let t0 = &torch[0].1[0];
+    let attempts: Vec<String> = torch.iter().map(|(a, _)| a.to_string()).collect();
+    let seeds = torch.iter().map(|(_, t)| t.len()).max().unwrap_or(0);
+    // The same --out as the report's own command (reproduce writes it last).
+    let out = m.command.find(" --out ").map_or("", |i| &m.command[i..]);
+    writeln!(s, "## The same recipe in PyTorch\n")?;
+    writeln!(
+        s,
+        "To tell what the recipe gives from what this implementation gives, `cargo xtask pytorch --attempts {} --seeds {seeds}{out}` trained the same attempts in PyTorch {} on the same machine ({} threads) with `scripts/torch_reproduce.py`: PyTorch's own initialisation, dropout and shuffling, torchvision's rotation (batched), `torch.optim.SGD` and `StepLR`. The two sides draw different random numbers, so seed *n* of one has nothing to do with seed *n* of the other: compare the spread, not the rows.\n",
+        attempts.join(","),
+        t0.torch,
+        t0.threads
+    )?;
+    for (a, theirs) in torch {
+        let Some((_, ours)) = all.iter().find(|(b, _)| b == a) else {
+            continue;
+        };
+        writeln!(s, "### Attempt {a}\n")?;
+        writeln!(
+            s,
+            "| implementation | seed | max test acc | last three epochs (test) | min of last three | ≥ 99.4 % held |"
+        )?;
+        writeln!(s, "|---|---|---|---|---|---|")?;
+        let side = |name: &str, rows: Vec<(u64, Vec<f64>)>, s: &mut String| -> Result<Summary3> {
+            for (seed, acc) in &rows {
+                let l3: Vec<String> = last3(acc).iter().map(|v| format!("{v:.2}")).collect();
+                writeln!(
+                    s,
+                    "| {name} | {seed} | {:.2} | {} | {:.2} | {} |",
+                    max(acc),
+                    l3.join(" / "),
+                    min_last3(acc),
+                    if min_last3(acc) >= TARGET {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                )?;
+            }
+            Ok(Summary3::of(&rows))
+        };
+        let o = side(
+            "under8k",
+            ours.iter().map(|r| (r.seed, r.test_acc())).collect(),
+            s,
+        )?;
+        let p = side(
+            "PyTorch",
+            theirs.iter().map(|r| (r.seed, r.test_acc())).collect(),
+            s,
+        )?;
+        for (name, x) in [("under8k", &o), ("PyTorch", &p)] {
+            if x.n > 1 {
+                writeln!(
+                    s,
+                    "| **{name}, mean ± sd** | {} runs | {} | | {} | {} of {} |",
+                    x.n,
+                    x.ms(x.max),
+                    x.ms(x.min_last3),
+                    x.held,
+                    x.n
+                )?;
+            }
+        }
+        writeln!(
+            s,
+            "\n![attempt {a}, under8k and PyTorch](pytorch_attempt{a}.png)\n"
+        )?;
+        writeln!(
+            s,
+            "Best test accuracy: {} % here, {} % in PyTorch (seed write-up: {:.2} %). Lowest of the last three epochs: {} % here, {} % in PyTorch. Runs holding ≥ 99.4 % in each of the last three epochs: {} of {} here, {} of {} in PyTorch.{}\n",
+            o.ms(o.max),
+            p.ms(p.max),
+            REFERENCE[(*a - 1) as usize].0,
+            o.ms(o.min_last3),
+            p.ms(p.min_last3),
+            o.held,
+            o.n,
+            p.held,
+            p.n,
+            if o.n == 1 {
+                " With one run here, this sets one run against PyTorch's spread; `--seeds N` adds runs."
+            } else {
+                ""
+            }
+        )?;
+    }
+    Ok(())
+}
+
+fn max(acc: &[f64]) -> f64 {
+    acc.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// Mean ± sd of the best and of the lowest-of-the-last-three test accuracy over runs, and how
+/// many runs hold the target in each of the last three epochs.
+struct Summary3 {
+    n: usize,
+    max: (f64, f64),
+    min_last3: (f64, f64),
+    held: usize,
+}
+
+impl Summary3 {
+    /// "mean ± sd" over several runs, the value alone for one.
+    fn ms(&self, (m, sd): (f64, f64)) -> String {
+        match self.n {
+            1 => format!("{m:.2}"),
+            _ => format!("{m:.2} ± {sd:.2}"),
+        }
+    }
+
+    fn of(rows: &[(u64, Vec<f64>)]) -> Self {
+        let f = |g: fn(&[f64]) -> f64| mean_sd(&rows.iter().map(|(_, a)| g(a)).collect::<Vec<_>>());
+        Self {
+            n: rows.len(),
+            max: f(max),
+            min_last3: f(min_last3),
+            held: rows.iter().filter(|(_, a)| min_last3(a) >= TARGET).count(),
+        }
+    }
 }

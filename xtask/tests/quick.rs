@@ -3,18 +3,37 @@
 //! `cargo xtask report` rewrites the report byte for byte from the saved histories.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
-fn xtask(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+fn output(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(args)
         .current_dir(workspace())
         .output()
-        .expect("xtask runs");
+        .expect("xtask runs")
+}
+
+fn xtask(args: &[&str]) -> String {
+    let out = output(args);
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "xtask {args:?} failed:\n{text}");
     text
+}
+
+/// Runs xtask expecting it to fail; returns its stderr.
+fn xtask_fails(args: &[&str]) -> String {
+    let out = output(args);
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(!out.status.success(), "xtask {args:?} should fail:\n{err}");
+    err
+}
+
+/// `reproduce --quick` into `out`, with `extra` options.
+fn quick(out: &str, extra: &[&str]) -> String {
+    let mut args = vec!["reproduce", "--quick", "--out", out, "--data", "data/mnist"];
+    args.extend_from_slice(extra);
+    xtask(&args)
 }
 
 fn workspace() -> PathBuf {
@@ -46,14 +65,7 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("report");
     let out_s = out.to_str().unwrap();
-    xtask(&[
-        "reproduce",
-        "--quick",
-        "--out",
-        out_s,
-        "--data",
-        "data/mnist",
-    ]);
+    quick(out_s, &[]);
     let first = files(&out);
     for (name, bytes) in &first {
         assert!(
@@ -96,14 +108,7 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
         assert_eq!(h["epochs"].as_array().unwrap().len(), 2);
     }
     // Complete runs are skipped, and the report comes out the same.
-    let again = xtask(&[
-        "reproduce",
-        "--quick",
-        "--out",
-        out_s,
-        "--data",
-        "data/mnist",
-    ]);
+    let again = quick(out_s, &[]);
     assert_eq!(again.matches("skipped").count(), 3, "{again}");
     assert_eq!(files(&out), first);
     // `report` alone regenerates it byte for byte.
@@ -112,4 +117,74 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
     }
     xtask(&["report", "--out", out_s]);
     assert_eq!(files(&out), first);
+}
+
+/// A PyTorch result file as `scripts/torch_reproduce.py` writes it, with the given test accuracies.
+fn torch_json(attempt: u8, seed: u64, test_acc: &[f64]) -> String {
+    let epochs: Vec<serde_json::Value> = test_acc
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            serde_json::json!({"epoch": i + 1, "lr": 0.07, "train_loss": 0.1,
+                "train_acc": 98.0, "test_acc": a, "seconds": 60.0})
+        })
+        .collect();
+    serde_json::json!({"attempt": attempt, "seed": seed, "torch": "9.9.9", "threads": 2,
+        "epochs": epochs})
+    .to_string()
+}
+
+#[test]
+fn report_sets_saved_pytorch_runs_beside_ours() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("report");
+    let out_s = out.to_str().unwrap();
+    quick(out_s, &["--attempts", "3"]);
+    let before = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        !before.contains("recipe in PyTorch"),
+        "no PyTorch files, no section"
+    );
+    let dir = out.join("pytorch/attempt3");
+    std::fs::create_dir_all(&dir).unwrap();
+    // Two 2-epoch runs. By hand: maxima 99.45 and 99.35 → mean 99.40, sample sd
+    // sqrt(2·0.05²/1) = 0.0707 → "0.07"; the lowest of the last (at most three) epochs are
+    // 99.41 and 99.20 → mean 99.305 → "99.31" (f64 rounding of 99.305 goes up here), sd 0.148 →
+    // "0.15"; only the first run holds 99.4 in every epoch → "1 of 2".
+    std::fs::write(dir.join("seed1.json"), torch_json(3, 1, &[99.41, 99.45])).unwrap();
+    std::fs::write(dir.join("seed2.json"), torch_json(3, 2, &[99.35, 99.20])).unwrap();
+    xtask(&["report", "--out", out_s]);
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(readme.contains("## The same recipe in PyTorch"), "{readme}");
+    assert!(readme.contains("PyTorch 9.9.9"), "{readme}");
+    assert!(
+        readme.contains(
+            "| **PyTorch, mean ± sd** | 2 runs | 99.40 ± 0.07 | | 99.31 ± 0.15 | 1 of 2 |"
+        ),
+        "{readme}"
+    );
+    assert!(readme.contains("| PyTorch | 2 | 99.35 | 99.35 / 99.20 | 99.20 | no |"));
+    let png = std::fs::read(out.join("pytorch_attempt3.png")).unwrap();
+    let img = image::load_from_memory(&png).unwrap();
+    assert!(img.width() >= 1000 && img.height() >= 600);
+
+    // A result that does not match its path is refused, naming the file.
+    std::fs::write(dir.join("seed2.json"), torch_json(2, 2, &[99.35, 99.20])).unwrap();
+    let err = xtask_fails(&["report", "--out", out_s]);
+    assert!(
+        err.contains("seed2.json") && err.contains("not attempt 3 seed 2"),
+        "{err}"
+    );
+    // So is an incomplete one.
+    std::fs::write(dir.join("seed2.json"), torch_json(3, 2, &[99.35])).unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["report", "--out", out_s])
+        .current_dir(workspace())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("has 1 epochs"),
+        "{err}"
+    );
 }

@@ -1,0 +1,169 @@
+//! `cargo xtask pytorch`: the same recipe trained in PyTorch on this machine
+//! (`scripts/torch_reproduce.py`), saved beside our runs so the report can set the two
+//! distributions of results side by side. PyTorch is never needed to build, test or reproduce;
+//! without this command's files the report simply has no PyTorch section.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// `cargo xtask pytorch` options.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Attempts to train (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [3u8])]
+    attempts: Vec<u8>,
+    /// Seeds per attempt (1, 2, …, N). PyTorch's seed N is not our seed N: the generators differ.
+    #[arg(long, default_value_t = 3)]
+    seeds: u64,
+    /// Report directory (results go to its `pytorch/`; the report is rewritten afterwards).
+    #[arg(long, default_value = "docs/report")]
+    out: PathBuf,
+    /// MNIST directory (IDX files, as `cargo xtask reproduce` leaves them).
+    #[arg(long, default_value = "data/mnist")]
+    data: PathBuf,
+    /// PyTorch threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Epochs per run (15 for the report; fewer for a smoke test into another --out).
+    #[arg(long, default_value_t = 15)]
+    epochs: usize,
+    /// Retrain runs whose results exist.
+    #[arg(long)]
+    force: bool,
+}
+
+/// One PyTorch epoch, as the script writes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TorchEpoch {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub test_acc: f64,
+    pub seconds: f64,
+}
+
+/// One PyTorch run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TorchRun {
+    pub attempt: u8,
+    pub seed: u64,
+    /// PyTorch's version.
+    pub torch: String,
+    pub threads: usize,
+    pub epochs: Vec<TorchEpoch>,
+}
+
+impl TorchRun {
+    /// Test accuracy per epoch.
+    pub fn test_acc(&self) -> Vec<f64> {
+        self.epochs.iter().map(|e| e.test_acc).collect()
+    }
+}
+
+/// `<out>/pytorch/attempt{a}/seed{s}.json`.
+pub fn result_path(out: &Path, attempt: u8, seed: u64) -> PathBuf {
+    out.join("pytorch")
+        .join(format!("attempt{attempt}"))
+        .join(format!("seed{seed}.json"))
+}
+
+/// Reads one saved run, checking that it is what its path says and that it is complete.
+fn read(path: &Path, attempt: u8, seed: u64, epochs: usize) -> Result<TorchRun> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let run: TorchRun = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not a PyTorch result", path.display()))?;
+    if run.attempt != attempt || run.seed != seed {
+        bail!(
+            "{}: holds attempt {} seed {}, not attempt {attempt} seed {seed}",
+            path.display(),
+            run.attempt,
+            run.seed
+        );
+    }
+    if run.epochs.len() != epochs || run.epochs.iter().enumerate().any(|(i, e)| e.epoch != i + 1) {
+        bail!(
+            "{}: has {} epochs, not 1..={epochs} (rerun `cargo xtask pytorch --force`)",
+            path.display(),
+            run.epochs.len()
+        );
+    }
+    Ok(run)
+}
+
+/// The saved PyTorch runs of `attempt` (seeds 1, 2, … while their files exist), each checked to
+/// have `epochs` epochs.
+pub fn load(out: &Path, attempt: u8, epochs: usize) -> Result<Vec<TorchRun>> {
+    let mut runs = vec![];
+    for seed in 1.. {
+        let path = result_path(out, attempt, seed);
+        if !path.exists() {
+            break;
+        }
+        runs.push(read(&path, attempt, seed, epochs)?);
+    }
+    Ok(runs)
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if args.attempts.iter().any(|a| !(1..=3).contains(a)) || args.seeds == 0 || args.epochs == 0 {
+        bail!("attempts are 1, 2 or 3; seeds and epochs at least 1");
+    }
+    let script = Path::new("scripts/torch_reproduce.py");
+    let importable = Command::new("python3")
+        .args(["-c", "import torch, torchvision"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !importable {
+        bail!(
+            "python3 cannot import torch and torchvision: `pip install torch torchvision` first (only this command needs them)"
+        );
+    }
+    let threads = args.threads.unwrap_or_else(rayon::current_num_threads);
+    for &attempt in &args.attempts {
+        for seed in 1..=args.seeds {
+            let path = result_path(&args.out, attempt, seed);
+            if !args.force && read(&path, attempt, seed, args.epochs).is_ok() {
+                println!(
+                    "pytorch attempt {attempt} seed {seed}: {} exists (skipped; --force retrains)",
+                    path.display()
+                );
+                continue;
+            }
+            let dir = path.parent().expect("a result path has a parent");
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let partial = path.with_extension("json.partial");
+            println!("pytorch attempt {attempt} seed {seed}: training ({threads} threads)");
+            let mut child = Command::new("python3")
+                .arg(script)
+                .arg(&args.data)
+                .args([attempt.to_string(), seed.to_string(), threads.to_string()])
+                .arg(&partial)
+                .arg(args.epochs.to_string())
+                .stdout(Stdio::piped())
+                .spawn()
+                .with_context(|| format!("starting python3 {}", script.display()))?;
+            let stdout = child.stdout.take().expect("stdout is piped");
+            for line in BufReader::new(stdout).lines() {
+                println!("pytorch attempt {attempt} seed {seed}  {}", line?);
+            }
+            let status = child.wait()?;
+            if !status.success() {
+                let _ = std::fs::remove_file(&partial);
+                bail!("{} failed ({status})", script.display());
+            }
+            read(&partial, attempt, seed, args.epochs)?;
+            std::fs::rename(&partial, &path)
+                .with_context(|| format!("moving the result to {}", path.display()))?;
+        }
+    }
+    if args.out.join("reproduce.json").exists() {
+        crate::report::write(&args.out)?;
+        println!("report rewritten: {}", args.out.join("README.md").display());
+    }
+    Ok(())
+}
