@@ -62,13 +62,7 @@ fn torch(args: &Args, threads: usize) -> Option<Result<(Figures, f64)>> {
     if args.no_torch {
         return None;
     }
-    let ok = Command::new("python3")
-        .args(["-c", "import torch, torchvision"])
-        .output()
-        .ok()?
-        .status
-        .success();
-    if !ok {
+    if !crate::pytorch::torch_importable() {
         return None;
     }
     Some((|| {

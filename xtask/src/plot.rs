@@ -163,10 +163,7 @@ pub fn curves(path: &Path, attempt: u8, runs: &[Run]) -> Result<()> {
                 x_desc: "epoch",
                 y_desc: "accuracy (%)",
                 x0: 1.0,
-                series: runs
-                    .iter()
-                    .map(|r| r.history.epochs.iter().map(|e| e.test_acc).collect())
-                    .collect(),
+                series: runs.iter().map(Run::test_acc).collect(),
             },
         ];
         for (area, p) in areas.iter().zip(&panels) {
@@ -191,10 +188,7 @@ pub fn comparison(path: &Path, all: &[(u8, Vec<Run>)]) -> Result<()> {
     let lines: Vec<Line> = all
         .iter()
         .map(|(a, runs)| {
-            let series: Vec<Vec<f64>> = runs
-                .iter()
-                .map(|r| r.history.epochs.iter().map(|e| e.test_acc).collect())
-                .collect();
+            let series: Vec<Vec<f64>> = runs.iter().map(Run::test_acc).collect();
             Line {
                 label: Some(format!("attempt {a}")),
                 color: COLORS[(*a as usize + 2) % 3],
@@ -223,7 +217,7 @@ pub fn pytorch(
         label: (i == 0).then(|| format!("under8k ({})", runs(ours.len()))),
         color: COLORS[0],
         width: 2,
-        values: r.history.epochs.iter().map(|e| e.test_acc).collect(),
+        values: r.test_acc(),
     });
     let theirs = torch.iter().enumerate().map(|(i, v)| Line {
         label: (i == 0).then(|| format!("PyTorch ({})", runs(torch.len()))),

@@ -109,16 +109,20 @@ pub fn load(out: &Path, attempt: u8, epochs: usize) -> Result<Vec<TorchRun>> {
     Ok(runs)
 }
 
+/// Whether `python3` can import torch and torchvision.
+pub fn torch_importable() -> bool {
+    Command::new("python3")
+        .args(["-c", "import torch, torchvision"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 pub fn run(args: &Args) -> Result<()> {
     if args.attempts.iter().any(|a| !(1..=3).contains(a)) || args.seeds == 0 || args.epochs == 0 {
         bail!("attempts are 1, 2 or 3; seeds and epochs at least 1");
     }
     let script = Path::new("scripts/torch_reproduce.py");
-    let importable = Command::new("python3")
-        .args(["-c", "import torch, torchvision"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !importable {
+    if !torch_importable() {
         bail!(
             "python3 cannot import torch and torchvision: `pip install torch torchvision` first (only this command needs them)"
         );
