@@ -1,14 +1,16 @@
 """The seed's attempts trained in PyTorch, to compare the distribution of results with ours.
 
-Usage: python3 scripts/torch_reproduce.py DATA_DIR ATTEMPT SEED THREADS OUT_JSON [EPOCHS]
-Prints one JSON line per epoch, then writes {"attempt", "seed", "torch", "threads", "epochs": [...]}
-to OUT_JSON. `cargo xtask pytorch` runs it and adds the results to the report.
+Usage: python3 scripts/torch_reproduce.py DATA_DIR ATTEMPT SEED THREADS OUT_JSON EPOCHS SCHEDULE_JSON
+Prints one JSON line per epoch, then writes {"attempt", "seed", "torch", "threads", "schedule",
+"epochs": [...]} to OUT_JSON. `cargo xtask pytorch` runs it and adds the results to the report.
 
-The recipe is the seed's (see `TrainConfig::attempt`): batch 128 shuffled each epoch, the
-7,684-parameter net of `bench_torch.py` with PyTorch's default initialisation, NLL loss on
-log-softmax, SGD momentum 0.9; attempt 1 lr 0.01; attempt 2 adds a random rotation uniform in
-[-7, 7] degrees (nearest, fill 0, about the centre); attempt 3 adds StepLR(step 1) from lr 0.07
-with gamma = (0.07 - 0.1/15)/0.07, stepped after each epoch. Test accuracy in eval mode.
+The recipe is the attempt's (see `TrainConfig::attempt` and `TrainConfig::write_up`): batch 128
+shuffled each epoch, the 7,684-parameter net of `bench_torch.py` with PyTorch's default
+initialisation, NLL loss on log-softmax, SGD momentum 0.9; attempts 2 and 3 add a random rotation
+uniform in [-7, 7] degrees (nearest, fill 0, about the centre). The learning rate follows
+SCHEDULE_JSON, the `schedule` of the run's config.json: constant; step (StepLR, stepped after each
+epoch; the write-up's attempt 3 is StepLR(1) from 0.07 with gamma = (0.07 - 0.1/15)/0.07); or
+one_cycle (OneCycleLR, stepped after each batch, momentum cycled). Test accuracy in eval mode.
 
 The rotation is torchvision's tensor `rotate` (the same inverse matrix, grid and `grid_sample`),
 batched over the images of a batch with one angle each, so the run is not held up by a per-image
@@ -38,7 +40,7 @@ def rotate_batch(x, degrees, gen):
 
 def main():
     data, attempt, seed, threads, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-    epochs = int(sys.argv[6]) if len(sys.argv) > 6 else 15
+    epochs, schedule = int(sys.argv[6]), json.loads(sys.argv[7])
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1000)
@@ -47,9 +49,26 @@ def main():
     xt = (idx(find(data, "t10k-images-idx3-ubyte")).unsqueeze(1).float() / 255 - 0.1307) / 0.3081
     yt = idx(find(data, "t10k-labels-idx1-ubyte")).long()
     model = Net()
-    lr = 0.01 if attempt < 3 else 0.07
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=(0.07 - 0.1 / 15) / 0.07) if attempt == 3 else None
+    kind = schedule["kind"]
+    opt = torch.optim.SGD(model.parameters(), lr=schedule.get("lr", schedule.get("max_lr")), momentum=0.9)
+    epoch_sched = batch_sched = None
+    if kind == "step":
+        epoch_sched = torch.optim.lr_scheduler.StepLR(opt, step_size=schedule["step_size"], gamma=schedule["gamma"])
+    elif kind == "one_cycle":
+        base_m, max_m = schedule["momentum"] or (0.85, 0.95)
+        batch_sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt,
+            max_lr=schedule["max_lr"],
+            total_steps=schedule["total_steps"],
+            pct_start=schedule["pct_start"],
+            div_factor=schedule["div_factor"],
+            final_div_factor=schedule["final_div_factor"],
+            cycle_momentum=schedule["momentum"] is not None,
+            base_momentum=base_m,
+            max_momentum=max_m,
+        )
+    elif kind != "constant":
+        sys.exit(f"schedule {kind!r} is not supported here")
     records = []
     for epoch in range(1, epochs + 1):
         t = time.perf_counter()
@@ -69,11 +88,13 @@ def main():
             loss = F.nll_loss(out_, ys[j])
             loss.backward()
             opt.step()
+            if batch_sched:
+                batch_sched.step()
             loss_sum += loss.item()
             correct += (out_.argmax(1) == ys[j]).sum().item()
             seen += len(j)
-        if sched:
-            sched.step()
+        if epoch_sched:
+            epoch_sched.step()
         model.eval()
         with torch.no_grad():
             test_correct = sum((model(xt[k : k + 1000]).argmax(1) == yt[k : k + 1000]).sum().item() for k in range(0, 10000, 1000))
@@ -87,7 +108,7 @@ def main():
         }
         records.append(rec)
         print(json.dumps(rec), flush=True)
-    json.dump({"attempt": attempt, "seed": seed, "torch": torch.__version__, "threads": threads, "epochs": records}, open(out, "w"), indent=1)
+    json.dump({"attempt": attempt, "seed": seed, "torch": torch.__version__, "threads": threads, "schedule": schedule, "epochs": records}, open(out, "w"), indent=1)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ fn measure(
     c.epochs = 1;
     c.train_limit = Some(128 * batches);
     c.test_limit = Some(test);
+    c.fit_schedule();
     c.kernels = kernels;
     let dir =
         std::env::temp_dir().join(format!("under8k-bench-{}-{kernels:?}", std::process::id()));

@@ -1,7 +1,8 @@
 //! Repository automation; run as `cargo xtask <task>` (an alias for a release build of this
 //! crate, see `.cargo/config.toml`).
 //!
-//! - `reproduce`: fetch MNIST, train the seed's three attempts, write `docs/report/`;
+//! - `reproduce`: fetch MNIST, train the three attempts (`--write-up`: the write-up's exact
+//!   recipes), write `docs/report/`;
 //! - `report`: rewrite `docs/report/` from the saved histories alone (no training);
 //! - `pytorch`: the same recipe trained in PyTorch (when python3 can import torch), saved
 //!   under `docs/report/pytorch/` for the report's side-by-side section;

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+use under8k_train::TrainConfig;
 
 /// `cargo xtask pytorch` options.
 #[derive(clap::Args)]
@@ -34,6 +35,9 @@ pub struct Args {
     /// Retrain runs whose results exist.
     #[arg(long)]
     force: bool,
+    /// The write-up's exact recipes (attempt 3 with its StepLR), as `reproduce --write-up`.
+    #[arg(long)]
+    write_up: bool,
 }
 
 /// One PyTorch epoch, as the script writes it.
@@ -55,6 +59,9 @@ pub struct TorchRun {
     /// PyTorch's version.
     pub torch: String,
     pub threads: usize,
+    /// The learning-rate schedule it followed (the `schedule` of our config), when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<serde_json::Value>,
     pub epochs: Vec<TorchEpoch>,
 }
 
@@ -72,8 +79,18 @@ pub fn result_path(out: &Path, attempt: u8, seed: u64) -> PathBuf {
         .join(format!("seed{seed}.json"))
 }
 
-/// Reads one saved run, checking that it is what its path says and that it is complete.
-fn read(path: &Path, attempt: u8, seed: u64, epochs: usize) -> Result<TorchRun> {
+/// The learning rate of each epoch's first step under `config`'s schedule, as a run records it.
+pub fn epoch_lrs(config: &TrainConfig) -> Vec<f64> {
+    let steps = config.steps_per_epoch();
+    (0..config.epochs)
+        .map(|e| config.schedule.lr(e, e * steps))
+        .collect()
+}
+
+/// Reads one saved run, checking that it is what its path says, that it is complete and that it
+/// followed the learning rates `lrs` (one per epoch: the recipe of our runs).
+fn read(path: &Path, attempt: u8, seed: u64, lrs: &[f64]) -> Result<TorchRun> {
+    let epochs = lrs.len();
     let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
     let run: TorchRun = serde_json::from_slice(&bytes)
         .with_context(|| format!("{}: not a PyTorch result", path.display()))?;
@@ -92,19 +109,38 @@ fn read(path: &Path, attempt: u8, seed: u64, epochs: usize) -> Result<TorchRun> 
             run.epochs.len()
         );
     }
+    if let Some((e, want)) = run
+        .epochs
+        .iter()
+        .zip(lrs)
+        .find(|(e, want)| (e.lr - *want).abs() > 1e-9 * want.abs())
+    {
+        bail!(
+            "{}: epoch {} ran at lr {} where this recipe has {want}: another schedule (rerun `cargo xtask pytorch --force`{})",
+            path.display(),
+            e.epoch,
+            e.lr,
+            if attempt == 3 {
+                ", with or without --write-up"
+            } else {
+                ""
+            }
+        );
+    }
     Ok(run)
 }
 
 /// The saved PyTorch runs of `attempt` (seeds 1, 2, … while their files exist), each checked to
-/// have `epochs` epochs.
-pub fn load(out: &Path, attempt: u8, epochs: usize) -> Result<Vec<TorchRun>> {
+/// have run the epochs of `config` at its learning rates.
+pub fn load(out: &Path, attempt: u8, config: &TrainConfig) -> Result<Vec<TorchRun>> {
+    let lrs = epoch_lrs(config);
     let mut runs = vec![];
     for seed in 1.. {
         let path = result_path(out, attempt, seed);
         if !path.exists() {
             break;
         }
-        runs.push(read(&path, attempt, seed, epochs)?);
+        runs.push(read(&path, attempt, seed, &lrs)?);
     }
     Ok(runs)
 }
@@ -130,8 +166,11 @@ pub fn run(args: &Args) -> Result<()> {
     let threads = args.threads.unwrap_or_else(rayon::current_num_threads);
     for &attempt in &args.attempts {
         for seed in 1..=args.seeds {
+            let config =
+                crate::reproduce::config(attempt, seed, args.write_up, false, Some(args.epochs))?;
+            let lrs = epoch_lrs(&config);
             let path = result_path(&args.out, attempt, seed);
-            if !args.force && read(&path, attempt, seed, args.epochs).is_ok() {
+            if !args.force && read(&path, attempt, seed, &lrs).is_ok() {
                 println!(
                     "pytorch attempt {attempt} seed {seed}: {} exists (skipped; --force retrains)",
                     path.display()
@@ -148,6 +187,7 @@ pub fn run(args: &Args) -> Result<()> {
                 .args([attempt.to_string(), seed.to_string(), threads.to_string()])
                 .arg(&partial)
                 .arg(args.epochs.to_string())
+                .arg(serde_json::to_string(&config.schedule)?)
                 .stdout(Stdio::piped())
                 .spawn()
                 .with_context(|| format!("starting python3 {}", script.display()))?;
@@ -160,7 +200,7 @@ pub fn run(args: &Args) -> Result<()> {
                 let _ = std::fs::remove_file(&partial);
                 bail!("{} failed ({status})", script.display());
             }
-            read(&partial, attempt, seed, args.epochs)?;
+            read(&partial, attempt, seed, &lrs)?;
             std::fs::rename(&partial, &path)
                 .with_context(|| format!("moving the result to {}", path.display()))?;
         }

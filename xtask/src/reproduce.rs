@@ -36,6 +36,10 @@ pub struct Args {
     /// MNIST directory (fetched there if missing).
     #[arg(long, default_value = "data/mnist")]
     data: PathBuf,
+    /// Train the write-up's exact recipes (attempt 3 with its StepLR from 0.07) instead of the
+    /// project's attempts (attempt 3 with one-cycle). Use another --out.
+    #[arg(long)]
+    write_up: bool,
 }
 
 /// What the report needs to know about how the runs were made (`reproduce.json`).
@@ -55,6 +59,9 @@ pub struct Manifest {
     pub cpu: String,
     /// Threads used.
     pub threads: usize,
+    /// Whether the runs follow the write-up's exact recipes (`--write-up`).
+    #[serde(default)]
+    pub write_up: bool,
 }
 
 /// Run directory of (attempt, seed) under the report directory.
@@ -76,17 +83,30 @@ pub fn cpu_model() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
-fn config(args: &Args, attempt: u8, seed: u64) -> Result<TrainConfig> {
-    let mut c = TrainConfig::attempt(attempt)?;
+/// The config of (attempt, seed): the project's attempt or, with `write_up`, the write-up's
+/// recipe; `quick` shrinks it to a smoke test; `epochs` overrides its length.
+pub fn config(
+    attempt: u8,
+    seed: u64,
+    write_up: bool,
+    quick: bool,
+    epochs: Option<usize>,
+) -> Result<TrainConfig> {
+    let mut c = if write_up {
+        TrainConfig::write_up(attempt)?
+    } else {
+        TrainConfig::attempt(attempt)?
+    };
     c.seed = seed;
-    if args.quick {
+    if quick {
         c.epochs = 2;
         c.train_limit = Some(2048);
         c.test_limit = Some(1000);
     }
-    if let Some(e) = args.epochs {
+    if let Some(e) = epochs {
         c.epochs = e;
     }
+    c.fit_schedule();
     c.validate()?;
     Ok(c)
 }
@@ -146,7 +166,7 @@ pub fn run(args: &Args) -> Result<()> {
     let mut epochs = 0;
     for &attempt in &args.attempts {
         for seed in 1..=args.seeds {
-            let config = config(args, attempt, seed)?;
+            let config = config(attempt, seed, args.write_up, args.quick, args.epochs)?;
             epochs = config.epochs;
             let dir = run_dir(&args.out, attempt, seed);
             let label = format!("attempt {attempt} seed {seed}");
@@ -184,6 +204,9 @@ pub fn run(args: &Args) -> Result<()> {
     if args.quick {
         command += " --quick";
     }
+    if args.write_up {
+        command += " --write-up";
+    }
     if let Some(e) = args.epochs {
         command += &format!(" --epochs {e}");
     }
@@ -198,6 +221,7 @@ pub fn run(args: &Args) -> Result<()> {
         quick: args.quick,
         cpu: cpu_model(),
         threads: rayon::current_num_threads(),
+        write_up: args.write_up,
     };
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(

@@ -119,13 +119,15 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
     assert_eq!(files(&out), first);
 }
 
-/// A PyTorch result file as `scripts/torch_reproduce.py` writes it, with the given test accuracies.
-fn torch_json(attempt: u8, seed: u64, test_acc: &[f64]) -> String {
+/// A PyTorch result file as `scripts/torch_reproduce.py` writes it, with the given learning rate
+/// and test accuracy per epoch.
+fn torch_json(attempt: u8, seed: u64, lrs: &[f64], test_acc: &[f64]) -> String {
     let epochs: Vec<serde_json::Value> = test_acc
         .iter()
+        .zip(lrs)
         .enumerate()
-        .map(|(i, a)| {
-            serde_json::json!({"epoch": i + 1, "lr": 0.07, "train_loss": 0.1,
+        .map(|(i, (a, lr))| {
+            serde_json::json!({"epoch": i + 1, "lr": lr, "train_loss": 0.1,
                 "train_acc": 98.0, "test_acc": a, "seconds": 60.0})
         })
         .collect();
@@ -145,18 +147,46 @@ fn report_sets_saved_pytorch_runs_beside_ours() {
         !before.contains("recipe in PyTorch"),
         "no PyTorch files, no section"
     );
+    assert!(
+        before.contains("OneCycleLR") && before.contains("departs from the write-up"),
+        "attempt 3 is the one-cycle schedule, said so: {before}"
+    );
+    // The PyTorch side must have run the learning rates our run recorded.
+    let ours: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("runs/attempt3/seed1/history.json")).unwrap(),
+    )
+    .unwrap();
+    let lrs: Vec<f64> = ours["epochs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["lr"].as_f64().unwrap())
+        .collect();
+    assert_eq!(lrs.len(), 2);
     let dir = out.join("pytorch/attempt3");
     std::fs::create_dir_all(&dir).unwrap();
     // Two 2-epoch runs. By hand: maxima 99.45 and 99.35 → mean 99.40, sample sd
     // sqrt(2·0.05²/1) = 0.0707 → "0.07"; the lowest of the last (at most three) epochs are
     // 99.41 and 99.20 → mean 99.305 → "99.31" (f64 rounding of 99.305 goes up here), sd 0.148 →
     // "0.15"; only the first run holds 99.4 in every epoch → "1 of 2".
-    std::fs::write(dir.join("seed1.json"), torch_json(3, 1, &[99.41, 99.45])).unwrap();
-    std::fs::write(dir.join("seed2.json"), torch_json(3, 2, &[99.35, 99.20])).unwrap();
+    std::fs::write(
+        dir.join("seed1.json"),
+        torch_json(3, 1, &lrs, &[99.41, 99.45]),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("seed2.json"),
+        torch_json(3, 2, &lrs, &[99.35, 99.20]),
+    )
+    .unwrap();
     xtask(&["report", "--out", out_s]);
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(readme.contains("## The same recipe in PyTorch"), "{readme}");
     assert!(readme.contains("PyTorch 9.9.9"), "{readme}");
+    assert!(
+        readme.contains("`torch.optim.SGD` and `OneCycleLR`"),
+        "{readme}"
+    );
     assert!(
         readme.contains(
             "| **PyTorch, mean ± sd** | 2 runs | 99.40 ± 0.07 | | 99.31 ± 0.15 | 1 of 2 |"
@@ -169,14 +199,34 @@ fn report_sets_saved_pytorch_runs_beside_ours() {
     assert!(img.width() >= 1000 && img.height() >= 600);
 
     // A result that does not match its path is refused, naming the file.
-    std::fs::write(dir.join("seed2.json"), torch_json(2, 2, &[99.35, 99.20])).unwrap();
+    std::fs::write(
+        dir.join("seed2.json"),
+        torch_json(2, 2, &lrs, &[99.35, 99.20]),
+    )
+    .unwrap();
     let err = xtask_fails(&["report", "--out", out_s]);
     assert!(
         err.contains("seed2.json") && err.contains("not attempt 3 seed 2"),
         "{err}"
     );
+    // So is one trained with another schedule (the write-up's StepLR starts at 0.07).
+    std::fs::write(
+        dir.join("seed2.json"),
+        torch_json(
+            3,
+            2,
+            &[0.07, 0.07 * (0.07 - 0.1 / 15.0) / 0.07],
+            &[99.35, 99.20],
+        ),
+    )
+    .unwrap();
+    let err = xtask_fails(&["report", "--out", out_s]);
+    assert!(
+        err.contains("seed2.json") && err.contains("another schedule"),
+        "{err}"
+    );
     // So is an incomplete one.
-    std::fs::write(dir.join("seed2.json"), torch_json(3, 2, &[99.35])).unwrap();
+    std::fs::write(dir.join("seed2.json"), torch_json(3, 2, &lrs, &[99.35])).unwrap();
     let bad = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["report", "--out", out_s])
         .current_dir(workspace())
@@ -187,4 +237,45 @@ fn report_sets_saved_pytorch_runs_beside_ours() {
         !bad.status.success() && err.contains("has 1 epochs"),
         "{err}"
     );
+}
+
+#[test]
+fn write_up_trains_the_write_ups_own_attempt_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("write-up");
+    let out_s = out.to_str().unwrap();
+    quick(out_s, &["--attempts", "3", "--write-up"]);
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("runs/attempt3/seed1/config.json")).unwrap(),
+    )
+    .unwrap();
+    // The write-up's γ = (0.07 − 0.1/15)/0.07, evaluated here independently of `sched`.
+    assert_eq!(config["schedule"]["kind"], "step");
+    assert_eq!(config["schedule"]["lr"], 0.07);
+    assert_eq!(
+        config["schedule"]["gamma"].as_f64().unwrap(),
+        (0.07 - 0.1 / 15.0) / 0.07
+    );
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    for needle in [
+        "StepLR(1) from lr 0.07",
+        "--attempts 3 --quick --write-up --out",
+        "Recipes: the seed write-up's own",
+    ] {
+        assert!(
+            readme.contains(needle),
+            "README lacks {needle:?}:\n{readme}"
+        );
+    }
+    assert!(!readme.contains("OneCycleLR"), "{readme}");
+    // The project's attempt 3 is another config: without --write-up the run is retrained.
+    let again = quick(out_s, &["--attempts", "3"]);
+    assert!(!again.contains("skipped"), "{again}");
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("runs/attempt3/seed1/config.json")).unwrap(),
+    )
+    .unwrap();
+    // 2 epochs × ⌈2048 / 128⌉ batches.
+    assert_eq!(config["schedule"]["kind"], "one_cycle");
+    assert_eq!(config["schedule"]["total_steps"], 32);
 }

@@ -31,7 +31,7 @@ enum Command {
     Augment(AugmentArgs),
     /// Per-layer output shape, parameters and receptive field of a net (the seed's by default).
     Summary(SummaryArgs),
-    /// Train one of the seed's attempts (or a config file); checkpoints every epoch.
+    /// Train one of the three attempts (or a config file); checkpoints every epoch.
     Train(training::TrainArgs),
     /// Evaluate a checkpoint on the test set: loss, accuracy, per-class accuracy, confusion matrix.
     Eval(training::EvalArgs),

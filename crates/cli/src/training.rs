@@ -22,7 +22,7 @@ use crate::{DataDir, data_dir, load_mnist, read_gray};
 pub(crate) enum ScheduleKind {
     /// The same rate throughout.
     Constant,
-    /// StepLR(1) losing 0.1 over the epochs, as the seed's attempt 3.
+    /// StepLR(1) losing 0.1 over the epochs, as the write-up's attempt 3.
     LinearDecrement,
     /// OneCycleLR with PyTorch's defaults, max rate = --lr.
     OneCycle,
@@ -30,9 +30,12 @@ pub(crate) enum ScheduleKind {
 
 #[derive(Args)]
 pub(crate) struct TrainArgs {
-    /// Which of the seed's attempts (1: lr 0.01; 2: + rotation ±7°; 3: + StepLR from 0.07).
+    /// Which attempt (1: lr 0.01; 2: + rotation ±7°; 3: + one-cycle lr up to 0.1).
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3), default_value_t = 3)]
     attempt: u8,
+    /// The write-up's exact recipe for the attempt (for 3: StepLR from 0.07 instead of one-cycle).
+    #[arg(long, conflicts_with = "config")]
+    write_up: bool,
     /// A full config (JSON, as written to config.json of a run) instead of an attempt.
     #[arg(long, value_name = "FILE", conflicts_with = "attempt")]
     config: Option<PathBuf>,
@@ -78,6 +81,7 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
             serde_json::from_str(&text)
                 .with_context(|| format!("{}: not a training config", path.display()))?
         }
+        None if args.write_up => TrainConfig::write_up(args.attempt)?,
         None => TrainConfig::attempt(args.attempt)?,
     };
     if let Some(e) = args.epochs {
@@ -104,11 +108,13 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
         c.schedule = match kind {
             ScheduleKind::Constant => Schedule::constant(lr)?,
             ScheduleKind::LinearDecrement => Schedule::linear_decrement(lr, 0.1, c.epochs)?,
-            ScheduleKind::OneCycle => {
-                let n = c.train_limit.unwrap_or(60_000).min(60_000);
-                Schedule::one_cycle(lr, c.epochs * n.div_ceil(c.batch_size.max(1)))?
-            }
+            ScheduleKind::OneCycle => Schedule::one_cycle(lr, 2)?,
         };
+    }
+    let resized = args.epochs.is_some() || args.batch_size.is_some() || args.train_limit.is_some();
+    if resized || args.schedule.is_some() || args.lr.is_some() {
+        // A one-cycle schedule spans the run; a config file's own total_steps is kept otherwise.
+        c.fit_schedule();
     }
     c.validate()?;
     Ok(c)

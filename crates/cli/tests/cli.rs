@@ -215,15 +215,13 @@ fn summary_reads_other_specs_and_rejects_bad_ones() {
     );
 }
 
-#[test]
-fn train_eval_predict_end_to_end_on_a_subset() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("run");
+/// `under8k train --attempt N` for one epoch on 256 training and 100 test images into `out`.
+fn train_small(attempt: &str, out: &Path, extra: &[&str]) -> Output {
     let data = data_dir();
-    let o = under8k(&[
+    let mut args = vec![
         "train",
         "--attempt",
-        "1",
+        attempt,
         "--epochs",
         "1",
         "--train-limit",
@@ -231,10 +229,20 @@ fn train_eval_predict_end_to_end_on_a_subset() {
         "--test-limit",
         "100",
         "--out",
-        s(&out),
+        s(out),
         "--dir",
         s(&data),
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    under8k(&args)
+}
+
+#[test]
+fn train_eval_predict_end_to_end_on_a_subset() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let data = data_dir();
+    let o = train_small("1", &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("epoch  1"),
@@ -329,4 +337,47 @@ fn train_eval_predict_end_to_end_on_a_subset() {
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn train_attempt_3_fits_its_one_cycle_to_the_run_and_write_up_keeps_step_lr() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir();
+    let config = |out: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap()
+    };
+    let ours = dir.path().join("ours");
+    let o = train_small("3", &ours, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // 1 epoch × ⌈256 / 128⌉ batches.
+    let c = config(&ours);
+    assert_eq!(c["schedule"]["kind"], "one_cycle");
+    assert_eq!(c["schedule"]["total_steps"], 2);
+    let theirs = dir.path().join("theirs");
+    let o = train_small("3", &theirs, &["--write-up"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(config(&theirs)["schedule"]["kind"], "step");
+
+    // A config file whose one-cycle schedule is shorter than the run: refused, nothing written.
+    let mut c = config(&ours);
+    c["schedule"]["total_steps"] = 1.into();
+    c["epochs"] = 2.into();
+    let file = dir.path().join("short.json");
+    std::fs::write(&file, c.to_string()).unwrap();
+    let short = dir.path().join("short");
+    let o = under8k(&[
+        "train",
+        "--config",
+        s(&file),
+        "--out",
+        s(&short),
+        "--dir",
+        s(&data),
+    ]);
+    let e = stderr(&o);
+    assert!(
+        !o.status.success() && e.contains("1 steps but the run takes 4"),
+        "{e}"
+    );
+    assert!(!short.exists());
 }

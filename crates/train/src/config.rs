@@ -45,11 +45,30 @@ pub struct TrainConfig {
 #[error("invalid training config: {0}")]
 pub struct ConfigError(pub String);
 
+/// Images in MNIST's training split.
+pub const MNIST_TRAIN_IMAGES: usize = 60_000;
+
 impl TrainConfig {
-    /// The seed's attempt 1, 2 or 3 (15 epochs, batch 128, seed 1, SGD momentum 0.9):
-    /// 1 — lr 0.01, no augmentation; 2 — plus rotation ±7°; 3 — rotation plus StepLR(1) from 0.07
-    /// with gamma = (0.07 − 0.1/15)/0.07.
+    /// The project's attempt 1, 2 or 3 (15 epochs, batch 128, seed 1, SGD momentum 0.9):
+    /// 1 — lr 0.01, no augmentation; 2 — plus rotation ±7°; 3 — rotation plus `OneCycleLR` with
+    /// max lr 0.1 and PyTorch's defaults (momentum cycled 0.95 → 0.85 → 0.95), stepped per batch.
+    ///
+    /// Attempts 1 and 2 are the seed write-up's; its attempt 3 (StepLR from 0.07, see
+    /// [`TrainConfig::write_up`]) does not hold 99.4 % over the last epochs, here or in PyTorch,
+    /// so attempt 3 keeps its idea (tune the learning rate) with a schedule that anneals.
     pub fn attempt(n: u8) -> Result<Self, ConfigError> {
+        let mut c = Self::write_up(n)?;
+        if n == 3 {
+            c.schedule = Schedule::one_cycle(0.1, c.epochs * c.steps_per_epoch())
+                .map_err(|e| ConfigError(e.to_string()))?;
+        }
+        Ok(c)
+    }
+
+    /// The seed write-up's attempt 1, 2 or 3 exactly as published: the same as
+    /// [`TrainConfig::attempt`] for 1 and 2; for 3, rotation plus StepLR(1) from 0.07 with
+    /// gamma = (0.07 − 0.1/15)/0.07.
+    pub fn write_up(n: u8) -> Result<Self, ConfigError> {
         let err = |e: under8k_sched::ScheduleError| ConfigError(e.to_string());
         let (schedule, rotation) = match n {
             1 => (Schedule::constant(0.01).map_err(err)?, None),
@@ -80,6 +99,23 @@ impl TrainConfig {
             test_limit: None,
             kernels: Kernels::Fast,
         })
+    }
+
+    /// Optimizer steps per epoch on MNIST's training split (or its first `train_limit` images).
+    pub fn steps_per_epoch(&self) -> usize {
+        self.train_limit
+            .map_or(MNIST_TRAIN_IMAGES, |n| n.min(MNIST_TRAIN_IMAGES))
+            .div_ceil(self.batch_size.max(1))
+    }
+
+    /// Stretches a per-step schedule (one-cycle) over the whole run, as PyTorch's
+    /// `OneCycleLR(epochs=…, steps_per_epoch=…)` does. Call it after changing `epochs`,
+    /// `batch_size` or `train_limit`; per-epoch schedules need nothing.
+    pub fn fit_schedule(&mut self) {
+        let steps = self.epochs * self.steps_per_epoch();
+        if let Schedule::OneCycle { total_steps, .. } = &mut self.schedule {
+            *total_steps = steps.max(2);
+        }
     }
 
     /// Checks everything a run needs.

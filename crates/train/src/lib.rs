@@ -1,5 +1,6 @@
 //! Training for under8k: momentum SGD with PyTorch's semantics ([`sgd`]), a run described by one
-//! serialisable [`TrainConfig`] (the seed's attempts are [`TrainConfig::attempt`]), and the loop
+//! serialisable [`TrainConfig`] (the three attempts are [`TrainConfig::attempt`], the write-up's exact recipes
+//! [`TrainConfig::write_up`]), and the loop
 //! ([`run::train`]) — deterministic for a seed, checkpointed atomically after every epoch,
 //! resumable bit for bit, stoppable at any batch boundary.
 //!
@@ -11,6 +12,7 @@
 //! let mnist = Mnist::load("data/mnist".as_ref())?;
 //! let mut config = TrainConfig::attempt(3)?;
 //! config.epochs = 1;
+//! config.fit_schedule(); // attempt 3's one-cycle schedule now spans one epoch
 //! let outcome = run::train(&config, &mnist, "runs/demo".as_ref(), false, &mut (), &AtomicBool::new(false))?;
 //! println!("test accuracy {:.2} %", outcome.history.epochs[0].test_acc);
 //! # Ok::<(), Box<dyn std::error::Error>>(())

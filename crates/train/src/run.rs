@@ -23,7 +23,7 @@ use under8k_mnist_data::batch::{BatchConfig, EpochBatches};
 use under8k_mnist_data::{DataError, Mnist, Normalization, Split};
 use under8k_model::checkpoint::{self, CheckpointError};
 use under8k_model::{ModelError, Net};
-use under8k_sched::Scheduler;
+use under8k_sched::{Schedule, Scheduler};
 
 use crate::config::{ConfigError, TrainConfig};
 use crate::history::{EpochRecord, History};
@@ -298,16 +298,29 @@ pub fn train(
     let files = RunFiles {
         dir: out_dir.to_path_buf(),
     };
-    std::fs::create_dir_all(out_dir).map_err(|e| CheckpointError::Io {
-        path: out_dir.to_path_buf(),
-        message: e.to_string(),
-    })?;
     let train_split = config
         .train_limit
         .map_or_else(|| mnist.train.clone(), |n| mnist.train.head(n));
     let test_split = config
         .test_limit
         .map_or_else(|| mnist.test.clone(), |n| mnist.test.head(n));
+    if let Schedule::OneCycle { total_steps, .. } = config.schedule {
+        let steps = config.epochs * train_split.len().div_ceil(config.batch_size);
+        if total_steps < steps {
+            // PyTorch's OneCycleLR raises here too: past its end the rate is undefined.
+            return Err(ConfigError(format!(
+                "the one-cycle schedule has {total_steps} steps but the run takes {steps} \
+                 ({} epochs of {} batches): set its total_steps to {steps}",
+                config.epochs,
+                train_split.len().div_ceil(config.batch_size)
+            ))
+            .into());
+        }
+    }
+    std::fs::create_dir_all(out_dir).map_err(|e| CheckpointError::Io {
+        path: out_dir.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let norm = Normalization::new(config.mean, config.std)?;
     let rotation = config
         .rotation_degrees

@@ -23,6 +23,7 @@ fn small() -> TrainConfig {
     c.epochs = 2;
     c.train_limit = Some(512);
     c.test_limit = Some(200);
+    c.fit_schedule();
     c
 }
 
@@ -154,4 +155,24 @@ fn nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint() {
         .exists(),
         "no half-trained checkpoint"
     );
+}
+
+#[test]
+fn a_one_cycle_schedule_shorter_than_the_run_is_refused_before_anything_is_written() {
+    let mnist = mnist();
+    // 2 epochs × ⌈512 / 128⌉ batches = 8 steps; a schedule of 7 would run off its end.
+    let mut c = small();
+    let Schedule::OneCycle { total_steps, .. } = &mut c.schedule else {
+        panic!("attempt 3 is one-cycle")
+    };
+    assert_eq!(*total_steps, 8, "fit_schedule spans the run");
+    *total_steps = 7;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let err = run::train(&c, &mnist, &dir, false, &mut (), &AtomicBool::new(false)).unwrap_err();
+    assert!(
+        err.to_string().contains("7 steps but the run takes 8"),
+        "{err}"
+    );
+    assert!(!dir.exists(), "nothing is written");
 }
