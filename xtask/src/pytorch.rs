@@ -157,6 +157,42 @@ pub fn run(args: &Args) -> Result<()> {
     if args.attempts.iter().any(|a| !(1..=3).contains(a)) || args.seeds == 0 || args.epochs == 0 {
         bail!("attempts are 1, 2 or 3; seeds and epochs at least 1");
     }
+    let manifest_path = args.out.join("reproduce.json");
+    let manifest: Option<crate::reproduce::Manifest> =
+        match std::fs::read(&manifest_path) {
+            Ok(bytes) => Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!("{}: not a reproduce manifest", manifest_path.display())
+            })?),
+            Err(_) => None,
+        };
+    if let Some(m) = &manifest
+        && m.write_up != args.write_up
+    {
+        // Its runs follow the other recipe: results for this one could not sit beside them.
+        bail!(
+            "{} holds runs of {} (`{}`): {} --write-up, or give another --out",
+            args.out.display(),
+            if m.write_up {
+                "the write-up's exact recipes"
+            } else {
+                "the project's attempts"
+            },
+            m.command,
+            if m.write_up { "add" } else { "drop" }
+        );
+    }
+    if let Some(m) = &manifest
+        && (m.quick || m.epochs != args.epochs)
+    {
+        bail!(
+            "{} holds {}-epoch runs{} (`{}`); PyTorch runs of {} epochs on the full training set could not sit beside them: give another --out",
+            args.out.display(),
+            m.epochs,
+            if m.quick { " on subsets" } else { "" },
+            m.command,
+            args.epochs
+        );
+    }
     let script = Path::new("scripts/torch_reproduce.py");
     if !torch_importable() {
         bail!(
@@ -205,7 +241,7 @@ pub fn run(args: &Args) -> Result<()> {
                 .with_context(|| format!("moving the result to {}", path.display()))?;
         }
     }
-    if args.out.join("reproduce.json").exists() {
+    if manifest.is_some() {
         crate::report::write(&args.out)?;
         println!("report rewritten: {}", args.out.join("README.md").display());
     }

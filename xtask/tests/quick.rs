@@ -268,6 +268,13 @@ fn write_up_trains_the_write_ups_own_attempt_3() {
         );
     }
     assert!(!readme.contains("OneCycleLR"), "{readme}");
+    // PyTorch runs of the project's attempt 3 would not match these runs: refused up front
+    // (before PyTorch is even looked for), naming the directory and the way out.
+    let err = xtask_fails(&["pytorch", "--out", out_s, "--seeds", "1"]);
+    assert!(
+        err.contains("the write-up's exact recipes") && err.contains("add --write-up"),
+        "{err}"
+    );
     // The project's attempt 3 is another config: without --write-up the run is retrained.
     let again = quick(out_s, &["--attempts", "3"]);
     assert!(!again.contains("skipped"), "{again}");
