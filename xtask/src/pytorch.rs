@@ -157,29 +157,13 @@ pub fn run(args: &Args) -> Result<()> {
     if args.attempts.iter().any(|a| !(1..=3).contains(a)) || args.seeds == 0 || args.epochs == 0 {
         bail!("attempts are 1, 2 or 3; seeds and epochs at least 1");
     }
-    let manifest_path = args.out.join("reproduce.json");
-    let manifest: Option<crate::reproduce::Manifest> =
-        match std::fs::read(&manifest_path) {
-            Ok(bytes) => Some(serde_json::from_slice(&bytes).with_context(|| {
-                format!("{}: not a reproduce manifest", manifest_path.display())
-            })?),
-            Err(_) => None,
-        };
-    if let Some(m) = &manifest
-        && m.write_up != args.write_up
+    let manifest = crate::reproduce::Manifest::existing(&args.out)?;
+    if let Some(why) = manifest
+        .as_ref()
+        .and_then(|m| m.other_recipe(&args.out, args.write_up))
     {
-        // Its runs follow the other recipe: results for this one could not sit beside them.
-        bail!(
-            "{} holds runs of {} (`{}`): {} --write-up, or give another --out",
-            args.out.display(),
-            if m.write_up {
-                "the write-up's exact recipes"
-            } else {
-                "the project's attempts"
-            },
-            m.command,
-            if m.write_up { "add" } else { "drop" }
-        );
+        // Results of the other recipe could not sit beside its runs.
+        bail!(why);
     }
     if let Some(m) = &manifest
         && (m.quick || m.epochs != args.epochs)

@@ -64,6 +64,36 @@ pub struct Manifest {
     pub write_up: bool,
 }
 
+impl Manifest {
+    /// The manifest of the report in `out`, if there is one.
+    pub fn existing(out: &Path) -> Result<Option<Self>> {
+        let path = out.join("reproduce.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!("{}: not a reproduce manifest", path.display())
+            })?)),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Why runs of the other recipe (`write_up` differs) do not belong in this report.
+    pub fn other_recipe(&self, out: &Path, write_up: bool) -> Option<String> {
+        (self.write_up != write_up).then(|| {
+            format!(
+                "{} holds runs of {} (`{}`): {} --write-up, or give another --out",
+                out.display(),
+                if self.write_up {
+                    "the write-up's exact recipes"
+                } else {
+                    "the project's attempts"
+                },
+                self.command,
+                if self.write_up { "add" } else { "drop" }
+            )
+        })
+    }
+}
+
 /// Run directory of (attempt, seed) under the report directory.
 pub fn run_dir(out: &Path, attempt: u8, seed: u64) -> PathBuf {
     out.join("runs")
@@ -159,6 +189,12 @@ impl Observer for Lines {
 pub fn run(args: &Args) -> Result<()> {
     if args.attempts.is_empty() || args.seeds == 0 {
         bail!("nothing to do: give at least one attempt and one seed");
+    }
+    if !args.force
+        && let Some(why) =
+            Manifest::existing(&args.out)?.and_then(|m| m.other_recipe(&args.out, args.write_up))
+    {
+        bail!("{why} (or --force to retrain them with this recipe)");
     }
     let start = Instant::now();
     let mnist = load(&args.data)?;

@@ -275,8 +275,25 @@ fn write_up_trains_the_write_ups_own_attempt_3() {
         err.contains("the write-up's exact recipes") && err.contains("add --write-up"),
         "{err}"
     );
-    // The project's attempt 3 is another config: without --write-up the run is retrained.
-    let again = quick(out_s, &["--attempts", "3"]);
+    // The project's attempt 3 is another recipe: without --write-up, reproduce refuses to
+    // replace these runs unless told to (--force), and then retrains them.
+    let err = xtask_fails(&[
+        "reproduce",
+        "--quick",
+        "--out",
+        out_s,
+        "--data",
+        "data/mnist",
+        "--attempts",
+        "3",
+    ]);
+    assert!(
+        err.contains("the write-up's exact recipes")
+            && err.contains("add --write-up")
+            && err.contains("--force"),
+        "{err}"
+    );
+    let again = quick(out_s, &["--attempts", "3", "--force"]);
     assert!(!again.contains("skipped"), "{again}");
     let config: serde_json::Value = serde_json::from_slice(
         &std::fs::read(out.join("runs/attempt3/seed1/config.json")).unwrap(),
