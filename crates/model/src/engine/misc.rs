@@ -14,10 +14,26 @@ pub fn max_pool<T: Real>(
     w: usize,
     k: usize,
 ) {
-    let (oh, ow) = (h / k, w / k);
     if k == 2 {
-        return max_pool2(x, out, arg, c, h, w);
+        max_pool2(x, out, arg, c, h, w)
+    } else {
+        max_pool_scan(x, out, arg, c, h, w, k)
     }
+}
+
+/// [`max_pool`] for any `k`: each window scanned in row-major order, the running best replaced
+/// by a strictly greater value or a NaN.
+#[allow(clippy::too_many_arguments)]
+fn max_pool_scan<T: Real>(
+    x: &[T],
+    out: &mut [T],
+    arg: &mut [u32],
+    c: usize,
+    h: usize,
+    w: usize,
+    k: usize,
+) {
+    let (oh, ow) = (h / k, w / k);
     for ch in 0..c {
         let plane = &x[ch * h * w..(ch + 1) * h * w];
         for oy in 0..oh {
@@ -39,7 +55,21 @@ pub fn max_pool<T: Real>(
     }
 }
 
-/// [`max_pool`] for `k = 2`, one pair of input rows at a time.
+/// One step of the scan: `(b, ib)` follows `(a, ia)` in row-major order; the later one wins when
+/// strictly greater or NaN.
+#[inline(always)]
+fn later_wins<T: Real>((a, ia): (T, usize), (b, ib): (T, usize)) -> (T, usize) {
+    if b > a || b.is_nan() {
+        (b, ib)
+    } else {
+        (a, ia)
+    }
+}
+
+/// [`max_pool`] for `k = 2`, one pair of input rows at a time, as a tournament: the top pair,
+/// the bottom pair, then the two winners. The same window element as the row-major scan
+/// (first maximum; with NaNs, the last NaN, as the scan replaces NaN by NaN), without its chain
+/// of dependent selects; checked against [`max_pool_scan`] by a property test.
 fn max_pool2<T: Real>(x: &[T], out: &mut [T], arg: &mut [u32], c: usize, h: usize, w: usize) {
     let (oh, ow) = (h / 2, w / 2);
     for ch in 0..c {
@@ -50,16 +80,12 @@ fn max_pool2<T: Real>(x: &[T], out: &mut [T], arg: &mut [u32], c: usize, h: usiz
             let o = ch * oh * ow + oy * ow;
             let (orow, arow) = (&mut out[o..o + ow], &mut arg[o..o + ow]);
             for ox in 0..ow {
-                let cand = [r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1]];
-                let at = [0, 1, w, w + 1];
-                // Branch-free (the comparisons are unpredictable on real data).
-                let mut b = 0usize;
-                for (j, &v) in cand.iter().enumerate().skip(1) {
-                    let take = (v > cand[b] || v.is_nan()) as usize;
-                    b = take * j + (1 - take) * b;
-                }
-                orow[ox] = cand[b];
-                arow[ox] = (top + 2 * ox + at[b]) as u32;
+                let i = top + 2 * ox;
+                let up = later_wins((r0[2 * ox], i), (r0[2 * ox + 1], i + 1));
+                let down = later_wins((r1[2 * ox], i + w), (r1[2 * ox + 1], i + w + 1));
+                let (v, at) = later_wins(up, down);
+                orow[ox] = v;
+                arow[ox] = at as u32;
             }
         }
     }
@@ -144,5 +170,32 @@ pub fn log_softmax_back<T: Real>(g: &[T], y: &[T], gx: &mut [T]) {
     let s = g.iter().fold(T::ZERO, |s, &v| s + v);
     for ((o, &gv), &yv) in gx.iter_mut().zip(g).zip(y) {
         *o = gv - yv.exp() * s;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The 2×2 tournament picks the same element as the row-major scan, on values drawn
+        /// from a small set so that ties and NaNs are common.
+        #[test]
+        fn max_pool2_is_the_scan(
+            (c, h, w, x) in (1usize..4, 2usize..9, 2usize..9).prop_flat_map(|(c, h, w)| {
+                let v = prop_oneof![Just(f32::NAN), Just(-1.0f32), Just(0.0), Just(-0.0), Just(1.0)];
+                (Just(c), Just(h), Just(w), proptest::collection::vec(v, c * h * w))
+            })
+        ) {
+            let n = c * (h / 2) * (w / 2);
+            let (mut o1, mut a1) = (vec![0f32; n], vec![0u32; n]);
+            let (mut o2, mut a2) = (vec![0f32; n], vec![0u32; n]);
+            max_pool2(&x, &mut o1, &mut a1, c, h, w);
+            max_pool_scan(&x, &mut o2, &mut a2, c, h, w, 2);
+            prop_assert_eq!(&a1, &a2);
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&o1), bits(&o2));
+        }
     }
 }
