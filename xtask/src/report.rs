@@ -135,13 +135,12 @@ fn pct(v: f64) -> String {
 
 /// Writes `README.md`, `curves_attempt{N}.png` and `comparison.png` into `out`.
 pub fn write(out: &Path) -> Result<()> {
-    let manifest: Manifest =
-        serde_json::from_slice(&std::fs::read(out.join("reproduce.json")).with_context(|| {
-            format!(
-                "{}: missing; run `cargo xtask reproduce` first",
-                out.join("reproduce.json").display()
-            )
-        })?)?;
+    let manifest = Manifest::existing(out)?.with_context(|| {
+        format!(
+            "{}: missing; run `cargo xtask reproduce` first",
+            out.join("reproduce.json").display()
+        )
+    })?;
     let mut all = vec![];
     for &a in &manifest.attempts {
         let runs = (1..=manifest.seeds)

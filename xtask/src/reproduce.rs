@@ -65,14 +65,16 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// The manifest of the report in `out`, if there is one.
+    /// The manifest of the report in `out`, if there is one (`None` only when the file does not
+    /// exist; any other failure to read or parse it is an error naming the file).
     pub fn existing(out: &Path) -> Result<Option<Self>> {
         let path = out.join("reproduce.json");
         match std::fs::read(&path) {
             Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
                 format!("{}: not a reproduce manifest", path.display())
             })?)),
-            Err(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
         }
     }
 

@@ -108,6 +108,7 @@ fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
         c.schedule = match kind {
             ScheduleKind::Constant => Schedule::constant(lr)?,
             ScheduleKind::LinearDecrement => Schedule::linear_decrement(lr, 0.1, c.epochs)?,
+            // Its length (total_steps) is set to the run's by `fit_schedule` below.
             ScheduleKind::OneCycle => Schedule::one_cycle(lr, 2)?,
         };
     }

@@ -304,15 +304,15 @@ pub fn train(
     let test_split = config
         .test_limit
         .map_or_else(|| mnist.test.clone(), |n| mnist.test.head(n));
+    let batches_per_epoch = train_split.len().div_ceil(config.batch_size);
     if let Schedule::OneCycle { total_steps, .. } = config.schedule {
-        let steps = config.epochs * train_split.len().div_ceil(config.batch_size);
+        let steps = config.epochs * batches_per_epoch;
         if total_steps < steps {
             // PyTorch's OneCycleLR raises here too: past its end the rate is undefined.
             return Err(ConfigError(format!(
                 "the one-cycle schedule has {total_steps} steps but the run takes {steps} \
-                 ({} epochs of {} batches): set its total_steps to {steps}",
-                config.epochs,
-                train_split.len().div_ceil(config.batch_size)
+                 ({} epochs of {batches_per_epoch} batches): set its total_steps to {steps}",
+                config.epochs
             ))
             .into());
         }
@@ -351,7 +351,6 @@ pub fn train(
     let json = serde_json::to_string_pretty(config).expect("config serialises");
     checkpoint::write_atomic(&files.config(), json.as_bytes())?;
 
-    let batches_per_epoch = train_split.len().div_ceil(config.batch_size);
     let done = history.epochs.len();
     let mut sched = Scheduler::resume(
         config.schedule.clone(),
