@@ -1,6 +1,6 @@
 """The seed's attempts trained in PyTorch, to compare the distribution of results with ours.
 
-Usage: python3 scripts/torch_reproduce.py DATA_DIR ATTEMPT SEED THREADS OUT_JSON EPOCHS SCHEDULE_JSON
+Usage: python3 scripts/torch_reproduce.py DATA_DIR ATTEMPT SEED THREADS OUT_JSON EPOCHS SCHEDULE_JSON [MEAN STD]
 Prints one JSON line per epoch, then writes {"attempt", "seed", "torch", "threads", "schedule",
 "epochs": [...]} to OUT_JSON. `cargo xtask pytorch` runs it and adds the results to the report.
 
@@ -10,7 +10,9 @@ initialisation, NLL loss on log-softmax, SGD momentum 0.9; attempts 2 and 3 add 
 uniform in [-7, 7] degrees (nearest, fill 0, about the centre). The learning rate follows
 SCHEDULE_JSON, the `schedule` of the run's config.json: constant; step (StepLR, stepped after each
 epoch; the write-up's attempt 3 is StepLR(1) from 0.07 with gamma = (0.07 - 0.1/15)/0.07); or
-one_cycle (OneCycleLR, stepped after each batch, momentum cycled). Test accuracy in eval mode.
+one_cycle (OneCycleLR, stepped after each batch, momentum cycled). Pixels are normalised as
+(x/255 - MEAN)/STD, the config's `mean` and `std` (MNIST's 0.1307 and 0.3081 by default; for
+Fashion-MNIST computed from its training split). Test accuracy in eval mode.
 
 The rotation is torchvision's tensor `rotate` (the same inverse matrix, grid and `grid_sample`),
 batched over the images of a batch with one angle each, so the run is not held up by a per-image
@@ -41,12 +43,13 @@ def rotate_batch(x, degrees, gen):
 def main():
     data, attempt, seed, threads, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
     epochs, schedule = int(sys.argv[6]), json.loads(sys.argv[7])
+    mean, std = (float(sys.argv[8]), float(sys.argv[9])) if len(sys.argv) > 9 else (0.1307, 0.3081)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 1000)
     xs = idx(find(data, "train-images-idx3-ubyte")).unsqueeze(1).float()
     ys = idx(find(data, "train-labels-idx1-ubyte")).long()
-    xt = (idx(find(data, "t10k-images-idx3-ubyte")).unsqueeze(1).float() / 255 - 0.1307) / 0.3081
+    xt = (idx(find(data, "t10k-images-idx3-ubyte")).unsqueeze(1).float() / 255 - mean) / std
     yt = idx(find(data, "t10k-labels-idx1-ubyte")).long()
     model = Net()
     kind = schedule["kind"]
@@ -82,7 +85,7 @@ def main():
             x = xs[j]
             if attempt >= 2:
                 x = rotate_batch(x, 7.0, gen)
-            x = (x / 255 - 0.1307) / 0.3081
+            x = (x / 255 - mean) / std
             opt.zero_grad()
             out_ = model(x)
             loss = F.nll_loss(out_, ys[j])

@@ -143,7 +143,7 @@ pub fn run(args: &Args) -> Result<()> {
         "machine: {}, {threads} threads",
         crate::reproduce::cpu_model()
     );
-    let mnist = crate::reproduce::load(&args.data)?;
+    let mnist = crate::reproduce::load_mnist(&args.data)?;
     let fast = measure(&mnist, Kernels::Fast, args.batches, 10_000)?;
     let reference = measure(&mnist, Kernels::Reference, 3, 1_000)?;
     let torch = torch(args, threads);

@@ -183,8 +183,8 @@ pub struct Line {
     pub values: Vec<f64>,
 }
 
-/// Test accuracy per epoch of every attempt (mean over seeds) with the 99.4 % line.
-pub fn comparison(path: &Path, all: &[(u8, Vec<Run>)]) -> Result<()> {
+/// Test accuracy per epoch of every attempt (mean over seeds), with the target's line if any.
+pub fn comparison(path: &Path, all: &[(u8, Vec<Run>)], target: Option<f64>) -> Result<()> {
     let lines: Vec<Line> = all
         .iter()
         .map(|(a, runs)| {
@@ -197,7 +197,7 @@ pub fn comparison(path: &Path, all: &[(u8, Vec<Run>)]) -> Result<()> {
             }
         })
         .collect();
-    accuracy_chart(path, "Test accuracy per epoch", &lines, &[])
+    accuracy_chart(path, "Test accuracy per epoch", &lines, &[], target)
 }
 
 fn runs(n: usize) -> String {
@@ -212,6 +212,7 @@ pub fn pytorch(
     ours: &[Run],
     torch: &[Vec<f64>],
     reference: &[(usize, f64)],
+    target: Option<f64>,
 ) -> Result<()> {
     let ours = ours.iter().enumerate().map(|(i, r)| Line {
         label: (i == 0).then(|| format!("under8k ({})", runs(ours.len()))),
@@ -231,6 +232,7 @@ pub fn pytorch(
         &format!("Attempt {attempt}: test accuracy per epoch, under8k and PyTorch"),
         &lines,
         reference,
+        target,
     )
 }
 
@@ -239,6 +241,7 @@ fn accuracy_chart(
     title: &str,
     lines: &[Line],
     reference: &[(usize, f64)],
+    target: Option<f64>,
 ) -> Result<()> {
     font();
     let size = (1200u32, 700u32);
@@ -255,14 +258,25 @@ fn accuracy_chart(
         let lo = lines
             .iter()
             .flat_map(|l| l.values.iter().copied())
-            .fold(99.4f64, f64::min);
+            .fold(target.unwrap_or(100.0), f64::min);
         let y0 = ((lo - 0.1) * 10.0).floor() / 10.0;
+        // Up to 100 % when a target is drawn (MNIST); else just above the highest value.
+        let y1 = match target {
+            Some(_) => 100.0,
+            None => {
+                let hi = lines
+                    .iter()
+                    .flat_map(|l| l.values.iter().copied())
+                    .fold(f64::NEG_INFINITY, f64::max);
+                (((hi + 0.1) * 10.0).ceil() / 10.0).min(100.0)
+            }
+        };
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 26))
             .margin(16)
             .x_label_area_size(48)
             .y_label_area_size(70)
-            .build_cartesian_2d(1f64..n as f64, y0..100f64)
+            .build_cartesian_2d(1f64..n as f64, y0..y1)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         chart
             .configure_mesh()
@@ -276,14 +290,16 @@ fn accuracy_chart(
             .axis_desc_style(("sans-serif", 18))
             .draw()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        chart
-            .draw_series(LineSeries::new(
-                [(1.0, 99.4), (n as f64, 99.4)],
-                BLACK.stroke_width(1),
-            ))
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .label("99.4 %")
-            .legend(|(x, y)| PathElement::new([(x, y), (x + 24, y)], BLACK));
+        if let Some(t) = target {
+            chart
+                .draw_series(LineSeries::new(
+                    [(1.0, t), (n as f64, t)],
+                    BLACK.stroke_width(1),
+                ))
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .label(format!("{t} %"))
+                .legend(|(x, y)| PathElement::new([(x, y), (x + 24, y)], BLACK));
+        }
         for l in lines {
             let (color, width) = (l.color, l.width);
             let series = chart

@@ -23,9 +23,13 @@ pub struct Args {
     /// Report directory (results go to its `pytorch/`; the report is rewritten afterwards).
     #[arg(long, default_value = "docs/report")]
     out: PathBuf,
-    /// MNIST directory (IDX files, as `cargo xtask reproduce` leaves them).
-    #[arg(long, default_value = "data/mnist")]
-    data: PathBuf,
+    /// Which data, as `cargo xtask reproduce --dataset`: mnist or fashion-mnist.
+    #[arg(long, value_name = "NAME", value_parser = crate::reproduce::dataset_parser(), default_value = "mnist")]
+    dataset: under8k_train::DataChoice,
+    /// Data directory (default: `data/<dataset>`) (IDX files, as `cargo xtask reproduce` leaves
+    /// them).
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// PyTorch threads [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
@@ -157,10 +161,15 @@ pub fn run(args: &Args) -> Result<()> {
     if args.attempts.iter().any(|a| !(1..=3).contains(a)) || args.seeds == 0 || args.epochs == 0 {
         bail!("attempts are 1, 2 or 3; seeds and epochs at least 1");
     }
+    if args.dataset == under8k_train::DataChoice::Idx {
+        bail!(
+            "the PyTorch script trains the seed's net on mnist or fashion-mnist, not on --dataset idx"
+        );
+    }
     let manifest = crate::reproduce::Manifest::existing(&args.out)?;
     if let Some(why) = manifest
         .as_ref()
-        .and_then(|m| m.other_recipe(&args.out, args.write_up))
+        .and_then(|m| m.other_recipe(&args.out, args.dataset.name(), args.write_up))
     {
         // Results of the other recipe could not sit beside its runs.
         bail!(why);
@@ -184,10 +193,18 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     let threads = args.threads.unwrap_or_else(rayon::current_num_threads);
+    let data_dir = crate::reproduce::data_dir(args.dataset, args.data.as_deref());
+    // Loaded (and verified) here for the configs' data record and normalisation.
+    let data = crate::reproduce::load(args.dataset, &data_dir)?;
+    let recipe = crate::reproduce::Recipe {
+        write_up: args.write_up,
+        quick: false,
+        epochs: Some(args.epochs),
+        data: &data,
+    };
     for &attempt in &args.attempts {
         for seed in 1..=args.seeds {
-            let config =
-                crate::reproduce::config(attempt, seed, args.write_up, false, Some(args.epochs))?;
+            let config = crate::reproduce::config(attempt, seed, &recipe)?;
             let lrs = epoch_lrs(&config);
             let path = result_path(&args.out, attempt, seed);
             if !args.force && read(&path, attempt, seed, &lrs).is_ok() {
@@ -203,11 +220,12 @@ pub fn run(args: &Args) -> Result<()> {
             println!("pytorch attempt {attempt} seed {seed}: training ({threads} threads)");
             let mut child = Command::new("python3")
                 .arg(script)
-                .arg(&args.data)
+                .arg(&data_dir)
                 .args([attempt.to_string(), seed.to_string(), threads.to_string()])
                 .arg(&partial)
                 .arg(args.epochs.to_string())
                 .arg(serde_json::to_string(&config.schedule)?)
+                .args([config.mean.to_string(), config.std.to_string()])
                 .stdout(Stdio::piped())
                 .spawn()
                 .with_context(|| format!("starting python3 {}", script.display()))?;

@@ -7,10 +7,23 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use under8k_mnist_data::Mnist;
-use under8k_mnist_data::fetch::{self, FetchOptions};
+use under8k_mnist_data::fetch::FetchError;
+use under8k_mnist_data::{Dataset, Mnist};
+use under8k_train::data::{DataChoice, PrepareError, Prepared, prepare};
 use under8k_train::run::{self, Observer, RunFiles};
 use under8k_train::{EpochRecord, History, TrainConfig};
+
+/// The `--dataset` parser: the three names, listed in `--help`.
+pub fn dataset_parser() -> impl clap::builder::TypedValueParser<Value = DataChoice> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(DataChoice::ALL.map(DataChoice::name))
+        .map(|s| s.parse::<DataChoice>().expect("one of the possible values"))
+}
+
+/// `--data`, else `data/<dataset>`.
+pub fn data_dir(choice: DataChoice, data: Option<&Path>) -> PathBuf {
+    data.map_or_else(|| Path::new("data").join(choice.name()), Path::to_path_buf)
+}
 
 /// `cargo xtask reproduce` options.
 #[derive(clap::Args)]
@@ -33,9 +46,13 @@ pub struct Args {
     /// Retrain runs even when their saved history is complete.
     #[arg(long)]
     force: bool,
-    /// MNIST directory (fetched there if missing).
-    #[arg(long, default_value = "data/mnist")]
-    data: PathBuf,
+    /// Which data: mnist, fashion-mnist (both fetched when missing, verified by MD5) or idx
+    /// (any directory of the four IDX files, used as it is).
+    #[arg(long, value_name = "NAME", value_parser = dataset_parser(), default_value = "mnist")]
+    dataset: DataChoice,
+    /// Data directory (default: `data/<dataset>`); only missing files are fetched into it.
+    #[arg(long)]
+    data: Option<PathBuf>,
     /// Train the write-up's exact recipes (attempt 3 with its StepLR from 0.07) instead of the
     /// project's attempts (attempt 3 with one-cycle). Use another --out.
     #[arg(long)]
@@ -62,6 +79,17 @@ pub struct Manifest {
     /// Whether the runs follow the write-up's exact recipes (`--write-up`).
     #[serde(default)]
     pub write_up: bool,
+    /// The dataset (absent for MNIST, as in manifests written before datasets were recorded).
+    #[serde(default = "mnist_name", skip_serializing_if = "is_mnist_name")]
+    pub dataset: String,
+}
+
+fn mnist_name() -> String {
+    "mnist".into()
+}
+
+fn is_mnist_name(name: &str) -> bool {
+    name == "mnist"
 }
 
 impl Manifest {
@@ -78,8 +106,22 @@ impl Manifest {
         }
     }
 
-    /// Why runs of the other recipe (`write_up` differs) do not belong in this report.
-    pub fn other_recipe(&self, out: &Path, write_up: bool) -> Option<String> {
+    /// Whether the report is on MNIST (the write-up's dataset, with its targets).
+    pub fn is_mnist(&self) -> bool {
+        is_mnist_name(&self.dataset)
+    }
+
+    /// Why runs of another dataset or of the other recipe (`write_up` differs) do not belong in
+    /// this report.
+    pub fn other_recipe(&self, out: &Path, dataset: &str, write_up: bool) -> Option<String> {
+        if self.dataset != dataset {
+            return Some(format!(
+                "{} holds runs on {} (`{}`), not {dataset}: give another --out",
+                out.display(),
+                self.dataset,
+                self.command
+            ));
+        }
         (self.write_up != write_up).then(|| {
             format!(
                 "{} holds runs of {} (`{}`): {} --write-up, or give another --out",
@@ -115,27 +157,36 @@ pub fn cpu_model() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
-/// The config of (attempt, seed): the project's attempt or, with `write_up`, the write-up's
-/// recipe; `quick` shrinks it to a smoke test; `epochs` overrides its length.
-pub fn config(
-    attempt: u8,
-    seed: u64,
-    write_up: bool,
-    quick: bool,
-    epochs: Option<usize>,
-) -> Result<TrainConfig> {
-    let mut c = if write_up {
+/// How a report's runs are made, beyond the attempt and seed.
+pub struct Recipe<'a> {
+    /// The write-up's exact recipes instead of the project's attempts.
+    pub write_up: bool,
+    /// A smoke test: 2 epochs on 2,048 training and 1,000 test images.
+    pub quick: bool,
+    /// Epochs per run, instead of the attempt's (or the smoke test's).
+    pub epochs: Option<usize>,
+    /// The data the runs train on.
+    pub data: &'a Prepared,
+}
+
+/// The config of (attempt, seed) under `recipe`: the project's attempt or the write-up's recipe,
+/// on the recipe's data (whose normalisation it takes).
+pub fn config(attempt: u8, seed: u64, recipe: &Recipe) -> Result<TrainConfig> {
+    let mut c = if recipe.write_up {
         TrainConfig::write_up(attempt)?
     } else {
         TrainConfig::attempt(attempt)?
     };
     c.seed = seed;
-    if quick {
+    c.data = recipe.data.record.clone();
+    c.mean = recipe.data.normalization.mean;
+    c.std = recipe.data.normalization.std;
+    if recipe.quick {
         c.epochs = 2;
         c.train_limit = Some(2048);
         c.test_limit = Some(1000);
     }
-    if let Some(e) = epochs {
+    if let Some(e) = recipe.epochs {
         c.epochs = e;
     }
     c.fit_schedule();
@@ -192,19 +243,26 @@ pub fn run(args: &Args) -> Result<()> {
     if args.attempts.is_empty() || args.seeds == 0 {
         bail!("nothing to do: give at least one attempt and one seed");
     }
+    let dataset = args.dataset.name();
     if !args.force
-        && let Some(why) =
-            Manifest::existing(&args.out)?.and_then(|m| m.other_recipe(&args.out, args.write_up))
+        && let Some(why) = Manifest::existing(&args.out)?
+            .and_then(|m| m.other_recipe(&args.out, dataset, args.write_up))
     {
         bail!("{why} (or --force to retrain them with this recipe)");
     }
     let start = Instant::now();
-    let mnist = load(&args.data)?;
+    let data = load(args.dataset, &data_dir(args.dataset, args.data.as_deref()))?;
+    let recipe = Recipe {
+        write_up: args.write_up,
+        quick: args.quick,
+        epochs: args.epochs,
+        data: &data,
+    };
     let stop = AtomicBool::new(false);
     let mut epochs = 0;
     for &attempt in &args.attempts {
         for seed in 1..=args.seeds {
-            let config = config(attempt, seed, args.write_up, args.quick, args.epochs)?;
+            let config = config(attempt, seed, &recipe)?;
             epochs = config.epochs;
             let dir = run_dir(&args.out, attempt, seed);
             let label = format!("attempt {attempt} seed {seed}");
@@ -225,7 +283,14 @@ pub fn run(args: &Args) -> Result<()> {
                 dir.display(),
                 if resume { " (resuming)" } else { "" }
             );
-            run::train(&config, &mnist, &dir, resume, &mut Lines { label }, &stop)?;
+            run::train(
+                &config,
+                &data.data,
+                &dir,
+                resume,
+                &mut Lines { label },
+                &stop,
+            )?;
         }
     }
     let mut attempts = args.attempts.clone();
@@ -241,6 +306,16 @@ pub fn run(args: &Args) -> Result<()> {
     }
     if args.quick {
         command += " --quick";
+    }
+    if args.dataset != DataChoice::Known(Dataset::Mnist) {
+        command += &format!(" --dataset {dataset}");
+    }
+    if let Some(d) = args
+        .data
+        .as_ref()
+        .filter(|d| **d != data_dir(args.dataset, None))
+    {
+        command += &format!(" --data {}", d.display());
     }
     if args.write_up {
         command += " --write-up";
@@ -260,6 +335,7 @@ pub fn run(args: &Args) -> Result<()> {
         cpu: cpu_model(),
         threads: rayon::current_num_threads(),
         write_up: args.write_up,
+        dataset: dataset.to_string(),
     };
     std::fs::create_dir_all(&args.out)?;
     std::fs::write(
@@ -275,8 +351,20 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-pub fn load(data: &Path) -> Result<Mnist> {
-    fetch::fetch(&FetchOptions::new(data), &mut ())
-        .with_context(|| format!("fetching MNIST into {}", data.display()))?;
-    Ok(Mnist::load(data)?)
+/// MNIST in `dir` (its missing files fetched), for the commands that need MNIST alone.
+pub fn load_mnist(dir: &Path) -> Result<Mnist> {
+    Ok(load(DataChoice::Known(Dataset::Mnist), dir)?.data)
+}
+
+/// The data `choice` names, from `dir`: a known dataset's missing files are fetched first; a
+/// file that is there but not the dataset's stops it, unchanged, with the ways out.
+pub fn load(choice: DataChoice, dir: &Path) -> Result<Prepared> {
+    prepare(choice, dir, &mut ()).map_err(|e| match e {
+        PrepareError::Fetch(e @ FetchError::BadFiles { dataset, .. }) => anyhow::anyhow!(
+            "{e}\nNothing was changed. Either `cargo run --release -p under8k-cli -- fetch --repair --dataset {} --dir {}` moves each bad file aside (NAME.bad) and fetches the real ones, or `--dataset idx` uses the files as they are.",
+            dataset.name(),
+            dir.display()
+        ),
+        e => anyhow::Error::new(e).context(format!("--dataset {choice} in {}", dir.display())),
+    })
 }

@@ -303,3 +303,113 @@ fn write_up_trains_the_write_ups_own_attempt_3() {
     assert_eq!(config["schedule"]["kind"], "one_cycle");
     assert_eq!(config["schedule"]["total_steps"], 32);
 }
+
+/// A directory of the real MNIST files (hard links), test labels replaced by `labels`.
+fn mnist_with_labels(labels: &[u8]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let real = workspace().join("data/mnist");
+    for name in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+    ] {
+        std::fs::hard_link(real.join(name), dir.path().join(name))
+            .or_else(|_| std::fs::copy(real.join(name), dir.path().join(name)).map(drop))
+            .unwrap();
+    }
+    std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), labels).unwrap();
+    dir
+}
+
+#[test]
+fn reproduce_keeps_a_foreign_file_trains_on_it_as_idx_and_never_mixes_datasets() {
+    // MNIST's test labels, each moved on by one: a valid IDX file that is not MNIST's.
+    let real = std::fs::read(workspace().join("data/mnist/t10k-labels-idx1-ubyte")).unwrap();
+    let mut mine = real.clone();
+    mine[8..].iter_mut().for_each(|l| *l = (*l + 1) % 10);
+    let data = mnist_with_labels(&mine);
+    let data_s = data.path().to_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    let out_s = out.to_str().unwrap();
+
+    // As MNIST: refused, the file named and kept, both ways out given, nothing trained.
+    let err = xtask_fails(&["reproduce", "--quick", "--out", out_s, "--data", data_s]);
+    assert!(
+        err.contains("t10k-labels-idx1-ubyte: not MNIST: a valid IDX file, but its MD5 is")
+            && err.contains("fetch --repair")
+            && err.contains("--dataset idx"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(data.path().join("t10k-labels-idx1-ubyte")).unwrap(),
+        mine
+    );
+    assert!(!out.exists());
+
+    // As an IDX dataset: trained and reported as measured, with no MNIST target.
+    let log = xtask(&[
+        "reproduce",
+        "--quick",
+        "--attempts",
+        "1",
+        "--out",
+        out_s,
+        "--dataset",
+        "idx",
+        "--data",
+        data_s,
+    ]);
+    assert!(log.contains("attempt 1 seed 1: training"), "{log}");
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        readme.starts_with("# The seed's three attempts on an IDX dataset"),
+        "{readme}"
+    );
+    assert!(
+        readme.contains("not MNIST") && !readme.contains("99.4"),
+        "{readme}"
+    );
+    assert!(
+        readme.contains(&format!("--dataset idx --data {data_s}")),
+        "{readme}"
+    );
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("runs/attempt1/seed1/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["data"]["dataset"], "idx");
+    // The normalisation is computed from the training images, which are MNIST's: 0.1307/0.3081
+    // to 4 places (`Normalization::from_pixels`, checked against the constants in mnist-data).
+    assert!(
+        (config["mean"].as_f64().unwrap() - 0.1307).abs() < 5e-5,
+        "{config}"
+    );
+    // The model, right on MNIST's labels, is wrong on these (each off by one): under 20 %.
+    let history: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("runs/attempt1/seed1/history.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(history["epochs"][1]["test_acc"].as_f64().unwrap() < 20.0);
+
+    // The same report directory with MNIST: refused before anything is trained or removed.
+    let err = xtask_fails(&[
+        "reproduce",
+        "--quick",
+        "--attempts",
+        "1",
+        "--out",
+        out_s,
+        "--data",
+        "data/mnist",
+    ]);
+    assert!(
+        err.contains("holds runs on idx") && err.contains("not mnist"),
+        "{err}"
+    );
+    assert!(out.join("runs/attempt1/seed1/model.safetensors").is_file());
+    assert_eq!(
+        std::fs::read(data.path().join("t10k-labels-idx1-ubyte")).unwrap(),
+        mine
+    );
+}

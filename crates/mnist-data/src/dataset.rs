@@ -26,7 +26,7 @@ pub enum DataError {
     #[error(transparent)]
     Idx(#[from] IdxError),
     /// A file is not in the data directory (neither raw nor `.gz`).
-    #[error("{}: not found (nor {}.gz); run `under8k fetch` first", path.display(), path.display())]
+    #[error("{}: missing (nor {}.gz)", path.display(), path.display())]
     Missing {
         /// The expected path of the raw file.
         path: PathBuf,
@@ -52,6 +52,36 @@ pub enum DataError {
         rows: usize,
         /// Width found.
         cols: usize,
+    },
+    /// Training and test images differ in size.
+    #[error(
+        "{} holds {}x{} images but {} holds {}x{}: train and test images must be the same size",
+        train_path.display(), train.0, train.1, test_path.display(), test.0, test.1
+    )]
+    SizeMismatch {
+        /// The training image file.
+        train_path: PathBuf,
+        /// The test image file.
+        test_path: PathBuf,
+        /// Training images' (rows, cols).
+        train: (usize, usize),
+        /// Test images' (rows, cols).
+        test: (usize, usize),
+    },
+    /// A test label names a class the training labels do not reach.
+    #[error(
+        "{}: label {label} at index {index} is not below the class count {classes} of the training labels",
+        path.display()
+    )]
+    UnknownClass {
+        /// The test label file.
+        path: PathBuf,
+        /// Position of the label.
+        index: usize,
+        /// Its value.
+        label: u8,
+        /// Classes in the training labels (largest label + 1).
+        classes: usize,
     },
     /// Inconsistent in-memory data (lengths that do not match).
     #[error("invalid split: {0}")]
@@ -136,6 +166,15 @@ pub struct Split {
 impl Split {
     /// Validating constructor: one label per image, labels below 10, pixel buffer of the right size.
     pub fn new(images: Images, labels: Vec<u8>) -> Result<Self, DataError> {
+        Self::with_classes(images, labels, idx::NUM_CLASSES as usize)
+    }
+
+    /// [`Split::new`] for `classes` classes: every label must be below it.
+    pub fn with_classes(
+        images: Images,
+        labels: Vec<u8>,
+        classes: usize,
+    ) -> Result<Self, DataError> {
         if images.pixels.len() != images.count * images.rows * images.cols {
             return Err(DataError::InvalidSplit(format!(
                 "{} pixels for {} images of {}x{}",
@@ -152,8 +191,10 @@ impl Split {
                 labels.len()
             )));
         }
-        if let Some(l) = labels.iter().find(|&&l| l >= idx::NUM_CLASSES) {
-            return Err(DataError::InvalidSplit(format!("label {l} is not a digit")));
+        if let Some(l) = labels.iter().find(|&&l| l as usize >= classes) {
+            return Err(DataError::InvalidSplit(format!(
+                "label {l} is not below the class count {classes}"
+            )));
         }
         Ok(Self { images, labels })
     }
@@ -183,9 +224,14 @@ impl Split {
         }
     }
 
-    /// Samples per class (index = digit).
-    pub fn class_counts(&self) -> [usize; 10] {
-        let mut counts = [0; 10];
+    /// Number of classes the labels reach: the largest label + 1 (0 when empty).
+    pub fn classes(&self) -> usize {
+        self.labels.iter().max().map_or(0, |&l| l as usize + 1)
+    }
+
+    /// Samples per class (index = label), for at least ten classes.
+    pub fn class_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes().max(10)];
         for &l in &self.labels {
             counts[l as usize] += 1;
         }
@@ -227,13 +273,61 @@ pub struct Mnist {
 impl Mnist {
     /// Loads the four files from `dir`, raw or gzip, under their canonical names (each may carry a
     /// `.gz` suffix). Validates every file, that counts match and that images are 28×28.
-    /// It does not check MD5s: [`crate::fetch::verify_dir`] does.
+    /// It does not check MD5s: [`crate::fetch::check_dir`] does.
     pub fn load(dir: &Path) -> Result<Self, DataError> {
         let [tri, trl, tei, tel] = FILE_NAMES.map(|name| dir.join(name));
-        Ok(Self {
-            train: load_split(&tri, &trl)?,
-            test: load_split(&tei, &tel)?,
-        })
+        let train = load_split(&tri, &trl, true)?;
+        let test = load_split(&tei, &tel, true)?;
+        Ok(Self { train, test })
+    }
+
+    /// Loads any dataset in MNIST's four-file layout (KMNIST, EMNIST-digits, your own): images
+    /// of any size, the same for train and test; labels of any value, the class count being the
+    /// largest training label + 1, which every test label must be below; counts that agree.
+    pub fn load_idx(dir: &Path) -> Result<Self, DataError> {
+        let [tri, trl, tei, tel] = FILE_NAMES.map(|name| dir.join(name));
+        let train = load_split(&tri, &trl, false)?;
+        let test = load_split(&tei, &tel, false)?;
+        let size = |s: &Split| (s.images.rows, s.images.cols);
+        if size(&train) != size(&test) {
+            return Err(DataError::SizeMismatch {
+                train_path: existing_variant(&tri).unwrap_or(tri),
+                test_path: existing_variant(&tei).unwrap_or(tei),
+                train: size(&train),
+                test: size(&test),
+            });
+        }
+        let classes = train.classes();
+        if let Some((index, &label)) = test
+            .labels
+            .iter()
+            .enumerate()
+            .find(|(_, l)| **l as usize >= classes)
+        {
+            return Err(DataError::UnknownClass {
+                path: existing_variant(&tel).unwrap_or(tel),
+                index,
+                label,
+                classes,
+            });
+        }
+        Ok(Self { train, test })
+    }
+
+    /// Number of classes: the largest training label + 1.
+    pub fn classes(&self) -> usize {
+        self.train.classes()
+    }
+
+    /// MD5 (hex) of each of the four files' uncompressed content, in [`FILE_NAMES`] order,
+    /// computed from the data in memory (IDX encoding is exact both ways).
+    pub fn md5s(&self) -> [String; 4] {
+        [
+            idx::md5_hex(&idx::encode_images(&self.train.images)),
+            idx::md5_hex(&idx::encode_labels(&self.train.labels)),
+            idx::md5_hex(&idx::encode_images(&self.test.images)),
+            idx::md5_hex(&idx::encode_labels(&self.test.labels)),
+        ]
     }
 }
 
@@ -248,7 +342,8 @@ pub fn existing_variant(raw: &Path) -> Option<PathBuf> {
     gz.is_file().then_some(gz)
 }
 
-fn load_split(images_raw: &Path, labels_raw: &Path) -> Result<Split, DataError> {
+/// One split's two files; `digits`: MNIST's 28×28 images and labels below 10.
+fn load_split(images_raw: &Path, labels_raw: &Path, digits: bool) -> Result<Split, DataError> {
     let find = |p: &Path| {
         existing_variant(p).ok_or_else(|| DataError::Missing {
             path: p.to_path_buf(),
@@ -256,14 +351,18 @@ fn load_split(images_raw: &Path, labels_raw: &Path) -> Result<Split, DataError> 
     };
     let (ip, lp) = (find(images_raw)?, find(labels_raw)?);
     let images = idx::read_images(&ip)?;
-    if images.rows != SIDE || images.cols != SIDE {
+    if digits && (images.rows != SIDE || images.cols != SIDE) {
         return Err(DataError::NotMnistSize {
             path: ip,
             rows: images.rows,
             cols: images.cols,
         });
     }
-    let labels = idx::read_labels(&lp)?;
+    let labels = if digits {
+        idx::read_labels(&lp)?
+    } else {
+        idx::read_labels_any(&lp)?
+    };
     if images.count != labels.len() {
         return Err(DataError::CountMismatch {
             images_path: ip,
@@ -272,7 +371,7 @@ fn load_split(images_raw: &Path, labels_raw: &Path) -> Result<Split, DataError> 
             labels: labels.len(),
         });
     }
-    Split::new(images, labels)
+    Split::with_classes(images, labels, 256)
 }
 
 #[cfg(feature = "candle-datasets")]
@@ -281,7 +380,7 @@ mod interop {
     //! `[0, 1]`, labels `u8`, as `candle_datasets::vision::mnist` loads them).
     use super::*;
     use candle_core::DType;
-    use candle_datasets::vision::Dataset;
+    use candle_datasets::vision::Dataset as CandleDataset;
 
     fn to_pair(split: &Split, device: &Device) -> Result<(Tensor, Tensor), DataError> {
         let px: Vec<f32> = split
@@ -332,10 +431,10 @@ mod interop {
 
     impl Mnist {
         /// Converts to candle-datasets' representation.
-        pub fn to_candle_dataset(&self, device: &Device) -> Result<Dataset, DataError> {
+        pub fn to_candle_dataset(&self, device: &Device) -> Result<CandleDataset, DataError> {
             let (train_images, train_labels) = to_pair(&self.train, device)?;
             let (test_images, test_labels) = to_pair(&self.test, device)?;
-            Ok(Dataset {
+            Ok(CandleDataset {
                 train_images,
                 train_labels,
                 test_images,
@@ -345,7 +444,7 @@ mod interop {
         }
 
         /// Converts from candle-datasets' representation (pixels rounded back to bytes).
-        pub fn from_candle_dataset(ds: &Dataset) -> Result<Self, DataError> {
+        pub fn from_candle_dataset(ds: &CandleDataset) -> Result<Self, DataError> {
             Ok(Self {
                 train: from_pair(&ds.train_images, &ds.train_labels)?,
                 test: from_pair(&ds.test_images, &ds.test_labels)?,

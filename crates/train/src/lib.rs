@@ -19,10 +19,12 @@
 //! ```
 
 pub mod config;
+pub mod data;
 pub mod history;
 pub mod run;
 pub mod sgd;
 
-pub use config::{ConfigError, TrainConfig};
+pub use config::{ConfigError, DataRecord, TrainConfig};
+pub use data::{DataChoice, Prepared, prepare};
 pub use history::{EpochRecord, History};
 pub use run::{Observer, Outcome, TrainError, train};

@@ -59,6 +59,42 @@ pub enum TrainError {
         /// The loss value.
         loss: f64,
     },
+    /// The data given is not the data the config names.
+    #[error(
+        "the config trains on {dataset}, whose {file} has MD5 {expected}, but the data given has {found}"
+    )]
+    WrongData {
+        /// The config's dataset.
+        dataset: String,
+        /// Which of the four files differs.
+        file: &'static str,
+        /// The config's MD5 for it.
+        expected: String,
+        /// The data's.
+        found: String,
+    },
+    /// The net's input does not fit the data's images.
+    #[error("the net `{arch}` takes {c}x{h}x{w} inputs but the data's images are 1x{rows}x{cols}", c = input[0], h = input[1], w = input[2])]
+    InputMismatch {
+        /// The net's name.
+        arch: String,
+        /// Its input (channels, height, width).
+        input: [usize; 3],
+        /// The images' height.
+        rows: usize,
+        /// The images' width.
+        cols: usize,
+    },
+    /// The net's output count is not the data's class count.
+    #[error("the net `{arch}` has {outputs} outputs but the data has {classes} classes")]
+    ClassMismatch {
+        /// The net's name.
+        arch: String,
+        /// Channels of its last layer.
+        outputs: usize,
+        /// The data's class count (largest training label + 1).
+        classes: usize,
+    },
     /// The run directory's state cannot be resumed.
     #[error("{}: cannot resume: {reason}", path.display())]
     Resume {
@@ -173,7 +209,8 @@ pub fn evaluate(
     device: &Device,
 ) -> Result<Evaluation, TrainError> {
     let cfg = BatchConfig::new(batch_size, false, None, norm)?;
-    let mut confusion = vec![vec![0usize; 10]; 10];
+    let classes = outputs(net.spec()).max(split.classes());
+    let mut confusion = vec![vec![0usize; classes]; classes];
     let (mut loss, mut correct) = (0.0f64, 0usize);
     for batch in EpochBatches::new(split, cfg, stream(0, 0, 0), device) {
         let batch = batch?;
@@ -195,6 +232,58 @@ pub fn evaluate(
         total: split.len(),
         confusion,
     })
+}
+
+/// Channels of the net's last layer (its class count).
+fn outputs(spec: &under8k_model::ArchSpec) -> usize {
+    spec.resolve()
+        .ok()
+        .and_then(|layers| layers.last().map(|l| l.output.c))
+        .unwrap_or(0)
+}
+
+/// Checks, before anything is written, that `data` is the data `config` names and that the
+/// net's input and output fit it.
+pub fn check_data(config: &TrainConfig, data: &Mnist) -> Result<(), TrainError> {
+    const FILES: [&str; 4] = [
+        "training images",
+        "training labels",
+        "test images",
+        "test labels",
+    ];
+    let found = data.md5s();
+    if let Some(i) = (0..4).find(|&i| found[i] != config.data.md5[i]) {
+        return Err(TrainError::WrongData {
+            dataset: config.data.dataset.clone(),
+            file: FILES[i],
+            expected: config.data.md5[i].clone(),
+            found: found[i].clone(),
+        });
+    }
+    check_fit(&config.arch, data)
+}
+
+/// Checks that the net's input is the data's image size and its output count the data's class
+/// count.
+pub fn check_fit(arch: &under8k_model::ArchSpec, data: &Mnist) -> Result<(), TrainError> {
+    let (rows, cols) = (data.train.images.rows, data.train.images.cols);
+    if arch.input != [1, rows, cols] {
+        return Err(TrainError::InputMismatch {
+            arch: arch.name.clone(),
+            input: arch.input,
+            rows,
+            cols,
+        });
+    }
+    let (outputs, classes) = (outputs(arch), data.classes());
+    if outputs != classes {
+        return Err(TrainError::ClassMismatch {
+            arch: arch.name.clone(),
+            outputs,
+            classes,
+        });
+    }
+    Ok(())
 }
 
 const STATE_FORMAT: &str = "under8k-train-state-1";
@@ -281,7 +370,8 @@ fn load_state(
     Ok(history)
 }
 
-/// Trains according to `config` on `mnist`, writing into `out_dir`. With `resume`, continues
+/// Trains according to `config` on `mnist` (which must be the data `config.data` names, see
+/// [`check_data`]), writing into `out_dir`. With `resume`, continues
 /// from the state saved there (which must come from the same config). `stop` is polled at every
 /// batch boundary: when it is set, the run returns with `interrupted`, keeping the checkpoint of
 /// the last completed epoch.
@@ -294,6 +384,7 @@ pub fn train(
     stop: &AtomicBool,
 ) -> Result<Outcome, TrainError> {
     config.validate()?;
+    check_data(config, mnist)?;
     let device = Device::Cpu;
     let files = RunFiles {
         dir: out_dir.to_path_buf(),

@@ -1,0 +1,116 @@
+//! `--dataset` and `--dir`: where the data is, what it must be, and loading it without ever
+//! touching a file the user put there (only missing files are fetched; bad ones stop the
+//! command with their problem named and the ways out).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use under8k_mnist_data::Dataset;
+use under8k_mnist_data::fetch::{self, FetchError, FileState};
+use under8k_train::DataRecord;
+use under8k_train::data::{DataChoice, PrepareError, Prepared, prepare};
+
+use crate::progress;
+
+/// The `--dataset` parser: the three names, listed in `--help`.
+pub(crate) fn dataset_parser() -> impl clap::builder::TypedValueParser<Value = DataChoice> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(DataChoice::ALL.map(DataChoice::name))
+        .map(|s| s.parse::<DataChoice>().expect("one of the possible values"))
+}
+
+#[derive(Args)]
+pub(crate) struct DataArgs {
+    /// Which data: mnist and fashion-mnist are fetched when missing and verified by MD5; idx is
+    /// any directory of the four IDX files (raw or .gz), used as it is [default: mnist, or what
+    /// the run's config.json names].
+    #[arg(long, value_name = "NAME", value_parser = dataset_parser())]
+    pub(crate) dataset: Option<DataChoice>,
+    /// Data directory (default: `data/<dataset>` in the workspace, or for mnist
+    /// `$UNDER8K_DATA`).
+    #[arg(long = "dir", alias = "data", value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// The dataset asked for, else `fallback`'s, else MNIST.
+    pub(crate) fn choice_or(&self, fallback: Option<&DataRecord>) -> DataChoice {
+        self.dataset
+            .or_else(|| fallback.and_then(DataChoice::of_record))
+            .unwrap_or(DataChoice::Known(Dataset::Mnist))
+    }
+}
+
+/// `--dir`, else (for MNIST) `$UNDER8K_DATA`, else `data/<dataset>` under the enclosing Cargo
+/// workspace (or the current directory when there is none).
+pub(crate) fn data_dir(args: &DataArgs, choice: DataChoice) -> Result<PathBuf> {
+    if let Some(d) = &args.dir {
+        return Ok(d.clone());
+    }
+    if choice == DataChoice::Known(Dataset::Mnist)
+        && let Some(d) = std::env::var_os("UNDER8K_DATA")
+    {
+        return Ok(d.into());
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    let root = cwd
+        .ancestors()
+        .find(|d| {
+            std::fs::read_to_string(d.join("Cargo.toml")).is_ok_and(|t| t.contains("[workspace]"))
+        })
+        .unwrap_or(&cwd);
+    Ok(root.join("data").join(choice.name()))
+}
+
+/// What to tell the user about bad files: the two ways out.
+pub(crate) fn ways_out(dataset: Dataset, dir: &Path) -> String {
+    format!(
+        "Nothing was changed. Either:\n  - `under8k fetch --repair --dataset {name} --dir {d}` \
+         moves each bad file aside (NAME.bad) and fetches {title}'s, or\n  - `--dataset idx --dir {d}` \
+         uses the files as they are.",
+        name = dataset.name(),
+        d = dir.display(),
+        title = dataset.title()
+    )
+}
+
+/// An error, with the ways out when it is about bad files.
+pub(crate) fn explain(e: FetchError) -> anyhow::Error {
+    match &e {
+        FetchError::BadFiles { dir, dataset, .. } => {
+            let hint = ways_out(*dataset, dir);
+            anyhow::anyhow!("{e}\n{hint}")
+        }
+        _ => e.into(),
+    }
+}
+
+/// The data `args` name (or `fallback`'s dataset), ready to train or evaluate on.
+pub(crate) fn load(args: &DataArgs, fallback: Option<&DataRecord>) -> Result<Prepared> {
+    let choice = args.choice_or(fallback);
+    let dir = data_dir(args, choice)?;
+    if let DataChoice::Known(dataset) = choice {
+        let missing: Vec<String> = fetch::check_dir(&dir, dataset)
+            .iter()
+            .filter_map(|s| match s {
+                FileState::Missing { path } => {
+                    Some(path.file_name()?.to_string_lossy().into_owned())
+                }
+                _ => None,
+            })
+            .collect();
+        if !missing.is_empty() {
+            eprintln!(
+                "{}: {} missing in {}: fetching",
+                dataset.title(),
+                missing.join(", "),
+                dir.display()
+            );
+        }
+    }
+    prepare(choice, &dir, &mut progress::Bars::default()).map_err(|e| match e {
+        PrepareError::Fetch(e) => explain(e),
+        e => anyhow::Error::new(e).context(format!("--dataset {choice} --dir {}", dir.display())),
+    })
+}
