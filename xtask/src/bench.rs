@@ -45,11 +45,18 @@ fn measure(
     c.epochs = 1;
     c.train_limit = Some(128 * batches);
     c.test_limit = Some(test);
-    c.fit_schedule();
+    c.fit_schedule(mnist.train.len());
     c.kernels = kernels;
     let dir =
         std::env::temp_dir().join(format!("under8k-bench-{}-{kernels:?}", std::process::id()));
-    let out = run::train(&c, mnist, &dir, false, &mut (), &AtomicBool::new(false));
+    let out = run::train(
+        &c,
+        mnist,
+        &dir,
+        run::Start::Fresh,
+        &mut (),
+        &AtomicBool::new(false),
+    );
     let _ = std::fs::remove_dir_all(&dir);
     let e = out?.history.epochs.remove(0);
     Ok(Figures {

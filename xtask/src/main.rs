@@ -6,6 +6,7 @@
 //! - `report`: rewrite `docs/report/` from the saved histories alone (no training);
 //! - `pytorch`: the same recipe trained in PyTorch (when python3 can import torch), saved
 //!   under `docs/report/pytorch/` for the report's side-by-side section;
+//! - `tidy`: the crate boundaries (light builds' dependencies and tests, packaging);
 //! - `bench`: training and evaluation throughput of the fast engine, the reference path and
 //!   (when a Python with torch is importable) PyTorch, side by side.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a binary: printing is its job
@@ -19,6 +20,7 @@ mod plot;
 mod pytorch;
 mod report;
 mod reproduce;
+mod tidy;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -44,6 +46,8 @@ enum Task {
     Bench(bench::Args),
     /// Train the same recipe in PyTorch (needs python3 with torch) and add it to the report.
     Pytorch(pytorch::Args),
+    /// Check the crate boundaries: light builds' dependencies and tests, packaging.
+    Tidy(tidy::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -52,5 +56,6 @@ fn main() -> anyhow::Result<()> {
         Task::Report { out } => report::write(&out),
         Task::Bench(args) => bench::run(&args),
         Task::Pytorch(args) => pytorch::run(&args),
+        Task::Tidy(args) => tidy::run(&args),
     }
 }

@@ -83,9 +83,10 @@ pub fn result_path(out: &Path, attempt: u8, seed: u64) -> PathBuf {
         .join(format!("seed{seed}.json"))
 }
 
-/// The learning rate of each epoch's first step under `config`'s schedule, as a run records it.
+/// The learning rate of each epoch's first step under `config`'s schedule, as a run on MNIST's
+/// or Fashion-MNIST's 60,000 training images records it (the script trains on no other data).
 pub fn epoch_lrs(config: &TrainConfig) -> Vec<f64> {
-    let steps = config.steps_per_epoch();
+    let steps = config.steps_per_epoch(under8k_train::config::MNIST_TRAIN_IMAGES);
     (0..config.epochs)
         .map(|e| config.schedule.lr(e, e * steps))
         .collect()

@@ -189,7 +189,7 @@ pub fn config(attempt: u8, seed: u64, recipe: &Recipe) -> Result<TrainConfig> {
     if let Some(e) = recipe.epochs {
         c.epochs = e;
     }
-    c.fit_schedule();
+    c.fit_schedule(recipe.data.data.train.len());
     c.validate()?;
     Ok(c)
 }
@@ -287,7 +287,11 @@ pub fn run(args: &Args) -> Result<()> {
                 &config,
                 &data.data,
                 &dir,
-                resume,
+                if resume {
+                    run::Start::Resume
+                } else {
+                    run::Start::Fresh
+                },
                 &mut Lines { label },
                 &stop,
             )?;

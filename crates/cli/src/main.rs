@@ -225,7 +225,7 @@ fn save_png(path: &Path, w: u32, h: u32, pixels: Vec<u8>) -> Result<()> {
         &mut std::io::Cursor::new(&mut bytes),
         image::ImageFormat::Png,
     )?;
-    under8k_mnist_data::idx::write_atomic(path, &bytes)?;
+    under8k_model::checkpoint::write_atomic(path, &bytes)?;
     eprintln!("wrote {}", path.display());
     Ok(())
 }

@@ -7,7 +7,6 @@
 //! per image in batch order. The algorithms are written out here rather than taken from `rand`'s
 //! helpers, so a seed gives the same epochs whatever `rand` version is in the lockfile.
 
-use candle_core::{Device, Tensor};
 use rand_core::RngCore;
 
 use crate::augment::RandomRotation;
@@ -75,16 +74,8 @@ pub struct RawBatch {
     pub indices: Vec<usize>,
 }
 
-/// One batch as candle tensors.
-#[derive(Debug, Clone)]
-pub struct Batch {
-    /// `B×1×rows×cols` `f32`.
-    pub images: Tensor,
-    /// `B` `u32`.
-    pub labels: Tensor,
-}
-
-/// The batches of one epoch; an iterator of `Result<Batch, DataError>`.
+/// The batches of one epoch, as plain buffers ([`RawBatch`]); with the `candle` feature,
+/// [`EpochBatches::on`] makes them tensors.
 pub struct EpochBatches<'a, R> {
     split: &'a Split,
     config: BatchConfig,
@@ -92,13 +83,12 @@ pub struct EpochBatches<'a, R> {
     order: Vec<usize>,
     pos: usize,
     rng: R,
-    device: Device,
     scratch: Vec<u8>,
 }
 
 impl<'a, R: RngCore> EpochBatches<'a, R> {
     /// Starts an epoch over `split`: draws the order from `rng` now, the angles as batches are made.
-    pub fn new(split: &'a Split, config: BatchConfig, mut rng: R, device: &Device) -> Self {
+    pub fn new(split: &'a Split, config: BatchConfig, mut rng: R) -> Self {
         let order = epoch_order(split.len(), config.shuffle, &mut rng);
         let per = split.images.rows * split.images.cols;
         Self {
@@ -108,7 +98,6 @@ impl<'a, R: RngCore> EpochBatches<'a, R> {
             order,
             pos: 0,
             rng,
-            device: device.clone(),
             scratch: vec![0; per],
         }
     }
@@ -155,18 +144,65 @@ impl<'a, R: RngCore> EpochBatches<'a, R> {
 }
 
 impl<R: RngCore> Iterator for EpochBatches<'_, R> {
-    type Item = Result<Batch, DataError>;
+    type Item = RawBatch;
 
-    fn next(&mut self) -> Option<Self::Item> {
-        let raw = self.next_raw()?;
-        let (rows, cols) = (self.split.images.rows, self.split.images.cols);
-        let n = raw.labels.len();
-        let make = || -> Result<Batch, DataError> {
-            Ok(Batch {
-                images: Tensor::from_vec(raw.pixels, (n, 1, rows, cols), &self.device)?,
-                labels: Tensor::from_vec(raw.labels, n, &self.device)?,
-            })
-        };
-        Some(make())
+    fn next(&mut self) -> Option<RawBatch> {
+        self.next_raw()
     }
 }
+
+#[cfg(feature = "candle")]
+mod tensors {
+    use candle_core::{Device, Tensor};
+    use rand_core::RngCore;
+
+    use super::EpochBatches;
+    use crate::dataset::DataError;
+
+    /// One batch as candle tensors.
+    #[derive(Debug, Clone)]
+    pub struct Batch {
+        /// `B×1×rows×cols` `f32`.
+        pub images: Tensor,
+        /// `B` `u32`.
+        pub labels: Tensor,
+    }
+
+    /// The batches of one epoch as tensors on a device; an iterator of
+    /// `Result<Batch, DataError>`.
+    pub struct TensorBatches<'a, R> {
+        batches: EpochBatches<'a, R>,
+        device: Device,
+    }
+
+    impl<'a, R: RngCore> EpochBatches<'a, R> {
+        /// The same batches as tensors on `device`.
+        pub fn on(self, device: &Device) -> TensorBatches<'a, R> {
+            TensorBatches {
+                batches: self,
+                device: device.clone(),
+            }
+        }
+    }
+
+    impl<R: RngCore> Iterator for TensorBatches<'_, R> {
+        type Item = Result<Batch, DataError>;
+
+        fn next(&mut self) -> Option<Self::Item> {
+            let raw = self.batches.next_raw()?;
+            let split = self.batches.split;
+            let (rows, cols) = (split.images.rows, split.images.cols);
+            let n = raw.labels.len();
+            let make = || -> Result<Batch, DataError> {
+                Ok(Batch {
+                    images: Tensor::from_vec(raw.pixels, (n, 1, rows, cols), &self.device)?,
+                    labels: Tensor::from_vec(raw.labels, n, &self.device)?,
+                })
+            };
+            Some(make())
+        }
+    }
+}
+
+#[cfg(feature = "candle")]
+pub use tensors::{Batch, TensorBatches};

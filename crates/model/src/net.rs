@@ -92,7 +92,7 @@ pub struct Net {
 
 /// A uniform `f32` in `[0, 1)` from the top 24 bits of one `u32` (written out so a seed's
 /// stream never depends on `rand`'s distribution code).
-pub fn unit_f32<R: RngCore + ?Sized>(rng: &mut R) -> f32 {
+pub(crate) fn unit_f32<R: RngCore + ?Sized>(rng: &mut R) -> f32 {
     (rng.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
 }
 
@@ -103,6 +103,13 @@ fn uniform(rng: &mut dyn RngCore, n: usize, bound: f32) -> Vec<f32> {
 }
 
 impl Net {
+    /// Why `spec` cannot run on the fast engine (it then trains on the reference path, candle's
+    /// own ops: the same results to rounding, about 100× slower), or `None` when it can. An
+    /// invalid spec is an error.
+    pub fn fast_path_unsupported(spec: &ArchSpec) -> Result<Option<String>, SpecError> {
+        Ok(engine::unsupported(&spec.resolve()?))
+    }
+
     /// Builds the net for `spec`, with PyTorch's default initialisation drawn from `init_rng`
     /// (conv weight and bias: `U(±1/√fan_in)`, i.e. kaiming-uniform with a = √5; BatchNorm
     /// weight 1, bias 0, running mean 0, running variance 1), in spec order. Dropout masks come
@@ -435,6 +442,15 @@ impl Net {
             .iter()
             .map(|(_, v)| v.elem_count())
             .sum()
+    }
+}
+
+/// `Net` drops into other candle code as a [`candle_nn::ModuleT`]: `forward_t(x, train)` is
+/// [`Net::forward_t`]. (Not `Module`: candle's blanket `ModuleT` for a `Module` would ignore
+/// `train`.)
+impl candle_nn::ModuleT for Net {
+    fn forward_t(&self, xs: &Tensor, train: bool) -> CResult<Tensor> {
+        Net::forward_t(self, xs, train)
     }
 }
 

@@ -182,3 +182,60 @@ impl CustomOp1 for Pool {
         Ok(Some(gx))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// candle 0.11.1's own `max_pool2d` gives 0.25 at each arg-max of a 2×2 pool (and nothing to
+    /// most windows of an odd-sized input); PyTorch — and ours — give the whole gradient, 1.0.
+    #[test]
+    fn max_pool_gradient_goes_wholly_to_the_argmax() {
+        use candle_core::{Device, Var};
+        let dev = Device::Cpu;
+        let x = Var::from_vec(
+            (0..16).map(|v| ((v * 7) % 16) as f32).collect::<Vec<_>>(),
+            (1, 1, 4, 4),
+            &dev,
+        )
+        .unwrap();
+        let g = max_pool2d(&x, 2)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g = g
+            .get(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        // Values: 0 7 14 5 / 12 3 10 1 / 8 15 6 13 / 4 11 2 9 → window maxima 12, 14, 15, 13.
+        let mut want = vec![0.0f32; 16];
+        for i in [4, 2, 9, 11] {
+            want[i] = 1.0;
+        }
+        assert_eq!(g, want);
+
+        let x = Var::from_vec(
+            (0..25).map(|v| ((v * 11) % 25) as f32).collect::<Vec<_>>(),
+            (1, 1, 5, 5),
+            &dev,
+        )
+        .unwrap();
+        let y = max_pool2d(&x, 2).unwrap();
+        assert_eq!(y.dims(), [1, 1, 2, 2]);
+        let g = y.sum_all().unwrap().backward().unwrap();
+        let g = g
+            .get(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(g.iter().filter(|&&v| v == 1.0).count(), 4, "{g:?}");
+        assert_eq!(g.iter().sum::<f32>(), 4.0);
+    }
+}

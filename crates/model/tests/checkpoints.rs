@@ -174,7 +174,7 @@ fn bad_checkpoints_are_clear_errors() {
         Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
     );
     let p = dir.path().join("edited.safetensors");
-    std::fs::write(&p, checkpoint::to_bytes(&t).unwrap()).unwrap();
+    std::fs::write(&p, checkpoint::to_bytes(&t, None).unwrap()).unwrap();
     let e = load_err(&seed, &p);
     assert!(
         e.contains("missing `convblock8.0.weight`") && e.contains("unexpected `fc.weight`"),
@@ -185,7 +185,7 @@ fn bad_checkpoints_are_clear_errors() {
     let mut t = checkpoint::read_tensors(&fixture("seed_torch.safetensors")).unwrap();
     let w = t["convblock1.0.weight"].to_dtype(DType::F64).unwrap();
     t.insert("convblock1.0.weight".into(), w);
-    std::fs::write(&p, checkpoint::to_bytes(&t).unwrap()).unwrap();
+    std::fs::write(&p, checkpoint::to_bytes(&t, None).unwrap()).unwrap();
     assert!(load_err(&seed, &p).contains("dtype F64, expected F32"));
 
     // Not a safetensors file; truncated; missing.
@@ -200,4 +200,21 @@ fn bad_checkpoints_are_clear_errors() {
     assert!(load_err(&seed, &junk).contains("junk.safetensors"));
     let e = load_err(&seed, &dir.path().join("absent.safetensors"));
     assert!(e.contains("absent.safetensors"), "{e}");
+}
+
+#[test]
+fn write_atomic_replaces_whole_files_and_leaves_no_temporaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("f");
+    checkpoint::write_atomic(&p, b"first").unwrap();
+    checkpoint::write_atomic(&p, b"second").unwrap();
+    assert_eq!(std::fs::read(&p).unwrap(), b"second");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["f"]);
+    // A directory that does not exist: an error naming the file, nothing written.
+    let e = checkpoint::write_atomic(&dir.path().join("no/such/f"), b"x").unwrap_err();
+    assert!(e.to_string().contains("no/such/f"), "{e}");
 }

@@ -13,8 +13,8 @@
 //! ```
 //! use under8k_sched::{Schedule, Scheduler};
 //!
-//! // The seed's third attempt: from 0.07, one tenth of a unit less over 15 epochs, multiplicatively.
-//! let s = Schedule::linear_decrement(0.07, 0.1, 15)?;
+//! // The write-up's third attempt: from 0.07, the first step 0.1/15 lower, then by that ratio.
+//! let s = Schedule::geometric_from_decrement(0.07, 0.1, 15)?;
 //! let mut sched = Scheduler::new(s);
 //! let mut lrs = Vec::new();
 //! for _ in 0..4 {
@@ -29,8 +29,33 @@ use serde::{Deserialize, Serialize};
 
 /// An invalid schedule.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("invalid schedule: {0}")]
-pub struct ScheduleError(pub String);
+pub enum ScheduleError {
+    /// A learning rate that is not finite and positive.
+    #[error("invalid schedule: learning rate {0} must be finite and > 0")]
+    LearningRate(f64),
+    /// A factor that is not finite and positive.
+    #[error("invalid schedule: gamma {0} must be finite and > 0")]
+    Gamma(f64),
+    /// `StepLR` with a step size of 0.
+    #[error("invalid schedule: step_size must be at least 1")]
+    StepSize,
+    /// A decrement over 0 epochs, or one that is not finite.
+    #[error(
+        "invalid schedule: a decrement of {decrement} over {epochs} epochs: epochs must be at least 1 and the decrement finite"
+    )]
+    Decrement {
+        /// The total decrement.
+        decrement: f64,
+        /// The epochs.
+        epochs: usize,
+    },
+    /// Milestones that are empty or not sorted.
+    #[error("invalid schedule: milestones {0:?} must be non-empty and sorted")]
+    Milestones(Vec<usize>),
+    /// A one-cycle schedule of fewer than 2 steps.
+    #[error("invalid schedule: one-cycle needs at least 2 steps, not {0}")]
+    TooShort(usize),
+}
 
 /// A learning-rate schedule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,9 +113,7 @@ fn check_lr(lr: f64) -> Result<(), ScheduleError> {
     if lr.is_finite() && lr > 0.0 {
         Ok(())
     } else {
-        Err(ScheduleError(format!(
-            "learning rate {lr} must be finite and > 0"
-        )))
+        Err(ScheduleError::LearningRate(lr))
     }
 }
 
@@ -98,9 +121,7 @@ fn check_gamma(gamma: f64) -> Result<(), ScheduleError> {
     if gamma.is_finite() && gamma > 0.0 {
         Ok(())
     } else {
-        Err(ScheduleError(format!(
-            "gamma {gamma} must be finite and > 0"
-        )))
+        Err(ScheduleError::Gamma(gamma))
     }
 }
 
@@ -116,7 +137,7 @@ impl Schedule {
         check_lr(lr)?;
         check_gamma(gamma)?;
         if step_size == 0 {
-            return Err(ScheduleError("step_size must be at least 1".into()));
+            return Err(ScheduleError::StepSize);
         }
         Ok(Self::Step {
             lr,
@@ -127,17 +148,20 @@ impl Schedule {
 
     /// The seed's variant: `StepLR(step_size=1)` with `gamma = (lr − total_decrement/epochs) / lr`,
     /// so the first step lowers the rate by `total_decrement/epochs` and later ones by the same
-    /// proportion. For lr 0.07, 0.1 over 15 epochs: 0.07, 0.0633…, 0.0573…, 0.0518….
-    pub fn linear_decrement(
+    /// *proportion*: the decay is geometric, not linear (the write-up meant "lose 0.1 over the
+    /// epochs", but from 0.07 over 15 epochs the rate ends near 0.017, not below 0). For lr 0.07:
+    /// 0.07, 0.0633…, 0.0573…, 0.0518….
+    pub fn geometric_from_decrement(
         lr: f64,
         total_decrement: f64,
         epochs: usize,
     ) -> Result<Self, ScheduleError> {
         check_lr(lr)?;
         if epochs == 0 || !total_decrement.is_finite() {
-            return Err(ScheduleError(
-                "epochs must be at least 1 and the decrement finite".into(),
-            ));
+            return Err(ScheduleError::Decrement {
+                decrement: total_decrement,
+                epochs,
+            });
         }
         let gamma = (lr - total_decrement / epochs as f64) / lr;
         Self::step(lr, 1, gamma)
@@ -148,9 +172,7 @@ impl Schedule {
         check_lr(lr)?;
         check_gamma(gamma)?;
         if milestones.is_empty() || milestones.windows(2).any(|w| w[0] > w[1]) {
-            return Err(ScheduleError(format!(
-                "milestones {milestones:?} must be non-empty and sorted"
-            )));
+            return Err(ScheduleError::Milestones(milestones));
         }
         Ok(Self::MultiStep {
             lr,
@@ -170,7 +192,7 @@ impl Schedule {
     pub fn one_cycle(max_lr: f64, total_steps: usize) -> Result<Self, ScheduleError> {
         check_lr(max_lr)?;
         if total_steps < 2 {
-            return Err(ScheduleError("one-cycle needs at least 2 steps".into()));
+            return Err(ScheduleError::TooShort(total_steps));
         }
         Ok(Self::OneCycle {
             max_lr,

@@ -89,7 +89,10 @@ fn epochs(s: Schedule, n: usize) -> Vec<f64> {
 #[test]
 fn epoch_schedules_match_pytorch_bit_for_bit() {
     assert_eq!(
-        epochs(Schedule::linear_decrement(0.07, 0.1, 15).unwrap(), 15),
+        epochs(
+            Schedule::geometric_from_decrement(0.07, 0.1, 15).unwrap(),
+            15
+        ),
         LINEAR
     );
     assert_eq!(epochs(Schedule::step(0.07, 3, 0.5).unwrap(), 10), STEP3);
@@ -132,7 +135,7 @@ fn constructors_validate() {
     assert!(Schedule::multi_step(0.1, vec![], 0.1).is_err());
     assert!(Schedule::multi_step(0.1, vec![5, 2], 0.1).is_err());
     assert!(Schedule::one_cycle(0.1, 1).is_err());
-    assert!(Schedule::linear_decrement(0.07, 0.1, 0).is_err());
+    assert!(Schedule::geometric_from_decrement(0.07, 0.1, 0).is_err());
 }
 
 fn any_schedule() -> impl Strategy<Value = Schedule> {
@@ -150,7 +153,7 @@ fn any_schedule() -> impl Strategy<Value = Schedule> {
                 Schedule::multi_step(lr, m, g).unwrap()
             }),
         (1e-4f64..1.0, 0.05f64..1.0).prop_map(|(lr, g)| Schedule::exponential(lr, g).unwrap()),
-        (1e-4f64..1.0, 0.0f64..0.066).prop_map(|(lr, d)| Schedule::linear_decrement(
+        (1e-4f64..1.0, 0.0f64..0.066).prop_map(|(lr, d)| Schedule::geometric_from_decrement(
             lr,
             d.min(lr * 14.0),
             15

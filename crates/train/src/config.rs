@@ -87,9 +87,61 @@ impl Default for DataRecord {
 }
 
 /// An invalid configuration.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("invalid training config: {0}")]
-pub struct ConfigError(pub String);
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The architecture is invalid.
+    #[error("invalid training config: {0}")]
+    Spec(#[from] under8k_model::SpecError),
+    /// The schedule is invalid.
+    #[error("invalid training config: {0}")]
+    Schedule(#[from] under8k_sched::ScheduleError),
+    /// The rotation is invalid.
+    #[error("invalid training config: {0}")]
+    Rotation(#[from] under8k_mnist_data::augment::InvalidRotation),
+    /// Not one of the three attempts.
+    #[error("invalid training config: there are attempts 1, 2 and 3, not {0}")]
+    NoSuchAttempt(u8),
+    /// Zero epochs or a zero batch size.
+    #[error("invalid training config: epochs and batch sizes must be at least 1")]
+    ZeroSize,
+    /// A zero subset limit.
+    #[error("invalid training config: subset limits must be at least 1")]
+    ZeroLimit,
+    /// Momentum or weight decay negative or not finite.
+    #[error(
+        "invalid training config: momentum {momentum} and weight decay {weight_decay} must be finite and non-negative"
+    )]
+    Optimizer {
+        /// The momentum.
+        momentum: f64,
+        /// The weight decay.
+        weight_decay: f64,
+    },
+    /// A normalisation whose std is not finite and positive, or whose mean is not finite.
+    #[error(
+        "invalid training config: normalisation mean {mean}, std {std} (std must be finite and > 0)"
+    )]
+    Normalization {
+        /// The mean.
+        mean: f32,
+        /// The std.
+        std: f32,
+    },
+    /// A one-cycle schedule shorter than the run (PyTorch's `OneCycleLR` raises there too).
+    #[error(
+        "invalid training config: the one-cycle schedule has {total_steps} steps but the run takes {steps} ({epochs} epochs of {batches} batches): set its total_steps to {steps}"
+    )]
+    ScheduleTooShort {
+        /// The schedule's length.
+        total_steps: usize,
+        /// The run's optimizer steps.
+        steps: usize,
+        /// Its epochs.
+        epochs: usize,
+        /// Its batches per epoch.
+        batches: usize,
+    },
+}
 
 /// Images in MNIST's training split.
 pub const MNIST_TRAIN_IMAGES: usize = 60_000;
@@ -105,8 +157,8 @@ impl TrainConfig {
     pub fn attempt(n: u8) -> Result<Self, ConfigError> {
         let mut c = Self::write_up(n)?;
         if n == 3 {
-            c.schedule = Schedule::one_cycle(0.1, c.epochs * c.steps_per_epoch())
-                .map_err(|e| ConfigError(e.to_string()))?;
+            c.schedule =
+                Schedule::one_cycle(0.1, c.epochs * c.steps_per_epoch(MNIST_TRAIN_IMAGES))?;
         }
         Ok(c)
     }
@@ -115,19 +167,14 @@ impl TrainConfig {
     /// [`TrainConfig::attempt`] for 1 and 2; for 3, rotation plus StepLR(1) from 0.07 with
     /// gamma = (0.07 − 0.1/15)/0.07.
     pub fn write_up(n: u8) -> Result<Self, ConfigError> {
-        let err = |e: under8k_sched::ScheduleError| ConfigError(e.to_string());
         let (schedule, rotation) = match n {
-            1 => (Schedule::constant(0.01).map_err(err)?, None),
-            2 => (Schedule::constant(0.01).map_err(err)?, Some(7.0)),
+            1 => (Schedule::constant(0.01)?, None),
+            2 => (Schedule::constant(0.01)?, Some(7.0)),
             3 => (
-                Schedule::linear_decrement(0.07, 0.1, 15).map_err(err)?,
+                Schedule::geometric_from_decrement(0.07, 0.1, 15)?,
                 Some(7.0),
             ),
-            _ => {
-                return Err(ConfigError(format!(
-                    "there are attempts 1, 2 and 3, not {n}"
-                )));
-            }
+            _ => return Err(ConfigError::NoSuchAttempt(n)),
         };
         Ok(Self {
             arch: ArchSpec::seed(),
@@ -148,18 +195,20 @@ impl TrainConfig {
         })
     }
 
-    /// Optimizer steps per epoch on MNIST's training split (or its first `train_limit` images).
-    pub fn steps_per_epoch(&self) -> usize {
+    /// Optimizer steps per epoch on a training split of `train_images` images (or its first
+    /// `train_limit`): the one rule, which [`crate::run::train`] follows too.
+    pub fn steps_per_epoch(&self, train_images: usize) -> usize {
         self.train_limit
-            .map_or(MNIST_TRAIN_IMAGES, |n| n.min(MNIST_TRAIN_IMAGES))
+            .map_or(train_images, |n| n.min(train_images))
             .div_ceil(self.batch_size.max(1))
     }
 
-    /// Stretches a per-step schedule (one-cycle) over the whole run, as PyTorch's
-    /// `OneCycleLR(epochs=…, steps_per_epoch=…)` does. Call it after changing `epochs`,
-    /// `batch_size` or `train_limit`; per-epoch schedules need nothing.
-    pub fn fit_schedule(&mut self) {
-        let steps = self.epochs * self.steps_per_epoch();
+    /// Stretches a per-step schedule (one-cycle) over the whole run on a training split of
+    /// `train_images` images, as PyTorch's `OneCycleLR(epochs=…, steps_per_epoch=…)` does. Call
+    /// it after changing `epochs`, `batch_size` or `train_limit`, or the data; per-epoch
+    /// schedules need nothing.
+    pub fn fit_schedule(&mut self, train_images: usize) {
+        let steps = self.epochs * self.steps_per_epoch(train_images);
         if let Schedule::OneCycle { total_steps, .. } = &mut self.schedule {
             *total_steps = steps.max(2);
         }
@@ -167,31 +216,31 @@ impl TrainConfig {
 
     /// Checks everything a run needs.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.arch
-            .resolve()
-            .map_err(|e| ConfigError(e.to_string()))?;
+        self.arch.resolve()?;
         if self.epochs == 0 || self.batch_size == 0 || self.eval_batch_size == 0 {
-            return Err(ConfigError(
-                "epochs and batch sizes must be at least 1".into(),
-            ));
+            return Err(ConfigError::ZeroSize);
         }
         if !(self.momentum.is_finite()
             && self.momentum >= 0.0
             && self.weight_decay.is_finite()
             && self.weight_decay >= 0.0)
         {
-            return Err(ConfigError(
-                "momentum and weight decay must be finite and non-negative".into(),
-            ));
+            return Err(ConfigError::Optimizer {
+                momentum: self.momentum,
+                weight_decay: self.weight_decay,
+            });
         }
         if let Some(d) = self.rotation_degrees {
-            under8k_mnist_data::augment::RandomRotation::new(d)
-                .map_err(|e| ConfigError(e.to_string()))?;
+            under8k_mnist_data::augment::RandomRotation::new(d)?;
         }
-        under8k_mnist_data::Normalization::new(self.mean, self.std)
-            .map_err(|e| ConfigError(e.to_string()))?;
+        if under8k_mnist_data::Normalization::new(self.mean, self.std).is_err() {
+            return Err(ConfigError::Normalization {
+                mean: self.mean,
+                std: self.std,
+            });
+        }
         if self.train_limit == Some(0) || self.test_limit == Some(0) {
-            return Err(ConfigError("subset limits must be at least 1".into()));
+            return Err(ConfigError::ZeroLimit);
         }
         Ok(())
     }

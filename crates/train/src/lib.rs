@@ -7,13 +7,13 @@
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
 //! use under8k_mnist_data::Mnist;
-//! use under8k_train::{TrainConfig, run};
+//! use under8k_train::{Start, TrainConfig, run};
 //!
 //! let mnist = Mnist::load("data/mnist".as_ref())?;
 //! let mut config = TrainConfig::attempt(3)?;
 //! config.epochs = 1;
-//! config.fit_schedule(); // attempt 3's one-cycle schedule now spans one epoch
-//! let outcome = run::train(&config, &mnist, "runs/demo".as_ref(), false, &mut (), &AtomicBool::new(false))?;
+//! config.fit_schedule(60_000); // attempt 3's one-cycle schedule now spans one epoch of MNIST
+//! let outcome = run::train(&config, &mnist, "runs/demo".as_ref(), Start::Fresh, &mut (), &AtomicBool::new(false))?;
 //! println!("test accuracy {:.2} %", outcome.history.epochs[0].test_acc);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -27,4 +27,4 @@ pub mod sgd;
 pub use config::{ConfigError, DataRecord, TrainConfig};
 pub use data::{DataChoice, Prepared, prepare};
 pub use history::{EpochRecord, History};
-pub use run::{Observer, Outcome, TrainError, train};
+pub use run::{Observer, Outcome, Start, TrainError, train};

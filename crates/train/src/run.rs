@@ -41,6 +41,9 @@ pub enum TrainError {
     /// Model problem.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// Invalid optimizer settings.
+    #[error(transparent)]
+    Optimizer(#[from] crate::sgd::SgdError),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
@@ -103,6 +106,16 @@ pub enum TrainError {
         /// Why.
         reason: String,
     },
+}
+
+/// How [`train`] starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// From a fresh net (whatever the run directory holds is replaced as the run goes).
+    Fresh,
+    /// From the state saved in the run directory, if there is one (it must come from the same
+    /// config); from a fresh net otherwise.
+    Resume,
 }
 
 /// One training batch's figures, for progress display.
@@ -212,7 +225,7 @@ pub fn evaluate(
     let classes = outputs(net.spec()).max(split.classes());
     let mut confusion = vec![vec![0usize; classes]; classes];
     let (mut loss, mut correct) = (0.0f64, 0usize);
-    for batch in EpochBatches::new(split, cfg, stream(0, 0, 0), device) {
+    for batch in EpochBatches::new(split, cfg, stream(0, 0, 0)).on(device) {
         let batch = batch?;
         let logp = net.infer(&batch.images)?;
         let n = batch.labels.dim(0)?;
@@ -313,12 +326,12 @@ fn save_state(
             serde_json::to_string(history).expect("history serialises"),
         ),
     ]);
-    let views: Vec<(&str, &Tensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let bytes =
-        safetensors::tensor::serialize(views, Some(metadata)).map_err(|e| CheckpointError::Io {
+    let bytes = checkpoint::to_bytes(&tensors, Some(metadata)).map_err(|source| {
+        CheckpointError::Serialize {
             path: files.state(),
-            message: e.to_string(),
-        })?;
+            source,
+        }
+    })?;
     checkpoint::write_atomic(&files.state(), &bytes)?;
     checkpoint::save(net, &files.model())?;
     let json = serde_json::to_string_pretty(history).expect("history serialises");
@@ -371,7 +384,7 @@ fn load_state(
 }
 
 /// Trains according to `config` on `mnist` (which must be the data `config.data` names, see
-/// [`check_data`]), writing into `out_dir`. With `resume`, continues
+/// [`check_data`]), writing into `out_dir`. With [`Start::Resume`], continues
 /// from the state saved there (which must come from the same config). `stop` is polled at every
 /// batch boundary: when it is set, the run returns with `interrupted`, keeping the checkpoint of
 /// the last completed epoch.
@@ -379,7 +392,7 @@ pub fn train(
     config: &TrainConfig,
     mnist: &Mnist,
     out_dir: &Path,
-    resume: bool,
+    start: Start,
     observer: &mut dyn Observer,
     stop: &AtomicBool,
 ) -> Result<Outcome, TrainError> {
@@ -395,29 +408,30 @@ pub fn train(
     let test_split = config
         .test_limit
         .map_or_else(|| mnist.test.clone(), |n| mnist.test.head(n));
-    let batches_per_epoch = train_split.len().div_ceil(config.batch_size);
+    let batches_per_epoch = config.steps_per_epoch(mnist.train.len());
     if let Schedule::OneCycle { total_steps, .. } = config.schedule {
         let steps = config.epochs * batches_per_epoch;
         if total_steps < steps {
             // PyTorch's OneCycleLR raises here too: past its end the rate is undefined.
-            return Err(ConfigError(format!(
-                "the one-cycle schedule has {total_steps} steps but the run takes {steps} \
-                 ({} epochs of {batches_per_epoch} batches): set its total_steps to {steps}",
-                config.epochs
-            ))
+            return Err(ConfigError::ScheduleTooShort {
+                total_steps,
+                steps,
+                epochs: config.epochs,
+                batches: batches_per_epoch,
+            }
             .into());
         }
     }
-    std::fs::create_dir_all(out_dir).map_err(|e| CheckpointError::Io {
+    std::fs::create_dir_all(out_dir).map_err(|source| CheckpointError::Io {
         path: out_dir.to_path_buf(),
-        message: e.to_string(),
+        source,
     })?;
     let norm = Normalization::new(config.mean, config.std)?;
     let rotation = config
         .rotation_degrees
         .map(RandomRotation::new)
         .transpose()
-        .map_err(|e| ConfigError(e.to_string()))?;
+        .map_err(ConfigError::from)?;
     let batch_cfg = BatchConfig::new(config.batch_size, true, rotation, norm)?;
 
     let net = Net::new(
@@ -434,9 +448,9 @@ pub fn train(
             weight_decay: config.weight_decay,
             ..SgdConfig::momentum(0.0, config.momentum)
         },
-    );
+    )?;
     let mut history = History::default();
-    if resume && files.state().exists() {
+    if start == Start::Resume && files.state().exists() {
         history = load_state(&files, config, &net, &mut opt)?;
     }
     let json = serde_json::to_string_pretty(config).expect("config serialises");
@@ -460,8 +474,8 @@ pub fn train(
             &train_split,
             batch_cfg,
             stream(config.seed, 2, epoch as u64),
-            &device,
-        );
+        )
+        .on(&device);
         for (i, batch) in batches.enumerate() {
             if stop.load(Ordering::Relaxed) {
                 return Ok(Outcome {

@@ -45,20 +45,29 @@ impl SgdConfig {
     }
 
     /// Checks the values as PyTorch does (and that they are finite).
-    pub fn validate(&self) -> std::result::Result<(), String> {
+    pub fn validate(&self) -> std::result::Result<(), SgdError> {
         let finite = [self.lr, self.momentum, self.dampening, self.weight_decay]
             .iter()
             .all(|v| v.is_finite());
         if !finite || self.lr < 0.0 || self.momentum < 0.0 || self.weight_decay < 0.0 {
-            return Err(format!(
-                "invalid SGD settings {self:?}: values must be finite and non-negative"
-            ));
+            return Err(SgdError::Values(*self));
         }
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
-            return Err("nesterov momentum requires a momentum and zero dampening".into());
+            return Err(SgdError::Nesterov);
         }
         Ok(())
     }
+}
+
+/// Invalid [`SgdConfig`].
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SgdError {
+    /// A value that is negative or not finite.
+    #[error("invalid SGD settings {0:?}: values must be finite and non-negative")]
+    Values(SgdConfig),
+    /// Nesterov momentum without momentum, or with dampening.
+    #[error("invalid SGD settings: nesterov momentum requires a momentum and zero dampening")]
+    Nesterov,
 }
 
 /// The optimizer.
@@ -70,13 +79,17 @@ pub struct Sgd {
 }
 
 impl Sgd {
-    /// An optimizer over named parameters.
-    pub fn new(params: Vec<(String, Var)>, config: SgdConfig) -> Self {
-        Self {
+    /// An optimizer over named parameters; the config is validated first.
+    pub fn new(
+        params: Vec<(String, Var)>,
+        config: SgdConfig,
+    ) -> std::result::Result<Self, SgdError> {
+        config.validate()?;
+        Ok(Self {
             params,
             config,
             buffers: BTreeMap::new(),
-        }
+        })
     }
 
     /// One update from `grads`; parameters without a gradient are left alone (as PyTorch does).
@@ -123,13 +136,14 @@ impl candle_nn::Optimizer for Sgd {
 
     /// Unnamed parameters get the names `param0`, `param1`, … in the given order.
     fn new(vars: Vec<Var>, config: SgdConfig) -> Result<Self> {
-        Ok(Sgd::new(
+        Sgd::new(
             vars.into_iter()
                 .enumerate()
                 .map(|(i, v)| (format!("param{i}"), v))
                 .collect(),
             config,
-        ))
+        )
+        .map_err(candle_core::Error::wrap)
     }
 
     fn step(&mut self, grads: &GradStore) -> Result<()> {

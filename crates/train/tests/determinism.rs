@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use under8k_mnist_data::Mnist;
 use under8k_mnist_data::fetch::{self, FetchOptions};
 use under8k_sched::Schedule;
-use under8k_train::run::{self, BatchStats, Observer, RunFiles};
+use under8k_train::run::{self, BatchStats, Observer, RunFiles, Start};
 use under8k_train::{TrainConfig, TrainError};
 
 fn mnist() -> Mnist {
@@ -23,7 +23,7 @@ fn small() -> TrainConfig {
     c.epochs = 2;
     c.train_limit = Some(512);
     c.test_limit = Some(200);
-    c.fit_schedule();
+    c.fit_schedule(60_000);
     c
 }
 
@@ -75,9 +75,9 @@ fn runs_are_reproducible_and_resume_bit_identically() {
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    let full = run::train(&config, &data, a.path(), false, &mut (), &go).unwrap();
+    let full = run::train(&config, &data, a.path(), Start::Fresh, &mut (), &go).unwrap();
     assert_eq!(full.history.epochs.len(), 2);
-    run::train(&config, &data, b.path(), false, &mut (), &go).unwrap();
+    run::train(&config, &data, b.path(), Start::Fresh, &mut (), &go).unwrap();
     let (ha, ma, _) = bytes(a.path());
     let (hb, mb, _) = bytes(b.path());
     assert_eq!(
@@ -93,7 +93,7 @@ fn runs_are_reproducible_and_resume_bit_identically() {
         &config,
         &data,
         c.path(),
-        false,
+        Start::Fresh,
         &mut StopAfter {
             after: 6,
             seen: 0,
@@ -104,7 +104,7 @@ fn runs_are_reproducible_and_resume_bit_identically() {
     .unwrap();
     assert!(out.interrupted);
     assert_eq!(out.history.epochs.len(), 1);
-    let resumed = run::train(&config, &data, c.path(), true, &mut (), &go).unwrap();
+    let resumed = run::train(&config, &data, c.path(), Start::Resume, &mut (), &go).unwrap();
     assert!(!resumed.interrupted);
     let (hc, mc, _) = bytes(c.path());
     assert_eq!(
@@ -120,7 +120,7 @@ fn runs_are_reproducible_and_resume_bit_identically() {
     // Resuming with another config is refused, naming the state file.
     let mut other = small();
     other.seed = 2;
-    let e = run::train(&other, &data, c.path(), true, &mut (), &go).unwrap_err();
+    let e = run::train(&other, &data, c.path(), Start::Resume, &mut (), &go).unwrap_err();
     assert!(
         matches!(e, TrainError::Resume { .. }) && e.to_string().contains("state.safetensors"),
         "{e}"
@@ -137,7 +137,7 @@ fn nan_loss_stops_with_a_clear_error_and_keeps_the_checkpoint() {
         &config,
         &data,
         dir.path(),
-        false,
+        Start::Fresh,
         &mut (),
         &AtomicBool::new(false),
     )
@@ -169,7 +169,15 @@ fn a_one_cycle_schedule_shorter_than_the_run_is_refused_before_anything_is_writt
     *total_steps = 7;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("run");
-    let err = run::train(&c, &mnist, &dir, false, &mut (), &AtomicBool::new(false)).unwrap_err();
+    let err = run::train(
+        &c,
+        &mnist,
+        &dir,
+        Start::Fresh,
+        &mut (),
+        &AtomicBool::new(false),
+    )
+    .unwrap_err();
     assert!(
         err.to_string().contains("7 steps but the run takes 8"),
         "{err}"

@@ -47,20 +47,22 @@ fn attempts_1_and_2_are_the_write_ups_and_3_replaces_its_step_lr_by_one_cycle() 
 }
 
 proptest! {
-    /// After `fit_schedule`, a one-cycle schedule has exactly the run's steps:
-    /// epochs × ⌈min(limit, 60,000) / batch⌉; a per-epoch schedule is untouched.
+    /// After `fit_schedule(n)`, a one-cycle schedule has exactly the run's steps on `n`
+    /// training images: epochs × ⌈min(limit, n) / batch⌉; a per-epoch schedule is untouched.
     #[test]
     fn fit_schedule_spans_the_run(
         epochs in 1usize..40,
         batch in 1usize..600,
         limit in proptest::option::of(1usize..80_000),
+        n in prop_oneof![Just(60_000usize), 1usize..100_000],
     ) {
         let mut c = TrainConfig::attempt(3).unwrap();
         c.epochs = epochs;
         c.batch_size = batch;
         c.train_limit = limit;
-        c.fit_schedule();
-        let images = limit.unwrap_or(60_000).min(60_000);
+        c.fit_schedule(n);
+        prop_assert_eq!(c.steps_per_epoch(n), limit.unwrap_or(n).min(n).div_ceil(batch));
+        let images = limit.unwrap_or(n).min(n);
         let steps = epochs * images.div_ceil(batch);
         let Schedule::OneCycle { total_steps, max_lr, .. } = c.schedule else {
             panic!("one-cycle")
@@ -72,7 +74,7 @@ proptest! {
         let before = w.schedule.clone();
         w.epochs = epochs;
         w.train_limit = limit;
-        w.fit_schedule();
+        w.fit_schedule(n);
         prop_assert_eq!(w.schedule, before);
     }
 }

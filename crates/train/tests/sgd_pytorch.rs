@@ -4,7 +4,7 @@
 //! after three `opt.step()`s, as `w.flatten().tolist() + b.tolist()`.
 
 use candle_core::{Device, Tensor, Var};
-use under8k_train::sgd::{Sgd, SgdConfig};
+use under8k_train::sgd::{Sgd, SgdConfig, SgdError};
 
 fn run(config: SgdConfig) -> Vec<f64> {
     let dev = Device::Cpu;
@@ -16,7 +16,8 @@ fn run(config: SgdConfig) -> Vec<f64> {
     let mut opt = Sgd::new(
         vec![("z.bias".into(), b.clone()), ("a.weight".into(), w.clone())],
         config,
-    );
+    )
+    .unwrap();
     for i in 0..3 {
         let y = (w.as_tensor().matmul(&x).unwrap().squeeze(1).unwrap() + b.as_tensor()).unwrap();
         let loss = ((y - &t).unwrap().sqr().unwrap().sum_all().unwrap() * (i + 1) as f64).unwrap();
@@ -92,4 +93,7 @@ fn config_validation() {
         .is_err()
     );
     assert!(SgdConfig::momentum(f64::NAN, 0.9).validate().is_err());
+    // The optimizer refuses what validate refuses.
+    let bad = SgdConfig::momentum(0.1, -0.5);
+    assert_eq!(Sgd::new(vec![], bad).err(), Some(SgdError::Values(bad)));
 }

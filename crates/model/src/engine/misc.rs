@@ -91,14 +91,6 @@ fn max_pool2<T: Real>(x: &[T], out: &mut [T], arg: &mut [u32], c: usize, h: usiz
     }
 }
 
-/// Backward of [`max_pool`]: the whole gradient to each window's arg-max.
-pub fn max_pool_back<T: Real>(g: &[T], arg: &[u32], gx: &mut [T]) {
-    gx.fill(T::ZERO);
-    for (&gv, &i) in g.iter().zip(arg) {
-        gx[i as usize] += gv;
-    }
-}
-
 /// `k×k` average pooling (stride `k`, floor).
 pub fn avg_pool<T: Real>(x: &[T], out: &mut [T], c: usize, h: usize, w: usize, k: usize) {
     let (oh, ow) = (h / k, w / k);
