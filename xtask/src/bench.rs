@@ -108,21 +108,21 @@ fn per_layer(batches: usize) -> Result<()> {
     )?;
     let x = Tensor::randn(0f32, 1.0, (128, 1, 28, 28), &dev)?;
     let y = Tensor::from_vec((0..128u32).map(|i| i % 10).collect::<Vec<_>>(), 128, &dev)?;
-    let engine = net.engine().context("the seed net runs on the engine")?;
+    anyhow::ensure!(net.set_profiling(false), "the seed net runs on the engine");
     let step = || -> Result<()> {
         let loss = candle_nn::loss::nll(&net.forward_t(&x, true)?, &y)?;
         loss.backward()?;
         Ok(())
     };
     step()?;
-    engine.set_profiling(true);
+    net.set_profiling(true);
     let t = Instant::now();
     for _ in 0..batches {
         step()?;
     }
     let total = t.elapsed().as_secs_f64() * 1e3 / batches as f64;
-    let prof = engine.profile();
-    engine.set_profiling(false);
+    let prof = net.profile();
+    net.set_profiling(false);
     println!(
         "\nfast engine, ms per batch of 128 (forward + backward, no data loading or optimizer):"
     );
@@ -146,10 +146,7 @@ fn per_layer(batches: usize) -> Result<()> {
 
 pub fn run(args: &Args) -> Result<()> {
     let threads = rayon::current_num_threads();
-    println!(
-        "machine: {}, {threads} threads",
-        crate::reproduce::cpu_model()
-    );
+    println!("machine: {}, {threads} threads", crate::runs::cpu_model());
     let mnist = crate::reproduce::load_mnist(&args.data)?;
     let fast = measure(&mnist, Kernels::Fast, args.batches, 10_000)?;
     let reference = measure(&mnist, Kernels::Reference, 3, 1_000)?;

@@ -20,6 +20,7 @@ mod plot;
 mod pytorch;
 mod report;
 mod reproduce;
+mod runs;
 mod tidy;
 
 #[global_allocator]

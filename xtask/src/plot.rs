@@ -7,7 +7,7 @@ use std::sync::Once;
 use anyhow::{Context, Result};
 use plotters::prelude::*;
 
-use crate::report::{self, Run};
+use crate::runs::{self, Run};
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
 const COLORS: [RGBColor; 3] = [
@@ -28,7 +28,7 @@ fn font() {
 fn mean_sd(series: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
     let n = series.iter().map(Vec::len).min().unwrap_or(0);
     (0..n)
-        .map(|i| report::mean_sd(&series.iter().map(|s| s[i]).collect::<Vec<_>>()))
+        .map(|i| runs::mean_sd(&series.iter().map(|s| s[i]).collect::<Vec<_>>()))
         .unzip()
 }
 

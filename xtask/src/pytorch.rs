@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
-use under8k_train::TrainConfig;
+
+use crate::runs::{epoch_lrs, read, result_path};
 
 /// `cargo xtask pytorch` options.
 #[derive(clap::Args)]
@@ -44,112 +44,6 @@ pub struct Args {
     write_up: bool,
 }
 
-/// One PyTorch epoch, as the script writes it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TorchEpoch {
-    pub epoch: usize,
-    pub lr: f64,
-    pub train_loss: f64,
-    pub train_acc: f64,
-    pub test_acc: f64,
-    pub seconds: f64,
-}
-
-/// One PyTorch run.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TorchRun {
-    pub attempt: u8,
-    pub seed: u64,
-    /// PyTorch's version.
-    pub torch: String,
-    pub threads: usize,
-    /// The learning-rate schedule it followed (the `schedule` of our config), when recorded.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub schedule: Option<serde_json::Value>,
-    pub epochs: Vec<TorchEpoch>,
-}
-
-impl TorchRun {
-    /// Test accuracy per epoch.
-    pub fn test_acc(&self) -> Vec<f64> {
-        self.epochs.iter().map(|e| e.test_acc).collect()
-    }
-}
-
-/// `<out>/pytorch/attempt{a}/seed{s}.json`.
-pub fn result_path(out: &Path, attempt: u8, seed: u64) -> PathBuf {
-    out.join("pytorch")
-        .join(format!("attempt{attempt}"))
-        .join(format!("seed{seed}.json"))
-}
-
-/// The learning rate of each epoch's first step under `config`'s schedule, as a run on MNIST's
-/// or Fashion-MNIST's 60,000 training images records it (the script trains on no other data).
-pub fn epoch_lrs(config: &TrainConfig) -> Vec<f64> {
-    let steps = config.steps_per_epoch(under8k_train::config::MNIST_TRAIN_IMAGES);
-    (0..config.epochs)
-        .map(|e| config.schedule.lr(e, e * steps))
-        .collect()
-}
-
-/// Reads one saved run, checking that it is what its path says, that it is complete and that it
-/// followed the learning rates `lrs` (one per epoch: the recipe of our runs).
-fn read(path: &Path, attempt: u8, seed: u64, lrs: &[f64]) -> Result<TorchRun> {
-    let epochs = lrs.len();
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    let run: TorchRun = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{}: not a PyTorch result", path.display()))?;
-    if run.attempt != attempt || run.seed != seed {
-        bail!(
-            "{}: holds attempt {} seed {}, not attempt {attempt} seed {seed}",
-            path.display(),
-            run.attempt,
-            run.seed
-        );
-    }
-    if run.epochs.len() != epochs || run.epochs.iter().enumerate().any(|(i, e)| e.epoch != i + 1) {
-        bail!(
-            "{}: has {} epochs, not 1..={epochs} (rerun `cargo xtask pytorch --force`)",
-            path.display(),
-            run.epochs.len()
-        );
-    }
-    if let Some((e, want)) = run
-        .epochs
-        .iter()
-        .zip(lrs)
-        .find(|(e, want)| (e.lr - *want).abs() > 1e-9 * want.abs())
-    {
-        bail!(
-            "{}: epoch {} ran at lr {} where this recipe has {want}: another schedule (rerun `cargo xtask pytorch --force`{})",
-            path.display(),
-            e.epoch,
-            e.lr,
-            if attempt == 3 {
-                ", with or without --write-up"
-            } else {
-                ""
-            }
-        );
-    }
-    Ok(run)
-}
-
-/// The saved PyTorch runs of `attempt` (seeds 1, 2, … while their files exist), each checked to
-/// have run the epochs of `config` at its learning rates.
-pub fn load(out: &Path, attempt: u8, config: &TrainConfig) -> Result<Vec<TorchRun>> {
-    let lrs = epoch_lrs(config);
-    let mut runs = vec![];
-    for seed in 1.. {
-        let path = result_path(out, attempt, seed);
-        if !path.exists() {
-            break;
-        }
-        runs.push(read(&path, attempt, seed, &lrs)?);
-    }
-    Ok(runs)
-}
-
 /// Whether `python3` can import torch and torchvision.
 pub fn torch_importable() -> bool {
     Command::new("python3")
@@ -167,7 +61,7 @@ pub fn run(args: &Args) -> Result<()> {
             "the PyTorch script trains the seed's net on mnist or fashion-mnist, not on --dataset idx"
         );
     }
-    let manifest = crate::reproduce::Manifest::existing(&args.out)?;
+    let manifest = crate::runs::Manifest::existing(&args.out)?;
     if let Some(why) = manifest
         .as_ref()
         .and_then(|m| m.other_recipe(&args.out, args.dataset.name(), args.write_up))

@@ -8,11 +8,10 @@ use anyhow::{Context, Result};
 use under8k_model::Summary;
 use under8k_model::summary::group;
 use under8k_sched::Schedule;
-use under8k_train::{History, TrainConfig};
+use under8k_train::TrainConfig;
 
 use crate::plot;
-use crate::pytorch::{self, TorchRun};
-use crate::reproduce::{Manifest, run_dir};
+use crate::runs::{Manifest, Run, TorchRun, last3, load_run, load_torch, max, mean_sd, min_last3};
 use under8k_train::DataChoice;
 
 /// The seed's published figures: (max test acc, max train acc) per attempt, and attempt 3's
@@ -21,84 +20,6 @@ const REFERENCE: [(f64, f64); 3] = [(99.14, 99.17), (99.33, 98.95), (99.48, 99.1
 const REFERENCE_LAST3: [f64; 3] = [99.34, 99.40, 99.42];
 const TARGET: f64 = 99.4;
 
-/// One finished run.
-pub struct Run {
-    pub seed: u64,
-    pub config: TrainConfig,
-    pub history: History,
-}
-
-impl Run {
-    pub fn max_test(&self) -> f64 {
-        self.history.max_test_acc().unwrap_or(0.0)
-    }
-    fn max_train(&self) -> f64 {
-        self.history
-            .epochs
-            .iter()
-            .map(|e| e.train_acc)
-            .fold(0.0, f64::max)
-    }
-    /// Test accuracy per epoch.
-    pub fn test_acc(&self) -> Vec<f64> {
-        self.history.epochs.iter().map(|e| e.test_acc).collect()
-    }
-    fn last3(&self) -> Vec<f64> {
-        last3(&self.test_acc()).to_vec()
-    }
-    fn min_last3(&self) -> f64 {
-        min_last3(&self.test_acc())
-    }
-    fn final_acc(&self) -> f64 {
-        self.history.epochs.last().map_or(0.0, |e| e.test_acc)
-    }
-    fn seconds(&self) -> f64 {
-        self.history
-            .epochs
-            .iter()
-            .map(|e| e.train_seconds + e.eval_seconds)
-            .sum()
-    }
-    fn img_per_s(&self) -> f64 {
-        let imgs: f64 = self
-            .history
-            .epochs
-            .iter()
-            .map(|e| e.train_img_per_s * e.train_seconds)
-            .sum();
-        let secs: f64 = self.history.epochs.iter().map(|e| e.train_seconds).sum();
-        imgs / secs.max(1e-9)
-    }
-}
-
-fn load_run(out: &Path, attempt: u8, seed: u64) -> Result<Run> {
-    let dir = run_dir(out, attempt, seed);
-    let read = |name: &str| {
-        std::fs::read(dir.join(name)).with_context(|| {
-            format!(
-                "{}: missing; run `cargo xtask reproduce` first",
-                dir.join(name).display()
-            )
-        })
-    };
-    let config: TrainConfig = serde_json::from_slice(&read("config.json")?)
-        .with_context(|| format!("{}", dir.join("config.json").display()))?;
-    let history: History = serde_json::from_slice(&read("history.json")?)
-        .with_context(|| format!("{}", dir.join("history.json").display()))?;
-    anyhow::ensure!(
-        history.epochs.len() == config.epochs,
-        "{}: the run is incomplete ({} of {} epochs); run `cargo xtask reproduce`",
-        dir.display(),
-        history.epochs.len(),
-        config.epochs
-    );
-    Ok(Run {
-        seed,
-        config,
-        history,
-    })
-}
-
 /// The seed write-up's published per-epoch test accuracies of `attempt` as (epoch, %): attempt 3's
 /// last three, when the runs have its 15 epochs.
 fn reference_epochs(attempt: u8, epochs: usize) -> Vec<(usize, f64)> {
@@ -106,28 +27,6 @@ fn reference_epochs(attempt: u8, epochs: usize) -> Vec<(usize, f64)> {
         (3, 15) => (13..=15).zip(REFERENCE_LAST3).collect(),
         _ => vec![],
     }
-}
-
-/// The last three values (fewer when there are fewer).
-fn last3(acc: &[f64]) -> &[f64] {
-    &acc[acc.len().saturating_sub(3)..]
-}
-
-/// The lowest of the last three values.
-fn min_last3(acc: &[f64]) -> f64 {
-    last3(acc).iter().copied().fold(f64::INFINITY, f64::min)
-}
-
-/// Mean and sample standard deviation (0 for a single value).
-pub fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
-    let m = v.iter().sum::<f64>() / n;
-    let var = if v.len() > 1 {
-        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
-    (m, var.sqrt())
 }
 
 fn pct(v: f64) -> String {
@@ -155,7 +54,7 @@ pub fn write(out: &Path) -> Result<()> {
     plot::comparison(&out.join("comparison.png"), &all, target)?;
     let mut torch = vec![];
     for (a, runs) in &all {
-        let t = pytorch::load(out, *a, &runs[0].config)?;
+        let t = load_torch(out, *a, &runs[0].config)?;
         if !t.is_empty() {
             let curves: Vec<Vec<f64>> = t.iter().map(TorchRun::test_acc).collect();
             plot::pytorch(
@@ -242,8 +141,10 @@ fn markdown(m: &Manifest, all: &[(u8, Vec<Run>)], torch: &[(u8, Vec<TorchRun>)])
     )?;
     writeln!(
         s,
-        "- {} epochs per run, batch 128, SGD momentum 0.9{}, NLL loss on log-softmax, inputs normalised with mean {} / std {}{}; {}.",
+        "- {} epochs per run, batch {}, SGD momentum {}{}, NLL loss on log-softmax, inputs normalised with mean {} / std {}{}; {}.",
         m.epochs,
+        all[0].1[0].config.batch_size,
+        all[0].1[0].config.momentum,
         all.iter()
             .find_map(|(a, runs)| match runs[0].config.schedule {
                 Schedule::OneCycle {
@@ -301,7 +202,7 @@ fn markdown(m: &Manifest, all: &[(u8, Vec<Run>)], torch: &[(u8, Vec<TorchRun>)])
         write!(
             s,
             "| {a} | {} | {} | {} | {} |",
-            change(*a, &r.config),
+            change(*a, &r.config)?,
             pct(r.max_test()),
             pct(r.max_train()),
             last3.join(" / "),
@@ -399,16 +300,32 @@ fn out_option(m: &Manifest) -> &str {
     m.command.find(" --out ").map_or("", |i| &m.command[i..])
 }
 
-/// What attempt `a` adds, for the summary table.
-fn change(a: u8, c: &TrainConfig) -> String {
-    match (a, &c.schedule) {
-        (1, _) => "baseline: lr 0.01, no augmentation".into(),
-        (2, _) => "+ random rotation ±7°".into(),
-        (_, Schedule::OneCycle { max_lr, .. }) => {
-            format!("+ OneCycleLR up to lr {max_lr} (write-up: StepLR from 0.07)")
-        }
-        _ => "+ StepLR(1) from lr 0.07, γ = (0.07 − 0.1/15)/0.07".into(),
-    }
+/// What attempt `a` adds, for the summary table (the numbers from its config).
+fn change(a: u8, c: &TrainConfig) -> Result<String> {
+    let lr = c.schedule.lr(0, 0);
+    Ok(match (a, &c.schedule) {
+        (1, _) => format!("baseline: lr {lr}, no augmentation"),
+        (2, _) => format!("+ random rotation ±{}°", c.rotation_degrees.unwrap_or(0.0)),
+        (_, Schedule::OneCycle { max_lr, .. }) => format!(
+            "+ OneCycleLR up to lr {max_lr} (write-up: StepLR from {})",
+            TrainConfig::write_up(3)?.schedule.lr(0, 0)
+        ),
+        _ => format!("+ StepLR(1) from lr {lr}, γ = ({lr} − 0.1/15)/{lr}"),
+    })
+}
+
+/// The first dropout probability of `c`'s net, in % (one decimal).
+fn dropout_pct(c: &TrainConfig) -> String {
+    let p = c
+        .arch
+        .blocks
+        .iter()
+        .flat_map(|b| &b.layers)
+        .find_map(|l| match l {
+            under8k_model::Layer::Dropout { p } => Some(*p),
+            _ => None,
+        });
+    format!("{:.1}", p.unwrap_or(0.0) * 100.0)
 }
 
 /// PyTorch's name for a schedule class (none for a constant rate).
@@ -434,9 +351,17 @@ fn third_attempt_text(s: &mut String, c: &TrainConfig, mnist: bool) -> Result<()
         momentum,
     } = &c.schedule
     else {
+        let lr = |e| c.schedule.lr(e, 0);
         writeln!(
             s,
-            "Same network, same rotation; the learning rate starts at 0.07 and is multiplied every epoch by γ = (0.07 − 0.1/15)/0.07, so it runs 0.07, 0.063333, 0.057302, 0.051844, … (StepLR, step size 1).\n"
+            "Same network, same rotation; the learning rate starts at {} and is multiplied every epoch by γ = ({} − 0.1/15)/{}, so it runs {}, {:.6}, {:.6}, {:.6}, … (StepLR, step size 1).\n",
+            lr(0),
+            lr(0),
+            lr(0),
+            lr(0),
+            lr(1),
+            lr(2),
+            lr(3)
         )?;
         return Ok(());
     };
@@ -481,12 +406,18 @@ fn attempt_section(s: &mut String, a: u8, runs: &[Run], mnist: bool) -> Result<(
     match a {
         1 => writeln!(
             s,
-            "The baseline: the architecture above with BatchNorm and 2.9 % dropout after every convolution but the last, SGD with lr 0.01 and momentum 0.9, no augmentation, constant learning rate.\n"
+            "The baseline: the architecture above with BatchNorm and {} % dropout after every convolution but the last, SGD with lr {} and momentum {}, no augmentation, constant learning rate.\n",
+            dropout_pct(&r.config),
+            r.config.schedule.lr(0, 0),
+            r.config.momentum
         )?,
-        2 => writeln!(
-            s,
-            "Same network and optimiser; each training image is rotated by an angle drawn uniformly from [−7°, 7°] (nearest neighbour, fill 0, about the centre — bit-exact with torchvision's `RandomRotation`).\n"
-        )?,
+        2 => {
+            let d = r.config.rotation_degrees.unwrap_or(0.0);
+            writeln!(
+                s,
+                "Same network and optimiser; each training image is rotated by an angle drawn uniformly from [−{d}°, {d}°] (nearest neighbour, fill 0, about the centre — bit-exact with torchvision's `RandomRotation`).\n"
+            )?
+        }
         _ => third_attempt_text(s, &r.config, mnist)?,
     }
     if mnist {
@@ -796,10 +727,6 @@ fn pytorch_section(
         }
     }
     Ok(())
-}
-
-fn max(acc: &[f64]) -> f64 {
-    acc.iter().copied().fold(f64::NEG_INFINITY, f64::max)
 }
 
 /// Over runs (each a test accuracy per epoch): mean and sd of the best, the final and the

@@ -6,12 +6,13 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
 use under8k_mnist_data::fetch::FetchError;
 use under8k_mnist_data::{Dataset, Mnist};
 use under8k_train::data::{DataChoice, PrepareError, Prepared, prepare};
 use under8k_train::run::{self, Observer, RunFiles};
 use under8k_train::{EpochRecord, History, TrainConfig};
+
+use crate::runs::{Manifest, cpu_model, run_dir};
 
 /// The `--dataset` parser: the three names, listed in `--help`.
 pub fn dataset_parser() -> impl clap::builder::TypedValueParser<Value = DataChoice> {
@@ -57,104 +58,6 @@ pub struct Args {
     /// project's attempts (attempt 3 with one-cycle). Use another --out.
     #[arg(long)]
     write_up: bool,
-}
-
-/// What the report needs to know about how the runs were made (`reproduce.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Manifest {
-    /// The command that regenerates the report.
-    pub command: String,
-    /// Attempts trained.
-    pub attempts: Vec<u8>,
-    /// Seeds per attempt.
-    pub seeds: u64,
-    /// Epochs per run.
-    pub epochs: usize,
-    /// Quick (subset) mode.
-    pub quick: bool,
-    /// CPU model.
-    pub cpu: String,
-    /// Threads used.
-    pub threads: usize,
-    /// Whether the runs follow the write-up's exact recipes (`--write-up`).
-    #[serde(default)]
-    pub write_up: bool,
-    /// The dataset (absent for MNIST, as in manifests written before datasets were recorded).
-    #[serde(default = "mnist_name", skip_serializing_if = "is_mnist_name")]
-    pub dataset: String,
-}
-
-fn mnist_name() -> String {
-    "mnist".into()
-}
-
-fn is_mnist_name(name: &str) -> bool {
-    name == "mnist"
-}
-
-impl Manifest {
-    /// The manifest of the report in `out`, if there is one (`None` only when the file does not
-    /// exist; any other failure to read or parse it is an error naming the file).
-    pub fn existing(out: &Path) -> Result<Option<Self>> {
-        let path = out.join("reproduce.json");
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
-                format!("{}: not a reproduce manifest", path.display())
-            })?)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
-        }
-    }
-
-    /// Whether the report is on MNIST (the write-up's dataset, with its targets).
-    pub fn is_mnist(&self) -> bool {
-        is_mnist_name(&self.dataset)
-    }
-
-    /// Why runs of another dataset or of the other recipe (`write_up` differs) do not belong in
-    /// this report.
-    pub fn other_recipe(&self, out: &Path, dataset: &str, write_up: bool) -> Option<String> {
-        if self.dataset != dataset {
-            return Some(format!(
-                "{} holds runs on {} (`{}`), not {dataset}: give another --out",
-                out.display(),
-                self.dataset,
-                self.command
-            ));
-        }
-        (self.write_up != write_up).then(|| {
-            format!(
-                "{} holds runs of {} (`{}`): {} --write-up, or give another --out",
-                out.display(),
-                if self.write_up {
-                    "the write-up's exact recipes"
-                } else {
-                    "the project's attempts"
-                },
-                self.command,
-                if self.write_up { "add" } else { "drop" }
-            )
-        })
-    }
-}
-
-/// Run directory of (attempt, seed) under the report directory.
-pub fn run_dir(out: &Path, attempt: u8, seed: u64) -> PathBuf {
-    out.join("runs")
-        .join(format!("attempt{attempt}"))
-        .join(format!("seed{seed}"))
-}
-
-pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
 /// How a report's runs are made, beyond the attempt and seed.

@@ -200,11 +200,22 @@ fn summary_reads_other_specs_and_rejects_bad_ones() {
         spec.replace("\"kernel\":2,\"stride\":2", "\"kernel\":3,\"stride\":2"),
     )
     .unwrap();
-    let o = under8k(&["summary", "--arch", s(&f)]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("block `p`, layer 0 (MaxPool2d)"),
-        "{}",
-        stderr(&o)
+    // An overlapping 3×3 stride-2 pool is described (training it is refused, see
+    // data_safety.rs). By hand: 16 → conv 14 → pool ⌊(14 − 3)/2⌋ + 1 = 6 → conv 4 → GAP; RF 3, 3,
+    // 3 + 2·1 = 5 (jump 2), 5 + 2·2 = 9, then GAP over 4×4 with jump 2: 9 + 3·2 = 15.
+    let o = under8k(&["summary", "--arch", s(&f), "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rfs: Vec<u64> = v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rf"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rfs, [3, 3, 5, 9, 15]);
+    assert_eq!(
+        v["rows"][2]["output_shape"],
+        serde_json::json!([-1, 8, 6, 6])
     );
     std::fs::write(&f, "{ not json").unwrap();
     let o = under8k(&["summary", "--arch", s(&f)]);

@@ -34,9 +34,7 @@ impl BatchConfig {
         normalization: Normalization,
     ) -> Result<Self, DataError> {
         if batch_size == 0 {
-            return Err(DataError::InvalidSplit(
-                "batch size must be at least 1".into(),
-            ));
+            return Err(DataError::ZeroBatch);
         }
         Ok(Self {
             batch_size,

@@ -84,6 +84,9 @@ pub enum DataError {
         /// Classes in the training labels (largest label + 1).
         classes: usize,
     },
+    /// A batch size of 0.
+    #[error("batch size must be at least 1")]
+    ZeroBatch,
     /// Inconsistent in-memory data (lengths that do not match).
     #[error("invalid split: {0}")]
     InvalidSplit(String),

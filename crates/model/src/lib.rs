@@ -19,12 +19,16 @@ pub mod checkpoint;
 #[cfg(feature = "candle")]
 pub(crate) mod engine;
 #[cfg(feature = "candle")]
+mod layers;
+#[cfg(feature = "candle")]
 pub mod net;
 #[cfg(feature = "candle")]
 pub(crate) mod pool;
 pub mod spec;
 pub mod summary;
 
+#[cfg(feature = "candle")]
+pub use engine::StepTime;
 #[cfg(feature = "candle")]
 pub use net::{Kernels, ModelError, Net};
 pub use spec::{ArchSpec, Block, Layer, SpecError};

@@ -6,14 +6,11 @@ use candle_core::{D, DType, Device, Result as CResult, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 
-use crate::engine::{self, Engine, Pass};
+use crate::engine::{self, Engine, Pass, StepTime};
 use crate::pool;
 use crate::spec::{ArchSpec, Layer, ResolvedLayer, SpecError};
 
-/// BatchNorm's momentum for the running statistics (PyTorch's default).
-pub const BN_MOMENTUM: f64 = 0.1;
-/// BatchNorm's epsilon (PyTorch's default).
-pub const BN_EPS: f64 = 1e-5;
+pub use crate::layers::{BN_EPS, BN_MOMENTUM};
 
 /// Building or running the model failed.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +24,20 @@ pub enum ModelError {
     /// The fast path cannot run this net.
     #[error("the fast kernels cannot run this net: {0}")]
     Unsupported(String),
+    /// A valid spec that this crate cannot train (the calculator still describes it).
+    #[error(
+        "`{arch}` cannot be trained here: {layer} is a {kernel}x{kernel} pool with stride {stride}; only non-overlapping pools (kernel == stride) are implemented"
+    )]
+    OverlappingPool {
+        /// The spec's name.
+        arch: String,
+        /// The layer (`block.index`).
+        layer: String,
+        /// Its kernel.
+        kernel: usize,
+        /// Its stride.
+        stride: usize,
+    },
 }
 
 /// A BatchNorm layer's running statistics (buffers, not parameters).
@@ -70,10 +81,10 @@ enum Module {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kernels {
-    /// The hand-written CPU engine ([`crate::engine`]): the whole stack as one candle op.
+    /// The hand-written CPU engine: the whole stack as one candle op.
     #[default]
     Fast,
-    /// candle's own ops, layer by layer (plus the pooling ops of [`crate::pool`]): the
+    /// candle's own ops, layer by layer (plus this crate's own pooling ops): the
     /// straightforward implementation the fast path is tested against.
     Reference,
 }
@@ -103,6 +114,31 @@ fn uniform(rng: &mut dyn RngCore, n: usize, bound: f32) -> Vec<f32> {
 }
 
 impl Net {
+    /// Whether this crate can train `spec` (the calculator describes more): refuses an
+    /// overlapping pool, naming the layer. [`Net::new`] checks it too.
+    pub fn trainable(spec: &ArchSpec) -> Result<(), ModelError> {
+        Self::check_trainable(spec, &spec.resolve()?)
+    }
+
+    fn check_trainable(spec: &ArchSpec, layers: &[ResolvedLayer]) -> Result<(), ModelError> {
+        if let Some((l, kernel, stride)) = layers.iter().find_map(|l| match l.layer {
+            Layer::MaxPool { kernel, stride } | Layer::AvgPool { kernel, stride }
+                if kernel != stride =>
+            {
+                Some((l, kernel, stride))
+            }
+            _ => None,
+        }) {
+            return Err(ModelError::OverlappingPool {
+                arch: spec.name.clone(),
+                layer: l.prefix(),
+                kernel,
+                stride,
+            });
+        }
+        Ok(())
+    }
+
     /// Why `spec` cannot run on the fast engine (it then trains on the reference path, candle's
     /// own ops: the same results to rounding, about 100× slower), or `None` when it can. An
     /// invalid spec is an error.
@@ -122,6 +158,7 @@ impl Net {
         device: &Device,
     ) -> Result<Self, ModelError> {
         let layers = spec.resolve()?;
+        Self::check_trainable(spec, &layers)?;
         let var = |v: Vec<f32>, shape: &[usize]| -> CResult<Var> {
             Var::from_tensor(&Tensor::from_vec(v, shape, device)?.to_dtype(dtype)?)
         };
@@ -211,9 +248,21 @@ impl Net {
         self.kernels
     }
 
-    /// The fast engine, when this net has one (per-step profiling lives there).
-    pub fn engine(&self) -> Option<&Engine> {
-        self.engine.as_deref()
+    /// Starts (or, with `false`, stops) timing the fast engine's steps; `false` when the net
+    /// does not run on the engine (the reference path has no per-step timing).
+    pub fn set_profiling(&self, on: bool) -> bool {
+        match &self.engine {
+            Some(e) => {
+                e.set_profiling(on);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The fast engine's time per step since profiling started (empty when it is off).
+    pub fn profile(&self) -> Vec<StepTime> {
+        self.engine.as_ref().map_or_else(Vec::new, |e| e.profile())
     }
 
     /// The spec the net was built from.
@@ -455,14 +504,14 @@ impl candle_nn::ModuleT for Net {
 }
 
 /// Inverted-dropout multipliers for the `n` elements of a tensor whose mask key is `key`:
-/// `1/(1−p)` where [`engine::act::keep`] keeps the element, else 0 (the same decisions the
+/// `1/(1−p)` where the dropout hash keeps the element, else 0 (the same decisions the
 /// fast path makes).
 pub fn dropout_mask(key: u64, n: usize, p: f32) -> Vec<f32> {
     let scale = (1.0 / (1.0 - p as f64)) as f32;
-    let t = engine::act::threshold(p);
+    let t = crate::layers::threshold(p);
     (0..n)
         .map(|i| {
-            if engine::act::keep(key, i as u32, t) {
+            if crate::layers::keep(key, i as u32, t) {
                 scale
             } else {
                 0.0

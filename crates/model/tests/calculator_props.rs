@@ -21,6 +21,8 @@ fn window() -> impl Strategy<Value = Layer> {
             kernel: k,
             stride: k
         }),
+        // Overlapping pools: the calculator describes them too.
+        (2usize..4, 1usize..3).prop_map(|(kernel, stride)| Layer::MaxPool { kernel, stride }),
     ]
 }
 
@@ -73,12 +75,20 @@ fn invalid_specs_name_the_layer() {
     );
     assert!(err(vec![conv(None, 9)]).contains("kernel 9 is larger than its 8x8 input"));
     assert!(err(vec![conv(None, 0)]).contains("must be at least 1"));
-    assert!(
-        err(vec![Layer::MaxPool {
+    // An overlapping pool is a valid geometry: the calculator describes it (AlexNet's 3×3
+    // stride-2 pool on 8×8: ⌊(8 − 3)/2⌋ + 1 = 3, RF 3, jump 2).
+    let pool = spec_of(
+        1,
+        8,
+        vec![Layer::MaxPool {
             kernel: 3,
-            stride: 2
-        }])
-        .contains("kernel 3 != stride 2")
+            stride: 2,
+        }],
+    );
+    let row = &Summary::of(&pool).unwrap().rows[0];
+    assert_eq!(
+        (row.output_shape.clone(), row.rf, row.jump),
+        (vec![-1, 1, 3, 3], 3, 2)
     );
     assert!(err(vec![Layer::Dropout { p: 1.0 }]).contains("p = 1"));
     assert!(err(vec![Layer::LogSoftmax]).contains("needs a Cx1x1 input"));

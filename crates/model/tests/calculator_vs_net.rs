@@ -121,3 +121,33 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn an_overlapping_pool_is_described_but_not_trained() {
+    let spec = spec_of(
+        1,
+        12,
+        vec![Layer::MaxPool {
+            kernel: 3,
+            stride: 2,
+        }],
+    );
+    // ⌊(12 − 3)/2⌋ + 1 = 5.
+    assert_eq!(
+        Summary::of(&spec).unwrap().rows[0].output_shape,
+        [-1, 1, 5, 5]
+    );
+    let err = Net::new(
+        &spec,
+        &mut ChaCha8Rng::seed_from_u64(0),
+        ChaCha8Rng::seed_from_u64(1),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .err()
+    .expect("refused");
+    assert_eq!(
+        err.to_string(),
+        "`random` cannot be trained here: b.0 is a 3x3 pool with stride 2; only non-overlapping pools (kernel == stride) are implemented"
+    );
+}

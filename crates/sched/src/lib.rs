@@ -10,20 +10,7 @@
 //! current rate is multiplied by the factor), which differs from `lr0·γ^k` in the last bits; this
 //! crate does the same.
 //!
-//! ```
-//! use under8k_sched::{Schedule, Scheduler};
-//!
-//! // The write-up's third attempt: from 0.07, the first step 0.1/15 lower, then by that ratio.
-//! let s = Schedule::geometric_from_decrement(0.07, 0.1, 15)?;
-//! let mut sched = Scheduler::new(s);
-//! let mut lrs = Vec::new();
-//! for _ in 0..4 {
-//!     lrs.push(sched.lr());
-//!     sched.end_epoch();
-//! }
-//! assert_eq!(lrs, [0.07, 0.06333333333333334, 0.057301587301587305, 0.0518442932728647]);
-//! # Ok::<(), under8k_sched::ScheduleError>(())
-//! ```
+#![doc = include_str!("../README.md")]
 
 use serde::{Deserialize, Serialize};
 

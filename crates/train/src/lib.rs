@@ -4,19 +4,7 @@
 //! ([`run::train`]) — deterministic for a seed, checkpointed atomically after every epoch,
 //! resumable bit for bit, stoppable at any batch boundary.
 //!
-//! ```no_run
-//! use std::sync::atomic::AtomicBool;
-//! use under8k_mnist_data::Mnist;
-//! use under8k_train::{Start, TrainConfig, run};
-//!
-//! let mnist = Mnist::load("data/mnist".as_ref())?;
-//! let mut config = TrainConfig::attempt(3)?;
-//! config.epochs = 1;
-//! config.fit_schedule(60_000); // attempt 3's one-cycle schedule now spans one epoch of MNIST
-//! let outcome = run::train(&config, &mnist, "runs/demo".as_ref(), Start::Fresh, &mut (), &AtomicBool::new(false))?;
-//! println!("test accuracy {:.2} %", outcome.history.epochs[0].test_acc);
-//! # Ok::<(), Box<dyn std::error::Error>>(())
-//! ```
+#![doc = include_str!("../README.md")]
 
 pub mod config;
 pub mod data;

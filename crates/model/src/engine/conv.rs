@@ -11,7 +11,7 @@
 //! Every sum runs in a fixed order (inputs, then taps, in index order; lanes folded left to
 //! right), so results do not depend on the instruction set or on the thread count.
 
-use super::Real;
+use super::real::Real;
 
 /// Outputs per accumulator chunk.
 pub const CHUNK: usize = 16;

@@ -1,6 +1,6 @@
 //! Pooling, global average pooling and log-softmax on one image.
 
-use super::Real;
+use super::real::Real;
 
 /// `k×k` max pooling (stride `k`, floor) of `c` planes `h×w`; `arg` gets each window's first
 /// maximum in row-major order (PyTorch's rule: strictly greater, or NaN).

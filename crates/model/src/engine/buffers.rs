@@ -1,0 +1,60 @@
+//! The engine's buffer pool: activation buffers kept between passes.
+
+use std::sync::Mutex;
+
+use super::plan::Engine;
+use super::real::Real;
+
+/// Activation buffers kept between passes: every pass needs the same sizes again, and reusing
+/// them saves zero-filling fresh memory (and the page faults behind it) on every batch.
+#[derive(Default)]
+pub(crate) struct BufferPool<T>(Mutex<Vec<Vec<T>>>);
+
+impl<T: Real> BufferPool<T> {
+    /// A buffer of `n` values whose contents are unspecified (stale values from an earlier
+    /// pass, or zeros): callers overwrite every element before reading any.
+    pub(super) fn take(&self, n: usize) -> Vec<T> {
+        let mut pool = self.0.lock().expect("pool lock");
+        let pick = pool
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.capacity() >= n)
+            .min_by_key(|(_, v)| v.capacity())
+            .map(|(i, _)| i);
+        let mut v = match pick {
+            Some(i) => pool.swap_remove(i),
+            None => Vec::with_capacity(n),
+        };
+        v.resize(n, T::ZERO);
+        v.truncate(n);
+        v
+    }
+
+    /// Returns buffers for reuse (at most a few dozen are kept).
+    pub(super) fn give(&self, bufs: impl IntoIterator<Item = Vec<T>>) {
+        let mut pool = self.0.lock().expect("pool lock");
+        pool.extend(bufs);
+        if pool.len() > 64 {
+            pool.sort_by_key(|v| std::cmp::Reverse(v.capacity()));
+            pool.truncate(64);
+        }
+    }
+}
+
+/// A [`Real`] with its buffer pool in the engine.
+pub(crate) trait Pooled: Real {
+    /// The engine's buffer pool for this type.
+    fn pool(e: &Engine) -> &BufferPool<Self>;
+}
+
+impl Pooled for f32 {
+    fn pool(e: &Engine) -> &BufferPool<Self> {
+        &e.pool32
+    }
+}
+
+impl Pooled for f64 {
+    fn pool(e: &Engine) -> &BufferPool<Self> {
+        &e.pool64
+    }
+}

@@ -1,0 +1,368 @@
+//! One forward (and, through candle's autograd, backward) pass of an [`Engine`]: the steps run
+//! over a batch, what backward needs kept, BatchNorm's batch statistics handed back.
+
+use std::sync::{Arc, Mutex};
+
+use rayon::prelude::*;
+
+use super::buffers::Pooled;
+use super::drivers::{conv_backward, conv_forward};
+use super::plan::{ActStep, Engine, Step};
+use super::{act, misc};
+use crate::layers::BN_EPS;
+
+/// What one forward pass keeps for its backward.
+pub(super) struct Saved<T: Pooled> {
+    pub(super) engine: Arc<Engine>,
+    pub(super) acts: Vec<Vec<T>>,
+    pub(super) args: Vec<Vec<u32>>,
+    /// Per act step with BatchNorm: the mean and `1/√(var+ε)` used.
+    pub(super) norm: Vec<(Vec<T>, Vec<T>)>,
+}
+
+impl<T: Pooled> Drop for Saved<T> {
+    fn drop(&mut self) {
+        T::pool(&self.engine).give(self.acts.drain(..));
+    }
+}
+
+pub(super) enum AnySaved {
+    F32(Saved<f32>),
+    F64(Saved<f64>),
+}
+
+/// Batch statistics of one BatchNorm layer in a training forward: mean, biased variance and
+/// the number of values they summarise.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchStats {
+    /// Per-channel mean.
+    pub mean: Vec<f64>,
+    /// Per-channel biased variance.
+    pub var: Vec<f64>,
+    /// Values per channel (`batch·h·w`).
+    pub count: usize,
+}
+
+/// One forward (and, through candle's autograd, backward) pass of an [`Engine`].
+pub struct Pass {
+    pub(super) engine: Arc<Engine>,
+    pub(super) train: bool,
+    /// One mask key per dropout layer (training only).
+    pub(super) keys: Vec<u64>,
+    /// Per BatchNorm layer: running mean and variance (used in eval mode).
+    pub(super) running: Vec<(Vec<f64>, Vec<f64>)>,
+    pub(super) save: bool,
+    pub(super) input_grad: bool,
+    pub(super) saved: Mutex<Option<AnySaved>>,
+    pub(super) stats: Arc<Mutex<Vec<BatchStats>>>,
+}
+
+impl Pass {
+    /// A pass: `keys` for the dropout layers, `running` statistics (read in eval mode only, so
+    /// a training pass may leave them empty); `save` keeps
+    /// what backward needs, `input_grad` also computes the input's gradient.
+    pub fn new(
+        engine: Arc<Engine>,
+        train: bool,
+        keys: Vec<u64>,
+        running: Vec<(Vec<f64>, Vec<f64>)>,
+        save: bool,
+        input_grad: bool,
+    ) -> Self {
+        Self {
+            engine,
+            train,
+            keys,
+            running,
+            save,
+            input_grad,
+            saved: Mutex::new(None),
+            stats: Arc::new(Mutex::new(vec![])),
+        }
+    }
+
+    /// Where the forward pass leaves the BatchNorm batch statistics (training mode), in layer
+    /// order (the pass itself moves into candle's graph).
+    pub fn batch_stats(&self) -> Arc<Mutex<Vec<BatchStats>>> {
+        self.stats.clone()
+    }
+
+    pub(super) fn forward<T: Pooled>(
+        &self,
+        x: &[T],
+        params: &[T],
+        n: usize,
+    ) -> (Vec<T>, Option<Saved<T>>) {
+        let e = &*self.engine;
+        let pool = T::pool(e);
+        let mut first = pool.take(x.len());
+        first.copy_from_slice(x);
+        let mut acts: Vec<Vec<T>> = vec![first];
+        let mut args = vec![];
+        let mut norm = vec![];
+        let mut stats = vec![];
+        for (si, step) in e.steps.iter().enumerate() {
+            let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
+            let xin = acts.last().expect("input");
+            let mut out = pool.take(n * osz);
+            e.timed(si, false, || match step {
+                Step::Conv(cs) => conv_forward(cs, xin, params, &mut out, isz, osz),
+                Step::Act(a) => {
+                    let (mean, invstd) = self.act_forward(a, xin, params, &mut out, n, &mut stats);
+                    if a.bn.is_some() {
+                        norm.push((mean, invstd));
+                    }
+                }
+                Step::MaxPool { c, h, w, k } => {
+                    let mut arg = vec![0u32; n * osz];
+                    out.par_chunks_mut(osz)
+                        .zip(arg.par_chunks_mut(osz))
+                        .zip(xin.par_chunks(isz))
+                        .for_each(|((o, a), xi)| misc::max_pool(xi, o, a, *c, *h, *w, *k));
+                    args.push(arg);
+                }
+                Step::AvgPool { c, h, w, k } => out
+                    .par_chunks_mut(osz)
+                    .zip(xin.par_chunks(isz))
+                    .for_each(|(o, xi)| misc::avg_pool(xi, o, *c, *h, *w, *k)),
+                Step::Gap { hw } => out
+                    .par_chunks_mut(osz)
+                    .zip(xin.par_chunks(isz))
+                    .for_each(|(o, xi)| misc::gap(xi, o, *hw)),
+                Step::LogSoftmax => out
+                    .chunks_mut(osz)
+                    .zip(xin.chunks(isz))
+                    .for_each(|(o, xi)| misc::log_softmax(xi, o)),
+            });
+            if !self.save {
+                pool.give(acts.drain(..));
+            }
+            acts.push(out);
+        }
+        *self.stats.lock().expect("stats lock") = stats;
+        let out = acts.last().expect("output").clone();
+        let saved = match self.save {
+            true => Some(Saved {
+                engine: self.engine.clone(),
+                acts,
+                args,
+                norm,
+            }),
+            false => {
+                pool.give(acts);
+                None
+            }
+        };
+        (out, saved)
+    }
+
+    /// Returns the mean and inverse std used (BatchNorm steps; empty otherwise).
+    fn act_forward<T: Pooled>(
+        &self,
+        a: &ActStep,
+        xin: &[T],
+        params: &[T],
+        out: &mut [T],
+        n: usize,
+        stats: &mut Vec<BatchStats>,
+    ) -> (Vec<T>, Vec<T>) {
+        let (c, hw) = (a.c, a.hw);
+        let sz = c * hw;
+        let (mut mean, mut invstd) = (vec![T::ZERO; c], vec![T::ONE; c]);
+        let (mut sa, mut sb) = (vec![T::ONE; c], vec![T::ZERO; c]);
+        if let Some((g, b, bi)) = a.bn {
+            let (m64, v64) = if self.train {
+                let parts: Vec<Vec<(f64, f64)>> = xin
+                    .par_chunks(sz)
+                    .map(|xi| {
+                        let mut s = vec![(0.0, 0.0); c];
+                        act::plane_sums(xi, c, hw, &mut s);
+                        s
+                    })
+                    .collect();
+                let count = n * hw;
+                let (mut m, mut v) = (vec![0.0; c], vec![0.0; c]);
+                for ch in 0..c {
+                    let (s1, s2) = parts
+                        .iter()
+                        .fold((0.0, 0.0), |(a1, a2), p| (a1 + p[ch].0, a2 + p[ch].1));
+                    m[ch] = s1 / count as f64;
+                    v[ch] = (s2 / count as f64 - m[ch] * m[ch]).max(0.0);
+                }
+                stats.push(BatchStats {
+                    mean: m.clone(),
+                    var: v.clone(),
+                    count,
+                });
+                (m, v)
+            } else {
+                self.running[bi].clone()
+            };
+            for ch in 0..c {
+                let is = 1.0 / (v64[ch] + BN_EPS).sqrt();
+                mean[ch] = T::from_f64(m64[ch]);
+                invstd[ch] = T::from_f64(is);
+                sa[ch] = params[g + ch] * invstd[ch];
+                sb[ch] = params[b + ch] - mean[ch] * sa[ch];
+            }
+        }
+        let drop = self.drop(a);
+        let relu = a.relu;
+        out.par_chunks_mut(sz)
+            .zip(xin.par_chunks(sz))
+            .enumerate()
+            .for_each(|(i, (o, xi))| {
+                act::forward(xi, o, c, hw, &sa, &sb, drop, relu, (i * sz) as u32)
+            });
+        (mean, invstd)
+    }
+
+    fn drop<T: Pooled>(&self, a: &ActStep) -> Option<act::Drop<T>> {
+        match a.dropout {
+            Some((p, di)) if self.train && p > 0.0 => Some(act::Drop {
+                key: self.keys[di],
+                threshold: crate::layers::threshold(p),
+                scale: T::from_f64(1.0 / (1.0 - p as f64)),
+            }),
+            _ => None,
+        }
+    }
+
+    pub(super) fn backward<T: Pooled>(
+        &self,
+        s: &Saved<T>,
+        params: &[T],
+        g_out: &[T],
+        n: usize,
+    ) -> (Option<Vec<T>>, Vec<T>) {
+        let e = &*self.engine;
+        let mut gp = vec![T::ZERO; params.len()];
+        let pool = T::pool(e);
+        let mut g = pool.take(g_out.len());
+        g.copy_from_slice(g_out);
+        let mut arg_i = s.args.len();
+        let mut norm_i = s.norm.len();
+        for (si, step) in e.steps.iter().enumerate().rev() {
+            let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
+            let (xin, y) = (&s.acts[si], &s.acts[si + 1]);
+            if si == 0 && !self.input_grad && matches!(step, Step::Conv(_)) {
+                if let Step::Conv(cs) = step {
+                    e.timed(si, true, || {
+                        conv_backward(cs, xin, params, &g, None, &mut gp, n, isz, osz)
+                    });
+                }
+                pool.give([g]);
+                return (None, gp);
+            }
+            let mut gx = pool.take(n * isz);
+            e.timed(si, true, || match step {
+                Step::Conv(cs) => {
+                    conv_backward(cs, xin, params, &g, Some(&mut gx[..]), &mut gp, n, isz, osz)
+                }
+                Step::Act(a) => {
+                    let nm = if a.bn.is_some() {
+                        norm_i -= 1;
+                        Some(&s.norm[norm_i])
+                    } else {
+                        None
+                    };
+                    self.act_backward(a, xin, y, &g, &mut gx, params, &mut gp, nm, n);
+                }
+                Step::MaxPool { .. } => {
+                    arg_i -= 1;
+                    let arg = &s.args[arg_i];
+                    gx.par_chunks_mut(isz)
+                        .zip(g.par_chunks(osz))
+                        .enumerate()
+                        .for_each(|(i, (gxi, gi))| {
+                            gxi.fill(T::ZERO);
+                            for (&gv, &j) in gi.iter().zip(&arg[i * osz..(i + 1) * osz]) {
+                                gxi[j as usize] += gv;
+                            }
+                        });
+                }
+                Step::AvgPool { c, h, w, k } => gx
+                    .par_chunks_mut(isz)
+                    .zip(g.par_chunks(osz))
+                    .for_each(|(gxi, gi)| misc::avg_pool_back(gi, gxi, *c, *h, *w, *k)),
+                Step::Gap { hw } => gx
+                    .par_chunks_mut(isz)
+                    .zip(g.par_chunks(osz))
+                    .for_each(|(gxi, gi)| misc::gap_back(gi, gxi, *hw)),
+                Step::LogSoftmax => gx
+                    .chunks_mut(isz)
+                    .zip(g.chunks(osz))
+                    .zip(y.chunks(osz))
+                    .for_each(|((gxi, gi), yi)| misc::log_softmax_back(gi, yi, gxi)),
+            });
+            pool.give([std::mem::replace(&mut g, gx)]);
+        }
+        match self.input_grad {
+            true => (Some(g), gp),
+            false => {
+                pool.give([g]);
+                (None, gp)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn act_backward<T: Pooled>(
+        &self,
+        a: &ActStep,
+        xin: &[T],
+        y: &[T],
+        g: &[T],
+        gx: &mut [T],
+        params: &[T],
+        gp: &mut [T],
+        norm: Option<&(Vec<T>, Vec<T>)>,
+        n: usize,
+    ) {
+        let (c, hw) = (a.c, a.hw);
+        let sz = c * hw;
+        let drop = self.drop(a);
+        let relu = a.relu;
+        let parts: Vec<Vec<(f64, f64)>> = gx
+            .par_chunks_mut(sz)
+            .zip(g.par_chunks(sz))
+            .zip(y.par_chunks(sz))
+            .zip(xin.par_chunks(sz))
+            .enumerate()
+            .map(|(i, (((gxi, gi), yi), xi))| {
+                act::grad_z(gi, yi, gxi, drop, relu, (i * sz) as u32);
+                let mut s = vec![(0.0, 0.0); c];
+                if let Some((mean, _)) = norm {
+                    act::grad_sums(gxi, xi, c, hw, mean, &mut s);
+                }
+                s
+            })
+            .collect();
+        let (Some((go, bo, _)), Some((mean, invstd))) = (a.bn, norm) else {
+            return;
+        };
+        let count = (n * hw) as f64;
+        let mut k = vec![(T::ZERO, T::ZERO, T::ZERO); c];
+        for ch in 0..c {
+            let (sg, sgx) = parts
+                .iter()
+                .fold((0.0, 0.0), |(a1, a2), p| (a1 + p[ch].0, a2 + p[ch].1));
+            let is = invstd[ch].to_f64();
+            let gamma = params[go + ch].to_f64();
+            gp[go + ch] += T::from_f64(sgx * is);
+            gp[bo + ch] += T::from_f64(sg);
+            k[ch] = if self.train {
+                (
+                    T::from_f64(gamma * is),
+                    T::from_f64(-gamma * is * is * is * sgx / count),
+                    T::from_f64(-gamma * is * sg / count),
+                )
+            } else {
+                (T::from_f64(gamma * is), T::ZERO, T::ZERO)
+            };
+        }
+        gx.par_chunks_mut(sz)
+            .zip(xin.par_chunks(sz))
+            .for_each(|(gxi, xi)| act::bn_input_grad(gxi, xi, c, hw, mean, &k));
+    }
+}

@@ -1,0 +1,317 @@
+//! What a report is made of, loaded from disk: our runs (`Run`), PyTorch's (`TorchRun`), the
+//! manifest that says how they were made (`reproduce.json`), and the statistics over them. A
+//! leaf: `reproduce`, `pytorch`, `report` and `plot` use it, and it uses none of them.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use under8k_train::{History, TrainConfig};
+
+/// What the report needs to know about how the runs were made (`reproduce.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The command that regenerates the report.
+    pub command: String,
+    /// Attempts trained.
+    pub attempts: Vec<u8>,
+    /// Seeds per attempt.
+    pub seeds: u64,
+    /// Epochs per run.
+    pub epochs: usize,
+    /// Quick (subset) mode.
+    pub quick: bool,
+    /// CPU model.
+    pub cpu: String,
+    /// Threads used.
+    pub threads: usize,
+    /// Whether the runs follow the write-up's exact recipes (`--write-up`).
+    #[serde(default)]
+    pub write_up: bool,
+    /// The dataset (absent for MNIST, as in manifests written before datasets were recorded).
+    #[serde(default = "mnist_name", skip_serializing_if = "is_mnist_name")]
+    pub dataset: String,
+}
+
+fn mnist_name() -> String {
+    "mnist".into()
+}
+
+fn is_mnist_name(name: &str) -> bool {
+    name == "mnist"
+}
+
+impl Manifest {
+    /// The manifest of the report in `out`, if there is one (`None` only when the file does not
+    /// exist; any other failure to read or parse it is an error naming the file).
+    pub fn existing(out: &Path) -> Result<Option<Self>> {
+        let path = out.join("reproduce.json");
+        match std::fs::read(&path) {
+            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| {
+                format!("{}: not a reproduce manifest", path.display())
+            })?)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("{}: cannot read", path.display())),
+        }
+    }
+
+    /// Whether the report is on MNIST (the write-up's dataset, with its targets).
+    pub fn is_mnist(&self) -> bool {
+        is_mnist_name(&self.dataset)
+    }
+
+    /// Why runs of another dataset or of the other recipe (`write_up` differs) do not belong in
+    /// this report.
+    pub fn other_recipe(&self, out: &Path, dataset: &str, write_up: bool) -> Option<String> {
+        if self.dataset != dataset {
+            return Some(format!(
+                "{} holds runs on {} (`{}`), not {dataset}: give another --out",
+                out.display(),
+                self.dataset,
+                self.command
+            ));
+        }
+        (self.write_up != write_up).then(|| {
+            format!(
+                "{} holds runs of {} (`{}`): {} --write-up, or give another --out",
+                out.display(),
+                if self.write_up {
+                    "the write-up's exact recipes"
+                } else {
+                    "the project's attempts"
+                },
+                self.command,
+                if self.write_up { "add" } else { "drop" }
+            )
+        })
+    }
+}
+
+/// Run directory of (attempt, seed) under the report directory.
+pub fn run_dir(out: &Path, attempt: u8, seed: u64) -> PathBuf {
+    out.join("runs")
+        .join(format!("attempt{attempt}"))
+        .join(format!("seed{seed}"))
+}
+
+pub fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// One finished run.
+pub struct Run {
+    pub seed: u64,
+    pub config: TrainConfig,
+    pub history: History,
+}
+
+impl Run {
+    pub fn max_test(&self) -> f64 {
+        self.history.max_test_acc().unwrap_or(0.0)
+    }
+    pub fn max_train(&self) -> f64 {
+        self.history
+            .epochs
+            .iter()
+            .map(|e| e.train_acc)
+            .fold(0.0, f64::max)
+    }
+    /// Test accuracy per epoch.
+    pub fn test_acc(&self) -> Vec<f64> {
+        self.history.epochs.iter().map(|e| e.test_acc).collect()
+    }
+    pub fn last3(&self) -> Vec<f64> {
+        last3(&self.test_acc()).to_vec()
+    }
+    pub fn min_last3(&self) -> f64 {
+        min_last3(&self.test_acc())
+    }
+    pub fn final_acc(&self) -> f64 {
+        self.history.epochs.last().map_or(0.0, |e| e.test_acc)
+    }
+    pub fn seconds(&self) -> f64 {
+        self.history
+            .epochs
+            .iter()
+            .map(|e| e.train_seconds + e.eval_seconds)
+            .sum()
+    }
+    pub fn img_per_s(&self) -> f64 {
+        let imgs: f64 = self
+            .history
+            .epochs
+            .iter()
+            .map(|e| e.train_img_per_s * e.train_seconds)
+            .sum();
+        let secs: f64 = self.history.epochs.iter().map(|e| e.train_seconds).sum();
+        imgs / secs.max(1e-9)
+    }
+}
+
+pub fn load_run(out: &Path, attempt: u8, seed: u64) -> Result<Run> {
+    let dir = run_dir(out, attempt, seed);
+    let read = |name: &str| {
+        std::fs::read(dir.join(name)).with_context(|| {
+            format!(
+                "{}: missing; run `cargo xtask reproduce` first",
+                dir.join(name).display()
+            )
+        })
+    };
+    let config: TrainConfig = serde_json::from_slice(&read("config.json")?)
+        .with_context(|| format!("{}", dir.join("config.json").display()))?;
+    let history: History = serde_json::from_slice(&read("history.json")?)
+        .with_context(|| format!("{}", dir.join("history.json").display()))?;
+    anyhow::ensure!(
+        history.epochs.len() == config.epochs,
+        "{}: the run is incomplete ({} of {} epochs); run `cargo xtask reproduce`",
+        dir.display(),
+        history.epochs.len(),
+        config.epochs
+    );
+    Ok(Run {
+        seed,
+        config,
+        history,
+    })
+}
+
+/// The last three values (fewer when there are fewer).
+pub fn last3(acc: &[f64]) -> &[f64] {
+    &acc[acc.len().saturating_sub(3)..]
+}
+
+/// The lowest of the last three values.
+pub fn min_last3(acc: &[f64]) -> f64 {
+    last3(acc).iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// Mean and sample standard deviation (0 for a single value).
+pub fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let var = if v.len() > 1 {
+        v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)
+    } else {
+        0.0
+    };
+    (m, var.sqrt())
+}
+
+pub fn max(acc: &[f64]) -> f64 {
+    acc.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// One PyTorch epoch, as the script writes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TorchEpoch {
+    pub epoch: usize,
+    pub lr: f64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub test_acc: f64,
+    pub seconds: f64,
+}
+
+/// One PyTorch run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TorchRun {
+    pub attempt: u8,
+    pub seed: u64,
+    /// PyTorch's version.
+    pub torch: String,
+    pub threads: usize,
+    /// The learning-rate schedule it followed (the `schedule` of our config), when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<serde_json::Value>,
+    pub epochs: Vec<TorchEpoch>,
+}
+
+impl TorchRun {
+    /// Test accuracy per epoch.
+    pub fn test_acc(&self) -> Vec<f64> {
+        self.epochs.iter().map(|e| e.test_acc).collect()
+    }
+}
+
+/// `<out>/pytorch/attempt{a}/seed{s}.json`.
+pub fn result_path(out: &Path, attempt: u8, seed: u64) -> PathBuf {
+    out.join("pytorch")
+        .join(format!("attempt{attempt}"))
+        .join(format!("seed{seed}.json"))
+}
+
+/// The learning rate of each epoch's first step under `config`'s schedule, as a run on MNIST's
+/// or Fashion-MNIST's 60,000 training images records it (the script trains on no other data).
+pub fn epoch_lrs(config: &TrainConfig) -> Vec<f64> {
+    let steps = config.steps_per_epoch(under8k_train::config::MNIST_TRAIN_IMAGES);
+    (0..config.epochs)
+        .map(|e| config.schedule.lr(e, e * steps))
+        .collect()
+}
+
+/// Reads one saved run, checking that it is what its path says, that it is complete and that it
+/// followed the learning rates `lrs` (one per epoch: the recipe of our runs).
+pub fn read(path: &Path, attempt: u8, seed: u64, lrs: &[f64]) -> Result<TorchRun> {
+    let epochs = lrs.len();
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let run: TorchRun = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{}: not a PyTorch result", path.display()))?;
+    if run.attempt != attempt || run.seed != seed {
+        bail!(
+            "{}: holds attempt {} seed {}, not attempt {attempt} seed {seed}",
+            path.display(),
+            run.attempt,
+            run.seed
+        );
+    }
+    if run.epochs.len() != epochs || run.epochs.iter().enumerate().any(|(i, e)| e.epoch != i + 1) {
+        bail!(
+            "{}: has {} epochs, not 1..={epochs} (rerun `cargo xtask pytorch --force`)",
+            path.display(),
+            run.epochs.len()
+        );
+    }
+    if let Some((e, want)) = run
+        .epochs
+        .iter()
+        .zip(lrs)
+        .find(|(e, want)| (e.lr - *want).abs() > 1e-9 * want.abs())
+    {
+        bail!(
+            "{}: epoch {} ran at lr {} where this recipe has {want}: another schedule (rerun `cargo xtask pytorch --force`{})",
+            path.display(),
+            e.epoch,
+            e.lr,
+            if attempt == 3 {
+                ", with or without --write-up"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(run)
+}
+
+/// The saved PyTorch runs of `attempt` (seeds 1, 2, … while their files exist), each checked to
+/// have run the epochs of `config` at its learning rates.
+pub fn load_torch(out: &Path, attempt: u8, config: &TrainConfig) -> Result<Vec<TorchRun>> {
+    let lrs = epoch_lrs(config);
+    let mut runs = vec![];
+    for seed in 1.. {
+        let path = result_path(out, attempt, seed);
+        if !path.exists() {
+            break;
+        }
+        runs.push(read(&path, attempt, seed, &lrs)?);
+    }
+    Ok(runs)
+}
