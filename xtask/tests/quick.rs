@@ -348,18 +348,8 @@ fn reproduce_keeps_a_foreign_file_trains_on_it_as_idx_and_never_mixes_datasets()
     assert!(!out.exists());
 
     // As an IDX dataset: trained and reported as measured, with no MNIST target.
-    let log = xtask(&[
-        "reproduce",
-        "--quick",
-        "--attempts",
-        "1",
-        "--out",
-        out_s,
-        "--dataset",
-        "idx",
-        "--data",
-        data_s,
-    ]);
+    let base = ["reproduce", "--quick", "--attempts", "1", "--out", out_s];
+    let log = xtask(&[&base[..], &["--dataset", "idx", "--data", data_s]].concat());
     assert!(log.contains("attempt 1 seed 1: training"), "{log}");
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(
@@ -393,16 +383,7 @@ fn reproduce_keeps_a_foreign_file_trains_on_it_as_idx_and_never_mixes_datasets()
     assert!(history["epochs"][1]["test_acc"].as_f64().unwrap() < 20.0);
 
     // The same report directory with MNIST: refused before anything is trained or removed.
-    let err = xtask_fails(&[
-        "reproduce",
-        "--quick",
-        "--attempts",
-        "1",
-        "--out",
-        out_s,
-        "--data",
-        "data/mnist",
-    ]);
+    let err = xtask_fails(&[&base[..], &["--data", "data/mnist"]].concat());
     assert!(
         err.contains("holds runs on idx") && err.contains("not mnist"),
         "{err}"

@@ -1,25 +1,13 @@
 //! The `under8k` binary end to end: good input works, bad input is a clear error and exit ≠ 0.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn under8k(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_under8k"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+mod common;
+use common::{s, stderr, under8k};
 
 fn data_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 #[test]
@@ -171,6 +159,16 @@ fn summary_prints_the_seed_table_and_json() {
     assert_eq!(rfs, [3, 5, 7, 8, 8, 12, 16, 20, 28, 28]);
 }
 
+/// The `rf` column of `summary --json`.
+fn receptive_fields(v: &serde_json::Value) -> Vec<u64> {
+    v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["rf"].as_u64().unwrap())
+        .collect()
+}
+
 #[test]
 fn summary_reads_other_specs_and_rejects_bad_ones() {
     let dir = tempfile::tempdir().unwrap();
@@ -187,12 +185,7 @@ fn summary_reads_other_specs_and_rejects_bad_ones() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["totals"]["total_params"], 1224);
-    let rfs: Vec<u64> = v["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["rf"].as_u64().unwrap())
-        .collect();
+    let rfs = receptive_fields(&v);
     assert_eq!(rfs, [3, 3, 4, 8, 16]);
 
     std::fs::write(
@@ -206,12 +199,7 @@ fn summary_reads_other_specs_and_rejects_bad_ones() {
     let o = under8k(&["summary", "--arch", s(&f), "--json"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let rfs: Vec<u64> = v["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["rf"].as_u64().unwrap())
-        .collect();
+    let rfs = receptive_fields(&v);
     assert_eq!(rfs, [3, 3, 5, 9, 15]);
     assert_eq!(
         v["rows"][2]["output_shape"],

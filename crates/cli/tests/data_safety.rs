@@ -9,29 +9,13 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+mod common;
+use common::{s, stderr, stdout, under8k};
+
 use flate2::{Compression, write::GzEncoder};
 use under8k_mnist_data::Dataset;
 use under8k_mnist_data::dataset::FILE_NAMES;
 use under8k_mnist_data::idx::{self, Images};
-
-fn under8k(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_under8k"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
 
 fn real() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist")
@@ -398,6 +382,32 @@ fn spec(side: usize, classes: usize) -> String {
     )
 }
 
+/// `under8k train` of attempt 1's recipe (lr 0.05, 2 epochs of batches of 32) on the IDX
+/// dataset in `data` with the net `arch`, into `out`.
+fn train_idx(data: &Path, arch: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--attempt",
+        "1",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.05",
+        "--dataset",
+        "idx",
+        "--dir",
+        s(data),
+        "--arch",
+        s(arch),
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    under8k(&args)
+}
+
 #[test]
 fn a_synthetic_idx_dataset_trains_and_a_spec_that_does_not_fit_is_refused_before_training() {
     let dir = tempfile::tempdir().unwrap();
@@ -405,27 +415,7 @@ fn a_synthetic_idx_dataset_trains_and_a_spec_that_does_not_fit_is_refused_before
     std::fs::create_dir(&data).unwrap();
     three_bars(&data, 480, 120);
     let before = snapshot(&data);
-    let train = |arch: &Path, out: &Path| {
-        under8k(&[
-            "train",
-            "--attempt",
-            "1",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "32",
-            "--lr",
-            "0.05",
-            "--dataset",
-            "idx",
-            "--dir",
-            s(&data),
-            "--arch",
-            s(arch),
-            "--out",
-            s(out),
-        ])
-    };
+    let train = |arch: &Path, out: &Path| train_idx(&data, arch, out, &[]);
 
     // The input does not fit: the seed's 28×28 net.
     let seed = dir.path().join("seed.json");
@@ -521,26 +511,7 @@ fn a_synthetic_idx_dataset_trains_and_a_spec_that_does_not_fit_is_refused_before
     let other = dir.path().join("other");
     std::fs::create_dir(&other).unwrap();
     three_bars(&other, 481, 120);
-    let o = under8k(&[
-        "train",
-        "--attempt",
-        "1",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "32",
-        "--lr",
-        "0.05",
-        "--dataset",
-        "idx",
-        "--dir",
-        s(&other),
-        "--arch",
-        s(&three),
-        "--out",
-        s(&out),
-        "--resume",
-    ]);
+    let o = train_idx(&other, &three, &out, &["--resume"]);
     assert!(!o.status.success());
     assert!(
         stderr(&o).contains("different configuration"),

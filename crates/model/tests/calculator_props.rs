@@ -3,45 +3,17 @@
 //! `calculator_vs_net.rs` holds it against the real net.
 
 use proptest::prelude::*;
-use under8k_model::spec::{ArchSpec, Block, Layer};
+use under8k_model::spec::{ArchSpec, Layer};
 use under8k_model::summary::Summary;
 
-/// A window layer: conv (k 1–4, stride 1–2, no padding) or an average pool (k = s, 2–3).
-fn window() -> impl Strategy<Value = Layer> {
-    prop_oneof![
-        (1usize..5, 1usize..3, 1usize..4).prop_map(|(kernel, stride, out_channels)| Layer::Conv {
-            in_channels: None,
-            out_channels,
-            kernel,
-            stride,
-            padding: 0,
-            bias: false
-        }),
-        (2usize..4).prop_map(|k| Layer::AvgPool {
-            kernel: k,
-            stride: k
-        }),
-        // Overlapping pools: the calculator describes them too.
-        (2usize..4, 1usize..3).prop_map(|(kernel, stride)| Layer::MaxPool { kernel, stride }),
-    ]
-}
-
-fn spec_of(c: usize, n: usize, layers: Vec<Layer>) -> ArchSpec {
-    ArchSpec {
-        name: "random".into(),
-        input: [c, n, n],
-        blocks: vec![Block {
-            name: "b".into(),
-            layers,
-        }],
-    }
-}
+mod common;
+use common::{spec_of, window};
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, rng_algorithm: proptest::test_runner::RngAlgorithm::ChaCha, ..ProptestConfig::default() })]
 
     #[test]
-    fn rf_arithmetic(n in 30usize..200, windows in proptest::collection::vec(window(), 1..6)) {
+    fn rf_arithmetic(n in 30usize..200, windows in proptest::collection::vec(window(true), 1..6)) {
         let spec = spec_of(1, n, windows.clone());
         let Ok(resolved) = spec.resolve() else { return Ok(()) };
         let s = Summary::of(&spec).unwrap();

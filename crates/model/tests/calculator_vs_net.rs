@@ -11,37 +11,11 @@ use rand_chacha::{
     rand_core::{RngCore, SeedableRng},
 };
 use under8k_model::Net;
-use under8k_model::spec::{ArchSpec, Block, Layer};
+use under8k_model::spec::{ArchSpec, Layer};
 use under8k_model::summary::Summary;
 
-/// A window layer: conv (k 1–4, stride 1–2, no padding) or an average pool (k = s, 2–3).
-fn window() -> impl Strategy<Value = Layer> {
-    prop_oneof![
-        (1usize..5, 1usize..3, 1usize..4).prop_map(|(kernel, stride, out_channels)| Layer::Conv {
-            in_channels: None,
-            out_channels,
-            kernel,
-            stride,
-            padding: 0,
-            bias: false
-        }),
-        (2usize..4).prop_map(|k| Layer::AvgPool {
-            kernel: k,
-            stride: k
-        }),
-    ]
-}
-
-fn spec_of(c: usize, n: usize, layers: Vec<Layer>) -> ArchSpec {
-    ArchSpec {
-        name: "random".into(),
-        input: [c, n, n],
-        blocks: vec![Block {
-            name: "b".into(),
-            layers,
-        }],
-    }
-}
+mod common;
+use common::{spec_of, window};
 
 fn net(spec: &ArchSpec) -> Net {
     Net::new(
@@ -71,7 +45,7 @@ proptest! {
     fn gradient_support_is_the_receptive_field(
         c in 1usize..3,
         n in 8usize..36,
-        windows in proptest::collection::vec(window(), 1..5),
+        windows in proptest::collection::vec(window(false), 1..5),
         seed in any::<u64>(),
     ) {
         let layers: Vec<Layer> = windows.into_iter().flat_map(|w| [w, Layer::Relu]).collect();
@@ -98,7 +72,7 @@ proptest! {
     #[test]
     fn forward_shapes_are_the_calculators(
         n in 10usize..40,
-        windows in proptest::collection::vec(window(), 1..4),
+        windows in proptest::collection::vec(window(false), 1..4),
         pool_first in any::<bool>(),
         seed in any::<u64>(),
     ) {

@@ -1,0 +1,42 @@
+//! Helpers shared by the calculator's property tests.
+
+use proptest::prelude::*;
+use under8k_model::spec::{ArchSpec, Block, Layer};
+
+/// A window layer: conv (k 1–4, stride 1–2, no padding), an average pool (k = s, 2–3), or with
+/// `overlapping`, also a max pool whose stride may be below its kernel (the calculator describes
+/// it; the net refuses to train it).
+pub fn window(overlapping: bool) -> impl Strategy<Value = Layer> {
+    let conv_or_avg = prop_oneof![
+        (1usize..5, 1usize..3, 1usize..4).prop_map(|(kernel, stride, out_channels)| Layer::Conv {
+            in_channels: None,
+            out_channels,
+            kernel,
+            stride,
+            padding: 0,
+            bias: false
+        }),
+        (2usize..4).prop_map(|k| Layer::AvgPool {
+            kernel: k,
+            stride: k
+        }),
+    ];
+    let pool =
+        (2usize..4, 1usize..3).prop_map(|(kernel, stride)| Layer::MaxPool { kernel, stride });
+    match overlapping {
+        true => prop_oneof![2 => conv_or_avg, 1 => pool].boxed(),
+        false => conv_or_avg.boxed(),
+    }
+}
+
+/// A one-block spec of `layers` on a `c×n×n` input.
+pub fn spec_of(c: usize, n: usize, layers: Vec<Layer>) -> ArchSpec {
+    ArchSpec {
+        name: "random".into(),
+        input: [c, n, n],
+        blocks: vec![Block {
+            name: "b".into(),
+            layers,
+        }],
+    }
+}
