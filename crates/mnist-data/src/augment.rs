@@ -62,6 +62,22 @@ pub fn rotate(img: &[u8], rows: usize, cols: usize, degrees: f32) -> Vec<u8> {
 }
 
 /// `RandomRotation(max_degrees)`: an angle uniform in `[-max_degrees, max_degrees]` per image.
+///
+/// ```
+/// use rand_chacha::{ChaCha8Rng, rand_core::SeedableRng};
+/// use under8k_mnist_data::augment::RandomRotation;
+///
+/// let rotation = RandomRotation::new(7.0)?;
+/// let image: Vec<u8> = (0..28 * 28).map(|i| (i % 256) as u8).collect();
+/// let mut out = vec![0; 28 * 28];
+/// // The angle comes from the caller's seeded RNG: the same seed, the same pixels.
+/// rotation.apply_into(&mut ChaCha8Rng::seed_from_u64(3), &image, 28, 28, &mut out);
+/// let mut again = vec![0; 28 * 28];
+/// rotation.apply_into(&mut ChaCha8Rng::seed_from_u64(3), &image, 28, 28, &mut again);
+/// assert_eq!(out, again);
+/// assert!(RandomRotation::new(f32::NAN).is_err());
+/// # Ok::<(), under8k_mnist_data::augment::InvalidRotation>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RandomRotation {
     /// Largest rotation either way, in degrees.

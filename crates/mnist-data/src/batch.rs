@@ -73,7 +73,24 @@ pub struct RawBatch {
 }
 
 /// The batches of one epoch, as plain buffers ([`RawBatch`]); with the `candle` feature,
-/// [`EpochBatches::on`] makes them tensors.
+/// `EpochBatches::on(device)` makes them tensors.
+///
+/// ```
+/// use rand_chacha::{ChaCha8Rng, rand_core::SeedableRng};
+/// use under8k_mnist_data::batch::{BatchConfig, EpochBatches};
+/// use under8k_mnist_data::{Normalization, Split, idx::Images};
+///
+/// let images = Images { count: 5, rows: 2, cols: 2, pixels: (0..20).collect() };
+/// let split = Split::new(images, vec![0, 1, 2, 3, 4])?;
+/// let config = BatchConfig::new(2, true, None, Normalization::MNIST)?;
+/// let batches: Vec<_> = EpochBatches::new(&split, config, ChaCha8Rng::seed_from_u64(9)).collect();
+/// // Three batches (2, 2, 1) visiting every sample once, in a seeded shuffled order.
+/// assert_eq!(batches.iter().map(|b| b.labels.len()).collect::<Vec<_>>(), [2, 2, 1]);
+/// let mut seen: Vec<usize> = batches.iter().flat_map(|b| b.indices.clone()).collect();
+/// seen.sort();
+/// assert_eq!(seen, [0, 1, 2, 3, 4]);
+/// # Ok::<(), under8k_mnist_data::DataError>(())
+/// ```
 pub struct EpochBatches<'a, R> {
     split: &'a Split,
     config: BatchConfig,

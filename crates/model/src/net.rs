@@ -284,6 +284,22 @@ impl Net {
     /// otherwise BatchNorm uses the running statistics and dropout is the identity. Each
     /// dropout layer draws one mask key from the dropout RNG per call, on either path, so both
     /// paths drop the same elements.
+    ///
+    /// ```
+    /// use candle_core::{DType, Device, Tensor};
+    /// use rand_chacha::{ChaCha8Rng, rand_core::SeedableRng};
+    /// use under8k_model::{ArchSpec, Net};
+    ///
+    /// let rng = |s| ChaCha8Rng::seed_from_u64(s);
+    /// let net = Net::new(&ArchSpec::seed(), &mut rng(1), rng(2), DType::F32, &Device::Cpu)?;
+    /// let x = Tensor::ones((4, 1, 28, 28), DType::F32, &Device::Cpu)?;
+    /// // Eval mode is deterministic; log-probabilities sum to 1 per image.
+    /// let a = net.forward_t(&x, false)?;
+    /// assert_eq!(a.to_vec2::<f32>()?, net.forward_t(&x, false)?.to_vec2::<f32>()?);
+    /// let total: f32 = a.exp()?.sum_all()?.to_scalar()?;
+    /// assert!((total - 4.0).abs() < 1e-5);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn forward_t(&self, x: &Tensor, train: bool) -> CResult<Tensor> {
         match (&self.engine, self.kernels) {
             (Some(e), Kernels::Fast) => self.forward_fast(e, x, train, true),

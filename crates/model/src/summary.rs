@@ -98,6 +98,20 @@ const MB: f64 = 1024.0 * 1024.0;
 
 impl Summary {
     /// Computes the summary of a spec.
+    ///
+    /// ```
+    /// use under8k_model::{ArchSpec, Summary};
+    ///
+    /// // One 3×3 conv 1→4 on 8×8, then a 2×2 max pool: 4·1·3·3 = 36 weights, RF 3 then 4.
+    /// let spec = ArchSpec::from_json(r#"{"name": "s", "input": [1, 8, 8], "blocks": [{"name": "b",
+    ///   "layers": [{"type": "conv", "out_channels": 4, "kernel": 3},
+    ///              {"type": "max_pool", "kernel": 2, "stride": 2}]}]}"#)?;
+    /// let s = Summary::of(&spec)?;
+    /// assert_eq!(s.totals.total_params, 36);
+    /// assert_eq!(s.receptive_fields(), [3, 4]);
+    /// assert_eq!(s.rows[1].output_shape, [-1, 4, 3, 3]);
+    /// # Ok::<(), under8k_model::SpecError>(())
+    /// ```
     pub fn of(spec: &ArchSpec) -> Result<Self, SpecError> {
         let layers = spec.resolve()?;
         Ok(Self::of_resolved(spec, &layers))

@@ -45,6 +45,18 @@ pub enum ScheduleError {
 }
 
 /// A learning-rate schedule.
+///
+/// ```
+/// use under8k_sched::Schedule;
+///
+/// // StepLR(step_size=2, gamma=0.5): the rate halves every second epoch.
+/// let s = Schedule::step(0.1, 2, 0.5)?;
+/// let lrs: Vec<f64> = (0..5).map(|epoch| s.lr(epoch, 0)).collect();
+/// assert_eq!(lrs, [0.1, 0.1, 0.05, 0.05, 0.025]);
+/// // A schedule is data: it round-trips through the JSON of a run's config.
+/// assert_eq!(serde_json::from_str::<Schedule>(&serde_json::to_string(&s).unwrap()).unwrap(), s);
+/// # Ok::<(), under8k_sched::ScheduleError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Schedule {
