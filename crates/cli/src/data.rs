@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use under8k_mnist_data::Dataset;
-use under8k_mnist_data::fetch::{self, FetchError, FileState};
+use under8k_mnist_data::fetch::FetchError;
 use under8k_train::DataRecord;
 use under8k_train::data::{DataChoice, PrepareError, Prepared, prepare};
 
@@ -90,25 +90,7 @@ pub(crate) fn explain(e: FetchError) -> anyhow::Error {
 pub(crate) fn load(args: &DataArgs, fallback: Option<&DataRecord>) -> Result<Prepared> {
     let choice = args.choice_or(fallback);
     let dir = data_dir(args, choice)?;
-    if let DataChoice::Known(dataset) = choice {
-        let missing: Vec<String> = fetch::check_dir(&dir, dataset)
-            .iter()
-            .filter_map(|s| match s {
-                FileState::Missing { path } => {
-                    Some(path.file_name()?.to_string_lossy().into_owned())
-                }
-                _ => None,
-            })
-            .collect();
-        if !missing.is_empty() {
-            eprintln!(
-                "{}: {} missing in {}: fetching",
-                dataset.title(),
-                missing.join(", "),
-                dir.display()
-            );
-        }
-    }
+    // `Bars` says which files are missing before they are fetched.
     prepare(choice, &dir, &mut progress::Bars::default()).map_err(|e| match e {
         PrepareError::Fetch(e) => explain(e),
         e => anyhow::Error::new(e).context(format!("--dataset {choice} --dir {}", dir.display())),

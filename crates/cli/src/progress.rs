@@ -1,6 +1,9 @@
 //! Progress bars on stderr (indicatif), hidden when stderr is not a terminal.
 
 use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+
+use under8k_mnist_data::Dataset;
 use under8k_mnist_data::fetch::Progress;
 
 /// A bar per step of a fetch.
@@ -10,6 +13,22 @@ pub struct Bars {
 }
 
 impl Progress for Bars {
+    fn missing(&mut self, dataset: Dataset, files: &[PathBuf]) {
+        let names: Vec<String> = files
+            .iter()
+            .filter_map(|p| Some(p.file_name()?.to_string_lossy().into_owned()))
+            .collect();
+        let dir = files[0]
+            .parent()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        eprintln!(
+            "{}: {} missing in {dir}: fetching",
+            dataset.title(),
+            names.join(", ")
+        );
+    }
+
     fn begin(&mut self, label: &str, total_bytes: Option<u64>) {
         let bar = match total_bytes {
             Some(n) => ProgressBar::new(n).with_style(

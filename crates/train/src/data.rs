@@ -53,10 +53,13 @@ impl FromStr for DataChoice {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DataChoice::ALL
-            .into_iter()
-            .find(|c| c.name() == s)
-            .ok_or_else(|| format!("unknown dataset `{s}`: use mnist, fashion-mnist or idx"))
+        match s {
+            "idx" => Ok(DataChoice::Idx),
+            known => known
+                .parse()
+                .map(DataChoice::Known)
+                .map_err(|_| format!("unknown dataset `{s}`: use mnist, fashion-mnist or idx")),
+        }
     }
 }
 
