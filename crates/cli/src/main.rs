@@ -31,7 +31,8 @@ enum Command {
     Fetch(FetchArgs),
     /// Rotate one 28×28 grayscale image, or write a grid of randomly rotated training samples.
     Augment(AugmentArgs),
-    /// Per-layer output shape, parameters and receptive field of a net (the seed's by default).
+    /// Per-layer output shape, kernel, parameters and their share, mult-adds, memory and
+    /// receptive field of a net (the seed's by default), as torchsummary and torchinfo print them.
     Summary(SummaryArgs),
     /// Train one of the three attempts (or a config file); checkpoints every epoch.
     Train(training::TrainArgs),
@@ -52,6 +53,9 @@ struct SummaryArgs {
     /// Print the architecture spec itself (JSON) instead of its summary: a start for your own.
     #[arg(long, conflicts_with = "json")]
     print_spec: bool,
+    /// Mark the row where the running parameter total passes N (exit status 0 either way).
+    #[arg(long, value_name = "N")]
+    budget: Option<usize>,
 }
 
 #[derive(Args)]
@@ -136,9 +140,16 @@ fn summary(args: SummaryArgs) -> Result<()> {
     if args.print_spec {
         println!("{}", spec.to_json());
     } else if args.json {
-        println!("{}", summary.to_json());
+        let mut value: serde_json::Value = serde_json::from_str(&summary.to_json())?;
+        if let Some(b) = args.budget {
+            value["budget"] = serde_json::json!({
+                "params": b,
+                "over_at_row": summary.over_budget(b),
+            });
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
-        print!("{}", summary.to_table());
+        print!("{}", summary.to_table_with(args.budget));
     }
     Ok(())
 }

@@ -157,6 +157,20 @@ fn summary_prints_the_seed_table_and_json() {
         .map(|r| r["rf"].as_u64().unwrap())
         .collect();
     assert_eq!(rfs, [3, 5, 7, 8, 8, 12, 16, 20, 28, 28]);
+    // torchinfo's total for the write-up's class is 1.44 M mult-adds (1,440,304 by hand, see
+    // the model crate's summary tests).
+    assert_eq!(v["totals"]["mult_adds"], 1_440_304);
+    // Budget 2,000: running totals 90, 110, 1,010, 1,030, then conv 3 brings 2,380 (row 8).
+    let o = under8k(&["summary", "--budget", "2000"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let marked: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("<-- over 2,000"))
+        .collect();
+    assert!(marked.len() == 1 && marked[0].contains("Conv2d-9"), "{out}");
+    let o = under8k(&["summary", "--json", "--budget", "2000"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["budget"]["over_at_row"], 8);
 }
 
 /// The `rf` column of `summary --json`.
