@@ -1,28 +1,13 @@
-//! The report's PNGs, drawn with plotters into a pixel buffer (text with the bundled DejaVu
-//! Sans through `ab_glyph`: no system fonts) and encoded by the `image` crate.
+//! The report's PNGs, drawn with plotters into a pixel buffer (text with the DejaVu Sans that
+//! `under8k-train`'s `plots` feature bundles: no system fonts) and encoded by the `image` crate.
 
 use std::path::Path;
-use std::sync::Once;
 
 use anyhow::{Context, Result};
 use plotters::prelude::*;
+use under8k_train::plots::{COLORS, register_font as font};
 
 use crate::runs::{self, Run};
-
-const FONT: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");
-const COLORS: [RGBColor; 3] = [
-    RGBColor(31, 119, 180),
-    RGBColor(255, 127, 14),
-    RGBColor(44, 160, 44),
-];
-
-fn font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        plotters::style::register_font("sans-serif", FontStyle::Normal, FONT)
-            .unwrap_or_else(|_| panic!("the bundled font is a valid TTF"));
-    });
-}
 
 /// Mean and standard deviation across seeds, index by index (over the shortest series).
 fn mean_sd(series: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {

@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 mod data;
+mod lr_find;
 mod progress;
 mod training;
 
@@ -36,7 +37,11 @@ enum Command {
     Summary(SummaryArgs),
     /// Train one of the three attempts (or a config file); checkpoints every epoch.
     Train(training::TrainArgs),
-    /// Evaluate a checkpoint on the test set: loss, accuracy, per-class accuracy, confusion matrix.
+    /// Learning-rate range test (rate rising geometrically, one batch each, from a fresh net),
+    /// or with --lrs a short run per rate: a CSV, a plot and suggested rates.
+    LrFind(lr_find::LrFindArgs),
+    /// Evaluate a checkpoint on the test set: loss, accuracy, per-class accuracy, confusion
+    /// matrix; with --out, also confusion.png and the misclassified images.
     Eval(training::EvalArgs),
     /// Predict the digit in image files with a checkpoint.
     Predict(training::PredictArgs),
@@ -113,10 +118,26 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, `: `-joined as `{:#}` does, but without a cause that the text
+/// before it already quotes (library errors often name their source in their own message).
+fn message(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            if !text.is_empty() {
+                text += ": ";
+            }
+            text += &c;
+        }
+    }
+    text
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -125,6 +146,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Augment(args) => augment(args),
         Command::Summary(args) => summary(args),
         Command::Train(args) => training::train(args),
+        Command::LrFind(args) => lr_find::lr_find(args),
         Command::Eval(args) => training::eval(args),
         Command::Predict(args) => training::predict(args),
     }

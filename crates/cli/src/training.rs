@@ -35,6 +35,20 @@ pub(crate) enum ScheduleKind {
 
 #[derive(Args)]
 pub(crate) struct TrainArgs {
+    #[command(flatten)]
+    pub(crate) run: RunArgs,
+    /// Run directory [default: runs/attemptN, N the attempt].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from the checkpoint in the run directory.
+    #[arg(long)]
+    resume: bool,
+}
+
+/// What a run is: an attempt or config file, with overrides, and its data (shared by `train`
+/// and `lr-find`).
+#[derive(Args)]
+pub(crate) struct RunArgs {
     /// Which attempt (1: lr 0.01; 2: + rotation ±7°; 3: + one-cycle lr up to 0.1).
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=3), default_value_t = 3)]
     attempt: u8,
@@ -65,12 +79,6 @@ pub(crate) struct TrainArgs {
     /// Evaluate on the first N test images only.
     #[arg(long)]
     test_limit: Option<usize>,
-    /// Run directory [default: runs/attemptN, N the attempt].
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Continue from the checkpoint in the run directory.
-    #[arg(long)]
-    resume: bool,
     /// Run the net on candle's own ops (the slow reference) instead of the fast CPU engine.
     #[arg(long)]
     reference_kernels: bool,
@@ -79,7 +87,7 @@ pub(crate) struct TrainArgs {
     #[arg(long, value_name = "FILE")]
     arch: Option<PathBuf>,
     #[command(flatten)]
-    data: DataArgs,
+    pub(crate) data: DataArgs,
 }
 
 fn read_config(path: &Path) -> Result<TrainConfig> {
@@ -92,7 +100,7 @@ fn read_config(path: &Path) -> Result<TrainConfig> {
 /// The config: `file`'s (as read) or the attempt's preset, with the command line's overrides and
 /// the data actually loaded recorded in it. A preset takes the data's normalisation.
 fn build_config(
-    args: &TrainArgs,
+    args: &RunArgs,
     file: Option<TrainConfig>,
     loaded: &Prepared,
 ) -> Result<TrainConfig> {
@@ -148,9 +156,18 @@ fn build_config(
 }
 
 /// Progress: a bar per epoch on a terminal, one line per epoch otherwise.
-struct Progress {
+pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     terminal: bool,
+}
+
+impl Progress {
+    pub(crate) fn new() -> Self {
+        Self {
+            bar: None,
+            terminal: std::io::stderr().is_terminal(),
+        }
+    }
 }
 
 impl Observer for Progress {
@@ -198,21 +215,23 @@ impl Observer for Progress {
     }
 }
 
-pub(crate) fn train(args: TrainArgs) -> Result<()> {
+/// The run's config and the data it trains on, checked against each other before anything is
+/// written.
+pub(crate) fn config_and_data(args: &RunArgs) -> Result<(TrainConfig, under8k_mnist_data::Mnist)> {
     let file = args.config.as_deref().map(read_config).transpose()?;
     if let Some(path) = &args.arch {
         // A spec that does not parse is refused before any data is fetched.
         ArchSpec::from_file(path)?;
     }
     let loaded = data::load(&args.data, file.as_ref().map(|c| &c.data))?;
-    let config = build_config(&args, file, &loaded)?;
+    let config = build_config(args, file, &loaded)?;
     // Before anything is written: the net must fit the data.
     run::check_data(&config, &loaded.data)?;
-    let mnist = loaded.data;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("runs/attempt{}", args.attempt)));
+    Ok((config, loaded.data))
+}
+
+/// A flag Ctrl-C sets (the loops stop at the next batch); a second Ctrl-C quits at once.
+pub(crate) fn stop_flag() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     ctrlc::set_handler(move || {
@@ -222,16 +241,23 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         eprintln!("\ninterrupt: stopping at the next batch (again to quit at once)");
     })
     .context("cannot install the Ctrl-C handler")?;
+    Ok(stop)
+}
+
+pub(crate) fn train(args: TrainArgs) -> Result<()> {
+    let (config, mnist) = config_and_data(&args.run)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/attempt{}", args.run.attempt)));
+    let stop = stop_flag()?;
     eprintln!(
         "training {} for {} epochs into {}",
         config.arch.name,
         config.epochs,
         out.display()
     );
-    let mut progress = Progress {
-        bar: None,
-        terminal: std::io::stderr().is_terminal(),
-    };
+    let mut progress = Progress::new();
     let start = match args.resume {
         true => run::Start::Resume,
         false => run::Start::Fresh,
@@ -263,6 +289,14 @@ pub(crate) struct EvalArgs {
     /// the seed's].
     #[arg(long, value_name = "FILE")]
     arch: Option<PathBuf>,
+    /// Also write confusion.png, misclassified.png and misclassified.csv into this directory.
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// How many misclassified images misclassified.png shows (the first, in test-set order;
+    /// misclassified.csv lists them all).
+    #[arg(long, value_name = "N", default_value_t = 48, requires = "out",
+          value_parser = clap::value_parser!(u16).range(1..=400))]
+    show: u16,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -314,6 +348,27 @@ pub(crate) fn eval(args: EvalArgs) -> Result<()> {
         None => loaded.normalization,
     };
     let e = run::evaluate(&net, &loaded.data.test, norm, 1000, &Device::Cpu)?;
+    if let Some(dir) = &args.out {
+        let name = run_cfg
+            .as_ref()
+            .map_or("checkpoint", |c| c.arch.name.as_str());
+        let p = under8k_train::plots::eval_pictures(&e, &loaded.data.test, args.show.into(), name)?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+        for (file, bytes) in [
+            ("confusion.png", &p.confusion_png[..]),
+            ("misclassified.png", &p.misclassified_png[..]),
+            ("misclassified.csv", p.misclassified_csv.as_bytes()),
+        ] {
+            checkpoint::write_atomic(&dir.join(file), bytes)?;
+        }
+        eprintln!(
+            "wrote confusion.png, misclassified.png ({} images) and misclassified.csv ({} errors) in {}",
+            p.tiles,
+            e.total - e.correct,
+            dir.display()
+        );
+    }
     println!(
         "test loss {:.4}, accuracy {:.2}% ({}/{})",
         e.loss,

@@ -277,6 +277,7 @@ fn train_eval_predict_end_to_end_on_a_subset() {
         o.status.success() && text.contains("confusion matrix") && text.contains("/10000)"),
         "{text}"
     );
+    eval_pictures(&model, dir.path());
 
     let img = dir.path().join("digit.png");
     // A dark "1" on a light background, 40x40 RGB: converted, inverted and resized.
@@ -393,4 +394,224 @@ fn train_attempt_3_fits_its_one_cycle_to_the_run_and_write_up_keeps_step_lr() {
         "{e}"
     );
     assert!(!short.exists());
+}
+
+/// The numbers after `label` on the line of `text` that starts with it.
+fn numbers_after(text: &str, label: &str) -> Vec<usize> {
+    text.lines()
+        .find_map(|l| l.trim_start().strip_prefix(label))
+        .unwrap_or_else(|| panic!("no line {label:?} in {text}"))
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.parse().unwrap())
+        .collect()
+}
+
+/// `eval --out` of a one-epoch checkpoint (so that it makes enough errors): the CSV lists every
+/// error, whose per-class counts match the printed per-class accuracy; the grid has exactly
+/// min(N, errors) tiles.
+fn eval_pictures(model: &Path, tmp: &Path) {
+    let data = data_dir();
+    let out = tmp.join("pictures");
+    let o = under8k(&[
+        "eval",
+        "--checkpoint",
+        s(model),
+        "--dir",
+        s(&data),
+        "--out",
+        s(&out),
+        "--show",
+        "10",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    let csv = std::fs::read_to_string(out.join("misclassified.csv")).unwrap();
+    let errors: Vec<Vec<f64>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    // `test loss …, accuracy …% (correct/total)`: the CSV has total − correct rows.
+    let figures = numbers_after(&text, "test loss");
+    let (correct, total) = (figures[figures.len() - 2], figures[figures.len() - 1]);
+    assert_eq!(total, 10_000);
+    assert_eq!(errors.len(), total - correct);
+    assert!(
+        errors.len() > 10,
+        "a one-epoch net on 256 images makes many errors"
+    );
+    for d in 0..10 {
+        // `  d: acc% (right/n)`: the CSV's errors of class d are n − right.
+        let f = numbers_after(&text, &format!("{d}: "));
+        let (right, n) = (f[f.len() - 2], f[f.len() - 1]);
+        let wrong = errors.iter().filter(|e| e[1] as usize == d).count();
+        assert_eq!(wrong, n - right, "class {d}");
+    }
+    for e in &errors {
+        assert_ne!(e[1], e[2], "only errors are listed");
+        assert!(e[3] >= e[4], "the prediction is the most probable class");
+    }
+    // The confusion matrix's rows (printed below its header) sum to the test-set size.
+    let matrix: usize = text
+        .lines()
+        .skip_while(|l| !l.starts_with("confusion matrix"))
+        .skip(2)
+        .map(|l| numbers_after(l, "").iter().skip(1).sum::<usize>())
+        .sum();
+    assert_eq!(matrix, total);
+    let grid = image::open(out.join("misclassified.png"))
+        .unwrap()
+        .to_luma8();
+    assert_eq!(tiles(&grid), 10, "min(10, errors) tiles");
+    let confusion = image::open(out.join("confusion.png")).unwrap();
+    assert!(confusion.width() > 500 && confusion.height() > 500);
+    // The committed attempt-1 run (≈ 99.2 %): --show larger than its errors draws them all.
+    let committed = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/report/runs/attempt1/seed1/model.safetensors");
+    let o = under8k(&[
+        "eval",
+        "--checkpoint",
+        s(&committed),
+        "--dir",
+        s(&data),
+        "--out",
+        s(&out),
+        "--show",
+        "400",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(out.join("misclassified.csv")).unwrap();
+    let errors = csv.lines().count() - 1;
+    assert!(errors < 400, "{errors}");
+    let grid = image::open(out.join("misclassified.png"))
+        .unwrap()
+        .to_luma8();
+    assert_eq!(tiles(&grid), errors);
+    let o = under8k(&[
+        "eval",
+        "--checkpoint",
+        s(model),
+        "--out",
+        s(&out),
+        "--show",
+        "401",
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("401"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// Tiles of a misclassified grid: blocks of 84×84 pixels (28 × 3) whose border is black, the
+/// background is white, and whose top-left pixel starts a black run of at least 84 pixels in
+/// both directions (a digit's background).
+fn tiles(img: &image::GrayImage) -> usize {
+    let (w, h) = img.dimensions();
+    let dark = |x: u32, y: u32| x < w && y < h && img.get_pixel(x, y)[0] < 40;
+    let mut n = 0;
+    for y in 1..h {
+        for x in 1..w {
+            let corner = dark(x, y) && !dark(x - 1, y) && !dark(x, y - 1);
+            if corner && (0..84).all(|i| dark(x + i, y) && dark(x, y + i)) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn lr_find_writes_a_curve_a_plot_and_suggestions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("lrf");
+    let data = data_dir();
+    let args = [
+        "lr-find",
+        "--attempt",
+        "2",
+        "--train-limit",
+        "512",
+        "--batch-size",
+        "32",
+        "--steps",
+        "60",
+        "--dir",
+        s(&data),
+        "--out",
+        s(&out),
+    ];
+    let o = under8k(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = common::stdout(&o);
+    for line in [
+        "suggested lr (steepest descent): ",
+        "suggested lr (minimum / 10):",
+    ] {
+        let lr: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .unwrap_or_else(|| panic!("{text}"))
+            .trim()
+            .parse()
+            .unwrap();
+        assert!((1e-6..=1.0).contains(&lr), "{line}{lr}");
+    }
+    let csv = std::fs::read(out.join("lr_find.csv")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&csv).lines().count(), 61);
+    image::open(out.join("lr_find.png")).unwrap();
+    // The same seed gives a byte-identical curve.
+    let o = under8k(&args);
+    assert!(o.status.success());
+    assert_eq!(std::fs::read(out.join("lr_find.csv")).unwrap(), csv);
+    // A training run's directory is refused, and left as it was.
+    let run = dir.path().join("run");
+    assert!(train_small("1", &run, &[]).status.success());
+    let before = std::fs::read(run.join("model.safetensors")).unwrap();
+    let o = under8k(&["lr-find", "--dir", s(&data), "--out", s(&run)]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("holds a training run"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        std::fs::read(run.join("model.safetensors")).unwrap(),
+        before
+    );
+    // Bad settings: clear errors.
+    for bad in [["--start", "0"], ["--end", "1e-9"], ["--steps", "1"]] {
+        let mut a = vec!["lr-find", "--dir", s(&data), "--out", s(&out)];
+        a.extend(bad);
+        let o = under8k(&a);
+        assert!(
+            !o.status.success() && stderr(&o).contains("range test"),
+            "{bad:?}: {}",
+            stderr(&o)
+        );
+    }
+    // The sweep: one short run per rate, a CSV row each.
+    let o = under8k(&[
+        "lr-find",
+        "--attempt",
+        "1",
+        "--train-limit",
+        "256",
+        "--test-limit",
+        "100",
+        "--lrs",
+        "0.01,0.05",
+        "--epochs-per-lr",
+        "1",
+        "--dir",
+        s(&data),
+        "--out",
+        s(&out),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let sweep = std::fs::read_to_string(out.join("sweep.csv")).unwrap();
+    assert_eq!(sweep.lines().count(), 3, "{sweep}");
+    assert!(sweep.lines().nth(1).unwrap().starts_with("0.01,"));
+    image::open(out.join("sweep.png")).unwrap();
+    assert!(out.join("sweep/lr-0.05/history.json").is_file());
 }

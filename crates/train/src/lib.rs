@@ -9,6 +9,9 @@
 pub mod config;
 pub mod data;
 pub mod history;
+pub mod lr_find;
+#[cfg(feature = "plots")]
+pub mod plots;
 pub mod run;
 pub mod sgd;
 

@@ -41,6 +41,9 @@ pub enum TrainError {
     /// Model problem.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// Invalid range-test settings.
+    #[error(transparent)]
+    LrFind(#[from] crate::lr_find::LrFindError),
     /// Invalid optimizer settings.
     #[error(transparent)]
     Optimizer(#[from] crate::sgd::SgdError),
@@ -167,6 +170,21 @@ pub struct Evaluation {
     pub total: usize,
     /// `confusion[true][predicted]`.
     pub confusion: Vec<Vec<usize>>,
+    /// Every image's prediction, in the split's order.
+    pub predictions: Vec<Prediction>,
+}
+
+/// What the net made of one image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Prediction {
+    /// The true class.
+    pub label: u32,
+    /// The predicted class (the highest output).
+    pub predicted: u32,
+    /// The probability the net gives its prediction.
+    pub probability: f32,
+    /// The probability it gives the true class.
+    pub label_probability: f32,
 }
 
 impl Evaluation {
@@ -225,6 +243,7 @@ pub fn evaluate(
     let classes = outputs(net.spec()).max(split.classes());
     let mut confusion = vec![vec![0usize; classes]; classes];
     let (mut loss, mut correct) = (0.0f64, 0usize);
+    let mut predictions = Vec::with_capacity(split.len());
     for batch in EpochBatches::new(split, cfg, stream(0, 0, 0)).on(device) {
         let batch = batch?;
         let logp = net.infer(&batch.images)?;
@@ -234,9 +253,16 @@ pub fn evaluate(
             .to_scalar::<f64>()?
             * n as f64;
         let pred = logp.argmax(D::Minus1)?.to_vec1::<u32>()?;
-        for (p, t) in pred.iter().zip(batch.labels.to_vec1::<u32>()?) {
-            confusion[t as usize][*p as usize] += 1;
-            correct += (*p == t) as usize;
+        let probs = logp.exp()?.to_vec2::<f32>()?;
+        for ((&p, t), probs) in pred.iter().zip(batch.labels.to_vec1::<u32>()?).zip(probs) {
+            confusion[t as usize][p as usize] += 1;
+            correct += (p == t) as usize;
+            predictions.push(Prediction {
+                label: t,
+                predicted: p,
+                probability: probs[p as usize],
+                label_probability: probs[t as usize],
+            });
         }
     }
     Ok(Evaluation {
@@ -244,6 +270,7 @@ pub fn evaluate(
         correct,
         total: split.len(),
         confusion,
+        predictions,
     })
 }
 
@@ -428,28 +455,8 @@ pub fn train(
         source,
     })?;
     let norm = Normalization::new(config.mean, config.std)?;
-    let rotation = config
-        .rotation_degrees
-        .map(RandomRotation::new)
-        .transpose()
-        .map_err(ConfigError::from)?;
-    let batch_cfg = BatchConfig::new(config.batch_size, true, rotation, norm)?;
-
-    let net = Net::new(
-        &config.arch,
-        &mut stream(config.seed, 0, 0),
-        stream(config.seed, 1, 0),
-        DType::F32,
-        &device,
-    )?
-    .with_kernels(config.kernels)?;
-    let mut opt = Sgd::new(
-        net.named_params(),
-        SgdConfig {
-            weight_decay: config.weight_decay,
-            ..SgdConfig::momentum(0.0, config.momentum)
-        },
-    )?;
+    let batch_cfg = batch_config(config)?;
+    let (net, mut opt) = fresh(config, &device)?;
     let mut history = History::default();
     if start == Start::Resume && files.state().exists() {
         history = load_state(&files, config, &net, &mut opt)?;
@@ -489,9 +496,11 @@ pub fn train(
             if let Some(m) = sched.momentum() {
                 opt.config.momentum = m;
             }
-            let logp = net.forward_t(&batch.images, true)?;
-            let loss = candle_nn::loss::nll(&logp, &batch.labels)?;
-            let loss_value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            let Step {
+                loss: loss_value,
+                hits,
+                n,
+            } = step(&net, &mut opt, &batch)?;
             if !loss_value.is_finite() {
                 return Err(TrainError::NonFinite {
                     epoch: epoch + 1,
@@ -499,17 +508,9 @@ pub fn train(
                     loss: loss_value,
                 });
             }
-            opt.step(&loss.backward()?)?;
             sched.end_step();
-            let n = batch.labels.dim(0)?;
-            let hits = logp
-                .argmax(D::Minus1)?
-                .eq(&batch.labels)?
-                .to_dtype(DType::U32)?
-                .sum_all()?
-                .to_scalar::<u32>()?;
             seen += n;
-            correct += hits as usize;
+            correct += hits;
             loss_sum += loss_value;
             let running_acc = 100.0 * correct as f64 / seen as f64;
             history.batch_loss.push(loss_value);
@@ -548,5 +549,78 @@ pub fn train(
     Ok(Outcome {
         history,
         interrupted: false,
+    })
+}
+
+/// The training batches' settings of `config`: shuffled, its rotation, its normalisation.
+pub(crate) fn batch_config(config: &TrainConfig) -> Result<BatchConfig, TrainError> {
+    let norm = Normalization::new(config.mean, config.std)?;
+    let rotation = config
+        .rotation_degrees
+        .map(RandomRotation::new)
+        .transpose()
+        .map_err(ConfigError::from)?;
+    Ok(BatchConfig::new(config.batch_size, true, rotation, norm)?)
+}
+
+/// A fresh run's net (weights from stream 0 of the seed) and optimizer.
+pub(crate) fn fresh(config: &TrainConfig, device: &Device) -> Result<(Net, Sgd), TrainError> {
+    let net = Net::new(
+        &config.arch,
+        &mut stream(config.seed, 0, 0),
+        stream(config.seed, 1, 0),
+        DType::F32,
+        device,
+    )?
+    .with_kernels(config.kernels)?;
+    let opt = Sgd::new(
+        net.named_params(),
+        SgdConfig {
+            weight_decay: config.weight_decay,
+            ..SgdConfig::momentum(0.0, config.momentum)
+        },
+    )?;
+    Ok((net, opt))
+}
+
+/// What one optimizer step measured.
+pub(crate) struct Step {
+    /// The batch's mean loss.
+    pub loss: f64,
+    /// Correct predictions in the batch (before the update).
+    pub hits: usize,
+    /// Images in the batch.
+    pub n: usize,
+}
+
+/// One SGD step at the optimizer's current rate: forward in training mode, NLL, backward,
+/// update. A non-finite loss is returned without updating anything.
+pub(crate) fn step(
+    net: &Net,
+    opt: &mut Sgd,
+    batch: &under8k_mnist_data::batch::Batch,
+) -> Result<Step, TrainError> {
+    let logp = net.forward_t(&batch.images, true)?;
+    let loss = candle_nn::loss::nll(&logp, &batch.labels)?;
+    let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let n = batch.labels.dim(0)?;
+    if !value.is_finite() {
+        return Ok(Step {
+            loss: value,
+            hits: 0,
+            n,
+        });
+    }
+    opt.step(&loss.backward()?)?;
+    let hits = logp
+        .argmax(D::Minus1)?
+        .eq(&batch.labels)?
+        .to_dtype(DType::U32)?
+        .sum_all()?
+        .to_scalar::<u32>()?;
+    Ok(Step {
+        loss: value,
+        hits: hits as usize,
+        n,
     })
 }
