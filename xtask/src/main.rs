@@ -16,12 +16,14 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod extras;
 mod plot;
 mod pytorch;
 mod report;
 mod reproduce;
 mod runs;
 mod tidy;
+mod verify;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -168,9 +168,15 @@ pub struct Line {
     pub values: Vec<f64>,
 }
 
-/// Test accuracy per epoch of every attempt (mean over seeds), with the target's line if any.
-pub fn comparison(path: &Path, all: &[(u8, Vec<Run>)], target: Option<f64>) -> Result<()> {
-    let lines: Vec<Line> = all
+/// Test accuracy per epoch of every attempt (mean over seeds), the write-up's own attempt 3 when
+/// given, and the target's line if any.
+pub fn comparison(
+    path: &Path,
+    all: &[(u8, Vec<Run>)],
+    write_up: Option<&[Run]>,
+    target: Option<f64>,
+) -> Result<()> {
+    let mut lines: Vec<Line> = all
         .iter()
         .map(|(a, runs)| {
             let series: Vec<Vec<f64>> = runs.iter().map(Run::test_acc).collect();
@@ -182,6 +188,15 @@ pub fn comparison(path: &Path, all: &[(u8, Vec<Run>)], target: Option<f64>) -> R
             }
         })
         .collect();
+    if let Some(runs) = write_up {
+        let series: Vec<Vec<f64>> = runs.iter().map(Run::test_acc).collect();
+        lines.push(Line {
+            label: Some("write-up's attempt 3 (StepLR from 0.07)".into()),
+            color: RGBColor(214, 39, 40),
+            width: 2,
+            values: mean_sd(&series).0,
+        });
+    }
     accuracy_chart(path, "Test accuracy per epoch", &lines, &[], target)
 }
 

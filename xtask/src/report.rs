@@ -10,6 +10,7 @@ use under8k_model::summary::group;
 use under8k_sched::Schedule;
 use under8k_train::TrainConfig;
 
+use crate::extras::Extras;
 use crate::plot;
 use crate::runs::{Manifest, Run, TorchRun, last3, load_run, load_torch, max, mean_sd, min_last3};
 use under8k_train::DataChoice;
@@ -51,7 +52,15 @@ pub fn write(out: &Path) -> Result<()> {
     }
     // The write-up's target and figures are MNIST's: other datasets are reported as measured.
     let target = manifest.is_mnist().then_some(TARGET);
-    plot::comparison(&out.join("comparison.png"), &all, target)?;
+    let extras = match manifest.extras {
+        true => Some(Extras::load(out, &manifest)?),
+        false => None,
+    };
+    if let Some(x) = &extras {
+        x.draw(out)?;
+    }
+    let write_up = extras.as_ref().map(|x| x.write_up.as_slice());
+    plot::comparison(&out.join("comparison.png"), &all, write_up, target)?;
     let mut torch = vec![];
     for (a, runs) in &all {
         let t = load_torch(out, *a, &runs[0].config)?;
@@ -71,18 +80,26 @@ pub fn write(out: &Path) -> Result<()> {
             torch.push((*a, t));
         }
     }
-    let md = markdown(&manifest, &all, &torch)?;
+    let md = markdown(&manifest, &all, &torch, extras.as_ref())?;
     std::fs::write(out.join("README.md"), md)?;
     Ok(())
 }
 
-fn markdown(m: &Manifest, all: &[(u8, Vec<Run>)], torch: &[(u8, Vec<TorchRun>)]) -> Result<String> {
+fn markdown(
+    m: &Manifest,
+    all: &[(u8, Vec<Run>)],
+    torch: &[(u8, Vec<TorchRun>)],
+    extras: Option<&Extras>,
+) -> Result<String> {
     let mut s = String::new();
     let spec = &all[0].1[0].config.arch;
     let summary = Summary::of(spec)?;
+    let extra_runs = extras.map_or(vec![], |x| x.write_up.iter().chain(&x.sweep).collect());
     let total_secs: f64 = all
         .iter()
-        .flat_map(|(_, r)| r.iter().map(Run::seconds))
+        .flat_map(|(_, r)| r.iter())
+        .chain(extra_runs.iter().copied())
+        .map(Run::seconds)
         .sum();
     let mnist = m.is_mnist();
     let data_title = all[0].1[0]
@@ -176,11 +193,24 @@ fn markdown(m: &Manifest, all: &[(u8, Vec<Run>)], torch: &[(u8, Vec<TorchRun>)])
     }
     writeln!(
         s,
-        "- Machine: {}, {} threads. Training and evaluation time of all runs together: **{:.1} min**.\n",
+        "- Machine: {}, {} threads. Training and evaluation time of all {} runs together: **{:.1} min**.",
         m.cpu,
         m.threads,
+        all.iter().map(|(_, r)| r.len()).sum::<usize>() + extra_runs.len(),
         total_secs / 60.0
     )?;
+    match &m.verified {
+        Some(v) => writeln!(
+            s,
+            "- **Verified bit for bit** on {} ({}, {} threads): `{}` retrained all {} runs ({} epochs) and every epoch's figures, every batch's loss and every final checkpoint came out identical to the committed ones.\n",
+            v.date, v.cpu, v.threads, m.command, v.runs, v.epochs
+        )?,
+        None => writeln!(
+            s,
+            "- Not yet verified: these runs were trained by this command, not retrained and compared; running `{}` again retrains every run and checks that it comes out bit-identical.\n",
+            m.command
+        )?,
+    }
 
     writeln!(s, "## Summary\n")?;
     if mnist {
@@ -217,6 +247,19 @@ fn markdown(m: &Manifest, all: &[(u8, Vec<Run>)], torch: &[(u8, Vec<TorchRun>)])
         }
         writeln!(s)?;
     }
+    if let Some(r) = extras.map(|x| &x.write_up[0]) {
+        let last3: Vec<String> = r.last3().iter().map(|v| format!("{v:.2}")).collect();
+        writeln!(
+            s,
+            "| 3 (write-up) | the write-up's own attempt 3: {} | {} | {} | {} | {} | {} |",
+            change(3, &r.config)?.trim_start_matches("+ "),
+            pct(r.max_test()),
+            pct(r.max_train()),
+            last3.join(" / "),
+            if r.min_last3() >= TARGET { "yes" } else { "no" },
+            pct(REFERENCE[2].0)
+        )?;
+    }
     writeln!(
         s,
         "\n(Seed {} shown; {}.)\n",
@@ -229,7 +272,12 @@ fn markdown(m: &Manifest, all: &[(u8, Vec<Run>)], torch: &[(u8, Vec<TorchRun>)])
     )?;
     writeln!(
         s,
-        "![test accuracy of the three attempts](comparison.png)\n"
+        "![test accuracy of the three attempts{}](comparison.png)\n",
+        if extras.is_some() {
+            " and of the write-up's own attempt 3"
+        } else {
+            ""
+        }
     )?;
 
     writeln!(s, "## The network\n")?;
@@ -258,6 +306,9 @@ fn markdown(m: &Manifest, all: &[(u8, Vec<Run>)], torch: &[(u8, Vec<TorchRun>)])
 
     for (a, runs) in all {
         attempt_section(&mut s, *a, runs, mnist)?;
+        if let (3, Some(x)) = (*a, extras) {
+            x.section(&mut s)?;
+        }
     }
     if !torch.is_empty() {
         pytorch_section(&mut s, m, all, torch)?;
@@ -282,13 +333,36 @@ fn markdown(m: &Manifest, all: &[(u8, Vec<Run>)], torch: &[(u8, Vec<TorchRun>)])
             )?;
         }
     }
+    if let Some(x) = extras {
+        for r in &x.write_up {
+            writeln!(
+                s,
+                "| 3 (write-up) | {} | {} | {:.1} s | {:.0} | `runs/write-up-attempt3/seed{}/` |",
+                r.seed,
+                r.history.epochs.len(),
+                r.seconds(),
+                r.img_per_s(),
+                r.seed
+            )?;
+        }
+        for (lr, r) in crate::reproduce::SWEEP_LRS.iter().zip(&x.sweep) {
+            writeln!(
+                s,
+                "| sweep, lr {lr} | {} | {} | {:.1} s | {:.0} | `lr-find/sweep/lr-{lr}/` |",
+                r.seed,
+                r.history.epochs.len(),
+                r.seconds(),
+                r.img_per_s()
+            )?;
+        }
+    }
     writeln!(
         s,
         "\nEach run directory holds `config.json`, `history.json`/`history.csv` (per epoch, plus every batch's loss and running accuracy in the JSON), `model.safetensors` (loadable by PyTorch as the net's `state_dict`) and `state.safetensors` (everything `--resume` needs).\n"
     )?;
     writeln!(
         s,
-        "Regenerate: `{}` (skips complete runs; `--force` retrains) or, without training, `cargo xtask report{}`.",
+        "Regenerate: `{}` (retrains every run and checks it is bit-identical to the committed one; `--skip-existing` keeps complete runs as they are, `--force` retrains without comparing) or, without training, `cargo xtask report{}`.",
         m.command,
         out_option(m)
     )?;

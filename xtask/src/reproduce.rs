@@ -1,5 +1,6 @@
-//! `cargo xtask reproduce`: train every (attempt, seed) run that is not already complete, then
-//! write the report.
+//! `cargo xtask reproduce`: train every run the report needs that is not there yet, retrain
+//! every committed one into a scratch directory and check that it comes out bit-identical
+//! (`--skip-existing` keeps them as they are instead), then write the report.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -7,12 +8,24 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use under8k_mnist_data::fetch::FetchError;
-use under8k_mnist_data::{Dataset, Mnist};
+use under8k_mnist_data::{Dataset, Mnist, Normalization};
+use under8k_model::checkpoint::write_atomic;
 use under8k_train::data::{DataChoice, PrepareError, Prepared, prepare};
+use under8k_train::lr_find::{self, RangeCurve, RangeTest};
 use under8k_train::run::{self, Observer, RunFiles};
 use under8k_train::{EpochRecord, History, TrainConfig};
 
-use crate::runs::{Manifest, cpu_model, run_dir};
+use crate::runs::{Manifest, Verified, cpu_description, lr_find_dir, run_dir, write_up_dir};
+use crate::verify::{Verdict, compare, today};
+
+/// The constant rates of the report's short-run sweep, and each run's epochs.
+pub const SWEEP_LRS: [f64; 8] = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2];
+pub const SWEEP_EPOCHS: usize = 2;
+
+/// The sweep run at `lr`.
+pub fn sweep_dir(out: &Path, lr: f64) -> PathBuf {
+    lr_find_dir(out).join("sweep").join(format!("lr-{lr}"))
+}
 
 /// The `--dataset` parser: the three names, listed in `--help`.
 pub fn dataset_parser() -> impl clap::builder::TypedValueParser<Value = DataChoice> {
@@ -44,9 +57,22 @@ pub struct Args {
     /// Smoke test: 2,048 training and 1,000 test images, 2 epochs.
     #[arg(long)]
     quick: bool,
-    /// Retrain runs even when their saved history is complete.
-    #[arg(long)]
+    /// Retrain every run in place, without comparing with what was there.
+    #[arg(long, conflicts_with_all = ["skip_existing", "accept"])]
     force: bool,
+    /// Keep complete runs as they are instead of retraining them to verify them (only
+    /// regenerate the report and train what is missing).
+    #[arg(long)]
+    skip_existing: bool,
+    /// When a retrained run differs from the committed one, replace the committed one with it
+    /// (and say so) instead of failing.
+    #[arg(long, conflicts_with = "skip_existing")]
+    accept: bool,
+    /// Leave out what the main report adds beyond the three attempts: the write-up's own attempt
+    /// 3, the learning-rate range test and sweep, and attempt 3's confusion matrix and
+    /// misclassified digits.
+    #[arg(long)]
+    no_extras: bool,
     /// Which data: mnist, fashion-mnist (both fetched when missing, verified by MD5) or idx
     /// (any directory of the four IDX files, used as it is).
     #[arg(long, value_name = "NAME", value_parser = dataset_parser(), default_value = "mnist")]
@@ -142,17 +168,223 @@ impl Observer for Lines {
     }
 }
 
+/// One run the report needs.
+struct Job {
+    label: String,
+    config: TrainConfig,
+    dir: PathBuf,
+}
+
+/// What became of a job.
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Trained,
+    Skipped,
+    Identical(usize),
+    Differs,
+    Accepted,
+}
+
+/// How complete runs are treated.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    Verify { accept: bool },
+    SkipExisting,
+    Force,
+}
+
+const RUN_FILES: [&str; 5] = [
+    "config.json",
+    "history.json",
+    "history.csv",
+    "model.safetensors",
+    "state.safetensors",
+];
+
+fn run_job(job: &Job, data: &Prepared, mode: Mode, stop: &AtomicBool) -> Result<Outcome> {
+    let lines = || Lines {
+        label: job.label.clone(),
+    };
+    let done = complete(&job.dir, &job.config);
+    match (mode, done) {
+        (Mode::SkipExisting, true) => {
+            println!("{}: complete in {} (kept)", job.label, job.dir.display());
+            Ok(Outcome::Skipped)
+        }
+        (Mode::Verify { accept }, true) => {
+            println!("{}: retraining to verify {}", job.label, job.dir.display());
+            let scratch = tempfile::tempdir().context("a scratch directory")?;
+            let outcome = run::train(
+                &job.config,
+                &data.data,
+                scratch.path(),
+                run::Start::Fresh,
+                &mut lines(),
+                stop,
+            )?;
+            anyhow::ensure!(!outcome.interrupted, "interrupted");
+            match compare(&job.dir, scratch.path())? {
+                Verdict::Identical { epochs } => {
+                    println!(
+                        "{}: bit-identical to the committed run ({epochs}/{epochs} epochs, checkpoint equal)",
+                        job.label
+                    );
+                    Ok(Outcome::Identical(epochs))
+                }
+                Verdict::Differs(why) => {
+                    println!("{}: DIFFERS from the committed run: {why}", job.label);
+                    if !accept {
+                        return Ok(Outcome::Differs);
+                    }
+                    for f in RUN_FILES {
+                        let bytes = std::fs::read(scratch.path().join(f))?;
+                        write_atomic(&job.dir.join(f), &bytes)?;
+                    }
+                    println!("{}: the retrained run replaces it (--accept)", job.label);
+                    Ok(Outcome::Accepted)
+                }
+            }
+        }
+        _ => {
+            let resume = mode != Mode::Force && resumable(&job.dir, &job.config);
+            if !resume && job.dir.exists() {
+                std::fs::remove_dir_all(&job.dir)
+                    .with_context(|| format!("removing stale run {}", job.dir.display()))?;
+            }
+            println!(
+                "{}: training into {}{}",
+                job.label,
+                job.dir.display(),
+                if resume { " (resuming)" } else { "" }
+            );
+            let start = match resume {
+                true => run::Start::Resume,
+                false => run::Start::Fresh,
+            };
+            let outcome = run::train(&job.config, &data.data, &job.dir, start, &mut lines(), stop)?;
+            anyhow::ensure!(!outcome.interrupted, "interrupted");
+            Ok(Outcome::Trained)
+        }
+    }
+}
+
+/// The range test of the write-up's attempt 3 (one epoch of batches, rate 10⁻⁵ → 1), checked
+/// against the saved curve like a run.
+fn range_test_job(out: &Path, base: &TrainConfig, data: &Prepared, mode: Mode) -> Result<Outcome> {
+    let path = lr_find_dir(out).join("lr_find.json");
+    let label = "lr-find range test";
+    if mode == Mode::SkipExisting && path.exists() {
+        println!("{label}: kept {}", path.display());
+        return Ok(Outcome::Skipped);
+    }
+    let test = RangeTest::new(1e-5, 1.0, base.steps_per_epoch(data.data.train.len()))?;
+    let curve = lr_find::range_test(
+        base,
+        &data.data,
+        &test,
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )?;
+    let saved = std::fs::read_to_string(&path).ok();
+    let outcome = match (mode, saved) {
+        (Mode::Verify { accept }, Some(text)) => {
+            let old = RangeCurve::from_json(&text)
+                .with_context(|| format!("{}: not a range test", path.display()))?;
+            if old == curve {
+                println!(
+                    "{label}: bit-identical to the committed curve ({} steps)",
+                    curve.points.len()
+                );
+                return Ok(Outcome::Identical(0));
+            }
+            let first = old
+                .points
+                .iter()
+                .zip(&curve.points)
+                .find(|(a, b)| a != b)
+                .map_or_else(
+                    || {
+                        format!(
+                            "{} points committed, {} now",
+                            old.points.len(),
+                            curve.points.len()
+                        )
+                    },
+                    |(a, b)| format!("step {}: committed loss {}, now {}", a.step, a.loss, b.loss),
+                );
+            println!("{label}: DIFFERS from the committed curve: {first}");
+            if !accept {
+                return Ok(Outcome::Differs);
+            }
+            Outcome::Accepted
+        }
+        _ => Outcome::Trained,
+    };
+    std::fs::create_dir_all(lr_find_dir(out))?;
+    write_atomic(&path, curve.to_json().as_bytes())?;
+    println!(
+        "{label}: {} steps into {}",
+        curve.points.len(),
+        path.display()
+    );
+    Ok(outcome)
+}
+
+/// Attempt 3's confusion matrix and misclassified digits (seed 1), into `<out>/eval/`.
+fn eval_pictures(out: &Path, data: &Prepared) -> Result<()> {
+    let run = crate::runs::load_run(out, 3, 1)?;
+    let dir = run_dir(out, 3, 1);
+    let net = under8k_model::Net::new(
+        &run.config.arch,
+        &mut run::stream(0, 0, 0),
+        run::stream(0, 1, 0),
+        candle_core::DType::F32,
+        &candle_core::Device::Cpu,
+    )?;
+    under8k_model::checkpoint::load(&net, &dir.join("model.safetensors"))?;
+    let test = run
+        .config
+        .test_limit
+        .map_or_else(|| data.data.test.clone(), |n| data.data.test.head(n));
+    let norm = Normalization::new(run.config.mean, run.config.std)?;
+    let e = run::evaluate(&net, &test, norm, 1000, &candle_core::Device::Cpu)?;
+    let p = under8k_train::plots::eval_pictures(&e, &test, 48, "Attempt 3")?;
+    let eval = out.join("eval");
+    std::fs::create_dir_all(&eval)?;
+    write_atomic(&eval.join("confusion.png"), &p.confusion_png)?;
+    write_atomic(&eval.join("misclassified.png"), &p.misclassified_png)?;
+    write_atomic(
+        &eval.join("misclassified.csv"),
+        p.misclassified_csv.as_bytes(),
+    )?;
+    println!(
+        "attempt 3 seed 1: confusion matrix and {} misclassified digits in {}",
+        e.total - e.correct,
+        eval.display()
+    );
+    Ok(())
+}
+
 pub fn run(args: &Args) -> Result<()> {
     if args.attempts.is_empty() || args.seeds == 0 {
         bail!("nothing to do: give at least one attempt and one seed");
     }
     let dataset = args.dataset.name();
+    let previous = Manifest::existing(&args.out)?;
     if !args.force
-        && let Some(why) = Manifest::existing(&args.out)?
+        && let Some(why) = previous
+            .as_ref()
             .and_then(|m| m.other_recipe(&args.out, dataset, args.write_up))
     {
         bail!("{why} (or --force to retrain them with this recipe)");
     }
+    let mode = match (args.force, args.skip_existing) {
+        (true, _) => Mode::Force,
+        (_, true) => Mode::SkipExisting,
+        _ => Mode::Verify {
+            accept: args.accept,
+        },
+    };
     let start = Instant::now();
     let data = load(args.dataset, &data_dir(args.dataset, args.data.as_deref()))?;
     let recipe = Recipe {
@@ -161,45 +393,76 @@ pub fn run(args: &Args) -> Result<()> {
         epochs: args.epochs,
         data: &data,
     };
-    let stop = AtomicBool::new(false);
-    let mut epochs = 0;
+    let mnist = args.dataset == DataChoice::Known(Dataset::Mnist);
+    let extras = mnist && !args.write_up && !args.no_extras && args.attempts.contains(&3);
+    let mut jobs = vec![];
     for &attempt in &args.attempts {
         for seed in 1..=args.seeds {
-            let config = config(attempt, seed, &recipe)?;
-            epochs = config.epochs;
-            let dir = run_dir(&args.out, attempt, seed);
-            let label = format!("attempt {attempt} seed {seed}");
-            if !args.force && complete(&dir, &config) {
-                println!(
-                    "{label}: complete in {} (skipped; --force retrains)",
-                    dir.display()
-                );
-                continue;
-            }
-            let resume = !args.force && resumable(&dir, &config);
-            if !resume && dir.exists() {
-                std::fs::remove_dir_all(&dir)
-                    .with_context(|| format!("removing stale run {}", dir.display()))?;
-            }
-            println!(
-                "{label}: training into {}{}",
-                dir.display(),
-                if resume { " (resuming)" } else { "" }
-            );
-            run::train(
-                &config,
-                &data.data,
-                &dir,
-                if resume {
-                    run::Start::Resume
-                } else {
-                    run::Start::Fresh
-                },
-                &mut Lines { label },
-                &stop,
-            )?;
+            jobs.push(Job {
+                label: format!("attempt {attempt} seed {seed}"),
+                config: config(attempt, seed, &recipe)?,
+                dir: run_dir(&args.out, attempt, seed),
+            });
         }
     }
+    let epochs = jobs[0].config.epochs;
+    let write_up = Recipe {
+        write_up: true,
+        ..recipe
+    };
+    let base = config(3, 1, &write_up)?;
+    if extras {
+        for seed in 1..=args.seeds {
+            jobs.push(Job {
+                label: format!("write-up attempt 3 seed {seed}"),
+                config: config(3, seed, &write_up)?,
+                dir: write_up_dir(&args.out, seed),
+            });
+        }
+        for lr in SWEEP_LRS {
+            jobs.push(Job {
+                label: format!("lr-find sweep lr {lr}"),
+                config: lr_find::sweep_config(&base, lr, SWEEP_EPOCHS)?,
+                dir: sweep_dir(&args.out, lr),
+            });
+        }
+    }
+    let stop = AtomicBool::new(false);
+    let mut outcomes = vec![];
+    for job in &jobs {
+        outcomes.push(run_job(job, &data, mode, &stop)?);
+    }
+    if extras {
+        outcomes.push(range_test_job(&args.out, &base, &data, mode)?);
+        eval_pictures(&args.out, &data)?;
+    }
+    let differs = outcomes.iter().filter(|o| **o == Outcome::Differs).count();
+    if differs > 0 {
+        bail!(
+            "{differs} of {} verified results differ from the committed ones (listed above); nothing was replaced and the report was not rewritten (--accept replaces them)",
+            outcomes.len()
+        );
+    }
+    let verified = if outcomes.iter().all(|o| matches!(o, Outcome::Identical(_))) {
+        let verified_epochs = outcomes
+            .iter()
+            .map(|o| match o {
+                Outcome::Identical(e) => *e,
+                _ => 0,
+            })
+            .sum();
+        Some(Verified {
+            date: today(),
+            cpu: cpu_description(),
+            threads: rayon::current_num_threads(),
+            runs: jobs.len(),
+            epochs: verified_epochs,
+        })
+    } else if outcomes.iter().all(|o| *o == Outcome::Skipped) {
+        previous.and_then(|m| m.verified)
+    } else {
+        None
+    };
     let mut attempts = args.attempts.clone();
     attempts.sort_unstable();
     attempts.dedup();
@@ -214,7 +477,7 @@ pub fn run(args: &Args) -> Result<()> {
     if args.quick {
         command += " --quick";
     }
-    if args.dataset != DataChoice::Known(Dataset::Mnist) {
+    if !mnist {
         command += &format!(" --dataset {dataset}");
     }
     if let Some(d) = args
@@ -230,6 +493,9 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(e) = args.epochs {
         command += &format!(" --epochs {e}");
     }
+    if args.no_extras && mnist && !args.write_up {
+        command += " --no-extras";
+    }
     if args.out != Path::new("docs/report") {
         command += &format!(" --out {}", args.out.display());
     }
@@ -239,15 +505,17 @@ pub fn run(args: &Args) -> Result<()> {
         seeds: args.seeds,
         epochs,
         quick: args.quick,
-        cpu: cpu_model(),
+        cpu: cpu_description(),
         threads: rayon::current_num_threads(),
         write_up: args.write_up,
         dataset: dataset.to_string(),
+        extras,
+        verified,
     };
     std::fs::create_dir_all(&args.out)?;
-    std::fs::write(
-        args.out.join("reproduce.json"),
-        serde_json::to_string_pretty(&manifest)? + "\n",
+    write_atomic(
+        &args.out.join("reproduce.json"),
+        (serde_json::to_string_pretty(&manifest)? + "\n").as_bytes(),
     )?;
     crate::report::write(&args.out)?;
     println!(

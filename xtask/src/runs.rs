@@ -31,6 +31,29 @@ pub struct Manifest {
     /// The dataset (absent for MNIST, as in manifests written before datasets were recorded).
     #[serde(default = "mnist_name", skip_serializing_if = "is_mnist_name")]
     pub dataset: String,
+    /// Whether the report also has the write-up's own attempt 3 (`runs/write-up-attempt3/`),
+    /// the learning-rate range test and sweep (`lr-find/`) and attempt 3's confusion matrix and
+    /// misclassified digits (`eval/`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub extras: bool,
+    /// When and where every run was last retrained and found bit-identical.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<Verified>,
+}
+
+/// A verification: every run of the report retrained and compared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verified {
+    /// UTC date, `YYYY-MM-DD`.
+    pub date: String,
+    /// The CPU it ran on.
+    pub cpu: String,
+    /// Threads.
+    pub threads: usize,
+    /// Runs retrained and compared.
+    pub runs: usize,
+    /// Their epochs, all together.
+    pub epochs: usize,
 }
 
 fn mnist_name() -> String {
@@ -94,16 +117,49 @@ pub fn run_dir(out: &Path, attempt: u8, seed: u64) -> PathBuf {
         .join(format!("seed{seed}"))
 }
 
+/// The write-up's own attempt 3 of `seed`, beside the project's attempts.
+pub fn write_up_dir(out: &Path, seed: u64) -> PathBuf {
+    out.join("runs")
+        .join("write-up-attempt3")
+        .join(format!("seed{seed}"))
+}
+
+/// The range test and the sweep: `<out>/lr-find/`.
+pub fn lr_find_dir(out: &Path) -> PathBuf {
+    out.join("lr-find")
+}
+
+/// The CPU's model name, as `/proc/cpuinfo` gives it.
 pub fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+    cpu_field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+fn cpu_field(name: &str) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// The CPU as precisely as a report needs it: model name, family and model numbers (they tell
+/// AMD's Zen generations apart where the name does not) and its widest vector extension.
+pub fn cpu_description() -> String {
+    let mut s = cpu_model();
+    if let (Some(f), Some(m)) = (cpu_field("cpu family"), cpu_field("model")) {
+        s += &format!(", family {f} model {m}");
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        s += if std::arch::is_x86_feature_detected!("avx512f") {
+            ", AVX-512"
+        } else if std::arch::is_x86_feature_detected!("avx2") {
+            ", AVX2"
+        } else {
+            ", no AVX2"
+        };
+    }
+    s
 }
 
 /// One finished run.
@@ -157,7 +213,11 @@ impl Run {
 }
 
 pub fn load_run(out: &Path, attempt: u8, seed: u64) -> Result<Run> {
-    let dir = run_dir(out, attempt, seed);
+    load_run_in(&run_dir(out, attempt, seed), seed)
+}
+
+/// The complete run in `dir`.
+pub fn load_run_in(dir: &Path, seed: u64) -> Result<Run> {
     let read = |name: &str| {
         std::fs::read(dir.join(name)).with_context(|| {
             format!(

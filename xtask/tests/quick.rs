@@ -1,6 +1,8 @@
 //! `cargo xtask reproduce --quick` end to end (a 2-epoch smoke test on subsets): the report and
-//! its PNGs are written, non-empty and decodable; re-running skips the complete runs; and
-//! `cargo xtask report` rewrites the report byte for byte from the saved histories.
+//! its PNGs are written, non-empty and decodable; re-running retrains every run and finds it
+//! bit-identical, reports an altered history as different (and replaces it only with
+//! `--accept`), `--skip-existing` keeps complete runs; and `cargo xtask report` rewrites the
+//! report byte for byte from the saved histories.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -47,6 +49,10 @@ fn files(dir: &Path) -> Vec<(String, Vec<u8>)> {
         "curves_attempt1.png",
         "curves_attempt2.png",
         "curves_attempt3.png",
+        "lr-find/lr_find.png",
+        "lr-find/lr_find.csv",
+        "lr-find/sweep.png",
+        "lr-find/sweep.csv",
     ]
     .iter()
     .map(|n| {
@@ -68,12 +74,19 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
     quick(out_s, &[]);
     let first = files(&out);
     for (name, bytes) in &first {
+        if name.ends_with(".csv") {
+            // A header, then the range test's 16 steps (one quick epoch of 2,048 / 128
+            // batches) or the sweep's 8 rates.
+            let rows = if name.ends_with("sweep.csv") { 9 } else { 17 };
+            assert_eq!(String::from_utf8_lossy(bytes).lines().count(), rows, "{name}");
+            continue;
+        }
         assert!(
             bytes.len() > 1000,
             "{name} is suspiciously small ({} bytes)",
             bytes.len()
         );
-        if name.ends_with(".png") {
+        if name.ends_with(".png") && !name.starts_with("lr-find") {
             let img = image::load_from_memory(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(
                 img.width() >= 1000 && img.height() >= 600,
@@ -99,6 +112,12 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
         "7,684",
         "Quick mode",
         "--quick",
+        "| 3 (write-up) | the write-up's own attempt 3: StepLR(1) from lr 0.07",
+        "### Choosing the learning rate",
+        "![range test](lr-find/lr_find.png)",
+        "### What attempt 3 gets wrong",
+        "![confusion matrix of attempt 3](eval/confusion.png)",
+        "Not yet verified",
     ] {
         assert!(readme.contains(needle), "README lacks {needle:?}");
     }
@@ -107,10 +126,86 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
         let h: serde_json::Value = serde_json::from_slice(&std::fs::read(&h).unwrap()).unwrap();
         assert_eq!(h["epochs"].as_array().unwrap().len(), 2);
     }
-    // Complete runs are skipped, and the report comes out the same.
+    for f in ["confusion.png", "misclassified.png", "misclassified.csv"] {
+        assert!(out.join("eval").join(f).is_file(), "eval/{f}");
+    }
+    // Run again: every run is retrained and found bit-identical (3 attempts, the write-up's
+    // attempt 3, 8 sweep rates), and so is the range test; the report now says so.
     let again = quick(out_s, &[]);
-    assert_eq!(again.matches("skipped").count(), 3, "{again}");
-    assert_eq!(files(&out), first);
+    assert_eq!(
+        again
+            .matches("bit-identical to the committed run (2/2 epochs, checkpoint equal)")
+            .count(),
+        12,
+        "{again}"
+    );
+    assert!(
+        again.contains("lr-find range test: bit-identical"),
+        "{again}"
+    );
+    let verified = files(&out);
+    let readme =
+        String::from_utf8_lossy(&verified.iter().find(|(n, _)| n == "README.md").unwrap().1)
+            .into_owned();
+    assert!(
+        readme.contains("**Verified bit for bit** on 20"),
+        "{readme}"
+    );
+    assert!(
+        readme.contains("retrained all 12 runs (24 epochs)"),
+        "{readme}"
+    );
+    // A history altered by hand is reported as different, with the epoch, the figure and both
+    // values; nothing is replaced and the report is not rewritten.
+    let h = out.join("runs/attempt2/seed1/history.json");
+    let original = std::fs::read_to_string(&h).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
+    let real = v["epochs"][1]["test_acc"].as_f64().unwrap();
+    v["epochs"][1]["test_acc"] = serde_json::json!(real + 0.01);
+    let altered = serde_json::to_string_pretty(&v).unwrap();
+    std::fs::write(&h, &altered).unwrap();
+    let o = output(&[
+        "reproduce",
+        "--quick",
+        "--out",
+        out_s,
+        "--data",
+        "data/mnist",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{text}");
+    let want = format!(
+        "attempt 2 seed 1: DIFFERS from the committed run: epoch 2 test_acc: committed {}, retrained {real}",
+        real + 0.01
+    );
+    assert!(text.contains(&want), "{text}");
+    assert!(text.contains("1 of 13 verified results differ"), "{text}");
+    assert_eq!(std::fs::read_to_string(&h).unwrap(), altered);
+    assert_eq!(files(&out), verified);
+    // --accept replaces it with the retrained run (which is the original again).
+    let accepted = quick(out_s, &["--accept"]);
+    assert!(
+        accepted.contains("the retrained run replaces it (--accept)"),
+        "{accepted}"
+    );
+    let restored: serde_json::Value = serde_json::from_slice(&std::fs::read(&h).unwrap()).unwrap();
+    assert_eq!(restored["epochs"][1]["test_acc"].as_f64(), Some(real));
+    // A replaced run is not a verified one.
+    let after_accept = files(&out);
+    let readme = String::from_utf8_lossy(
+        &after_accept
+            .iter()
+            .find(|(n, _)| n == "README.md")
+            .unwrap()
+            .1,
+    )
+    .into_owned();
+    assert!(readme.contains("Not yet verified"), "{readme}");
+    // --skip-existing keeps complete runs, and the report comes out the same.
+    let kept = quick(out_s, &["--skip-existing"]);
+    assert_eq!(kept.matches("(kept)").count(), 12, "{kept}");
+    assert_eq!(files(&out), after_accept);
+    let first = after_accept;
     // `report` alone regenerates it byte for byte.
     for (name, _) in &first {
         std::fs::remove_file(out.join(name)).unwrap();
@@ -294,7 +389,10 @@ fn write_up_trains_the_write_ups_own_attempt_3() {
         "{err}"
     );
     let again = quick(out_s, &["--attempts", "3", "--force"]);
-    assert!(!again.contains("skipped"), "{again}");
+    assert!(
+        !again.contains("(kept)") && !again.contains("retraining to verify"),
+        "{again}"
+    );
     let config: serde_json::Value = serde_json::from_slice(
         &std::fs::read(out.join("runs/attempt3/seed1/config.json")).unwrap(),
     )

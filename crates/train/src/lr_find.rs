@@ -17,6 +17,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::Device;
+use serde::{Deserialize, Serialize};
 use under8k_mnist_data::Mnist;
 use under8k_mnist_data::batch::EpochBatches;
 use under8k_sched::Schedule;
@@ -50,7 +51,7 @@ pub enum LrFindError {
 }
 
 /// The range test's settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RangeTest {
     /// The first batch's rate.
     pub start_lr: f64,
@@ -102,7 +103,7 @@ impl RangeTest {
 }
 
 /// One batch of the range test.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RangePoint {
     /// 0-based batch.
     pub step: usize,
@@ -115,7 +116,8 @@ pub struct RangePoint {
 }
 
 /// Why the range test ended.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RangeEnd {
     /// All steps ran.
     Completed,
@@ -138,7 +140,7 @@ pub enum RangeEnd {
 }
 
 /// The range test's curve and outcome.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RangeCurve {
     /// The settings.
     pub test: RangeTest,
@@ -177,6 +179,16 @@ impl RangeCurve {
     /// fastai's `lr_min`: a tenth of [`min_loss_lr`](Self::min_loss_lr).
     pub fn min_over_ten(&self) -> Option<f64> {
         self.min_loss_lr().map(|lr| lr / 10.0)
+    }
+
+    /// The curve with its settings and end as JSON (what [`RangeCurve::from_json`] reads).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a curve always serialises")
+    }
+
+    /// A curve saved by [`RangeCurve::to_json`].
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
     }
 
     /// The curve as CSV: `step,lr,loss,smoothed_loss`.
@@ -264,7 +276,7 @@ pub fn range_test(
 }
 
 /// One rate of a sweep: its run's test accuracy.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SweepPoint {
     /// The constant rate.
     pub lr: f64,
