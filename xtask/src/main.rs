@@ -6,6 +6,8 @@
 //! - `report`: rewrite `docs/report/` from the saved histories alone (no training);
 //! - `pytorch`: the same recipe trained in PyTorch (when python3 can import torch), saved
 //!   under `docs/report/pytorch/` for the report's side-by-side section;
+//! - `research`: a research goal's report (`docs/under8k-99.5/`, `docs/under6k/`): candidates
+//!   chosen on a validation split, the chosen one over N seeds on the test set;
 //! - `tidy`: the crate boundaries (light builds' dependencies and tests, packaging);
 //! - `bench`: training and evaluation throughput of the fast engine, the reference path and
 //!   (when a Python with torch is importable) PyTorch, side by side.
@@ -21,6 +23,7 @@ mod plot;
 mod pytorch;
 mod report;
 mod reproduce;
+mod research;
 mod runs;
 mod tidy;
 mod verify;
@@ -51,6 +54,9 @@ enum Task {
     Pytorch(pytorch::Args),
     /// Check the crate boundaries: light builds' dependencies and tests, packaging.
     Tidy(tidy::Args),
+    /// A research goal's report: train its candidate recipes on a validation split, choose, train
+    /// the chosen one with N seeds and test it (retraining committed runs to verify them).
+    Research(research::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,5 +66,6 @@ fn main() -> anyhow::Result<()> {
         Task::Bench(args) => bench::run(&args),
         Task::Pytorch(args) => pytorch::run(&args),
         Task::Tidy(args) => tidy::run(&args),
+        Task::Research(args) => research::run(&args),
     }
 }

@@ -103,6 +103,16 @@ fn save(path: &Path, buf: Vec<u8>, (w, h): (u32, u32)) -> Result<()> {
 /// The seed's 2×2 panel: training loss and accuracy per batch, test loss and accuracy per epoch
 /// (mean over seeds, with a ±1 sd band when there are several).
 pub fn curves(path: &Path, attempt: u8, runs: &[Run]) -> Result<()> {
+    curves_titled(
+        path,
+        &format!("Attempt {attempt}"),
+        COLORS[(attempt as usize + 2) % 3],
+        runs,
+    )
+}
+
+/// [`curves`] under another title and colour.
+pub fn curves_titled(path: &Path, title: &str, color: RGBColor, runs: &[Run]) -> Result<()> {
     font();
     let size = (1400u32, 1000u32);
     let mut buf = vec![0u8; (size.0 * size.1 * 3) as usize];
@@ -115,7 +125,7 @@ pub fn curves(path: &Path, attempt: u8, runs: &[Run]) -> Result<()> {
             format!(", seed {}", runs[0].seed)
         };
         let root = root
-            .titled(&format!("Attempt {attempt}{seeds}"), ("sans-serif", 28))
+            .titled(&format!("{title}{seeds}"), ("sans-serif", 28))
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let areas = root.split_evenly((2, 2));
         let panels = [
@@ -152,7 +162,7 @@ pub fn curves(path: &Path, attempt: u8, runs: &[Run]) -> Result<()> {
             },
         ];
         for (area, p) in areas.iter().zip(&panels) {
-            draw_panel(area, p, COLORS[(attempt as usize + 2) % 3])?;
+            draw_panel(area, p, color)?;
         }
         root.present().map_err(|e| anyhow::anyhow!("{e}"))?;
     }

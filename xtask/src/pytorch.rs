@@ -52,7 +52,102 @@ pub fn torch_importable() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Runs `script` with `head`, the result file and `tail` as arguments, under `label`, its epoch
+/// lines echoed, into `path` (through a `.partial` file that becomes `path` once `check` accepts
+/// it).
+fn train_torch(
+    label: &str,
+    script: &Path,
+    head: &[std::ffi::OsString],
+    tail: &[String],
+    path: &Path,
+    check: impl Fn(&Path) -> Result<()>,
+) -> Result<()> {
+    let dir = path.parent().expect("a result path has a parent");
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let partial = path.with_extension("json.partial");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .args(head)
+        .arg(&partial)
+        .args(tail)
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting python3 {}", script.display()))?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    for line in BufReader::new(stdout).lines() {
+        println!("{label}  {}", line?);
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        let _ = std::fs::remove_file(&partial);
+        bail!("{} failed ({status})", script.display());
+    }
+    check(&partial)?;
+    std::fs::rename(&partial, path)
+        .with_context(|| format!("moving the result to {}", path.display()))
+}
+
+/// PyTorch runs of a research report's chosen recipe (`<out>/pytorch/seed{s}.json`).
+fn research(args: &Args) -> Result<()> {
+    if !torch_importable() {
+        bail!(
+            "python3 cannot import torch and torchvision: `pip install torch torchvision` first (only this command needs them)"
+        );
+    }
+    let script = Path::new("scripts/torch_recipe.py");
+    let threads = args.threads.unwrap_or_else(rayon::current_num_threads);
+    let choice = under8k_train::DataChoice::Known(under8k_mnist_data::Dataset::Mnist);
+    let data_dir = crate::reproduce::data_dir(choice, args.data.as_deref());
+    crate::reproduce::load(choice, &data_dir)?;
+    for seed in 1..=args.seeds {
+        let config = crate::research::chosen_config(&args.out, seed)?;
+        let path = crate::runs::result_path_research(&args.out, seed);
+        let epochs = config.epochs;
+        let complete = |p: &Path| -> Result<()> {
+            let run: crate::runs::TorchRun = serde_json::from_slice(&std::fs::read(p)?)
+                .with_context(|| format!("{}: not a PyTorch result", p.display()))?;
+            anyhow::ensure!(
+                run.seed == seed && run.epochs.len() == epochs,
+                "{}: not seed {seed}'s {epochs} epochs",
+                p.display()
+            );
+            Ok(())
+        };
+        if !args.force && complete(&path).is_ok() {
+            println!(
+                "pytorch seed {seed}: {} exists (skipped; --force retrains)",
+                path.display()
+            );
+            continue;
+        }
+        let cfg = tempfile::NamedTempFile::new()?;
+        std::fs::write(cfg.path(), serde_json::to_vec(&config)?)?;
+        println!("pytorch seed {seed}: training ({threads} threads)");
+        let script_args: Vec<std::ffi::OsString> = vec![
+            data_dir.clone().into(),
+            cfg.path().into(),
+            seed.to_string().into(),
+            threads.to_string().into(),
+        ];
+        train_torch(
+            &format!("pytorch seed {seed}"),
+            script,
+            &script_args,
+            &[],
+            &path,
+            complete,
+        )?;
+    }
+    crate::research::write(&args.out)?;
+    println!("report rewritten: {}", args.out.join("README.md").display());
+    Ok(())
+}
+
 pub fn run(args: &Args) -> Result<()> {
+    if args.out.join("goal.json").exists() {
+        return research(args);
+    }
     if args.attempts.iter().any(|a| !(1..=3).contains(a)) || args.seeds == 0 || args.epochs == 0 {
         bail!("attempts are 1, 2 or 3; seeds and epochs at least 1");
     }
@@ -109,33 +204,28 @@ pub fn run(args: &Args) -> Result<()> {
                 );
                 continue;
             }
-            let dir = path.parent().expect("a result path has a parent");
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            let partial = path.with_extension("json.partial");
             println!("pytorch attempt {attempt} seed {seed}: training ({threads} threads)");
-            let mut child = Command::new("python3")
-                .arg(script)
-                .arg(&data_dir)
-                .args([attempt.to_string(), seed.to_string(), threads.to_string()])
-                .arg(&partial)
-                .arg(args.epochs.to_string())
-                .arg(serde_json::to_string(&config.schedule)?)
-                .args([config.mean.to_string(), config.std.to_string()])
-                .stdout(Stdio::piped())
-                .spawn()
-                .with_context(|| format!("starting python3 {}", script.display()))?;
-            let stdout = child.stdout.take().expect("stdout is piped");
-            for line in BufReader::new(stdout).lines() {
-                println!("pytorch attempt {attempt} seed {seed}  {}", line?);
-            }
-            let status = child.wait()?;
-            if !status.success() {
-                let _ = std::fs::remove_file(&partial);
-                bail!("{} failed ({status})", script.display());
-            }
-            read(&partial, attempt, seed, &lrs)?;
-            std::fs::rename(&partial, &path)
-                .with_context(|| format!("moving the result to {}", path.display()))?;
+            // The script's arguments, the result file between the first five and the rest.
+            let head: Vec<std::ffi::OsString> = vec![
+                data_dir.clone().into(),
+                attempt.to_string().into(),
+                seed.to_string().into(),
+                threads.to_string().into(),
+            ];
+            let tail = [
+                args.epochs.to_string(),
+                serde_json::to_string(&config.schedule)?,
+                config.mean.to_string(),
+                config.std.to_string(),
+            ];
+            train_torch(
+                &format!("pytorch attempt {attempt} seed {seed}"),
+                script,
+                &head,
+                &tail,
+                &path,
+                |p| read(p, attempt, seed, &lrs).map(drop),
+            )?;
         }
     }
     if manifest.is_some() {

@@ -169,15 +169,15 @@ impl Observer for Lines {
 }
 
 /// One run the report needs.
-struct Job {
-    label: String,
-    config: TrainConfig,
-    dir: PathBuf,
+pub struct Job {
+    pub label: String,
+    pub config: TrainConfig,
+    pub dir: PathBuf,
 }
 
 /// What became of a job.
 #[derive(Debug, PartialEq)]
-enum Outcome {
+pub enum Outcome {
     Trained,
     Skipped,
     Identical(usize),
@@ -187,7 +187,7 @@ enum Outcome {
 
 /// How complete runs are treated.
 #[derive(Clone, Copy, PartialEq)]
-enum Mode {
+pub enum Mode {
     Verify { accept: bool },
     SkipExisting,
     Force,
@@ -201,7 +201,7 @@ const RUN_FILES: [&str; 5] = [
     "state.safetensors",
 ];
 
-fn run_job(job: &Job, data: &Prepared, mode: Mode, stop: &AtomicBool) -> Result<Outcome> {
+pub fn run_job(job: &Job, data: &Prepared, mode: Mode, stop: &AtomicBool) -> Result<Outcome> {
     let lines = || Lines {
         label: job.label.clone(),
     };

@@ -309,6 +309,11 @@ pub fn result_path(out: &Path, attempt: u8, seed: u64) -> PathBuf {
         .join(format!("seed{seed}.json"))
 }
 
+/// `<out>/pytorch/seed{s}.json` of a research report.
+pub fn result_path_research(out: &Path, seed: u64) -> PathBuf {
+    out.join("pytorch").join(format!("seed{seed}.json"))
+}
+
 /// The learning rate of each epoch's first step under `config`'s schedule, as a run on MNIST's
 /// or Fashion-MNIST's 60,000 training images records it (the script trains on no other data).
 pub fn epoch_lrs(config: &TrainConfig) -> Vec<f64> {

@@ -78,7 +78,11 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
             // A header, then the range test's 16 steps (one quick epoch of 2,048 / 128
             // batches) or the sweep's 8 rates.
             let rows = if name.ends_with("sweep.csv") { 9 } else { 17 };
-            assert_eq!(String::from_utf8_lossy(bytes).lines().count(), rows, "{name}");
+            assert_eq!(
+                String::from_utf8_lossy(bytes).lines().count(),
+                rows,
+                "{name}"
+            );
             continue;
         }
         assert!(

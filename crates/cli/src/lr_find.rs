@@ -128,7 +128,7 @@ fn sweep(
         let dir = args.out.join("sweep").join(format!("lr-{lr}"));
         eprintln!("lr {lr}: {} epochs into {}", c.epochs, dir.display());
         // A sweep run already there (same config) is continued or kept, not retrained.
-        let outcome = run::train(&c, data, &dir, Start::Resume, &mut Progress::new(), &stop)?;
+        let outcome = run::train(&c, data, &dir, Start::Resume, &mut Progress::new(&c), &stop)?;
         if outcome.interrupted {
             bail!("interrupted; the same command continues the sweep");
         }

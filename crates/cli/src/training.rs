@@ -79,6 +79,11 @@ pub(crate) struct RunArgs {
     /// Evaluate on the first N test images only.
     #[arg(long)]
     test_limit: Option<usize>,
+    /// Hold the last N training images out as a validation split, train on the rest and
+    /// evaluate on them instead of the test set (recorded in config.json; the test set is never
+    /// read). Choose recipes this way, then train the chosen one without it.
+    #[arg(long, value_name = "N")]
+    validation: Option<usize>,
     /// Run the net on candle's own ops (the slow reference) instead of the fast CPU engine.
     #[arg(long)]
     reference_kernels: bool,
@@ -129,6 +134,7 @@ fn build_config(
     }
     c.train_limit = args.train_limit.or(c.train_limit);
     c.test_limit = args.test_limit.or(c.test_limit);
+    c.validation = args.validation.or(c.validation);
     if args.reference_kernels {
         c.kernels = under8k_model::Kernels::Reference;
     }
@@ -146,7 +152,10 @@ fn build_config(
             ScheduleKind::OneCycle => Schedule::one_cycle(lr, 2)?,
         };
     }
-    let resized = args.epochs.is_some() || args.batch_size.is_some() || args.train_limit.is_some();
+    let resized = args.epochs.is_some()
+        || args.batch_size.is_some()
+        || args.train_limit.is_some()
+        || args.validation.is_some();
     if resized || args.schedule.is_some() || args.lr.is_some() {
         // A one-cycle schedule spans the run; a config file's own total_steps is kept otherwise.
         c.fit_schedule(loaded.data.train.len());
@@ -159,13 +168,20 @@ fn build_config(
 pub(crate) struct Progress {
     bar: Option<ProgressBar>,
     terminal: bool,
+    /// What the evaluation split is called: `test`, or `val` for a validation split.
+    eval: &'static str,
 }
 
 impl Progress {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(config: &TrainConfig) -> Self {
         Self {
             bar: None,
             terminal: std::io::stderr().is_terminal(),
+            eval: if config.validation.is_some() {
+                "val"
+            } else {
+                "test"
+            },
         }
     }
 }
@@ -200,11 +216,12 @@ impl Observer for Progress {
             b.finish_and_clear();
         }
         eprintln!(
-            "epoch {:>2}  lr {:.6}  train loss {:.4} acc {:.2}%  test loss {:.4} acc {:.2}% ({}/{})  {:.1}s  {:.0} img/s",
+            "epoch {:>2}  lr {:.6}  train loss {:.4} acc {:.2}%  {} loss {:.4} acc {:.2}% ({}/{})  {:.1}s  {:.0} img/s",
             r.epoch,
             r.lr,
             r.train_loss,
             r.train_acc,
+            self.eval,
             r.test_loss,
             r.test_acc,
             r.test_correct,
@@ -257,7 +274,7 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
         config.epochs,
         out.display()
     );
-    let mut progress = Progress::new();
+    let mut progress = Progress::new(&config);
     let start = match args.resume {
         true => run::Start::Resume,
         false => run::Start::Fresh,
@@ -272,7 +289,12 @@ pub(crate) fn train(args: TrainArgs) -> Result<()> {
     }
     let h = &outcome.history;
     println!(
-        "max test accuracy {:.2}% over {} epochs; files in {}",
+        "max {} accuracy {:.2}% over {} epochs; files in {}",
+        if config.validation.is_some() {
+            "validation"
+        } else {
+            "test"
+        },
         h.max_test_acc().unwrap_or(0.0),
         h.epochs.len(),
         out.display()

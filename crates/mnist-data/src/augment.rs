@@ -1,4 +1,5 @@
-//! Rotation that reproduces torchvision's `RandomRotation(degrees)` on a tensor image.
+//! Augmentations that reproduce torchvision's on a tensor image: `RandomRotation(degrees)`,
+//! `RandomAffine(degrees, translate, scale)` and `RandomErasing` (cutout).
 //!
 //! torchvision (`transforms.functional.rotate` → `_functional_tensor.rotate`) builds the inverse
 //! affine matrix `[cos θ, −sin θ, 0; sin θ, cos θ, 0]` (θ in radians, positive = counter-clockwise
@@ -10,38 +11,82 @@
 //! torchvision's pixel for pixel except where a coordinate lands within an `f32` rounding error
 //! of a half-integer — a measure-zero set of angles. Rotating `u8` pixels before `ToTensor`'s
 //! division by 255 is the same as rotating afterwards: nearest-neighbour only moves values.
+//!
+//! [`affine`] is torchvision's `F.affine(img, angle, translate, scale, shear=0)`, of which
+//! `rotate(d)` is the case `angle = −d` (affine angles turn clockwise): the inverse matrix of
+//! `_get_inverse_affine_matrix` in `f64` (rotation, then `/ scale`, then the translation folded
+//! in), cast to `f32`, then the same grid and sampling. `tests/torchvision_affine.rs` holds this
+//! to torchvision's own output. [`RandomErasing`] blanks a rectangle drawn as torchvision's
+//! `RandomErasing.get_params` draws it, before normalisation (fill: pixel 0).
 
 use rand_core::RngCore;
 
-/// Rotates a `rows × cols` grayscale image by `degrees` (counter-clockwise) about its centre,
-/// nearest-neighbour, fill 0, into `out` (same size). Panics if the slice lengths are not
-/// `rows * cols`.
-pub fn rotate_into(img: &[u8], rows: usize, cols: usize, degrees: f32, out: &mut [u8]) {
+/// torchvision's `F.affine` parameters (no shear): turn by `angle` degrees *clockwise* (the
+/// affine convention), scale by `scale`, then shift by `translate` pixels (right, down), all
+/// about the image centre.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Affine {
+    /// Degrees, clockwise.
+    pub angle: f32,
+    /// Whole pixels: (right, down).
+    pub translate: (i32, i32),
+    /// Zoom factor (> 0).
+    pub scale: f32,
+}
+
+impl Affine {
+    /// A pure counter-clockwise rotation (what [`rotate`] does).
+    pub fn rotation(degrees: f32) -> Self {
+        Self {
+            angle: -degrees,
+            translate: (0, 0),
+            scale: 1.0,
+        }
+    }
+
+    /// The inverse affine matrix as torchvision computes it (`f64`), cast to `f32`.
+    fn inverse_matrix(&self) -> [f32; 6] {
+        let rot = (self.angle as f64).to_radians();
+        let (tx, ty) = (self.translate.0 as f64, self.translate.1 as f64);
+        let scale = self.scale as f64;
+        // Shear 0: a = cos(rot), b = −sin(rot), c = sin(rot), d = cos(rot);
+        // matrix = [d, −b, 0, −c, a, 0] / scale.
+        let (a, b, c, d) = (rot.cos(), -rot.sin(), rot.sin(), rot.cos());
+        let mut m = [d, -b, 0.0, -c, a, 0.0].map(|v| v / scale);
+        // Centre (0, 0) in these coordinates: `m[2] += m[0]·(−cx − tx) + m[1]·(−cy − ty)`, then
+        // `m[2] += cx`.
+        let (cx, cy) = (0.0f64, 0.0f64);
+        m[2] += m[0] * (-cx - tx) + m[1] * (-cy - ty);
+        m[5] += m[3] * (-cx - tx) + m[4] * (-cy - ty);
+        m[2] += cx;
+        m[5] += cy;
+        m.map(|v| v as f32)
+    }
+}
+
+/// Applies `t` to a `rows × cols` grayscale image, nearest-neighbour, fill 0, into `out` (same
+/// size). Panics if the slice lengths are not `rows * cols`.
+pub fn affine_into(img: &[u8], rows: usize, cols: usize, t: &Affine, out: &mut [u8]) {
     assert_eq!(img.len(), rows * cols, "input is not rows*cols pixels");
     assert_eq!(out.len(), rows * cols, "output is not rows*cols pixels");
-    let theta = (degrees as f64).to_radians();
-    // torchvision: matrix in f64, then `torch.tensor(matrix, dtype=float32)`.
-    let (m0, m1, m3, m4) = (
-        theta.cos() as f32,
-        -theta.sin() as f32,
-        theta.sin() as f32,
-        theta.cos() as f32,
-    );
+    let [m0, m1, m2, m3, m4, m5] = t.inverse_matrix();
     let (w, h) = (cols as f32, rows as f32);
     // `rescaled_theta = theta.T / [0.5 w, 0.5 h]` (f32 division).
-    let (r00, r10, r01, r11) = (
+    let (r00, r10, r20, r01, r11, r21) = (
         m0 / (0.5 * w),
         m1 / (0.5 * w),
+        m2 / (0.5 * w),
         m3 / (0.5 * h),
         m4 / (0.5 * h),
+        m5 / (0.5 * h),
     );
     for i in 0..rows {
         let y = i as f32 - rows as f32 * 0.5 + 0.5;
         for j in 0..cols {
             let x = j as f32 - cols as f32 * 0.5 + 0.5;
-            // `base_grid.bmm(rescaled_theta)`: x·r0 + y·r1 + 1·0.
-            let gx = x * r00 + y * r10 + 0.0;
-            let gy = x * r01 + y * r11 + 0.0;
+            // `base_grid.bmm(rescaled_theta)`: x·r0 + y·r1 + 1·r2.
+            let gx = x * r00 + y * r10 + r20;
+            let gy = x * r01 + y * r11 + r21;
             // grid_sample's unnormalisation with align_corners=False, then nearest (half to even).
             let sx = (((gx + 1.0) * w - 1.0) / 2.0).round_ties_even();
             let sy = (((gy + 1.0) * h - 1.0) / 2.0).round_ties_even();
@@ -52,6 +97,21 @@ pub fn rotate_into(img: &[u8], rows: usize, cols: usize, degrees: f32, out: &mut
             };
         }
     }
+}
+
+/// [`affine_into`], into a new image of the same size.
+pub fn affine(img: &[u8], rows: usize, cols: usize, t: &Affine) -> Vec<u8> {
+    let mut out = vec![0; img.len()];
+    affine_into(img, rows, cols, t, &mut out);
+    out
+}
+
+/// Rotates a `rows × cols` grayscale image by `degrees` (counter-clockwise) about its centre,
+/// nearest-neighbour, fill 0, into `out` (same size): [`affine_into`] with
+/// [`Affine::rotation`], whose matrix is exactly torchvision's `rotate`'s. Panics if the slice
+/// lengths are not `rows * cols`.
+pub fn rotate_into(img: &[u8], rows: usize, cols: usize, degrees: f32, out: &mut [u8]) {
+    affine_into(img, rows, cols, &Affine::rotation(degrees), out);
 }
 
 /// Rotates an image by exactly `degrees`; returns a new image of the same size.
@@ -103,8 +163,8 @@ impl RandomRotation {
     /// Written out here (not `rand`'s distributions) so the stream of angles for a seed never
     /// changes with a dependency upgrade.
     pub fn sample_angle<R: RngCore + ?Sized>(&self, rng: &mut R) -> f32 {
-        let u = (rng.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32);
-        -self.max_degrees + 2.0 * self.max_degrees * u
+        // −m + (m − (−m))·u: the same bits as −m + 2m·u (m + m = 2m exactly).
+        uniform(rng, -self.max_degrees, self.max_degrees)
     }
 
     /// Draws an angle and rotates `img` by it into `out`; returns the angle.
@@ -119,6 +179,214 @@ impl RandomRotation {
         let angle = self.sample_angle(rng);
         rotate_into(img, rows, cols, angle, out);
         angle
+    }
+}
+
+/// A uniform `f32` in `[lo, hi)` from one `u32` (its top 24 bits), as [`RandomRotation`] draws.
+fn uniform<R: RngCore + ?Sized>(rng: &mut R, lo: f32, hi: f32) -> f32 {
+    let u = (rng.next_u32() >> 8) as f32 * (1.0 / (1u32 << 24) as f32);
+    lo + (hi - lo) * u
+}
+
+/// An invalid affine or erasing setting.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidAugmentation {
+    /// The affine ranges are out of bounds.
+    #[error(
+        "affine augmentation needs degrees in [0, 180], translate in [0, 1] and 0 < min scale ≤ max scale, all finite; got degrees {degrees}, translate {translate}, scale {scale:?}"
+    )]
+    Affine {
+        /// Degrees.
+        degrees: f32,
+        /// Translate fraction.
+        translate: f32,
+        /// Scale range.
+        scale: (f32, f32),
+    },
+    /// The erasing settings are out of bounds.
+    #[error(
+        "random erasing needs p in [0, 1], 0 < min area ≤ max area < 1 and 0 < min ratio ≤ max ratio, all finite; got p {p}, area {area:?}, ratio {ratio:?}"
+    )]
+    Erasing {
+        /// Probability.
+        p: f32,
+        /// Area fraction range.
+        area: (f32, f32),
+        /// Aspect-ratio range.
+        ratio: (f32, f32),
+    },
+}
+
+/// `RandomAffine(degrees, translate=(t, t), scale=(lo, hi))` without shear: per image, an angle
+/// uniform in `[−degrees, degrees]`, a shift of `round(u · t · side)` whole pixels each way
+/// (`u` uniform in `[−1, 1)`, ties to even, as Python's `round`), a scale uniform in `[lo, hi)` —
+/// drawn in that order, as torchvision's `get_params` does — then [`affine_into`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RandomAffine {
+    /// Largest turn either way, degrees.
+    pub degrees: f32,
+    /// Largest shift, as a fraction of the side (same for both axes).
+    pub translate: f32,
+    /// Scale range.
+    pub scale: (f32, f32),
+}
+
+impl RandomAffine {
+    /// Validating constructor.
+    pub fn new(
+        degrees: f32,
+        translate: f32,
+        scale: (f32, f32),
+    ) -> Result<Self, InvalidAugmentation> {
+        let finite = [degrees, translate, scale.0, scale.1]
+            .iter()
+            .all(|v| v.is_finite());
+        if finite
+            && (0.0..=180.0).contains(&degrees)
+            && (0.0..=1.0).contains(&translate)
+            && scale.0 > 0.0
+            && scale.0 <= scale.1
+        {
+            Ok(Self {
+                degrees,
+                translate,
+                scale,
+            })
+        } else {
+            Err(InvalidAugmentation::Affine {
+                degrees,
+                translate,
+                scale,
+            })
+        }
+    }
+
+    /// Draws one transform for a `rows × cols` image.
+    pub fn sample<R: RngCore + ?Sized>(&self, rng: &mut R, rows: usize, cols: usize) -> Affine {
+        let angle = uniform(rng, -self.degrees, self.degrees);
+        let (max_dx, max_dy) = (self.translate * cols as f32, self.translate * rows as f32);
+        let tx = uniform(rng, -max_dx, max_dx).round_ties_even() as i32;
+        let ty = uniform(rng, -max_dy, max_dy).round_ties_even() as i32;
+        let scale = uniform(rng, self.scale.0, self.scale.1);
+        Affine {
+            angle,
+            translate: (tx, ty),
+            scale,
+        }
+    }
+
+    /// Draws a transform and applies it to `img` into `out`; returns it.
+    pub fn apply_into<R: RngCore + ?Sized>(
+        &self,
+        rng: &mut R,
+        img: &[u8],
+        rows: usize,
+        cols: usize,
+        out: &mut [u8],
+    ) -> Affine {
+        let t = self.sample(rng, rows, cols);
+        affine_into(img, rows, cols, &t, out);
+        t
+    }
+}
+
+/// A rectangle to blank: rows `top..top + height`, columns `left..left + width`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    /// First row.
+    pub top: usize,
+    /// First column.
+    pub left: usize,
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+}
+
+/// Sets the pixels of `rect` to 0 (the background, before normalisation).
+pub fn erase(img: &mut [u8], cols: usize, rect: Rect) {
+    for r in rect.top..rect.top + rect.height {
+        img[r * cols + rect.left..][..rect.width].fill(0);
+    }
+}
+
+/// `RandomErasing(p, scale=area, ratio)` with value 0 applied before normalisation (cutout):
+/// with probability `p`, up to 10 tries of an area fraction uniform in `area` and a log-uniform
+/// aspect ratio in `ratio`, `h = round(√(A·r))`, `w = round(√(A/r))`, kept when it fits inside
+/// the image, placed uniformly — torchvision's `get_params`, drawn from our RNG.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RandomErasing {
+    /// Probability of erasing an image.
+    pub p: f32,
+    /// Area range, as fractions of the image.
+    pub area: (f32, f32),
+    /// Aspect-ratio (height / width) range.
+    pub ratio: (f32, f32),
+}
+
+impl RandomErasing {
+    /// Validating constructor.
+    pub fn new(p: f32, area: (f32, f32), ratio: (f32, f32)) -> Result<Self, InvalidAugmentation> {
+        let finite = [p, area.0, area.1, ratio.0, ratio.1]
+            .iter()
+            .all(|v| v.is_finite());
+        if finite
+            && (0.0..=1.0).contains(&p)
+            && area.0 > 0.0
+            && area.0 <= area.1
+            && area.1 < 1.0
+            && ratio.0 > 0.0
+            && ratio.0 <= ratio.1
+        {
+            Ok(Self { p, area, ratio })
+        } else {
+            Err(InvalidAugmentation::Erasing { p, area, ratio })
+        }
+    }
+
+    /// Draws the rectangle to erase in a `rows × cols` image, if any.
+    pub fn sample<R: RngCore + ?Sized>(
+        &self,
+        rng: &mut R,
+        rows: usize,
+        cols: usize,
+    ) -> Option<Rect> {
+        if uniform(rng, 0.0, 1.0) >= self.p {
+            return None;
+        }
+        let total = (rows * cols) as f32;
+        let (lo, hi) = (self.ratio.0.ln(), self.ratio.1.ln());
+        for _ in 0..10 {
+            let target = total * uniform(rng, self.area.0, self.area.1);
+            let aspect = uniform(rng, lo, hi).exp();
+            let height = (target * aspect).sqrt().round_ties_even() as usize;
+            let width = (target / aspect).sqrt().round_ties_even() as usize;
+            if !(height < rows && width < cols) || height == 0 || width == 0 {
+                continue;
+            }
+            let top = ((rng.next_u64() as u128 * (rows - height + 1) as u128) >> 64) as usize;
+            let left = ((rng.next_u64() as u128 * (cols - width + 1) as u128) >> 64) as usize;
+            return Some(Rect {
+                top,
+                left,
+                height,
+                width,
+            });
+        }
+        None
+    }
+
+    /// Draws and erases in place; returns the rectangle, if any.
+    pub fn apply<R: RngCore + ?Sized>(
+        &self,
+        rng: &mut R,
+        img: &mut [u8],
+        rows: usize,
+        cols: usize,
+    ) -> Option<Rect> {
+        let rect = self.sample(rng, rows, cols)?;
+        erase(img, cols, rect);
+        Some(rect)
     }
 }
 

@@ -3,13 +3,14 @@
 //! `DataLoader` default, `drop_last=False`).
 //!
 //! All randomness comes from the [`RngCore`] the caller passes for the epoch: first the
-//! permutation (Fisher–Yates, from the last position down, one `u64` per position), then one angle
-//! per image in batch order. The algorithms are written out here rather than taken from `rand`'s
+//! permutation (Fisher–Yates, from the last position down, one `u64` per position), then per image
+//! in batch order its augmentations' draws: the rotation's angle, the affine transform's, the
+//! erasing's (each only when configured, so adding one never changes the others' draws). The algorithms are written out here rather than taken from `rand`'s
 //! helpers, so a seed gives the same epochs whatever `rand` version is in the lockfile.
 
 use rand_core::RngCore;
 
-use crate::augment::RandomRotation;
+use crate::augment::{RandomAffine, RandomErasing, RandomRotation};
 use crate::dataset::{DataError, Normalization, Split};
 
 /// How batches are made.
@@ -21,6 +22,10 @@ pub struct BatchConfig {
     pub shuffle: bool,
     /// Random rotation applied to each image, if any.
     pub rotation: Option<RandomRotation>,
+    /// Random affine transform applied after the rotation, if any.
+    pub affine: Option<RandomAffine>,
+    /// Random erasing applied last, if any.
+    pub erasing: Option<RandomErasing>,
     /// Pixel normalisation.
     pub normalization: Normalization,
 }
@@ -40,8 +45,20 @@ impl BatchConfig {
             batch_size,
             shuffle,
             rotation,
+            affine: None,
+            erasing: None,
             normalization,
         })
+    }
+
+    /// The same, with a random affine transform after the rotation.
+    pub fn with_affine(self, affine: Option<RandomAffine>) -> Self {
+        Self { affine, ..self }
+    }
+
+    /// The same, with random erasing last.
+    pub fn with_erasing(self, erasing: Option<RandomErasing>) -> Self {
+        Self { erasing, ..self }
     }
 }
 
@@ -99,6 +116,7 @@ pub struct EpochBatches<'a, R> {
     pos: usize,
     rng: R,
     scratch: Vec<u8>,
+    scratch2: Vec<u8>,
 }
 
 impl<'a, R: RngCore> EpochBatches<'a, R> {
@@ -114,6 +132,7 @@ impl<'a, R: RngCore> EpochBatches<'a, R> {
             pos: 0,
             rng,
             scratch: vec![0; per],
+            scratch2: vec![0; per],
         }
     }
 
@@ -133,14 +152,27 @@ impl<'a, R: RngCore> EpochBatches<'a, R> {
         let (rows, cols) = (self.split.images.rows, self.split.images.cols);
         let mut pixels = Vec::with_capacity(indices.len() * rows * cols);
         let mut labels = Vec::with_capacity(indices.len());
+        let c = self.config;
+        let augmented = c.rotation.is_some() || c.affine.is_some() || c.erasing.is_some();
         for &i in &indices {
             let img = self.split.images.image(i);
-            let src = match &self.config.rotation {
-                Some(rot) => {
-                    rot.apply_into(&mut self.rng, img, rows, cols, &mut self.scratch);
-                    &self.scratch[..]
+            let src = if augmented {
+                match &c.rotation {
+                    Some(rot) => {
+                        rot.apply_into(&mut self.rng, img, rows, cols, &mut self.scratch);
+                    }
+                    None => self.scratch.copy_from_slice(img),
                 }
-                None => img,
+                if let Some(t) = &c.affine {
+                    t.apply_into(&mut self.rng, &self.scratch, rows, cols, &mut self.scratch2);
+                    std::mem::swap(&mut self.scratch, &mut self.scratch2);
+                }
+                if let Some(e) = &c.erasing {
+                    e.apply(&mut self.rng, &mut self.scratch, rows, cols);
+                }
+                &self.scratch[..]
+            } else {
+                img
             };
             pixels.extend(src.iter().map(|&p| self.table[p as usize]));
             labels.push(self.split.labels[i] as u32);

@@ -216,16 +216,23 @@ impl Split {
 
     /// The first `n` samples (all of them if `n >= len`), for quick runs and tests.
     pub fn head(&self, n: usize) -> Split {
-        let n = n.min(self.len());
+        self.range(0, n)
+    }
+
+    /// Samples `start..end` (clamped to the split), e.g. a validation split held out of the
+    /// training split's end.
+    pub fn range(&self, start: usize, end: usize) -> Split {
+        let end = end.min(self.len());
+        let start = start.min(end);
         let per = self.images.rows * self.images.cols;
         Split {
             images: Images {
-                count: n,
+                count: end - start,
                 rows: self.images.rows,
                 cols: self.images.cols,
-                pixels: self.images.pixels[..n * per].to_vec(),
+                pixels: self.images.pixels[start * per..end * per].to_vec(),
             },
-            labels: self.labels[..n].to_vec(),
+            labels: self.labels[start..end].to_vec(),
         }
     }
 

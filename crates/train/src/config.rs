@@ -1,6 +1,8 @@
 //! What a training run does, as one serialisable struct; the seed's three attempts are presets.
 
 use serde::{Deserialize, Serialize};
+use under8k_mnist_data::augment::{InvalidAugmentation, RandomAffine, RandomErasing};
+use under8k_mnist_data::{Mnist, Split};
 use under8k_model::{ArchSpec, Kernels};
 use under8k_sched::Schedule;
 
@@ -42,6 +44,56 @@ pub struct TrainConfig {
     /// written before datasets were recorded keep their meaning and fingerprint).
     #[serde(default, skip_serializing_if = "DataRecord::is_mnist")]
     pub data: DataRecord,
+    /// A random affine transform of training images after the rotation (torchvision's
+    /// `RandomAffine` without shear), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affine: Option<AffineConfig>,
+    /// Random erasing (cutout) of training images, last, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub erasing: Option<ErasingConfig>,
+    /// Hold the last N training images out as a validation split: the run trains on the rest and
+    /// evaluates on them after every epoch instead of on the test set, which it never reads.
+    /// Recipes are chosen this way; the chosen one is then trained without it and tested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<usize>,
+}
+
+/// [`under8k_mnist_data::augment::RandomAffine`]'s settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AffineConfig {
+    /// Largest turn either way, degrees.
+    pub degrees: f32,
+    /// Largest shift, as a fraction of the side.
+    pub translate: f32,
+    /// Scale range.
+    pub scale: (f32, f32),
+}
+
+/// [`under8k_mnist_data::augment::RandomErasing`]'s settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErasingConfig {
+    /// Probability of erasing an image.
+    pub p: f32,
+    /// Area range, as fractions of the image.
+    pub area: (f32, f32),
+    /// Aspect-ratio range.
+    pub ratio: (f32, f32),
+}
+
+impl AffineConfig {
+    /// The augmentation.
+    pub fn build(&self) -> Result<RandomAffine, InvalidAugmentation> {
+        RandomAffine::new(self.degrees, self.translate, self.scale)
+    }
+}
+
+impl ErasingConfig {
+    /// The augmentation.
+    pub fn build(&self) -> Result<RandomErasing, InvalidAugmentation> {
+        RandomErasing::new(self.p, self.area, self.ratio)
+    }
 }
 
 /// Which data a run trains on: the dataset's name and the MD5 of each of its four files'
@@ -98,6 +150,19 @@ pub enum ConfigError {
     /// The rotation is invalid.
     #[error("invalid training config: {0}")]
     Rotation(#[from] under8k_mnist_data::augment::InvalidRotation),
+    /// An affine or erasing setting is invalid.
+    #[error("invalid training config: {0}")]
+    Augmentation(#[from] InvalidAugmentation),
+    /// The validation split leaves nothing to train on.
+    #[error(
+        "invalid training config: a validation split of {validation} images leaves nothing of the {train} training images to train on"
+    )]
+    Validation {
+        /// Images held out.
+        validation: usize,
+        /// Training images.
+        train: usize,
+    },
     /// Not one of the three attempts.
     #[error("invalid training config: there are attempts 1, 2 and 3, not {0}")]
     NoSuchAttempt(u8),
@@ -192,15 +257,45 @@ impl TrainConfig {
             test_limit: None,
             kernels: Kernels::Fast,
             data: DataRecord::default(),
+            affine: None,
+            erasing: None,
+            validation: None,
         })
     }
 
     /// Optimizer steps per epoch on a training split of `train_images` images (or its first
     /// `train_limit`): the one rule, which [`crate::run::train`] follows too.
     pub fn steps_per_epoch(&self, train_images: usize) -> usize {
+        let train_images = train_images.saturating_sub(self.validation.unwrap_or(0));
         self.train_limit
             .map_or(train_images, |n| n.min(train_images))
             .div_ceil(self.batch_size.max(1))
+    }
+
+    /// The images the run trains on and those it evaluates on: the training split less the
+    /// validation split (if any), then its first `train_limit`; the validation split, else the
+    /// test split's first `test_limit`.
+    pub fn splits(&self, data: &Mnist) -> Result<(Split, Split), ConfigError> {
+        let n = data.train.len();
+        let (train, eval) = match self.validation {
+            Some(v) if v >= n => {
+                return Err(ConfigError::Validation {
+                    validation: v,
+                    train: n,
+                });
+            }
+            Some(v) => (data.train.range(0, n - v), data.train.range(n - v, n)),
+            None => (
+                data.train.clone(),
+                self.test_limit
+                    .map_or_else(|| data.test.clone(), |l| data.test.head(l)),
+            ),
+        };
+        let train = match self.train_limit {
+            Some(l) => train.head(l),
+            None => train,
+        };
+        Ok((train, eval))
     }
 
     /// Stretches a per-step schedule (one-cycle) over the whole run on a training split of
@@ -239,7 +334,13 @@ impl TrainConfig {
                 std: self.std,
             });
         }
-        if self.train_limit == Some(0) || self.test_limit == Some(0) {
+        if let Some(a) = &self.affine {
+            a.build()?;
+        }
+        if let Some(e) = &self.erasing {
+            e.build()?;
+        }
+        if self.train_limit == Some(0) || self.test_limit == Some(0) || self.validation == Some(0) {
             return Err(ConfigError::ZeroLimit);
         }
         Ok(())

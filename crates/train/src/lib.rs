@@ -15,7 +15,7 @@ pub mod plots;
 pub mod run;
 pub mod sgd;
 
-pub use config::{ConfigError, DataRecord, TrainConfig};
+pub use config::{AffineConfig, ConfigError, DataRecord, ErasingConfig, TrainConfig};
 pub use data::{DataChoice, Prepared, prepare};
 pub use history::{EpochRecord, History};
 pub use run::{Observer, Outcome, Start, TrainError, train};

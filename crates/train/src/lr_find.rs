@@ -214,9 +214,7 @@ pub fn range_test(
     test.validate()?;
     check_data(config, data)?;
     let device = Device::Cpu;
-    let split = config
-        .train_limit
-        .map_or_else(|| data.train.clone(), |n| data.train.head(n));
+    let (split, _) = config.splits(data)?;
     let batch_cfg = batch_config(config)?;
     let (net, mut opt) = fresh(config, &device)?;
     opt.config.momentum = config.momentum;

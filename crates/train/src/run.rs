@@ -430,12 +430,7 @@ pub fn train(
     let files = RunFiles {
         dir: out_dir.to_path_buf(),
     };
-    let train_split = config
-        .train_limit
-        .map_or_else(|| mnist.train.clone(), |n| mnist.train.head(n));
-    let test_split = config
-        .test_limit
-        .map_or_else(|| mnist.test.clone(), |n| mnist.test.head(n));
+    let (train_split, test_split) = config.splits(mnist)?;
     let batches_per_epoch = config.steps_per_epoch(mnist.train.len());
     if let Schedule::OneCycle { total_steps, .. } = config.schedule {
         let steps = config.epochs * batches_per_epoch;
@@ -560,7 +555,19 @@ pub(crate) fn batch_config(config: &TrainConfig) -> Result<BatchConfig, TrainErr
         .map(RandomRotation::new)
         .transpose()
         .map_err(ConfigError::from)?;
-    Ok(BatchConfig::new(config.batch_size, true, rotation, norm)?)
+    let affine = config
+        .affine
+        .map(|a| a.build())
+        .transpose()
+        .map_err(ConfigError::from)?;
+    let erasing = config
+        .erasing
+        .map(|e| e.build())
+        .transpose()
+        .map_err(ConfigError::from)?;
+    Ok(BatchConfig::new(config.batch_size, true, rotation, norm)?
+        .with_affine(affine)
+        .with_erasing(erasing))
 }
 
 /// A fresh run's net (weights from stream 0 of the seed) and optimizer.
