@@ -159,7 +159,7 @@ pub fn run(args: &Args) -> Result<()> {
     let manifest = crate::runs::Manifest::existing(&args.out)?;
     if let Some(why) = manifest
         .as_ref()
-        .and_then(|m| m.other_recipe(&args.out, args.dataset.name(), args.write_up))
+        .and_then(|m| m.other_recipe(&args.out, args.dataset.name(), args.write_up, None))
     {
         // Results of the other recipe could not sit beside its runs.
         bail!(why);
@@ -191,6 +191,7 @@ pub fn run(args: &Args) -> Result<()> {
         quick: false,
         epochs: Some(args.epochs),
         data: &data,
+        arch: None,
     };
     for &attempt in &args.attempts {
         for seed in 1..=args.seeds {

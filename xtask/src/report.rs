@@ -281,10 +281,18 @@ fn markdown(
     )?;
 
     writeln!(s, "## The network\n")?;
-    writeln!(
-        s,
-        "7 blocks of Conv (3×3 or 1×1, no bias, no padding) → BatchNorm → Dropout(0.029) → ReLU; MaxPool 2×2 after the third; then global average pooling, a 1×1 conv 32→10 and log-softmax. Shapes, parameters and receptive fields below come from the `model` crate's calculator, driven by the same description that builds the net.\n"
-    )?;
+    if *spec == under8k_model::ArchSpec::seed() {
+        writeln!(
+            s,
+            "7 blocks of Conv (3×3 or 1×1, no bias, no padding) → BatchNorm → Dropout(0.029) → ReLU; MaxPool 2×2 after the third; then global average pooling, a 1×1 conv 32→10 and log-softmax. Shapes, parameters and receptive fields below come from the `model` crate's calculator, driven by the same description that builds the net.\n"
+        )?;
+    } else {
+        writeln!(
+            s,
+            "`{}`, given with `--arch` instead of the seed's net. Shapes, parameters and receptive fields below come from the `model` crate's calculator, driven by the same description that builds the net.\n",
+            spec.name
+        )?;
+    }
     writeln!(s, "| layer | name | output shape | params | RF |")?;
     writeln!(s, "|---|---|---|---|---|")?;
     for r in &summary.rows {

@@ -68,6 +68,10 @@ pub struct Args {
     /// (and say so) instead of failing.
     #[arg(long, conflicts_with = "skip_existing")]
     accept: bool,
+    /// An architecture spec (JSON; see docs/ARCH_SPEC.md) for every run instead of the seed's
+    /// net (into another --out: a report directory holds one net).
+    #[arg(long, value_name = "FILE")]
+    arch: Option<PathBuf>,
     /// Leave out what the main report adds beyond the three attempts: the write-up's own attempt
     /// 3, the learning-rate range test and sweep, and attempt 3's confusion matrix and
     /// misclassified digits.
@@ -96,6 +100,8 @@ pub struct Recipe<'a> {
     pub epochs: Option<usize>,
     /// The data the runs train on.
     pub data: &'a Prepared,
+    /// The net, instead of the seed's.
+    pub arch: Option<&'a under8k_model::ArchSpec>,
 }
 
 /// The config of (attempt, seed) under `recipe`: the project's attempt or the write-up's recipe,
@@ -107,6 +113,9 @@ pub fn config(attempt: u8, seed: u64, recipe: &Recipe) -> Result<TrainConfig> {
         TrainConfig::attempt(attempt)?
     };
     c.seed = seed;
+    if let Some(arch) = recipe.arch {
+        c.arch = arch.clone();
+    }
     c.data = recipe.data.record.clone();
     c.mean = recipe.data.normalization.mean;
     c.std = recipe.data.normalization.std;
@@ -370,11 +379,17 @@ pub fn run(args: &Args) -> Result<()> {
         bail!("nothing to do: give at least one attempt and one seed");
     }
     let dataset = args.dataset.name();
+    let arch = args
+        .arch
+        .as_deref()
+        .map(under8k_model::ArchSpec::from_file)
+        .transpose()?;
+    let arch_name = arch.as_ref().map(|a| a.name.as_str());
     let previous = Manifest::existing(&args.out)?;
     if !args.force
         && let Some(why) = previous
             .as_ref()
-            .and_then(|m| m.other_recipe(&args.out, dataset, args.write_up))
+            .and_then(|m| m.other_recipe(&args.out, dataset, args.write_up, arch_name))
     {
         bail!("{why} (or --force to retrain them with this recipe)");
     }
@@ -392,7 +407,10 @@ pub fn run(args: &Args) -> Result<()> {
         quick: args.quick,
         epochs: args.epochs,
         data: &data,
+        arch: arch.as_ref(),
     };
+    // Before anything is trained: the net must fit the data.
+    run::check_fit(&config(1, 1, &recipe)?.arch, &data.data)?;
     let mnist = args.dataset == DataChoice::Known(Dataset::Mnist);
     let extras = mnist && !args.write_up && !args.no_extras && args.attempts.contains(&3);
     let mut jobs = vec![];
@@ -493,6 +511,9 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(e) = args.epochs {
         command += &format!(" --epochs {e}");
     }
+    if let Some(a) = &args.arch {
+        command += &format!(" --arch {}", a.display());
+    }
     if args.no_extras && mnist && !args.write_up {
         command += " --no-extras";
     }
@@ -511,6 +532,7 @@ pub fn run(args: &Args) -> Result<()> {
         dataset: dataset.to_string(),
         extras,
         verified,
+        arch: arch_name.map(str::to_string),
     };
     std::fs::create_dir_all(&args.out)?;
     write_atomic(

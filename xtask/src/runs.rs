@@ -36,6 +36,9 @@ pub struct Manifest {
     /// misclassified digits (`eval/`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub extras: bool,
+    /// The net's name, when the runs use another than the seed's (`--arch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
     /// When and where every run was last retrained and found bit-identical.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<Verified>,
@@ -85,7 +88,25 @@ impl Manifest {
 
     /// Why runs of another dataset or of the other recipe (`write_up` differs) do not belong in
     /// this report.
-    pub fn other_recipe(&self, out: &Path, dataset: &str, write_up: bool) -> Option<String> {
+    pub fn other_recipe(
+        &self,
+        out: &Path,
+        dataset: &str,
+        write_up: bool,
+        arch: Option<&str>,
+    ) -> Option<String> {
+        if self.arch.as_deref() != arch {
+            let name = |a: Option<&str>| {
+                a.map_or("the seed's net".to_string(), |n| format!("the net `{n}`"))
+            };
+            return Some(format!(
+                "{} holds runs of {} (`{}`), not {}: give another --out",
+                out.display(),
+                name(self.arch.as_deref()),
+                self.command,
+                name(arch)
+            ));
+        }
         if self.dataset != dataset {
             return Some(format!(
                 "{} holds runs on {} (`{}`), not {dataset}: give another --out",

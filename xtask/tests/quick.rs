@@ -496,3 +496,70 @@ fn reproduce_keeps_a_foreign_file_trains_on_it_as_idx_and_never_mixes_datasets()
         mine
     );
 }
+
+#[test]
+fn reproduce_trains_another_net_with_arch_and_keeps_report_directories_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("report");
+    let out_s = out.to_str().unwrap();
+    // The seed's net with 8 channels in its first conv: 72 + 720 weights instead of 90 + 900.
+    let seed: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(workspace().join("docs/report/runs/attempt1/seed1/config.json")).unwrap(),
+    )
+    .unwrap();
+    let mut arch = seed["arch"].clone();
+    arch["name"] = "narrow-first".into();
+    arch["blocks"][0]["layers"][0]["out_channels"] = 8.into();
+    let arch_path = tmp.path().join("narrow.json");
+    std::fs::write(&arch_path, serde_json::to_string(&arch).unwrap()).unwrap();
+    let arch_s = arch_path.to_str().unwrap();
+    quick(out_s, &["--attempts", "1", "--arch", arch_s]);
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join("runs/attempt1/seed1/config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(config["arch"]["name"], "narrow-first");
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    // 7,684 − 18 − 180 − 4 (BatchNorm) = 7,482 parameters.
+    assert!(readme.contains("7,482-parameter convnet"), "{readme}");
+    assert!(
+        readme.contains("`narrow-first`, given with `--arch`"),
+        "{readme}"
+    );
+    // The same directory without --arch: refused, naming both nets.
+    let err = xtask_fails(&[
+        "reproduce",
+        "--quick",
+        "--attempts",
+        "1",
+        "--out",
+        out_s,
+        "--data",
+        "data/mnist",
+    ]);
+    assert!(
+        err.contains("holds runs of the net `narrow-first`") && err.contains("not the seed's net"),
+        "{err}"
+    );
+    // A net that does not fit MNIST: a clear error before anything is trained.
+    arch["input"] = serde_json::json!([1, 32, 32]);
+    std::fs::write(&arch_path, serde_json::to_string(&arch).unwrap()).unwrap();
+    let other = tmp.path().join("other");
+    let err = xtask_fails(&[
+        "reproduce",
+        "--quick",
+        "--attempts",
+        "1",
+        "--out",
+        other.to_str().unwrap(),
+        "--data",
+        "data/mnist",
+        "--arch",
+        arch_s,
+    ]);
+    assert!(
+        err.contains("takes 1x32x32 inputs but the data's images are 1x28x28"),
+        "{err}"
+    );
+    assert!(!other.exists());
+}
