@@ -93,9 +93,9 @@ def augment(x, cfg, gen):
     return x
 
 
-def main():
-    data, cfg_path, seed, threads, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-    cfg = json.load(open(cfg_path))
+def train(cfg, data, seed, threads, out, attempt, make_model):
+    """Trains `make_model()` by `cfg` (a config.json's fields; `arch` is not read here) on the IDX
+    files in `data`; prints a JSON line per epoch and writes the result file `out`."""
     mean, std, bs, schedule = cfg["mean"], cfg["std"], cfg["batch_size"], cfg["schedule"]
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -104,7 +104,7 @@ def main():
     ys = idx(find(data, "train-labels-idx1-ubyte")).long()
     xt = (idx(find(data, "t10k-images-idx3-ubyte")).unsqueeze(1).float() / 255 - mean) / std
     yt = idx(find(data, "t10k-labels-idx1-ubyte")).long()
-    model = build(cfg["arch"])
+    model = make_model()
     kind = schedule["kind"]
     lr = schedule.get("lr", schedule.get("max_lr"))
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
@@ -150,7 +150,13 @@ def main():
                "seconds": time.perf_counter() - t}
         records.append(rec)
         print(json.dumps(rec), flush=True)
-    json.dump({"attempt": 0, "seed": seed, "torch": torch.__version__, "threads": threads, "schedule": schedule, "epochs": records}, open(out, "w"), indent=1)
+    json.dump({"attempt": attempt, "seed": seed, "torch": torch.__version__, "threads": threads, "schedule": schedule, "epochs": records}, open(out, "w"), indent=1)
+
+
+def main():
+    data, cfg_path, seed, threads, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    cfg = json.load(open(cfg_path))
+    train(cfg, data, seed, threads, out, 0, lambda: build(cfg["arch"]))
 
 
 if __name__ == "__main__":

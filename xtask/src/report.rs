@@ -328,41 +328,34 @@ fn markdown(
         "| attempt | seed | epochs | wall time (train + eval) | train img/s | files |"
     )?;
     writeln!(s, "|---|---|---|---|---|---|")?;
+    let mut rows: Vec<(String, &Run, String)> = vec![];
     for (a, runs) in all {
         for r in runs {
-            writeln!(
-                s,
-                "| {a} | {} | {} | {:.1} s | {:.0} | `runs/attempt{a}/seed{}/` |",
-                r.seed,
-                r.history.epochs.len(),
-                r.seconds(),
-                r.img_per_s(),
-                r.seed
-            )?;
+            rows.push((a.to_string(), r, format!("runs/attempt{a}/seed{}/", r.seed)));
         }
     }
     if let Some(x) = extras {
         for r in &x.write_up {
-            writeln!(
-                s,
-                "| 3 (write-up) | {} | {} | {:.1} s | {:.0} | `runs/write-up-attempt3/seed{}/` |",
-                r.seed,
-                r.history.epochs.len(),
-                r.seconds(),
-                r.img_per_s(),
-                r.seed
-            )?;
+            let dir = format!("runs/write-up-attempt3/seed{}/", r.seed);
+            rows.push(("3 (write-up)".into(), r, dir));
         }
         for (lr, r) in crate::reproduce::SWEEP_LRS.iter().zip(&x.sweep) {
-            writeln!(
-                s,
-                "| sweep, lr {lr} | {} | {} | {:.1} s | {:.0} | `lr-find/sweep/lr-{lr}/` |",
-                r.seed,
-                r.history.epochs.len(),
-                r.seconds(),
-                r.img_per_s()
-            )?;
+            rows.push((
+                format!("sweep, lr {lr}"),
+                r,
+                format!("lr-find/sweep/lr-{lr}/"),
+            ));
         }
+    }
+    for (label, r, dir) in rows {
+        writeln!(
+            s,
+            "| {label} | {} | {} | {:.1} s | {:.0} | `{dir}` |",
+            r.seed,
+            r.history.epochs.len(),
+            r.seconds(),
+            r.img_per_s(),
+        )?;
     }
     writeln!(
         s,

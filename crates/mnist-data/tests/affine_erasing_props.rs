@@ -7,8 +7,10 @@ use under8k_mnist_data::augment::{
     Affine, RandomAffine, RandomErasing, RandomRotation, Rect, affine, erase,
 };
 use under8k_mnist_data::batch::{BatchConfig, EpochBatches};
-use under8k_mnist_data::dataset::{Normalization, Split};
-use under8k_mnist_data::idx::Images;
+use under8k_mnist_data::dataset::Normalization;
+
+mod common;
+use common::toy_split;
 
 fn image(max_side: usize) -> impl Strategy<Value = (usize, usize, Vec<u8>)> {
     (1..max_side, 1..max_side).prop_flat_map(|(r, c)| {
@@ -141,20 +143,6 @@ fn bad_settings_are_refused() {
     assert!(RandomErasing::new(0.5, (0.2, 0.02), (0.3, 3.3)).is_err());
     assert!(RandomErasing::new(0.5, (0.02, 1.0), (0.3, 3.3)).is_err());
     assert!(RandomErasing::new(0.5, (0.02, 0.2), (0.0, 3.3)).is_err());
-}
-
-fn toy_split(n: usize) -> Split {
-    let pixels = (0..n * 784).map(|i| (i * 7 % 256) as u8).collect();
-    Split::new(
-        Images {
-            count: n,
-            rows: 28,
-            cols: 28,
-            pixels,
-        },
-        (0..n).map(|i| (i % 10) as u8).collect(),
-    )
-    .unwrap()
 }
 
 fn epoch(cfg: BatchConfig, seed: u64) -> Vec<Vec<f32>> {

@@ -5,7 +5,9 @@ use rand_chacha::{ChaCha8Rng, rand_core::SeedableRng};
 use under8k_mnist_data::augment::{RandomRotation, rotate};
 use under8k_mnist_data::batch::{BatchConfig, EpochBatches, epoch_order};
 use under8k_mnist_data::dataset::{Normalization, Split};
-use under8k_mnist_data::idx::Images;
+
+mod common;
+use common::toy_split;
 
 fn image(max_side: usize) -> impl Strategy<Value = (usize, usize, Vec<u8>)> {
     (1..max_side, 1..max_side).prop_flat_map(|(r, c)| {
@@ -89,20 +91,6 @@ proptest! {
         order.sort_unstable();
         prop_assert_eq!(order, (0..n).collect::<Vec<_>>());
     }
-}
-
-fn toy_split(n: usize) -> Split {
-    let pixels = (0..n * 784).map(|i| (i * 7 % 256) as u8).collect();
-    Split::new(
-        Images {
-            count: n,
-            rows: 28,
-            cols: 28,
-            pixels,
-        },
-        (0..n).map(|i| (i % 10) as u8).collect(),
-    )
-    .unwrap()
 }
 
 fn epoch_bytes(split: &Split, seed: u64, rotation: bool) -> Vec<(Vec<f32>, Vec<u32>)> {

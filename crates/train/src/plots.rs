@@ -64,6 +64,21 @@ pub fn canvas(
     png(buf, size)
 }
 
+/// The series' legend, framed, at `at`.
+fn legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+    at: SeriesLabelPosition,
+) -> Result<(), PlotError> {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .label_font(("sans-serif", 17))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()
+        .map_err(fail)
+}
+
 /// `0.0316` → `3.2e-2`.
 fn sci(v: f64) -> String {
     format!("{v:.1e}")
@@ -145,14 +160,7 @@ pub fn range_test(curve: &RangeCurve, title: &str) -> Result<Vec<u8>, PlotError>
                     PathElement::new([(x, y), (x + 24, y)], color.stroke_width(2))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font(("sans-serif", 17))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(fail)
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     })
 }
 
@@ -206,14 +214,7 @@ pub fn sweep(points: &[SweepPoint], title: &str) -> Result<Vec<u8>, PlotError> {
                 .draw_series(pts.into_iter().map(|q| Circle::new(q, 5, color.filled())))
                 .map_err(fail)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font(("sans-serif", 17))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()
-            .map_err(fail)
+        legend(&mut chart, SeriesLabelPosition::LowerRight)
     })
 }
 
