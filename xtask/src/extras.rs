@@ -174,7 +174,17 @@ impl Extras {
                     "not close to"
                 }
             )?,
-            _ => write!(outcome, "The range test gives no suggestion")?,
+            (None, Some(b)) => write!(
+                outcome,
+                "The range test's minimum/10 rule suggests {b:.3} ({} {WRITE_UP_LR}; too few points for the steepest-descent rule)",
+                factor(b)
+            )?,
+            (Some(a), None) => write!(
+                outcome,
+                "The range test suggests {a:.3} ({} {WRITE_UP_LR})",
+                factor(a)
+            )?,
+            (None, None) => write!(outcome, "The range test gives no suggestion")?,
         }
         write!(
             outcome,
@@ -196,9 +206,14 @@ impl Extras {
         } else {
             "So the region below 0.07 does not come out ahead here, unlike what the write-up saw"
         };
+        let wobble = if spread < 1.0 {
+            ", and differences of a few tenths of a point, the size of one epoch's wobble"
+        } else {
+            ""
+        };
         writeln!(
             s,
-            "{outcome}. One short run per rate is a noisy instrument: a single seed, {SWEEP_EPOCHS} epochs, and differences of a few tenths of a point, about the size of one epoch's wobble. The sweep also reads the test set, as the write-up did, so it describes the write-up's method rather than choosing a recipe cleanly (a validation split held out of the training set would); this section reports what the tools say and picked nothing in this report.\n"
+            "{outcome}. One short run per rate is a noisy instrument: a single seed, {SWEEP_EPOCHS} epochs{wobble}. The sweep also reads the test set, as the write-up did, so it describes the write-up's method rather than choosing a recipe cleanly (a validation split held out of the training set would); this section reports what the tools say and picked nothing in this report.\n"
         )?;
         if let Some(errors) = &self.errors {
             self.errors_section(s, errors)?;

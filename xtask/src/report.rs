@@ -200,6 +200,18 @@ fn markdown(
         total_secs / 60.0
     )?;
     match &m.verified {
+        Some(v) if !v.all() => writeln!(
+            s,
+            "- **Partly verified** on {} ({}, {} threads): `{}` retrained {} of its {} results and found them bit-identical to the committed ones ({}; {} epochs: every epoch's figures, every batch's loss, every final checkpoint); the others were trained by that command, and running it again verifies them.\n",
+            v.date,
+            v.cpu,
+            v.threads,
+            m.command,
+            v.of.len(),
+            v.total,
+            v.of.join(", "),
+            v.epochs
+        )?,
         Some(v) => writeln!(
             s,
             "- **Verified bit for bit** on {} ({}, {} threads): `{}` retrained all {} runs ({} epochs) and every epoch's figures, every batch's loss and every final checkpoint came out identical to the committed ones.\n",

@@ -15,8 +15,9 @@ use under8k_train::lr_find::{self, RangeCurve, RangeTest};
 use under8k_train::run::{self, Observer, RunFiles};
 use under8k_train::{EpochRecord, History, TrainConfig};
 
-use crate::runs::{Manifest, Verified, cpu_description, lr_find_dir, run_dir, write_up_dir};
-use crate::verify::{Verdict, compare, today};
+use crate::runs::{Manifest, cpu_description, lr_find_dir, run_dir, write_up_dir};
+pub use crate::verify::Outcome;
+use crate::verify::{Verdict, compare, verification};
 
 /// The constant rates of the report's short-run sweep, and each run's epochs.
 pub const SWEEP_LRS: [f64; 8] = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2];
@@ -182,16 +183,6 @@ pub struct Job {
     pub label: String,
     pub config: TrainConfig,
     pub dir: PathBuf,
-}
-
-/// What became of a job.
-#[derive(Debug, PartialEq)]
-pub enum Outcome {
-    Trained,
-    Skipped,
-    Identical(usize),
-    Differs,
-    Accepted,
 }
 
 /// How complete runs are treated.
@@ -448,39 +439,24 @@ pub fn run(args: &Args) -> Result<()> {
     let stop = AtomicBool::new(false);
     let mut outcomes = vec![];
     for job in &jobs {
-        outcomes.push(run_job(job, &data, mode, &stop)?);
+        outcomes.push((job.label.clone(), run_job(job, &data, mode, &stop)?));
     }
     if extras {
-        outcomes.push(range_test_job(&args.out, &base, &data, mode)?);
+        let o = range_test_job(&args.out, &base, &data, mode)?;
+        outcomes.push(("lr-find range test".into(), o));
         eval_pictures(&args.out, &data)?;
     }
-    let differs = outcomes.iter().filter(|o| **o == Outcome::Differs).count();
+    let differs = outcomes
+        .iter()
+        .filter(|(_, o)| *o == Outcome::Differs)
+        .count();
     if differs > 0 {
         bail!(
             "{differs} of {} verified results differ from the committed ones (listed above); nothing was replaced and the report was not rewritten (--accept replaces them)",
             outcomes.len()
         );
     }
-    let verified = if outcomes.iter().all(|o| matches!(o, Outcome::Identical(_))) {
-        let verified_epochs = outcomes
-            .iter()
-            .map(|o| match o {
-                Outcome::Identical(e) => *e,
-                _ => 0,
-            })
-            .sum();
-        Some(Verified {
-            date: today(),
-            cpu: cpu_description(),
-            threads: rayon::current_num_threads(),
-            runs: jobs.len(),
-            epochs: verified_epochs,
-        })
-    } else if outcomes.iter().all(|o| *o == Outcome::Skipped) {
-        previous.and_then(|m| m.verified)
-    } else {
-        None
-    };
+    let verified = verification(&outcomes, previous.and_then(|m| m.verified));
     let mut attempts = args.attempts.clone();
     attempts.sort_unstable();
     attempts.dedup();

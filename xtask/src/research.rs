@@ -24,7 +24,7 @@ use crate::reproduce::{Job, Mode, Outcome, run_job};
 use crate::runs::{
     Run, TorchRun, Verified, cpu_description, last3, load_run_in, max, mean_sd, min_last3,
 };
-use crate::verify::today;
+use crate::verify::verification;
 
 /// `cargo xtask research` options.
 #[derive(clap::Args)]
@@ -219,7 +219,7 @@ pub fn run(args: &Args) -> Result<()> {
             config: c.config.clone(),
             dir: search_dir(&args.out, &c.name),
         };
-        outcomes.push(run_job(&job, &data, mode, &stop)?);
+        outcomes.push((job.label.clone(), run_job(&job, &data, mode, &stop)?));
         jobs += 1;
     }
     let searched: Vec<(&Candidate, Run)> = candidates
@@ -243,35 +243,20 @@ pub fn run(args: &Args) -> Result<()> {
             config: final_config(&chosen.config, seed),
             dir: final_dir(&args.out, seed),
         };
-        outcomes.push(run_job(&job, &data, mode, &stop)?);
+        outcomes.push((job.label.clone(), run_job(&job, &data, mode, &stop)?));
         jobs += 1;
     }
-    let differs = outcomes.iter().filter(|o| **o == Outcome::Differs).count();
+    let differs = outcomes
+        .iter()
+        .filter(|(_, o)| *o == Outcome::Differs)
+        .count();
     if differs > 0 {
         bail!(
             "{differs} of {jobs} runs differ from the committed ones (listed above); nothing was replaced (--accept replaces them)"
         );
     }
     let previous: Option<Manifest> = read_json(&args.out.join("research.json")).ok();
-    let verified = if outcomes.iter().all(|o| matches!(o, Outcome::Identical(_))) {
-        Some(Verified {
-            date: today(),
-            cpu: cpu_description(),
-            threads: rayon::current_num_threads(),
-            runs: jobs,
-            epochs: outcomes
-                .iter()
-                .map(|o| match o {
-                    Outcome::Identical(e) => *e,
-                    _ => 0,
-                })
-                .sum(),
-        })
-    } else if outcomes.iter().all(|o| *o == Outcome::Skipped) {
-        previous.and_then(|m| m.verified)
-    } else {
-        None
-    };
+    let verified = verification(&outcomes, previous.and_then(|m| m.verified));
     let mut command = format!("cargo xtask research --out {}", args.out.display());
     if args.seeds != 5 {
         command += &format!(" --seeds {}", args.seeds);
@@ -422,10 +407,20 @@ pub fn write(out: &Path) -> Result<()> {
         group(summary.totals.total_params)
     )?;
     match &m.verified {
-        Some(v) => writeln!(
+        Some(v) if v.all() => writeln!(
             s,
             "Verified bit for bit on {} ({}, {} threads): every run retrained identical to the committed one ({} runs, {} epochs).\n",
             v.date, v.cpu, v.threads, v.runs, v.epochs
+        )?,
+        Some(v) => writeln!(
+            s,
+            "Partly verified on {} ({}, {} threads): {} of the {} runs retrained identical to the committed ones ({}); the others were trained by that command, and running it again verifies them.\n",
+            v.date,
+            v.cpu,
+            v.threads,
+            v.of.len(),
+            v.total,
+            v.of.join(", ")
         )?,
         None => writeln!(
             s,

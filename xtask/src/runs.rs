@@ -53,10 +53,24 @@ pub struct Verified {
     pub cpu: String,
     /// Threads.
     pub threads: usize,
-    /// Runs retrained and compared.
+    /// Runs retrained and found identical.
     pub runs: usize,
     /// Their epochs, all together.
     pub epochs: usize,
+    /// Runs (and the range test) the command had: more than `runs` when some were trained
+    /// rather than verified.
+    #[serde(default)]
+    pub total: usize,
+    /// The verified ones, when not all were.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub of: Vec<String>,
+}
+
+impl Verified {
+    /// Whether every result of the command was verified.
+    pub fn all(&self) -> bool {
+        self.of.is_empty()
+    }
 }
 
 fn mnist_name() -> String {

@@ -6,6 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use under8k_train::{EpochRecord, History};
 
+use crate::runs::{Verified, cpu_description};
+
 /// What a comparison found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
@@ -98,6 +100,56 @@ pub fn compare(committed: &Path, fresh: &Path) -> Result<Verdict> {
     }
     Ok(Verdict::Identical {
         epochs: old.epochs.len(),
+    })
+}
+
+/// What became of one result a command needs (a run, or the range test).
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Trained (or resumed) into place.
+    Trained,
+    /// Kept as it was (`--skip-existing`).
+    Skipped,
+    /// Retrained and identical; its epochs.
+    Identical(usize),
+    /// Retrained and different (reported; nothing replaced).
+    Differs,
+    /// Retrained, different, and replaced (`--accept`).
+    Accepted,
+}
+
+/// What a command's outcomes (each with its label) verified: all or some of its results
+/// retrained identical now, or, when it kept everything, the previous verification.
+pub fn verification(
+    outcomes: &[(String, Outcome)],
+    previous: Option<Verified>,
+) -> Option<Verified> {
+    if outcomes.iter().all(|(_, o)| *o == Outcome::Skipped) {
+        return previous;
+    }
+    let identical: Vec<(&String, usize)> = outcomes
+        .iter()
+        .filter_map(|(l, o)| match o {
+            Outcome::Identical(e) => Some((l, *e)),
+            _ => None,
+        })
+        .collect();
+    if identical.is_empty() {
+        return None;
+    }
+    let all = identical.len() == outcomes.len();
+    Some(Verified {
+        date: today(),
+        cpu: cpu_description(),
+        threads: rayon::current_num_threads(),
+        // Runs, not the range test (which has no epochs).
+        runs: identical.iter().filter(|(_, e)| *e > 0).count(),
+        epochs: identical.iter().map(|(_, e)| e).sum(),
+        total: outcomes.len(),
+        of: match all {
+            true => vec![],
+            false => identical.iter().map(|(l, _)| l.to_string()).collect(),
+        },
     })
 }
 

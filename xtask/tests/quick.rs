@@ -194,7 +194,7 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
     );
     let restored: serde_json::Value = serde_json::from_slice(&std::fs::read(&h).unwrap()).unwrap();
     assert_eq!(restored["epochs"][1]["test_acc"].as_f64(), Some(real));
-    // A replaced run is not a verified one.
+    // A replaced run is not a verified one: the other 11 runs and the range test are.
     let after_accept = files(&out);
     let readme = String::from_utf8_lossy(
         &after_accept
@@ -204,7 +204,9 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
             .1,
     )
     .into_owned();
-    assert!(readme.contains("Not yet verified"), "{readme}");
+    assert!(readme.contains("**Partly verified**"), "{readme}");
+    assert!(readme.contains("retrained 12 of its 13 results"), "{readme}");
+    assert!(!readme.contains("attempt 2 seed 1, "), "{readme}");
     // --skip-existing keeps complete runs, and the report comes out the same.
     let kept = quick(out_s, &["--skip-existing"]);
     assert_eq!(kept.matches("(kept)").count(), 12, "{kept}");
