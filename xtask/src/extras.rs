@@ -191,7 +191,7 @@ impl Extras {
             ". The sweep's best rate after {SWEEP_EPOCHS} epochs is {} ({:.2} %)",
             best.lr, best.last_acc
         )?;
-        if let Some(p) = at(WRITE_UP_LR) {
+        if let Some(p) = at(WRITE_UP_LR).filter(|p| p.lr != best.lr) {
             write!(outcome, "; {WRITE_UP_LR} gives {:.2} %", p.last_acc)?;
         }
         write!(
