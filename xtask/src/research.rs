@@ -63,6 +63,9 @@ pub struct Goal {
     pub max_epochs: usize,
     /// Largest batch.
     pub max_batch: usize,
+    /// Why the candidates are what they are, round by round (shown above the search log).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// How the seeds are judged.
@@ -499,6 +502,12 @@ pub fn write(out: &Path) -> Result<()> {
         group(60_000 - searched[0].0.config.validation.unwrap_or(0)),
         group(searched[0].0.config.validation.unwrap_or(0))
     )?;
+    for n in &goal.notes {
+        writeln!(s, "- {n}")?;
+    }
+    if !goal.notes.is_empty() {
+        writeln!(s)?;
+    }
     writeln!(
         s,
         "| candidate | params | augmentation | schedule | max val acc | last three (val) | lowest of the last three |"

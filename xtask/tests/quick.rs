@@ -205,7 +205,10 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
     )
     .into_owned();
     assert!(readme.contains("**Partly verified**"), "{readme}");
-    assert!(readme.contains("retrained 12 of its 13 results"), "{readme}");
+    assert!(
+        readme.contains("retrained 12 of its 13 results"),
+        "{readme}"
+    );
     assert!(!readme.contains("attempt 2 seed 1, "), "{readme}");
     // --skip-existing keeps complete runs, and the report comes out the same.
     let kept = quick(out_s, &["--skip-existing"]);
