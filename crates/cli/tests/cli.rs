@@ -354,6 +354,31 @@ fn train_eval_predict_end_to_end_on_a_subset() {
 }
 
 #[test]
+fn validation_holds_out_the_end_of_the_training_set_and_never_reads_the_test_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = train_small("2", &out, &["--validation", "500"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("val loss"), "{}", stderr(&o));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["validation"], 500);
+    // Evaluated on the 500 held-out images, not on the (limited) test set of 100.
+    let h: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("history.json")).unwrap()).unwrap();
+    assert_eq!(h["epochs"][0]["test_total"], 500);
+    // 256 training images in batches of 128: 2 batches, the validation split taken from the end.
+    assert_eq!(h["batch_loss"].as_array().unwrap().len(), 2);
+    let o = train_small("1", &dir.path().join("none"), &["--validation", "60000"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("leaves nothing of the 60000 training images"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.path().join("none").exists(), "nothing written");
+}
+
+#[test]
 fn train_attempt_3_fits_its_one_cycle_to_the_run_and_write_up_keeps_step_lr() {
     let dir = tempfile::tempdir().unwrap();
     let data = data_dir();

@@ -170,7 +170,7 @@ pub enum ConfigError {
     #[error("invalid training config: epochs and batch sizes must be at least 1")]
     ZeroSize,
     /// A zero subset limit.
-    #[error("invalid training config: subset limits must be at least 1")]
+    #[error("invalid training config: subset limits and the validation split must be at least 1")]
     ZeroLimit,
     /// Momentum or weight decay negative or not finite.
     #[error(
