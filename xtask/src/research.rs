@@ -342,6 +342,24 @@ fn augmentation(c: &TrainConfig) -> String {
     }
 }
 
+/// The net's dropout probabilities, e.g. `0.02` or `none`.
+fn dropout(c: &TrainConfig) -> String {
+    let mut ps: Vec<String> = vec![];
+    for l in c.arch.blocks.iter().flat_map(|b| &b.layers) {
+        if let under8k_model::Layer::Dropout { p } = l {
+            let p = p.to_string();
+            if !ps.contains(&p) {
+                ps.push(p);
+            }
+        }
+    }
+    if ps.is_empty() {
+        "none".into()
+    } else {
+        ps.join(", ")
+    }
+}
+
 fn schedule(c: &TrainConfig) -> String {
     match &c.schedule {
         Schedule::OneCycle { max_lr, .. } => format!("one-cycle to {max_lr}"),
@@ -510,9 +528,9 @@ pub fn write(out: &Path) -> Result<()> {
     }
     writeln!(
         s,
-        "| candidate | params | augmentation | schedule | max val acc | last three (val) | lowest of the last three |"
+        "| candidate | params | dropout | augmentation | schedule | max val acc | last three (val) | lowest of the last three |"
     )?;
-    writeln!(s, "|---|---|---|---|---|---|---|")?;
+    writeln!(s, "|---|---|---|---|---|---|---|---|")?;
     for (cand, r) in &searched {
         let l3: Vec<String> = r.last3().iter().map(|v| format!("{v:.2}")).collect();
         let mark = if cand.name == chosen.name {
@@ -522,9 +540,10 @@ pub fn write(out: &Path) -> Result<()> {
         };
         writeln!(
             s,
-            "| `{}`{mark} | {} | {} | {} | {:.2} | {} | {:.2} |",
+            "| `{}`{mark} | {} | {} | {} | {} | {:.2} | {} | {:.2} |",
             cand.name,
             group(Summary::of(&cand.config.arch)?.totals.total_params),
+            dropout(&cand.config),
             augmentation(&cand.config),
             schedule(&cand.config),
             r.max_test(),
