@@ -16,8 +16,8 @@ use under8k_train::run::{self, Observer, RunFiles};
 use under8k_train::{EpochRecord, History, TrainConfig};
 
 use crate::runs::{Manifest, cpu_description, lr_find_dir, run_dir, write_up_dir};
-pub use crate::verify::Outcome;
-use crate::verify::{Verdict, compare, verification};
+use crate::verify::Outcome;
+use crate::verify::{Verdict, compare, refuse_differences, verification};
 
 /// The constant rates of the report's short-run sweep, and each run's epochs.
 pub const SWEEP_LRS: [f64; 8] = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2];
@@ -446,16 +446,7 @@ pub fn run(args: &Args) -> Result<()> {
         outcomes.push(("lr-find range test".into(), o));
         eval_pictures(&args.out, &data)?;
     }
-    let differs = outcomes
-        .iter()
-        .filter(|(_, o)| *o == Outcome::Differs)
-        .count();
-    if differs > 0 {
-        bail!(
-            "{differs} of {} verified results differ from the committed ones (listed above); nothing was replaced and the report was not rewritten (--accept replaces them)",
-            outcomes.len()
-        );
-    }
+    refuse_differences(&outcomes)?;
     let verified = verification(&outcomes, previous.and_then(|m| m.verified));
     let mut attempts = args.attempts.clone();
     attempts.sort_unstable();

@@ -20,11 +20,11 @@ use under8k_model::summary::group;
 use under8k_sched::Schedule;
 use under8k_train::{DataChoice, TrainConfig};
 
-use crate::reproduce::{Job, Mode, Outcome, run_job};
+use crate::reproduce::{Job, Mode, run_job};
 use crate::runs::{
     Run, TorchRun, Verified, cpu_description, last3, load_run_in, max, mean_sd, min_last3,
 };
-use crate::verify::verification;
+use crate::verify::{refuse_differences, verification};
 
 /// `cargo xtask research` options.
 #[derive(clap::Args)]
@@ -212,7 +212,6 @@ pub fn run(args: &Args) -> Result<()> {
     )?;
     let stop = AtomicBool::new(false);
     let mut outcomes = vec![];
-    let mut jobs = 0;
     for c in &candidates {
         if c.config.data != data.record {
             bail!("candidate {}: trains on other data than MNIST", c.name);
@@ -223,7 +222,6 @@ pub fn run(args: &Args) -> Result<()> {
             dir: search_dir(&args.out, &c.name),
         };
         outcomes.push((job.label.clone(), run_job(&job, &data, mode, &stop)?));
-        jobs += 1;
     }
     let searched: Vec<(&Candidate, Run)> = candidates
         .iter()
@@ -247,17 +245,8 @@ pub fn run(args: &Args) -> Result<()> {
             dir: final_dir(&args.out, seed),
         };
         outcomes.push((job.label.clone(), run_job(&job, &data, mode, &stop)?));
-        jobs += 1;
     }
-    let differs = outcomes
-        .iter()
-        .filter(|(_, o)| *o == Outcome::Differs)
-        .count();
-    if differs > 0 {
-        bail!(
-            "{differs} of {jobs} runs differ from the committed ones (listed above); nothing was replaced (--accept replaces them)"
-        );
-    }
+    refuse_differences(&outcomes)?;
     let previous: Option<Manifest> = read_json(&args.out.join("research.json")).ok();
     let verified = verification(&outcomes, previous.and_then(|m| m.verified));
     let mut command = format!("cargo xtask research --out {}", args.out.display());

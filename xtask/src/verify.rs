@@ -118,6 +118,20 @@ pub enum Outcome {
     Accepted,
 }
 
+/// Fails when any result differs from the committed one (each was reported as it was found).
+pub fn refuse_differences(outcomes: &[(String, Outcome)]) -> Result<()> {
+    let differs = outcomes
+        .iter()
+        .filter(|(_, o)| *o == Outcome::Differs)
+        .count();
+    anyhow::ensure!(
+        differs == 0,
+        "{differs} of {} verified results differ from the committed ones (listed above); nothing was replaced and the report was not rewritten (--accept replaces them)",
+        outcomes.len()
+    );
+    Ok(())
+}
+
 /// What a command's outcomes (each with its label) verified: all or some of its results
 /// retrained identical now, or, when it kept everything, the previous verification.
 pub fn verification(
