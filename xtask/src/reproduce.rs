@@ -144,17 +144,17 @@ fn resumable(dir: &Path, config: &TrainConfig) -> bool {
         .is_some_and(|c| c.fingerprint() == config.fingerprint())
 }
 
-/// Complete when it is resumable (same config) and the history has all its epochs.
-fn complete(dir: &Path, config: &TrainConfig) -> bool {
+/// Whether the saved history has all of `config`'s epochs (a run of the same config is complete
+/// when it also has them).
+fn all_epochs(dir: &Path, config: &TrainConfig) -> bool {
     let history = RunFiles {
         dir: dir.to_path_buf(),
     }
     .history_json();
-    resumable(dir, config)
-        && std::fs::read(history)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<History>(&b).ok())
-            .is_some_and(|h| h.epochs.len() == config.epochs)
+    std::fs::read(history)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<History>(&b).ok())
+        .is_some_and(|h| h.epochs.len() == config.epochs)
 }
 
 struct Lines {
@@ -205,7 +205,8 @@ pub fn run_job(job: &Job, data: &Prepared, mode: Mode, stop: &AtomicBool) -> Res
     let lines = || Lines {
         label: job.label.clone(),
     };
-    let done = complete(&job.dir, &job.config);
+    let resumable = resumable(&job.dir, &job.config);
+    let done = resumable && all_epochs(&job.dir, &job.config);
     match (mode, done) {
         (Mode::SkipExisting, true) => {
             println!("{}: complete in {} (kept)", job.label, job.dir.display());
@@ -246,7 +247,7 @@ pub fn run_job(job: &Job, data: &Prepared, mode: Mode, stop: &AtomicBool) -> Res
             }
         }
         _ => {
-            let resume = mode != Mode::Force && resumable(&job.dir, &job.config);
+            let resume = mode != Mode::Force && resumable;
             if !resume && job.dir.exists() {
                 std::fs::remove_dir_all(&job.dir)
                     .with_context(|| format!("removing stale run {}", job.dir.display()))?;
@@ -333,30 +334,16 @@ fn range_test_job(out: &Path, base: &TrainConfig, data: &Prepared, mode: Mode) -
 /// Attempt 3's confusion matrix and misclassified digits (seed 1), into `<out>/eval/`.
 fn eval_pictures(out: &Path, data: &Prepared) -> Result<()> {
     let run = crate::runs::load_run(out, 3, 1)?;
-    let dir = run_dir(out, 3, 1);
-    let net = under8k_model::Net::new(
+    let net = run::load_net(
         &run.config.arch,
-        &mut run::stream(0, 0, 0),
-        run::stream(0, 1, 0),
-        candle_core::DType::F32,
-        &candle_core::Device::Cpu,
+        &run_dir(out, 3, 1).join("model.safetensors"),
     )?;
-    under8k_model::checkpoint::load(&net, &dir.join("model.safetensors"))?;
-    let test = run
-        .config
-        .test_limit
-        .map_or_else(|| data.data.test.clone(), |n| data.data.test.head(n));
+    let (_, test) = run.config.splits(&data.data)?;
     let norm = Normalization::new(run.config.mean, run.config.std)?;
     let e = run::evaluate(&net, &test, norm, 1000, &candle_core::Device::Cpu)?;
     let p = under8k_train::plots::eval_pictures(&e, &test, 48, "Attempt 3")?;
     let eval = out.join("eval");
-    std::fs::create_dir_all(&eval)?;
-    write_atomic(&eval.join("confusion.png"), &p.confusion_png)?;
-    write_atomic(&eval.join("misclassified.png"), &p.misclassified_png)?;
-    write_atomic(
-        &eval.join("misclassified.csv"),
-        p.misclassified_csv.as_bytes(),
-    )?;
+    p.save(&eval)?;
     println!(
         "attempt 3 seed 1: confusion matrix and {} misclassified digits in {}",
         e.total - e.correct,

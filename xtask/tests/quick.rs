@@ -33,9 +33,14 @@ fn xtask_fails(args: &[&str]) -> String {
 
 /// `reproduce --quick` into `out`, with `extra` options.
 fn quick(out: &str, extra: &[&str]) -> String {
+    xtask(&quick_args(out, extra))
+}
+
+/// The arguments of `reproduce --quick` into `out`, with `extra` options.
+fn quick_args<'a>(out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec!["reproduce", "--quick", "--out", out, "--data", "data/mnist"];
     args.extend_from_slice(extra);
-    xtask(&args)
+    args
 }
 
 fn workspace() -> PathBuf {
@@ -168,14 +173,7 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
     v["epochs"][1]["test_acc"] = serde_json::json!(real + 0.01);
     let altered = serde_json::to_string_pretty(&v).unwrap();
     std::fs::write(&h, &altered).unwrap();
-    let o = output(&[
-        "reproduce",
-        "--quick",
-        "--out",
-        out_s,
-        "--data",
-        "data/mnist",
-    ]);
+    let o = output(&quick_args(out_s, &[]));
     let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{text}");
     let want = format!(

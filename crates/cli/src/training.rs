@@ -6,12 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use rand_chacha::{ChaCha8Rng, rand_core::SeedableRng};
 use under8k_mnist_data::Normalization;
-use under8k_model::{ArchSpec, Net, checkpoint};
+use under8k_model::{ArchSpec, Net};
 use under8k_sched::Schedule;
 use under8k_train::run::{self, BatchStats, Observer};
 use under8k_train::{EpochRecord, TrainConfig};
@@ -342,15 +341,7 @@ fn load_net(
         (None, Some(c)) => c.arch.clone(),
         (None, None) => ArchSpec::seed(),
     };
-    let net = Net::new(
-        &spec,
-        &mut ChaCha8Rng::seed_from_u64(0),
-        ChaCha8Rng::seed_from_u64(0),
-        DType::F32,
-        &Device::Cpu,
-    )?;
-    checkpoint::load(&net, checkpoint_path)?;
-    Ok(net)
+    Ok(run::load_net(&spec, checkpoint_path)?)
 }
 
 pub(crate) fn eval(args: EvalArgs) -> Result<()> {
@@ -376,15 +367,7 @@ pub(crate) fn eval(args: EvalArgs) -> Result<()> {
             .as_ref()
             .map_or("checkpoint", |c| c.arch.name.as_str());
         let p = under8k_train::plots::eval_pictures(&e, &loaded.data.test, args.show.into(), name)?;
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("{}: cannot create", dir.display()))?;
-        for (file, bytes) in [
-            ("confusion.png", &p.confusion_png[..]),
-            ("misclassified.png", &p.misclassified_png[..]),
-            ("misclassified.csv", p.misclassified_csv.as_bytes()),
-        ] {
-            checkpoint::write_atomic(&dir.join(file), bytes)?;
-        }
+        p.save(dir)?;
         eprintln!(
             "wrote confusion.png, misclassified.png ({} images) and misclassified.csv ({} errors) in {}",
             p.tiles,

@@ -217,37 +217,24 @@ pub fn range_test(
     let (split, _) = config.splits(data)?;
     let batch_cfg = batch_config(config)?;
     let (net, mut opt) = fresh(config, &device)?;
-    opt.config.momentum = config.momentum;
     let (mut points, mut avg, mut best) = (Vec::with_capacity(test.steps), 0.0f64, f64::INFINITY);
-    let mut i = 0;
-    for epoch in 0u64.. {
+    let (mut i, mut epoch) = (0, 0u64);
+    let end = 'test: loop {
         net.set_dropout_rng(stream(config.seed, 1, epoch));
         let batches =
             EpochBatches::new(&split, batch_cfg, stream(config.seed, 2, epoch)).on(&device);
         for batch in batches {
             if i == test.steps {
-                return Ok(RangeCurve {
-                    test: *test,
-                    points,
-                    end: RangeEnd::Completed,
-                });
+                break 'test RangeEnd::Completed;
             }
             if stop.load(Ordering::Relaxed) {
-                return Ok(RangeCurve {
-                    test: *test,
-                    points,
-                    end: RangeEnd::Interrupted,
-                });
+                break 'test RangeEnd::Interrupted;
             }
             let lr = test.lr(i);
             opt.config.lr = lr;
             let loss = step(&net, &mut opt, &batch?)?.loss;
             if !loss.is_finite() {
-                return Ok(RangeCurve {
-                    test: *test,
-                    points,
-                    end: RangeEnd::NonFinite { step: i, lr },
-                });
+                break 'test RangeEnd::NonFinite { step: i, lr };
             }
             avg = BETA * avg + (1.0 - BETA) * loss;
             let smoothed = avg / (1.0 - BETA.powi(i as i32 + 1));
@@ -261,16 +248,17 @@ pub fn range_test(
             progress(&point);
             best = best.min(smoothed);
             if smoothed > test.diverge_factor * best {
-                return Ok(RangeCurve {
-                    test: *test,
-                    points,
-                    end: RangeEnd::Diverged { step: i, lr },
-                });
+                break 'test RangeEnd::Diverged { step: i, lr };
             }
             i += 1;
         }
-    }
-    unreachable!("the epochs never run out")
+        epoch += 1;
+    };
+    Ok(RangeCurve {
+        test: *test,
+        points,
+        end,
+    })
 }
 
 /// One rate of a sweep: its run's test accuracy.

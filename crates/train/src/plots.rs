@@ -1,12 +1,15 @@
 //! Pictures of results, as PNG bytes (feature `plots`): the range test's curve, the sweep's
 //! accuracy against rate, a confusion matrix and a grid of misclassified images. Drawn with
 //! plotters into a pixel buffer, text in the bundled DejaVu Sans (no system fonts), encoded by
-//! the `image` crate. Writing the bytes is the caller's job.
+//! the `image` crate. [`EvalPictures::save`] writes an evaluation's three files; the other
+//! pictures are returned as bytes for the caller to write.
 
 use std::sync::Once;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+
+use under8k_model::checkpoint::{CheckpointError, write_atomic};
 
 use crate::lr_find::{RangeCurve, SweepPoint};
 
@@ -64,9 +67,53 @@ pub fn canvas(
     png(buf, size)
 }
 
+/// A label formatter for an axis.
+type Labels<'f> = &'f dyn Fn(&f64) -> String;
+
+/// A chart with a log-scale x axis and a linear y axis, its grid drawn: `ranges` (x, y),
+/// `descs` (x, y) and `labels` (x, and y if not the default).
+fn log_x_chart<'a, 'b: 'a>(
+    root: &'a DrawingArea<BitMapBackend<'b>, Shift>,
+    title: &str,
+    (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
+    (x_desc, y_desc): (&str, &str),
+    (x_labels, y_labels): (Labels, Option<Labels>),
+) -> Result<LogXChart<'a, 'b>, PlotError> {
+    let mut chart = ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .margin_right(36)
+        .x_label_area_size(48)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x.log_scale(), y)
+        .map_err(fail)?;
+    let mut mesh = chart.configure_mesh();
+    mesh.light_line_style(WHITE).x_label_formatter(x_labels);
+    if let Some(f) = y_labels {
+        mesh.y_label_formatter(f);
+    }
+    mesh.x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style(("sans-serif", 16))
+        .axis_desc_style(("sans-serif", 18))
+        .draw()
+        .map_err(fail)?;
+    Ok(chart)
+}
+
+/// What [`log_x_chart`] returns.
+type LogXChart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<
+        plotters::coord::combinators::LogCoord<f64>,
+        plotters::coord::types::RangedCoordf64,
+    >,
+>;
+
 /// The series' legend, framed, at `at`.
-fn legend<'a, CT: plotters::coord::CoordTranslate>(
-    chart: &mut ChartContext<'a, BitMapBackend<'a>, CT>,
+fn legend<'a, 'b: 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'b>, CT>,
     at: SeriesLabelPosition,
 ) -> Result<(), PlotError> {
     chart
@@ -106,24 +153,13 @@ pub fn range_test(curve: &RangeCurve, title: &str) -> Result<Vec<u8>, PlotError>
         p[p.len() - 1].lr.max(curve.test.start_lr * 1.01),
     );
     canvas((1100, 650), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 24))
-            .margin(16)
-            .margin_right(36)
-            .x_label_area_size(48)
-            .y_label_area_size(70)
-            .build_cartesian_2d((x.0..x.1).log_scale(), (lo - pad)..(hi + pad))
-            .map_err(fail)?;
-        chart
-            .configure_mesh()
-            .light_line_style(WHITE)
-            .x_label_formatter(&|v| sci(*v))
-            .x_desc("learning rate (log scale)")
-            .y_desc("training loss")
-            .label_style(("sans-serif", 16))
-            .axis_desc_style(("sans-serif", 18))
-            .draw()
-            .map_err(fail)?;
+        let mut chart = log_x_chart(
+            root,
+            title,
+            (x.0..x.1, (lo - pad)..(hi + pad)),
+            ("learning rate (log scale)", "training loss"),
+            (&|v| sci(*v), None),
+        )?;
         let clip = |v: f64| v.clamp(lo - pad, hi + pad);
         chart
             .draw_series(LineSeries::new(
@@ -178,25 +214,13 @@ pub fn sweep(points: &[SweepPoint], title: &str) -> Result<Vec<u8>, PlotError> {
     });
     let (y0, y1) = ((y0 - 0.1).max(0.0), (y1 + 0.1).min(100.0));
     canvas((1100, 650), |root| {
-        let mut chart = ChartBuilder::on(root)
-            .caption(title, ("sans-serif", 24))
-            .margin(16)
-            .margin_right(36)
-            .x_label_area_size(48)
-            .y_label_area_size(70)
-            .build_cartesian_2d((x0..x1).log_scale(), y0..y1)
-            .map_err(fail)?;
-        chart
-            .configure_mesh()
-            .light_line_style(WHITE)
-            .x_label_formatter(&|v| format!("{v:.3}"))
-            .y_label_formatter(&|v| format!("{v:.2}"))
-            .x_desc("constant learning rate (log scale)")
-            .y_desc("test accuracy (%)")
-            .label_style(("sans-serif", 16))
-            .axis_desc_style(("sans-serif", 18))
-            .draw()
-            .map_err(fail)?;
+        let mut chart = log_x_chart(
+            root,
+            title,
+            (x0..x1, y0..y1),
+            ("constant learning rate (log scale)", "test accuracy (%)"),
+            (&|v| format!("{v:.3}"), Some(&|v| format!("{v:.2}"))),
+        )?;
         for (name, color, best) in [
             ("last epoch", COLORS[0], false),
             ("best epoch", COLORS[1], true),
@@ -363,6 +387,25 @@ pub struct EvalPictures {
     pub misclassified_csv: String,
     /// Tiles drawn: `min(show, errors)`.
     pub tiles: usize,
+}
+
+impl EvalPictures {
+    /// Writes `confusion.png`, `misclassified.png` and `misclassified.csv` into `dir` (created
+    /// if missing), each through a temporary file and a rename.
+    pub fn save(&self, dir: &std::path::Path) -> Result<(), CheckpointError> {
+        std::fs::create_dir_all(dir).map_err(|source| CheckpointError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        for (file, bytes) in [
+            ("confusion.png", &self.confusion_png[..]),
+            ("misclassified.png", &self.misclassified_png[..]),
+            ("misclassified.csv", self.misclassified_csv.as_bytes()),
+        ] {
+            write_atomic(&dir.join(file), bytes)?;
+        }
+        Ok(())
+    }
 }
 
 /// The confusion matrix and the misclassified images of an evaluation of `split`.

@@ -590,6 +590,21 @@ pub(crate) fn fresh(config: &TrainConfig, device: &Device) -> Result<(Net, Sgd),
     Ok((net, opt))
 }
 
+/// A net of `spec` holding the weights and BatchNorm statistics of the checkpoint at `path`
+/// (`model.safetensors` of a run, or a PyTorch `state_dict` file), for evaluation.
+pub fn load_net(spec: &under8k_model::ArchSpec, path: &Path) -> Result<Net, TrainError> {
+    // Every weight and buffer is then replaced by the checkpoint's: the streams do not matter.
+    let net = Net::new(
+        spec,
+        &mut stream(0, 0, 0),
+        stream(0, 1, 0),
+        DType::F32,
+        &Device::Cpu,
+    )?;
+    checkpoint::load(&net, path)?;
+    Ok(net)
+}
+
 /// What one optimizer step measured.
 pub(crate) struct Step {
     /// The batch's mean loss.
