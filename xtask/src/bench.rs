@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use rand_chacha::{ChaCha8Rng, rand_core::SeedableRng};
-use under8k_model::{ArchSpec, Kernels, Net};
+use under8k_model::{ArchSpec, KernelPath, Kernels, Net};
 use under8k_train::TrainConfig;
 use under8k_train::run;
 
@@ -97,7 +97,13 @@ fn torch(args: &Args, threads: usize) -> Option<Result<(Figures, f64)>> {
     })())
 }
 
-fn per_layer(batches: usize) -> Result<()> {
+/// Convolution FLOPs per image of one training step and of one forward pass.
+struct Work {
+    train: f64,
+    forward: f64,
+}
+
+fn per_layer(batches: usize) -> Result<Work> {
     let dev = Device::Cpu;
     let net = Net::new(
         &ArchSpec::seed(),
@@ -106,7 +112,9 @@ fn per_layer(batches: usize) -> Result<()> {
         DType::F32,
         &dev,
     )?;
-    let x = Tensor::randn(0f32, 1.0, (128, 1, 28, 28), &dev)?;
+    // A fixed pattern, not candle's unseedable RNG: the timings do not depend on the values.
+    let pattern = (0..128 * 28 * 28).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5);
+    let x = Tensor::from_vec(pattern.collect::<Vec<_>>(), (128, 1, 28, 28), &dev)?;
     let y = Tensor::from_vec((0..128u32).map(|i| i % 10).collect::<Vec<_>>(), 128, &dev)?;
     anyhow::ensure!(net.set_profiling(false), "the seed net runs on the engine");
     let step = || -> Result<()> {
@@ -124,10 +132,20 @@ fn per_layer(batches: usize) -> Result<()> {
     let prof = net.profile();
     net.set_profiling(false);
     println!(
-        "\nfast engine, ms per batch of 128 (forward + backward, no data loading or optimizer):"
+        "\nfast engine ({} kernels), ms per batch of 128 (forward + backward, no data loading or optimizer),",
+        KernelPath::active()
     );
-    println!("{:>24} {:>9} {:>9}", "step", "forward", "backward");
+    println!("and each convolution's GFLOP/s:");
+    println!(
+        "{:>24} {:>9} {:>9} {:>9} {:>9}",
+        "step", "forward", "backward", "GFLOP/s", "GFLOP/s"
+    );
     let (mut f, mut b) = (0.0, 0.0);
+    let images = 128.0 * batches as f64;
+    let gflops = |flops: f64, s: f64| match flops > 0.0 {
+        true => format!("{:.1}", flops * images / s / 1e9),
+        false => String::new(),
+    };
     for s in &prof {
         let (sf, sb) = (
             s.forward * 1e3 / batches as f64,
@@ -135,59 +153,109 @@ fn per_layer(batches: usize) -> Result<()> {
         );
         f += sf;
         b += sb;
-        println!("{:>24} {sf:>9.2} {sb:>9.2}", s.name);
+        println!(
+            "{:>24} {sf:>9.2} {sb:>9.2} {:>9} {:>9}",
+            s.name,
+            gflops(s.forward_flops, s.forward),
+            gflops(s.backward_flops, s.backward)
+        );
     }
     println!(
         "{:>24} {f:>9.2} {b:>9.2}   (whole step incl. candle graph and loss: {total:.2})",
         "sum"
     );
-    Ok(())
+    let forward: f64 = prof.iter().map(|s| s.forward_flops).sum();
+    let backward: f64 = prof.iter().map(|s| s.backward_flops).sum();
+    Ok(Work {
+        train: forward + backward,
+        forward,
+    })
 }
 
 pub fn run(args: &Args) -> Result<()> {
     let threads = rayon::current_num_threads();
-    println!("machine: {}, {threads} threads", crate::runs::cpu_model());
+    println!(
+        "machine: {}, {threads} threads",
+        crate::runs::cpu_description()
+    );
+    let peak = crate::peak::measure(0.5);
+    println!(
+        "peak: {:.1} GFLOP/s FP32 ({} loop, register-resident, on {} threads at once)",
+        peak.flops / 1e9,
+        peak.isa,
+        peak.threads
+    );
     let mnist = crate::reproduce::load_mnist(&args.data)?;
-    let fast = measure(&mnist, Kernels::Fast, args.batches, 10_000)?;
+    let default_path = KernelPath::active();
+    let mut paths: Vec<KernelPath> = KernelPath::available()
+        .into_iter()
+        .filter(|&p| p != KernelPath::Portable && p != default_path)
+        .collect();
+    paths.insert(0, default_path);
+    let mut fast = vec![];
+    for &p in &paths {
+        KernelPath::use_path(p)?;
+        fast.push((p, measure(&mnist, Kernels::Fast, args.batches, 10_000)?));
+    }
+    KernelPath::use_path(default_path)?;
     let reference = measure(&mnist, Kernels::Reference, 3, 1_000)?;
     let torch = torch(args, threads);
+    let work = per_layer(30)?;
     println!(
         "\nTraining: the real loop with attempt 3's config (rotation ±7°, dropout, BatchNorm in training mode,"
     );
-    println!("momentum SGD); the reference path trains 3 batches and evaluates 1,000 images.");
-    println!("\n| system | train img/s | s per 60k epoch | eval img/s |");
-    println!("|---|---|---|---|");
+    println!(
+        "momentum SGD); the reference path trains 3 batches and evaluates 1,000 images. % of peak: the"
+    );
+    println!(
+        "convolutions' {:.2} MFLOP per image trained and {:.2} per image evaluated, at the figure's rate,",
+        work.train / 1e6,
+        work.forward / 1e6
+    );
+    println!("over the peak above.");
+    println!(
+        "\n| system | train img/s | s per 60k epoch | eval img/s | train % of peak | eval % of peak |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let pct = |flops: f64, rate: f64| 100.0 * flops * rate / peak.flops;
     let row = |name: &str, f: &Figures| {
         println!(
-            "| {name} | {:.0} | {:.1} | {:.0} |",
+            "| {name} | {:.0} | {:.1} | {:.0} | {:.1} % | {:.1} % |",
             f.train,
             60_000.0 / f.train,
-            f.eval
+            f.eval,
+            pct(work.train, f.train),
+            pct(work.forward, f.eval)
         )
     };
-    row("under8k fast engine", &fast);
+    for (p, f) in &fast {
+        let default = if *p == default_path { ", default" } else { "" };
+        row(&format!("under8k fast engine ({p} kernels{default})"), f);
+    }
     row("under8k reference (candle ops)", &reference);
+    let best = &fast[0].1;
     println!(
         "\nfast / reference: train {:.1}×, eval {:.1}×",
-        fast.train / reference.train,
-        fast.eval / reference.eval
+        best.train / reference.train,
+        best.eval / reference.eval
     );
     match torch {
         Some(Ok((t, aug))) => {
             row("PyTorch eager, step without augmentation", &t);
             println!(
-                "| PyTorch eager, with per-image torchvision rotation | {aug:.0} | {:.1} | |",
-                60_000.0 / aug
+                "| PyTorch eager, with per-image torchvision rotation | {aug:.0} | {:.1} | | {:.1} % | |",
+                60_000.0 / aug,
+                pct(work.train, aug)
             );
             println!(
                 "\nfast (with rotation) / PyTorch (without): train {:.2}×, eval {:.2}×; / PyTorch with rotation: train {:.2}×",
-                fast.train / t.train,
-                fast.eval / t.eval,
-                fast.train / aug
+                best.train / t.train,
+                best.eval / t.eval,
+                best.train / aug
             );
         }
         Some(Err(e)) => println!("PyTorch: failed: {e:#}"),
         None => println!("PyTorch: not importable by python3 (or --no-torch); skipped"),
     }
-    per_layer(30)
+    Ok(())
 }

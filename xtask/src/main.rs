@@ -19,6 +19,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod extras;
+mod peak;
 mod plot;
 mod pytorch;
 mod report;

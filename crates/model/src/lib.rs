@@ -28,7 +28,7 @@ pub mod spec;
 pub mod summary;
 
 #[cfg(feature = "candle")]
-pub use engine::StepTime;
+pub use engine::{KernelPath, PathUnavailable, StepTime};
 #[cfg(feature = "candle")]
 pub use net::{Kernels, ModelError, Net};
 pub use spec::{ArchSpec, Block, Layer, SpecError};

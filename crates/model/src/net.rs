@@ -6,7 +6,7 @@ use candle_core::{D, DType, Device, Result as CResult, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
 use rand_core::RngCore;
 
-use crate::engine::{self, Engine, Pass, StepTime};
+use crate::engine::{Engine, Pass, StepTime};
 use crate::pool;
 use crate::spec::{ArchSpec, Layer, ResolvedLayer, SpecError};
 
@@ -24,20 +24,6 @@ pub enum ModelError {
     /// The fast path cannot run this net.
     #[error("the fast kernels cannot run this net: {0}")]
     Unsupported(String),
-    /// A valid spec that this crate cannot train (the calculator still describes it).
-    #[error(
-        "`{arch}` cannot be trained here: {layer} is a {kernel}x{kernel} pool with stride {stride}; only non-overlapping pools (kernel == stride) are implemented"
-    )]
-    OverlappingPool {
-        /// The spec's name.
-        arch: String,
-        /// The layer (`block.index`).
-        layer: String,
-        /// Its kernel.
-        kernel: usize,
-        /// Its stride.
-        stride: usize,
-    },
 }
 
 /// A BatchNorm layer's running statistics (buffers, not parameters).
@@ -69,9 +55,11 @@ enum Module {
     Relu,
     MaxPool {
         k: usize,
+        s: usize,
     },
     AvgPool {
         k: usize,
+        s: usize,
     },
     Gap,
     LogSoftmax,
@@ -114,38 +102,6 @@ fn uniform(rng: &mut dyn RngCore, n: usize, bound: f32) -> Vec<f32> {
 }
 
 impl Net {
-    /// Whether this crate can train `spec` (the calculator describes more): refuses an
-    /// overlapping pool, naming the layer. [`Net::new`] checks it too.
-    pub fn trainable(spec: &ArchSpec) -> Result<(), ModelError> {
-        Self::check_trainable(spec, &spec.resolve()?)
-    }
-
-    fn check_trainable(spec: &ArchSpec, layers: &[ResolvedLayer]) -> Result<(), ModelError> {
-        if let Some((l, kernel, stride)) = layers.iter().find_map(|l| match l.layer {
-            Layer::MaxPool { kernel, stride } | Layer::AvgPool { kernel, stride }
-                if kernel != stride =>
-            {
-                Some((l, kernel, stride))
-            }
-            _ => None,
-        }) {
-            return Err(ModelError::OverlappingPool {
-                arch: spec.name.clone(),
-                layer: l.prefix(),
-                kernel,
-                stride,
-            });
-        }
-        Ok(())
-    }
-
-    /// Why `spec` cannot run on the fast engine (it then trains on the reference path, candle's
-    /// own ops: the same results to rounding, about 100× slower), or `None` when it can. An
-    /// invalid spec is an error.
-    pub fn fast_path_unsupported(spec: &ArchSpec) -> Result<Option<String>, SpecError> {
-        Ok(engine::unsupported(&spec.resolve()?))
-    }
-
     /// Builds the net for `spec`, with PyTorch's default initialisation drawn from `init_rng`
     /// (conv weight and bias: `U(±1/√fan_in)`, i.e. kaiming-uniform with a = √5; BatchNorm
     /// weight 1, bias 0, running mean 0, running variance 1), in spec order. Dropout masks come
@@ -158,7 +114,6 @@ impl Net {
         device: &Device,
     ) -> Result<Self, ModelError> {
         let layers = spec.resolve()?;
-        Self::check_trainable(spec, &layers)?;
         let var = |v: Vec<f32>, shape: &[usize]| -> CResult<Var> {
             Var::from_tensor(&Tensor::from_vec(v, shape, device)?.to_dtype(dtype)?)
         };
@@ -206,8 +161,14 @@ impl Net {
                 },
                 Layer::Dropout { p } => Module::Dropout { p },
                 Layer::Relu => Module::Relu,
-                Layer::MaxPool { kernel, .. } => Module::MaxPool { k: kernel },
-                Layer::AvgPool { kernel, .. } => Module::AvgPool { k: kernel },
+                Layer::MaxPool { kernel, stride } => Module::MaxPool {
+                    k: kernel,
+                    s: stride,
+                },
+                Layer::AvgPool { kernel, stride } => Module::AvgPool {
+                    k: kernel,
+                    s: stride,
+                },
                 Layer::GlobalAvgPool => Module::Gap,
                 Layer::LogSoftmax => Module::LogSoftmax,
             });
@@ -232,12 +193,12 @@ impl Net {
     }
 
     /// Chooses the implementation. [`Kernels::Fast`] (the default where it applies) needs a
-    /// CPU net in `f32` or `f64` whose convolutions have stride 1.
+    /// CPU net in `f32` or `f64`; it runs every spec the calculator accepts.
     pub fn with_kernels(mut self, kernels: Kernels) -> Result<Self, ModelError> {
         if kernels == Kernels::Fast && self.engine.is_none() {
-            let why = engine::unsupported(&self.layers)
-                .unwrap_or_else(|| "it runs on CPU in f32 or f64 only".to_string());
-            return Err(ModelError::Unsupported(why));
+            return Err(ModelError::Unsupported(
+                "it runs on CPU in f32 or f64 only".to_string(),
+            ));
         }
         self.kernels = kernels;
         Ok(self)
@@ -410,7 +371,17 @@ impl Net {
                 stride,
                 padding,
             } => {
-                let y = x.conv2d(weight.as_tensor(), *padding, *stride, 1, 1)?;
+                // candle 0.11's conv2d backward with a stride that does not divide
+                // `side + 2·padding − kernel` returns a gradient of the wrong shape; so stride 1,
+                // then every `stride`-th row and column (index_select routes the gradient back).
+                let mut y = x.conv2d(weight.as_tensor(), *padding, 1, 1, 1)?;
+                if *stride > 1 {
+                    for dim in [2, 3] {
+                        let keep: Vec<u32> = (0..y.dim(dim)? as u32).step_by(*stride).collect();
+                        let n = keep.len();
+                        y = y.index_select(&Tensor::from_vec(keep, n, y.device())?, dim)?;
+                    }
+                }
                 match bias {
                     Some(b) => y.broadcast_add(&b.as_tensor().reshape((1, (), 1, 1))?),
                     None => Ok(y),
@@ -436,8 +407,8 @@ impl Net {
             }
             Module::Dropout { .. } => Ok(x.clone()),
             Module::Relu => x.relu(),
-            Module::MaxPool { k } => pool::max_pool2d(x, *k),
-            Module::AvgPool { k } => pool::avg_pool2d(x, *k),
+            Module::MaxPool { k, s } => pool::max_pool2d(x, *k, *s),
+            Module::AvgPool { k, s } => pool::avg_pool2d(x, *k, *s),
             Module::Gap => x.mean_keepdim(3)?.mean_keepdim(2),
             Module::LogSoftmax => candle_nn::ops::log_softmax(&x.flatten_from(1)?, D::Minus1),
         }

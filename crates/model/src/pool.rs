@@ -6,44 +6,47 @@
 //! over the whole input, so the cropped border gets gradient it never influenced). These ops
 //! route gradients as PyTorch does: max — the whole upstream gradient to the first maximum of
 //! each window in row-major order; average — `1/k²` of it to each pixel of the window.
-//! Non-overlapping windows only (kernel == stride), floor mode.
+//! Any stride (overlapping windows add their contributions), floor mode.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, DType, Error, Layout, Result, Shape, Tensor, WithDType};
 
-/// `k×k` max pooling with stride `k` on `B×C×H×W`.
-pub fn max_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(Pool { k, avg: false })
+/// `k×k` max pooling with stride `s` on `B×C×H×W`.
+pub fn max_pool2d(x: &Tensor, k: usize, s: usize) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Pool { k, s, avg: false })
 }
 
-/// `k×k` average pooling with stride `k` on `B×C×H×W`.
-pub fn avg_pool2d(x: &Tensor, k: usize) -> Result<Tensor> {
-    x.contiguous()?.apply_op1(Pool { k, avg: true })
+/// `k×k` average pooling with stride `s` on `B×C×H×W`.
+pub fn avg_pool2d(x: &Tensor, k: usize, s: usize) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(Pool { k, s, avg: true })
 }
 
 struct Pool {
     k: usize,
+    s: usize,
     avg: bool,
 }
 
-fn dims(shape: &Shape, k: usize) -> Result<(usize, usize, usize, usize, usize)> {
+fn dims(shape: &Shape, k: usize, s: usize) -> Result<(usize, usize, usize, usize, usize)> {
     let (b, c, h, w) = shape.dims4()?;
-    if k == 0 || h < k || w < k {
-        return Err(Error::Msg(format!("max pool {k}x{k} on a {h}x{w} map")));
+    if k == 0 || s == 0 || h < k || w < k {
+        return Err(Error::Msg(format!(
+            "pool {k}x{k} stride {s} on a {h}x{w} map"
+        )));
     }
-    Ok((b * c, h, w, h / k, w / k))
+    Ok((b * c, h, w, (h - k) / s + 1, (w - k) / s + 1))
 }
 
 /// Index (in the plane) of the first maximum of each window.
-fn argmax<T: WithDType>(x: &[T], h: usize, w: usize, k: usize) -> Vec<usize> {
-    let (oh, ow) = (h / k, w / k);
+fn argmax<T: WithDType>(x: &[T], h: usize, w: usize, k: usize, s: usize) -> Vec<usize> {
+    let (oh, ow) = ((h - k) / s + 1, (w - k) / s + 1);
     let mut out = Vec::with_capacity(oh * ow);
     for oy in 0..oh {
         for ox in 0..ow {
-            let mut best = oy * k * w + ox * k;
+            let mut best = oy * s * w + ox * s;
             for dy in 0..k {
                 for dx in 0..k {
-                    let i = (oy * k + dy) * w + ox * k + dx;
+                    let i = (oy * s + dy) * w + ox * s + dx;
                     // PyTorch's rule: strictly greater, or NaN.
                     if x[i] > x[best] || x[i].to_f64().is_nan() {
                         best = i;
@@ -57,8 +60,8 @@ fn argmax<T: WithDType>(x: &[T], h: usize, w: usize, k: usize) -> Vec<usize> {
 }
 
 /// Indices (in the plane) of the pixels of output window `(oy, ox)`.
-fn window(oy: usize, ox: usize, w: usize, k: usize) -> impl Iterator<Item = usize> {
-    (0..k * k).map(move |d| (oy * k + d / k) * w + ox * k + d % k)
+fn window(oy: usize, ox: usize, w: usize, k: usize, s: usize) -> impl Iterator<Item = usize> {
+    (0..k * k).map(move |d| (oy * s + d / k) * w + ox * s + d % k)
 }
 
 fn forward<T: WithDType>(
@@ -67,25 +70,27 @@ fn forward<T: WithDType>(
     h: usize,
     w: usize,
     k: usize,
+    s: usize,
     avg: bool,
 ) -> Vec<T> {
-    let (oh, ow) = (h / k, w / k);
+    let (oh, ow) = ((h - k) / s + 1, (w - k) / s + 1);
     let inv = T::from_f64(1.0 / (k * k) as f64);
     let mut out = Vec::with_capacity(planes * oh * ow);
     for p in 0..planes {
         let plane = &x[p * h * w..(p + 1) * h * w];
         if avg {
             for o in 0..oh * ow {
-                let sum = window(o / ow, o % ow, w, k).fold(T::zero(), |acc, i| acc + plane[i]);
+                let sum = window(o / ow, o % ow, w, k, s).fold(T::zero(), |acc, i| acc + plane[i]);
                 out.push(sum * inv);
             }
         } else {
-            out.extend(argmax(plane, h, w, k).into_iter().map(|i| plane[i]));
+            out.extend(argmax(plane, h, w, k, s).into_iter().map(|i| plane[i]));
         }
     }
     out
 }
 
+#[allow(clippy::too_many_arguments)]
 fn backward<T: WithDType>(
     x: &[T],
     gy: &[T],
@@ -93,9 +98,10 @@ fn backward<T: WithDType>(
     h: usize,
     w: usize,
     k: usize,
+    s: usize,
     avg: bool,
 ) -> Vec<T> {
-    let (oh, ow) = (h / k, w / k);
+    let (oh, ow) = ((h - k) / s + 1, (w - k) / s + 1);
     let inv = T::from_f64(1.0 / (k * k) as f64);
     let mut gx = vec![T::zero(); x.len()];
     for p in 0..planes {
@@ -103,12 +109,12 @@ fn backward<T: WithDType>(
         let gyp = &gy[p * oh * ow..(p + 1) * oh * ow];
         if avg {
             for (o, &go) in gyp.iter().enumerate() {
-                for i in window(o / ow, o % ow, w, k) {
+                for i in window(o / ow, o % ow, w, k, s) {
                     g[i] += go * inv;
                 }
             }
         } else {
-            for (o, i) in argmax(&x[p * h * w..(p + 1) * h * w], h, w, k)
+            for (o, i) in argmax(&x[p * h * w..(p + 1) * h * w], h, w, k, s)
                 .into_iter()
                 .enumerate()
             {
@@ -140,7 +146,7 @@ impl Pool {
             gy.flatten_all()?.to_vec1::<T>()?,
         );
         Tensor::from_vec(
-            backward(&x, &g, planes, h, w, self.k, self.avg),
+            backward(&x, &g, planes, h, w, self.k, self.s, self.avg),
             arg.shape(),
             arg.device(),
         )
@@ -157,22 +163,34 @@ impl CustomOp1 for Pool {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (planes, h, w, oh, ow) = dims(layout.shape(), self.k)?;
+        let (planes, h, w, oh, ow) = dims(layout.shape(), self.k, self.s)?;
         let (b, c, _, _) = layout.shape().dims4()?;
         let out = match storage {
-            CpuStorage::F32(v) => {
-                CpuStorage::F32(forward(slice(v, layout)?, planes, h, w, self.k, self.avg))
-            }
-            CpuStorage::F64(v) => {
-                CpuStorage::F64(forward(slice(v, layout)?, planes, h, w, self.k, self.avg))
-            }
+            CpuStorage::F32(v) => CpuStorage::F32(forward(
+                slice(v, layout)?,
+                planes,
+                h,
+                w,
+                self.k,
+                self.s,
+                self.avg,
+            )),
+            CpuStorage::F64(v) => CpuStorage::F64(forward(
+                slice(v, layout)?,
+                planes,
+                h,
+                w,
+                self.k,
+                self.s,
+                self.avg,
+            )),
             other => return Err(Error::UnsupportedDTypeForOp(other.dtype(), "pool2d")),
         };
         Ok((out, Shape::from((b, c, oh, ow))))
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
-        let (planes, h, w, _, _) = dims(arg.shape(), self.k)?;
+        let (planes, h, w, _, _) = dims(arg.shape(), self.k, self.s)?;
         let (arg, gy) = (arg.contiguous()?, grad_res.contiguous()?);
         let gx = match arg.dtype() {
             DType::F32 => self.backward_typed::<f32>(&arg, &gy, planes, h, w)?,
@@ -199,7 +217,7 @@ mod tests {
             &dev,
         )
         .unwrap();
-        let g = max_pool2d(&x, 2)
+        let g = max_pool2d(&x, 2, 2)
             .unwrap()
             .sum_all()
             .unwrap()
@@ -225,7 +243,7 @@ mod tests {
             &dev,
         )
         .unwrap();
-        let y = max_pool2d(&x, 2).unwrap();
+        let y = max_pool2d(&x, 2, 2).unwrap();
         assert_eq!(y.dims(), [1, 1, 2, 2]);
         let g = y.sum_all().unwrap().backward().unwrap();
         let g = g

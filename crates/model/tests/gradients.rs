@@ -67,14 +67,10 @@ fn scalar(t: &Tensor) -> f64 {
 }
 
 /// Checks d loss / d (input and every parameter) against central differences, on at most
-/// `max_per_tensor` evenly spread elements per tensor.
+/// `max_per_tensor` evenly spread elements per tensor, on both paths. (The fast path's kernel
+/// paths — portable, AVX2, AVX-512 — give the same bits on these specs: `kernel_paths.rs`.)
 fn check(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
-    // The fast engine does stride 1 only; other specs run on the reference path alone.
-    let fast = Net::fast_path_unsupported(spec).unwrap().is_none();
     for kernels in [Kernels::Reference, Kernels::Fast] {
-        if kernels == Kernels::Fast && !fast {
-            continue;
-        }
         check_with(spec, batch, train, max_per_tensor, kernels);
     }
 }
@@ -168,8 +164,21 @@ fn conv_gradients() {
         true,
         1000,
     );
+    // Strides 2 and 3, with and without padding, on sides they do and do not divide.
     check(
         &spec([2, 7, 7], vec![conv(3, 3, 2, 1, true)]),
+        2,
+        true,
+        1000,
+    );
+    check(
+        &spec([2, 8, 9], vec![conv(5, 3, 2, 0, false)]),
+        2,
+        true,
+        1000,
+    );
+    check(
+        &spec([3, 10, 10], vec![conv(2, 5, 3, 2, true)]),
         2,
         true,
         1000,
@@ -254,6 +263,16 @@ fn pooling_gradients() {
         true,
         1000,
     );
+    // Overlapping windows (3×3 stride 2, 2×2 stride 1): gradients add where windows share
+    // pixels; a stride above the kernel skips pixels.
+    for (kernel, stride) in [(3, 2), (2, 1), (2, 3)] {
+        for pool in [
+            Layer::MaxPool { kernel, stride },
+            Layer::AvgPool { kernel, stride },
+        ] {
+            check(&spec([2, 7, 7], vec![pool]), 2, true, 1000);
+        }
+    }
     check(&spec([2, 5, 5], vec![Layer::GlobalAvgPool]), 2, true, 1000);
 }
 

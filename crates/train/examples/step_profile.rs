@@ -1,11 +1,12 @@
 //! Times training steps (forward + backward, batch 128) of the seed net on the fast engine,
 //! with its per-step breakdown, and optionally (`--reference`) on candle's own ops.
+//! `--portable`, `--avx2` or `--avx512` force a kernel path (default: the widest available).
 #![allow(clippy::print_stdout)]
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use rand_chacha::{ChaCha8Rng, rand_core::SeedableRng};
-use under8k_model::{ArchSpec, Kernels, Net};
+use under8k_model::{ArchSpec, KernelPath, Kernels, Net};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -13,6 +14,16 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> anyhow::Result<()> {
     let dev = Device::Cpu;
     let reference = std::env::args().any(|a| a == "--reference");
+    for (flag, path) in [
+        ("--portable", KernelPath::Portable),
+        ("--avx2", KernelPath::Avx2),
+        ("--avx512", KernelPath::Avx512),
+    ] {
+        if std::env::args().any(|a| a == flag) {
+            KernelPath::use_path(path)?;
+        }
+    }
+    println!("kernel path: {}", KernelPath::active());
     let kernels = if reference {
         Kernels::Reference
     } else {

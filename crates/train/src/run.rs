@@ -303,10 +303,10 @@ pub fn check_data(config: &TrainConfig, data: &Mnist) -> Result<(), TrainError> 
     check_fit(&config.arch, data)
 }
 
-/// Checks that the net can be trained here ([`Net::trainable`]), that its input is the data's
-/// image size and its output count the data's class count.
+/// Checks that the spec is valid, that its input is the data's image size and its output count
+/// the data's class count.
 pub fn check_fit(arch: &under8k_model::ArchSpec, data: &Mnist) -> Result<(), TrainError> {
-    Net::trainable(arch)?;
+    arch.resolve().map_err(under8k_model::ModelError::from)?;
     let (rows, cols) = (data.train.images.rows, data.train.images.cols);
     if arch.input != [1, rows, cols] {
         return Err(TrainError::InputMismatch {

@@ -198,8 +198,7 @@ mod avx2 {
 
     fn usable<T: 'static>() -> bool {
         TypeId::of::<T>() == TypeId::of::<f32>()
-            && std::arch::is_x86_feature_detected!("avx2")
-            && std::arch::is_x86_feature_detected!("fma")
+            && super::super::KernelPath::active() != super::super::KernelPath::Portable
     }
 
     /// `Some(())` when it ran (f32 on a CPU with AVX2 and FMA).

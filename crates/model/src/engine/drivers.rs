@@ -15,28 +15,67 @@ pub(super) fn conv_forward<T: Real>(
     isz: usize,
     osz: usize,
 ) {
-    let w = &params[cs.weight..cs.weight + cs.co * cs.ci * cs.off.len()];
-    let bias = cs.bias.map(|b| &params[b..b + cs.co]);
-    let plane = cs.hp * cs.wp;
-    let xlen = cs.ci * plane + cs.lw + cs.front + conv::CHUNK;
+    let (xlen, wlen) = conv_scratch(cs);
     out.par_chunks_mut(osz)
         .zip(xin.par_chunks(isz))
         .for_each_init(
-            || (vec![T::ZERO; xlen], vec![T::ZERO; cs.co * cs.lw]),
-            |(xp, wide), (o, xi)| {
-                pad_into(cs, xi, xp);
-                conv::correlate(
-                    xp, plane, cs.ci, w, bias, cs.co, &cs.off, wide, cs.lw, cs.lw,
-                );
-                for c in 0..cs.co {
-                    for r in 0..cs.oh {
-                        let src = &wide[c * cs.lw + r * cs.wp..c * cs.lw + r * cs.wp + cs.ow];
-                        o[(c * cs.oh + r) * cs.ow..(c * cs.oh + r + 1) * cs.ow]
-                            .copy_from_slice(src);
+            || (vec![T::ZERO; xlen], vec![T::ZERO; wlen]),
+            |(xp, wide), (o, xi)| conv_image(cs, xi, params, o, xp, wide),
+        );
+}
+
+/// Lengths of the padded-input and wide-output scratch buffers [`conv_image`] needs.
+pub(super) fn conv_scratch(cs: &ConvStep) -> (usize, usize) {
+    (
+        cs.ci * cs.hp * cs.wp + cs.lw + cs.front + conv::CHUNK,
+        cs.co * cs.lw,
+    )
+}
+
+/// One image's convolution forward, with scratch buffers at least [`conv_scratch`] long.
+pub(super) fn conv_image<T: Real>(
+    cs: &ConvStep,
+    xi: &[T],
+    params: &[T],
+    o: &mut [T],
+    xp: &mut [T],
+    wide: &mut [T],
+) {
+    let w = &params[cs.weight..cs.weight + cs.co * cs.ci * cs.off.len()];
+    let bias = cs.bias.map(|b| &params[b..b + cs.co]);
+    pad_into(cs, xi, xp);
+    conv::correlate(
+        xp,
+        cs.hp * cs.wp,
+        cs.ci,
+        w,
+        bias,
+        cs.co,
+        &cs.off,
+        wide,
+        cs.lw,
+        cs.lw,
+    );
+    crop(cs, wide, o);
+}
+
+/// Keeps, of the wide stride-1 output planes, every `stride`-th row and column of the output.
+fn crop<T: Real>(cs: &ConvStep, wide: &[T], o: &mut [T]) {
+    let s = cs.stride;
+    for c in 0..cs.co {
+        for r in 0..cs.oh {
+            let src = &wide[c * cs.lw + r * s * cs.wp..];
+            let dst = &mut o[(c * cs.oh + r) * cs.ow..(c * cs.oh + r + 1) * cs.ow];
+            match s {
+                1 => dst.copy_from_slice(&src[..cs.ow]),
+                _ => {
+                    for (x, d) in dst.iter_mut().enumerate() {
+                        *d = src[x * s];
                     }
                 }
-            },
-        );
+            }
+        }
+    }
 }
 
 /// Copies one image's `ci×h×w` planes into the zero-padded `ci×hp×wp` layout (the tail stays 0).
@@ -82,17 +121,27 @@ pub(super) fn conv_backward<T: Real>(
     let gs = cs.front + cs.lq;
     let glen = cs.co * gs + cs.front + conv::CHUNK;
     let xlen = cs.ci * plane + cs.lw + cs.front + conv::CHUNK;
-    let lwg = (cs.oh * cs.wp).div_ceil(conv::LANES) * conv::LANES;
+    let lwg = (cs.rows * cs.wp).div_ceil(conv::LANES) * conv::LANES;
+    let s = cs.stride;
     let with_bias = cs.bias.is_some();
     let per_image =
         |gi: &[T], xi: &[T], gxi: Option<&mut [T]>, scratch: &mut (Vec<T>, Vec<T>, Vec<T>)| {
             let (gpad, xp, gxw) = scratch;
             gpad.fill(T::ZERO);
+            // The stride-1 output's gradient: the given one at every `s`-th row and column, 0
+            // elsewhere.
             for c in 0..cs.co {
                 for r in 0..cs.oh {
-                    let dst = c * gs + cs.front + r * cs.wp;
-                    gpad[dst..dst + cs.ow]
-                        .copy_from_slice(&gi[(c * cs.oh + r) * cs.ow..(c * cs.oh + r + 1) * cs.ow]);
+                    let dst = c * gs + cs.front + r * s * cs.wp;
+                    let src = &gi[(c * cs.oh + r) * cs.ow..(c * cs.oh + r + 1) * cs.ow];
+                    match s {
+                        1 => gpad[dst..dst + cs.ow].copy_from_slice(src),
+                        _ => {
+                            for (x, &v) in src.iter().enumerate() {
+                                gpad[dst + x * s] = v;
+                            }
+                        }
+                    }
                 }
             }
             pad_into(cs, xi, xp);

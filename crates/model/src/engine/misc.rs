@@ -2,46 +2,55 @@
 
 use super::real::Real;
 
-/// `k×k` max pooling (stride `k`, floor) of `c` planes `h×w`; `arg` gets each window's first
-/// maximum in row-major order (PyTorch's rule: strictly greater, or NaN).
-#[allow(clippy::too_many_arguments)]
-pub fn max_pool<T: Real>(
-    x: &[T],
-    out: &mut [T],
-    arg: &mut [u32],
-    c: usize,
-    h: usize,
-    w: usize,
-    k: usize,
-) {
-    if k == 2 {
-        max_pool2(x, out, arg, c, h, w)
-    } else {
-        max_pool_scan(x, out, arg, c, h, w, k)
+/// A pooling window over `c` planes `h×w`: `k×k`, stride `s`, floor mode (windows overlap when
+/// `s < k`).
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// Planes.
+    pub c: usize,
+    /// Input height.
+    pub h: usize,
+    /// Input width.
+    pub w: usize,
+    /// Kernel side.
+    pub k: usize,
+    /// Stride.
+    pub s: usize,
+}
+
+impl Window {
+    /// Output height and width.
+    pub fn out(&self) -> (usize, usize) {
+        (
+            (self.h - self.k) / self.s + 1,
+            (self.w - self.k) / self.s + 1,
+        )
     }
 }
 
-/// [`max_pool`] for any `k`: each window scanned in row-major order, the running best replaced
-/// by a strictly greater value or a NaN.
-#[allow(clippy::too_many_arguments)]
-fn max_pool_scan<T: Real>(
-    x: &[T],
-    out: &mut [T],
-    arg: &mut [u32],
-    c: usize,
-    h: usize,
-    w: usize,
-    k: usize,
-) {
-    let (oh, ow) = (h / k, w / k);
+/// Max pooling; `arg` gets each window's first maximum in row-major order (PyTorch's rule:
+/// strictly greater, or NaN), as an index into `x`.
+pub fn max_pool<T: Real>(x: &[T], out: &mut [T], arg: &mut [u32], win: &Window) {
+    if win.k == 2 && win.s == 2 {
+        max_pool2(x, out, arg, win.c, win.h, win.w)
+    } else {
+        max_pool_scan(x, out, arg, win)
+    }
+}
+
+/// [`max_pool`] for any window: each scanned in row-major order, the running best replaced by a
+/// strictly greater value or a NaN.
+fn max_pool_scan<T: Real>(x: &[T], out: &mut [T], arg: &mut [u32], win: &Window) {
+    let &Window { c, h, w, k, s } = win;
+    let (oh, ow) = win.out();
     for ch in 0..c {
         let plane = &x[ch * h * w..(ch + 1) * h * w];
         for oy in 0..oh {
             for ox in 0..ow {
-                let mut best = oy * k * w + ox * k;
+                let mut best = oy * s * w + ox * s;
                 for dy in 0..k {
                     for dx in 0..k {
-                        let i = (oy * k + dy) * w + ox * k + dx;
+                        let i = (oy * s + dy) * w + ox * s + dx;
                         if plane[i] > plane[best] || plane[i].is_nan() {
                             best = i;
                         }
@@ -91,30 +100,32 @@ fn max_pool2<T: Real>(x: &[T], out: &mut [T], arg: &mut [u32], c: usize, h: usiz
     }
 }
 
-/// `k×k` average pooling (stride `k`, floor).
-pub fn avg_pool<T: Real>(x: &[T], out: &mut [T], c: usize, h: usize, w: usize, k: usize) {
-    let (oh, ow) = (h / k, w / k);
+/// Average pooling.
+pub fn avg_pool<T: Real>(x: &[T], out: &mut [T], win: &Window) {
+    let &Window { c, h, w, k, s } = win;
+    let (oh, ow) = win.out();
     let inv = T::from_f64(1.0 / (k * k) as f64);
     for ch in 0..c {
         let plane = &x[ch * h * w..(ch + 1) * h * w];
         for oy in 0..oh {
             for ox in 0..ow {
-                let mut s = T::ZERO;
+                let mut sum = T::ZERO;
                 for dy in 0..k {
                     for dx in 0..k {
-                        s += plane[(oy * k + dy) * w + ox * k + dx];
+                        sum += plane[(oy * s + dy) * w + ox * s + dx];
                     }
                 }
-                out[ch * oh * ow + oy * ow + ox] = s * inv;
+                out[ch * oh * ow + oy * ow + ox] = sum * inv;
             }
         }
     }
 }
 
-/// Backward of [`avg_pool`]: `1/k²` of each gradient to each pixel of its window; the cropped
-/// border gets none.
-pub fn avg_pool_back<T: Real>(g: &[T], gx: &mut [T], c: usize, h: usize, w: usize, k: usize) {
-    let (oh, ow) = (h / k, w / k);
+/// Backward of [`avg_pool`]: `1/k²` of each gradient to each pixel of its window (summed where
+/// windows overlap, in output order); the cropped border gets none.
+pub fn avg_pool_back<T: Real>(g: &[T], gx: &mut [T], win: &Window) {
+    let &Window { c, h, w, k, s } = win;
+    let (oh, ow) = win.out();
     let inv = T::from_f64(1.0 / (k * k) as f64);
     gx.fill(T::ZERO);
     for ch in 0..c {
@@ -123,7 +134,10 @@ pub fn avg_pool_back<T: Real>(g: &[T], gx: &mut [T], c: usize, h: usize, w: usiz
                 let v = g[ch * oh * ow + oy * ow + ox] * inv;
                 for dy in 0..k {
                     for dx in 0..k {
-                        gx[ch * h * w + (oy * k + dy) * w + ox * k + dx] = v;
+                        let i = ch * h * w + (oy * s + dy) * w + ox * s + dx;
+                        // Disjoint windows assign (as before overlap was possible: `0 + −0`
+                        // would turn a −0 into +0), overlapping ones add.
+                        gx[i] = if s >= k { v } else { gx[i] + v };
                     }
                 }
             }
@@ -184,7 +198,7 @@ mod tests {
             let (mut o1, mut a1) = (vec![0f32; n], vec![0u32; n]);
             let (mut o2, mut a2) = (vec![0f32; n], vec![0u32; n]);
             max_pool2(&x, &mut o1, &mut a1, c, h, w);
-            max_pool_scan(&x, &mut o2, &mut a2, c, h, w, 2);
+            max_pool_scan(&x, &mut o2, &mut a2, &Window { c, h, w, k: 2, s: 2 });
             prop_assert_eq!(&a1, &a2);
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             prop_assert_eq!(bits(&o1), bits(&o2));

@@ -7,7 +7,7 @@
 //! backward to itself. To candle it is one differentiable op: `loss.backward()` reaches every
 //! parameter [`Var`](candle_core::Var) through the `cat` that flattened them.
 //!
-//! - Convolutions (stride 1, any padding, with or without bias) use the wide-plane kernels of
+//! - Convolutions (any stride and padding, with or without bias) use the wide-plane kernels of
 //!   [`conv`]; the first layer's input gradient is skipped unless the input tracks a gradient.
 //! - BatchNorm → Dropout → ReLU runs fused ([`act`]), with counter-based dropout masks
 //!   recomputed rather than stored.
@@ -19,7 +19,7 @@
 //! tests, and finite-difference tests check its gradients in `f64`.
 //!
 //! Files by job, each importing only what is below it: [`real`] (the float trait) and
-//! [`dispatch`] (the AVX2 + FMA dispatch) are leaves; the kernels ([`conv`], [`act`], [`misc`])
+//! [`dispatch`] (the kernel paths: portable, AVX2, AVX-512) are leaves; the kernels ([`conv`], [`act`], [`misc`])
 //! use them alone; [`plan`] compiles a spec into steps, [`buffers`] keeps activation buffers,
 //! [`profile`] times steps, [`drivers`] run the convolution kernels over a batch, [`pass`] runs
 //! a whole forward and backward, and [`op`] is the candle glue.
@@ -39,6 +39,7 @@ mod pass;
 mod plan;
 mod profile;
 
+pub use dispatch::{KernelPath, PathUnavailable};
 pub(crate) use pass::Pass;
-pub(crate) use plan::{Engine, unsupported};
+pub(crate) use plan::Engine;
 pub use profile::StepTime;

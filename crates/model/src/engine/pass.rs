@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use super::buffers::Pooled;
-use super::drivers::{conv_backward, conv_forward};
+use super::drivers::{conv_backward, conv_forward, conv_image, conv_scratch};
 use super::plan::{ActStep, Engine, Step};
 use super::{act, misc};
 use crate::layers::BN_EPS;
@@ -93,6 +93,9 @@ impl Pass {
         params: &[T],
         n: usize,
     ) -> (Vec<T>, Option<Saved<T>>) {
+        if !self.train && !self.save {
+            return (self.infer(x, params, n), None);
+        }
         let e = &*self.engine;
         let pool = T::pool(e);
         let mut first = pool.take(x.len());
@@ -113,18 +116,18 @@ impl Pass {
                         norm.push((mean, invstd));
                     }
                 }
-                Step::MaxPool { c, h, w, k } => {
+                Step::MaxPool(win) => {
                     let mut arg = vec![0u32; n * osz];
                     out.par_chunks_mut(osz)
                         .zip(arg.par_chunks_mut(osz))
                         .zip(xin.par_chunks(isz))
-                        .for_each(|((o, a), xi)| misc::max_pool(xi, o, a, *c, *h, *w, *k));
+                        .for_each(|((o, a), xi)| misc::max_pool(xi, o, a, win));
                     args.push(arg);
                 }
-                Step::AvgPool { c, h, w, k } => out
+                Step::AvgPool(win) => out
                     .par_chunks_mut(osz)
                     .zip(xin.par_chunks(isz))
-                    .for_each(|(o, xi)| misc::avg_pool(xi, o, *c, *h, *w, *k)),
+                    .for_each(|(o, xi)| misc::avg_pool(xi, o, win)),
                 Step::Gap { hw } => out
                     .par_chunks_mut(osz)
                     .zip(xin.par_chunks(isz))
@@ -198,13 +201,7 @@ impl Pass {
             } else {
                 self.running[bi].clone()
             };
-            for ch in 0..c {
-                let is = 1.0 / (v64[ch] + BN_EPS).sqrt();
-                mean[ch] = T::from_f64(m64[ch]);
-                invstd[ch] = T::from_f64(is);
-                sa[ch] = params[g + ch] * invstd[ch];
-                sb[ch] = params[b + ch] - mean[ch] * sa[ch];
-            }
+            (mean, invstd, sa, sb) = bn_affine(&params[g..g + c], &params[b..b + c], &m64, &v64);
         }
         let drop = self.drop(a);
         let relu = a.relu;
@@ -215,6 +212,85 @@ impl Pass {
                 act::forward(xi, o, c, hw, &sa, &sb, drop, relu, (i * sz) as u32)
             });
         (mean, invstd)
+    }
+
+    /// The inference forward: eval mode, nothing kept for backward. Each image runs through
+    /// the whole stack before the next (images in parallel), so its activations stay in the
+    /// core's cache instead of a batch's worth going through memory after every step. Every
+    /// step is the same per-image kernel the batch path runs, with BatchNorm's running
+    /// statistics folded into the same per-channel affine map, so the outputs are the same bits.
+    fn infer<T: Pooled>(&self, x: &[T], params: &[T], n: usize) -> Vec<T> {
+        let e = &*self.engine;
+        let (isz, osz) = (e.sizes[0], *e.sizes.last().expect("output size"));
+        // Per act step with BatchNorm: its affine map from the running statistics.
+        let affine: Vec<Option<(Vec<T>, Vec<T>)>> = e
+            .steps
+            .iter()
+            .map(|step| match step {
+                Step::Act(ActStep {
+                    c,
+                    bn: Some((g, b, bi)),
+                    ..
+                }) => {
+                    let (m, v) = &self.running[*bi];
+                    let (_, _, sa, sb) = bn_affine(&params[*g..g + c], &params[*b..b + c], m, v);
+                    Some((sa, sb))
+                }
+                _ => None,
+            })
+            .collect();
+        let ones: Vec<T> = vec![T::ONE; e.sizes.iter().copied().max().unwrap_or(0)];
+        let zeros: Vec<T> = vec![T::ZERO; ones.len()];
+        let widest = e.sizes.iter().copied().max().unwrap_or(0);
+        let scratch = || {
+            let convs: Vec<(Vec<T>, Vec<T>)> = e
+                .steps
+                .iter()
+                .map(|step| match step {
+                    Step::Conv(cs) => {
+                        let (xl, wl) = conv_scratch(cs);
+                        (vec![T::ZERO; xl], vec![T::ZERO; wl])
+                    }
+                    _ => (vec![], vec![]),
+                })
+                .collect();
+            (
+                convs,
+                vec![T::ZERO; widest],
+                vec![T::ZERO; widest],
+                vec![0u32; widest],
+            )
+        };
+        let mut out = vec![T::ZERO; n * osz];
+        out.par_chunks_mut(osz)
+            .zip(x.par_chunks(isz))
+            .for_each_init(scratch, |(convs, a, b, arg), (o, xi)| {
+                a[..isz].copy_from_slice(xi);
+                for (si, step) in e.steps.iter().enumerate() {
+                    let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
+                    let (xin, y) = (&a[..isz], &mut b[..osz]);
+                    match step {
+                        Step::Conv(cs) => {
+                            let (xp, wide) = &mut convs[si];
+                            conv_image(cs, xin, params, y, xp, wide)
+                        }
+                        Step::Act(s) => {
+                            let (sa, sb) = match &affine[si] {
+                                Some((sa, sb)) => (&sa[..], &sb[..]),
+                                None => (&ones[..s.c], &zeros[..s.c]),
+                            };
+                            act::forward(xin, y, s.c, s.hw, sa, sb, None, s.relu, 0)
+                        }
+                        Step::MaxPool(win) => misc::max_pool(xin, y, &mut arg[..osz], win),
+                        Step::AvgPool(win) => misc::avg_pool(xin, y, win),
+                        Step::Gap { hw } => misc::gap(xin, y, *hw),
+                        Step::LogSoftmax => misc::log_softmax(xin, y),
+                    }
+                    std::mem::swap(a, b);
+                }
+                o.copy_from_slice(&a[..osz]);
+            });
+        out
     }
 
     fn drop<T: Pooled>(&self, a: &ActStep) -> Option<act::Drop<T>> {
@@ -268,7 +344,7 @@ impl Pass {
                     };
                     self.act_backward(a, xin, y, &g, &mut gx, params, &mut gp, nm, n);
                 }
-                Step::MaxPool { .. } => {
+                Step::MaxPool(_) => {
                     arg_i -= 1;
                     let arg = &s.args[arg_i];
                     gx.par_chunks_mut(isz)
@@ -281,10 +357,10 @@ impl Pass {
                             }
                         });
                 }
-                Step::AvgPool { c, h, w, k } => gx
+                Step::AvgPool(win) => gx
                     .par_chunks_mut(isz)
                     .zip(g.par_chunks(osz))
-                    .for_each(|(gxi, gi)| misc::avg_pool_back(gi, gxi, *c, *h, *w, *k)),
+                    .for_each(|(gxi, gi)| misc::avg_pool_back(gi, gxi, win)),
                 Step::Gap { hw } => gx
                     .par_chunks_mut(isz)
                     .zip(g.par_chunks(osz))
@@ -365,4 +441,26 @@ impl Pass {
             .zip(xin.par_chunks(sz))
             .for_each(|(gxi, xi)| act::bn_input_grad(gxi, xi, c, hw, mean, &k));
     }
+}
+
+/// BatchNorm as a per-channel affine map from its statistics (batch or running): the mean and
+/// `1/√(var+ε)` rounded to `T`, and `a = γ·invstd`, `b = β − mean·a`.
+#[allow(clippy::type_complexity)]
+fn bn_affine<T: Pooled>(
+    gamma: &[T],
+    beta: &[T],
+    m64: &[f64],
+    v64: &[f64],
+) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
+    let c = gamma.len();
+    let (mut mean, mut invstd) = (vec![T::ZERO; c], vec![T::ONE; c]);
+    let (mut sa, mut sb) = (vec![T::ONE; c], vec![T::ZERO; c]);
+    for ch in 0..c {
+        let is = 1.0 / (v64[ch] + BN_EPS).sqrt();
+        mean[ch] = T::from_f64(m64[ch]);
+        invstd[ch] = T::from_f64(is);
+        sa[ch] = gamma[ch] * invstd[ch];
+        sb[ch] = beta[ch] - mean[ch] * sa[ch];
+    }
+    (mean, invstd, sa, sb)
 }

@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 
 use super::buffers::BufferPool;
-use super::conv;
+use super::{conv, misc};
 use crate::spec::{Layer, ResolvedLayer};
 
 #[derive(Debug, Clone)]
@@ -18,11 +18,16 @@ pub(super) struct ConvStep {
     pub(super) wp: usize,
     pub(super) oh: usize,
     pub(super) ow: usize,
+    /// The stride: the kernels compute every stride-1 position (`hp − k + 1` rows) and the
+    /// drivers keep every `stride`-th row and column (backward: scatter the gradient there).
+    pub(super) stride: usize,
+    /// Rows of the stride-1 output: `hp − k + 1`.
+    pub(super) rows: usize,
     pub(super) weight: usize,
     pub(super) bias: Option<usize>,
     /// Tap offsets `kh·wp + kw`.
     pub(super) off: Vec<usize>,
-    /// Wide forward length: `oh·wp` rounded up to a chunk.
+    /// Wide forward length: `(hp − k + 1)·wp` rounded up to a chunk.
     pub(super) lw: usize,
     /// Wide input-gradient length: `hp·wp` rounded up to a chunk.
     pub(super) lq: usize,
@@ -47,21 +52,9 @@ pub(super) struct ActStep {
 pub(super) enum Step {
     Conv(ConvStep),
     Act(ActStep),
-    MaxPool {
-        c: usize,
-        h: usize,
-        w: usize,
-        k: usize,
-    },
-    AvgPool {
-        c: usize,
-        h: usize,
-        w: usize,
-        k: usize,
-    },
-    Gap {
-        hw: usize,
-    },
+    MaxPool(misc::Window),
+    AvgPool(misc::Window),
+    Gap { hw: usize },
     LogSoftmax,
 }
 
@@ -79,27 +72,10 @@ pub(crate) struct Engine {
     pub(super) pool64: BufferPool<f64>,
 }
 
-/// Why a spec cannot run on the engine (it then runs on the reference path only).
-pub(crate) fn unsupported(layers: &[ResolvedLayer]) -> Option<String> {
-    for l in layers {
-        if let Layer::Conv { stride, .. } = l.layer
-            && stride != 1
-        {
-            return Some(format!(
-                "{}: stride {stride} (the fast path does stride 1)",
-                l.prefix()
-            ));
-        }
-    }
-    None
-}
-
 impl Engine {
-    /// Compiles resolved layers; parameters are expected flattened in `named_params` order.
+    /// Compiles resolved layers (`None` when there are none); parameters are expected
+    /// flattened in `named_params` order.
     pub(crate) fn new(layers: &[ResolvedLayer]) -> Option<Self> {
-        if unsupported(layers).is_some() {
-            return None;
-        }
         let mut steps = Vec::new();
         let mut names = Vec::new();
         let mut sizes = vec![layers.first()?.input.c * layers[0].input.h * layers[0].input.w];
@@ -116,6 +92,7 @@ impl Engine {
                     out_channels: co,
                     kernel: k,
                     padding: pad,
+                    stride,
                     bias,
                     ..
                 } => {
@@ -126,7 +103,11 @@ impl Engine {
                         offset += co;
                         offset - co
                     });
-                    names.push(format!("conv {c}→{co} {k}x{k}"));
+                    names.push(match stride {
+                        1 => format!("conv {c}→{co} {k}x{k}"),
+                        s => format!("conv {c}→{co} {k}x{k} /{s}"),
+                    });
+                    let rows = hp - k + 1;
                     let round = |v: usize| v.div_ceil(conv::CHUNK) * conv::CHUNK;
                     Step::Conv(ConvStep {
                         ci: c,
@@ -138,10 +119,12 @@ impl Engine {
                         wp,
                         oh: o.h,
                         ow: o.w,
+                        stride,
+                        rows,
                         weight,
                         bias,
                         off: (0..k * k).map(|t| (t / k) * wp + t % k).collect(),
-                        lw: round(o.h * wp),
+                        lw: round(rows * wp),
                         lq: round(hp * wp),
                         front: (k - 1) * wp + k - 1,
                     })
@@ -182,13 +165,28 @@ impl Engine {
                     i += a.layers - 1;
                     Step::Act(a)
                 }
-                Layer::MaxPool { kernel, .. } => {
-                    names.push(format!("max pool {kernel}x{kernel}"));
-                    Step::MaxPool { c, h, w, k: kernel }
-                }
-                Layer::AvgPool { kernel, .. } => {
-                    names.push(format!("avg pool {kernel}x{kernel}"));
-                    Step::AvgPool { c, h, w, k: kernel }
+                Layer::MaxPool { kernel, stride } | Layer::AvgPool { kernel, stride } => {
+                    let win = misc::Window {
+                        c,
+                        h,
+                        w,
+                        k: kernel,
+                        s: stride,
+                    };
+                    let what = match stride == kernel {
+                        true => format!("{kernel}x{kernel}"),
+                        false => format!("{kernel}x{kernel} /{stride}"),
+                    };
+                    match l.layer {
+                        Layer::MaxPool { .. } => {
+                            names.push(format!("max pool {what}"));
+                            Step::MaxPool(win)
+                        }
+                        _ => {
+                            names.push(format!("avg pool {what}"));
+                            Step::AvgPool(win)
+                        }
+                    }
                 }
                 Layer::GlobalAvgPool => {
                     names.push("global avg pool".into());

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::plan::Engine;
+use super::plan::{Engine, Step};
 
 /// Time spent per engine step, forward and backward, in seconds, with the step's name.
 #[derive(Debug, Clone, PartialEq)]
@@ -13,6 +13,12 @@ pub struct StepTime {
     pub forward: f64,
     /// Seconds in backward passes.
     pub backward: f64,
+    /// Floating-point operations per image in forward (a multiply-add counts 2): convolutions
+    /// only, 0 for the other steps.
+    pub forward_flops: f64,
+    /// The same for backward: the weight gradient, plus the input gradient except for a first
+    /// convolution (a training pass needs none there).
+    pub backward_flops: f64,
 }
 
 impl Engine {
@@ -29,10 +35,20 @@ impl Engine {
             Some(v) => v
                 .iter()
                 .zip(&self.names)
-                .map(|(&(f, b), n)| StepTime {
-                    name: n.clone(),
-                    forward: f,
-                    backward: b,
+                .zip(&self.steps)
+                .enumerate()
+                .map(|(i, ((&(f, b), n), step))| {
+                    let macs = match step {
+                        Step::Conv(c) => (c.co * c.ci * c.off.len() * c.oh * c.ow) as f64,
+                        _ => 0.0,
+                    };
+                    StepTime {
+                        name: n.clone(),
+                        forward: f,
+                        backward: b,
+                        forward_flops: 2.0 * macs,
+                        backward_flops: if i == 0 { 2.0 } else { 4.0 } * macs,
+                    }
                 })
                 .collect(),
             None => vec![],

@@ -1,5 +1,4 @@
-//! The float types the kernels run on, and the dispatch that compiles a kernel twice (portable,
-//! and AVX2 + FMA chosen at run time). A leaf: kernels import it, it imports nothing of the
+//! The float types the kernels run on. A leaf: kernels import it, it imports nothing of the
 //! engine.
 
 /// The float types the kernels run on (`f32` for training, `f64` for gradient checks).

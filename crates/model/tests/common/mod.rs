@@ -3,9 +3,9 @@
 use proptest::prelude::*;
 use under8k_model::spec::{ArchSpec, Block, Layer};
 
-/// A window layer: conv (k 1–4, stride 1–2, no padding), an average pool (k = s, 2–3), or with
-/// `overlapping`, also a max pool whose stride may be below its kernel (the calculator describes
-/// it; the net refuses to train it).
+/// A window layer: conv (k 1–4, stride 1–2, no padding), an average pool (k 2–3, stride 1–3:
+/// overlapping, tiling or skipping), or with `overlapping`, also a max pool whose stride may be
+/// below its kernel (left out where only the arg-max would get gradient).
 pub fn window(overlapping: bool) -> impl Strategy<Value = Layer> {
     let conv_or_avg = prop_oneof![
         (1usize..5, 1usize..3, 1usize..4).prop_map(|(kernel, stride, out_channels)| Layer::Conv {
@@ -16,10 +16,7 @@ pub fn window(overlapping: bool) -> impl Strategy<Value = Layer> {
             padding: 0,
             bias: false
         }),
-        (2usize..4).prop_map(|k| Layer::AvgPool {
-            kernel: k,
-            stride: k
-        }),
+        (2usize..4, 1usize..4).prop_map(|(kernel, stride)| Layer::AvgPool { kernel, stride }),
     ];
     let pool =
         (2usize..4, 1usize..3).prop_map(|(kernel, stride)| Layer::MaxPool { kernel, stride });

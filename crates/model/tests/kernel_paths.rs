@@ -1,0 +1,129 @@
+//! Every kernel path this CPU offers (portable, AVX2, AVX-512) gives the same bits on a spec that
+//! uses every kind of step the engine has: padding, a stride-2 convolution, bias, BatchNorm,
+//! dropout, ReLU, overlapping max and average pools, global average pooling and log-softmax —
+//! the training forward, its backward to the input and every parameter, and the inference
+//! forward (itself the same bits as the eval forward of the batch path).
+//!
+//! Its own test binary: the kernel path is process-wide, and no other test may switch it while
+//! this one runs. (`gradients.rs` checks the same kinds of steps against finite differences on
+//! the default path; with this test, that covers every path.)
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand_chacha::{
+    ChaCha8Rng,
+    rand_core::{RngCore, SeedableRng},
+};
+use under8k_model::spec::{ArchSpec, Block, Layer};
+use under8k_model::{KernelPath, Net};
+
+fn conv(out_channels: usize, kernel: usize, stride: usize, padding: usize, bias: bool) -> Layer {
+    Layer::Conv {
+        in_channels: None,
+        out_channels,
+        kernel,
+        stride,
+        padding,
+        bias,
+    }
+}
+
+fn spec() -> ArchSpec {
+    let act = || {
+        [
+            Layer::BatchNorm { num_features: None },
+            Layer::Dropout { p: 0.2 },
+            Layer::Relu,
+        ]
+    };
+    let mut layers = vec![conv(6, 3, 1, 1, false)];
+    layers.extend(act());
+    layers.push(conv(7, 3, 2, 1, true));
+    layers.extend(act());
+    layers.push(Layer::MaxPool {
+        kernel: 3,
+        stride: 2,
+    });
+    layers.push(conv(9, 3, 1, 0, false));
+    layers.extend(act());
+    layers.push(Layer::AvgPool {
+        kernel: 2,
+        stride: 1,
+    });
+    layers.extend([
+        Layer::GlobalAvgPool,
+        conv(10, 1, 1, 0, false),
+        Layer::LogSoftmax,
+    ]);
+    ArchSpec {
+        name: "every-step".into(),
+        input: [1, 28, 28],
+        blocks: vec![Block {
+            name: "b".into(),
+            layers,
+        }],
+    }
+}
+
+/// The bits of the training output, the gradients of the input and every parameter, and the
+/// inference output, on the active kernel path.
+fn run() -> Vec<Vec<u32>> {
+    let dev = Device::Cpu;
+    let net = Net::new(
+        &spec(),
+        &mut ChaCha8Rng::seed_from_u64(5),
+        ChaCha8Rng::seed_from_u64(6),
+        DType::F32,
+        &dev,
+    )
+    .unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let n = 6 * 28 * 28;
+    let x: Vec<f32> = (0..n)
+        .map(|_| (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32 - 0.3)
+        .collect();
+    let x = Var::from_vec(x, (6, 1, 28, 28), &dev).unwrap();
+    let labels = Tensor::from_vec(vec![0u32, 3, 9, 1, 4, 7], 6, &dev).unwrap();
+    let bits = |t: &Tensor| -> Vec<u32> {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    };
+    let y = net.forward_t(&x, true).unwrap();
+    let grads = candle_nn::loss::nll(&y, &labels)
+        .unwrap()
+        .backward()
+        .unwrap();
+    let mut out = vec![bits(&y), bits(grads.get(&x).expect("input gradient"))];
+    for (name, v) in net.named_params() {
+        let g = grads
+            .get(&v)
+            .unwrap_or_else(|| panic!("no gradient for {name}"));
+        out.push(bits(g));
+    }
+    // The inference path (image by image, nothing kept) against the eval forward that keeps
+    // what backward needs (the batch path): the same bits.
+    let inferred = bits(&net.infer(&x).unwrap());
+    assert!(inferred == bits(&net.forward_t(&x, false).unwrap()));
+    out.push(inferred);
+    out
+}
+
+#[test]
+fn every_kernel_path_gives_the_same_bits_on_every_kind_of_step() {
+    let paths = KernelPath::available();
+    KernelPath::use_path(paths[0]).unwrap();
+    let want = run();
+    assert!(want.iter().all(|v| !v.is_empty()));
+    for &path in &paths[1..] {
+        KernelPath::use_path(path).unwrap();
+        let got = run();
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!(g == w, "tensor {i}: {path} differs from {}", paths[0]);
+        }
+    }
+    KernelPath::use_path(KernelPath::best()).unwrap();
+}

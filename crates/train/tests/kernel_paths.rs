@@ -1,0 +1,73 @@
+//! Every kernel path this CPU offers (portable, AVX2, AVX-512) trains bit-identically: 2 epochs
+//! of attempt 3 on a subset of the real MNIST (fetched if missing), run once per path, give the
+//! same history (timings aside) and the same checkpoint bytes.
+//!
+//! Its own test binary: the kernel path is process-wide, and no other test may switch it while
+//! a run is in flight.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use under8k_mnist_data::Mnist;
+use under8k_mnist_data::fetch::{self, FetchOptions};
+use under8k_model::KernelPath;
+use under8k_train::TrainConfig;
+use under8k_train::run::{self, RunFiles, Start};
+
+fn mnist() -> Mnist {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/mnist");
+    fetch::fetch(&FetchOptions::new(&dir), &mut ()).expect("MNIST");
+    Mnist::load(&dir).unwrap()
+}
+
+/// The history without its timings, which legitimately differ, and the checkpoint's bytes.
+fn outcome(dir: &Path) -> (String, Vec<u8>) {
+    let f = RunFiles {
+        dir: dir.to_path_buf(),
+    };
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(f.history_json()).unwrap()).unwrap();
+    for e in v["epochs"].as_array_mut().unwrap() {
+        for k in ["train_seconds", "eval_seconds", "train_img_per_s"] {
+            e[k] = serde_json::Value::Null;
+        }
+    }
+    (v.to_string(), std::fs::read(f.model()).unwrap())
+}
+
+#[test]
+fn every_kernel_path_trains_the_same_bits() {
+    let data = mnist();
+    let mut c = TrainConfig::attempt(3).unwrap();
+    c.epochs = 2;
+    c.train_limit = Some(512);
+    c.test_limit = Some(200);
+    c.fit_schedule(60_000);
+    let paths = KernelPath::available();
+    assert_eq!(paths[0], KernelPath::Portable, "portable runs everywhere");
+    let mut first: Option<(KernelPath, (String, Vec<u8>))> = None;
+    for path in paths {
+        KernelPath::use_path(path).unwrap();
+        assert_eq!(KernelPath::active(), path);
+        let dir = tempfile::tempdir().unwrap();
+        let out = run::train(
+            &c,
+            &data,
+            dir.path(),
+            Start::Fresh,
+            &mut (),
+            &AtomicBool::new(false),
+        )
+        .unwrap();
+        assert_eq!(out.history.epochs.len(), 2);
+        let got = outcome(dir.path());
+        match &first {
+            None => first = Some((path, got)),
+            Some((p0, want)) => {
+                assert_eq!(got.0, want.0, "history: {path} differs from {p0}");
+                assert!(got.1 == want.1, "checkpoint: {path} differs from {p0}");
+            }
+        }
+    }
+    KernelPath::use_path(KernelPath::best()).unwrap();
+}
