@@ -46,27 +46,43 @@ pub fn correlate<T: Real>(
     if let Some(b) = bias {
         assert!(b.len() >= no);
     }
+    // Two chunks of outputs per block on the AVX-512 path (twice the independent accumulators
+    // for its 32 registers), one elsewhere; every output lane sums the same terms in the same
+    // order either way.
+    let wide = super::KernelPath::active() == super::KernelPath::Avx512;
     let mut o = 0;
     while o < no {
         let left = no - o;
-        if left >= 4 {
-            block::<T, 4>(x, &rows, w, bias, o, out, os, lw);
-            o += 4;
-        } else if left >= 2 {
-            block::<T, 2>(x, &rows, w, bias, o, out, os, lw);
-            o += 2;
-        } else {
-            block::<T, 1>(x, &rows, w, bias, o, out, os, lw);
-            o += 1;
+        let ob = if left >= 4 { 4 } else if left >= 2 { 2 } else { 1 };
+        let mut p0 = 0;
+        if wide {
+            while p0 + 2 * CHUNK <= lw {
+                match ob {
+                    4 => block::<T, 4, 2>(x, &rows, w, bias, o, out, os, p0),
+                    2 => block::<T, 2, 2>(x, &rows, w, bias, o, out, os, p0),
+                    _ => block::<T, 1, 2>(x, &rows, w, bias, o, out, os, p0),
+                }
+                p0 += 2 * CHUNK;
+            }
         }
+        while p0 < lw {
+            match ob {
+                4 => block::<T, 4, 1>(x, &rows, w, bias, o, out, os, p0),
+                2 => block::<T, 2, 1>(x, &rows, w, bias, o, out, os, p0),
+                _ => block::<T, 1, 1>(x, &rows, w, bias, o, out, os, p0),
+            }
+            p0 += CHUNK;
+        }
+        o += ob;
     }
 }
 }
 
-/// `OB` outputs at once over all runs. The caller ([`correlate`]) has checked every index.
+/// `OB` outputs × `NV` chunks at `p0`, over all runs. The caller ([`correlate`]) has checked
+/// every index.
 #[allow(clippy::too_many_arguments, unsafe_code)]
 #[inline(always)]
-fn block<T: Real, const OB: usize>(
+fn block<T: Real, const OB: usize, const NV: usize>(
     x: &[T],
     rows: &[usize],
     w: &[T],
@@ -74,29 +90,34 @@ fn block<T: Real, const OB: usize>(
     o: usize,
     out: &mut [T],
     os: usize,
-    lw: usize,
+    p0: usize,
 ) {
     let wk = rows.len();
-    for p0 in (0..lw).step_by(CHUNK) {
-        let mut acc = [[T::ZERO; CHUNK]; OB];
-        if let Some(b) = bias {
-            for (r, a) in acc.iter_mut().enumerate() {
-                *a = [b[o + r]; CHUNK];
-            }
+    let mut acc = [[[T::ZERO; CHUNK]; NV]; OB];
+    if let Some(b) = bias {
+        for (r, a) in acc.iter_mut().enumerate() {
+            *a = [[b[o + r]; CHUNK]; NV];
         }
-        for (k, &row) in rows.iter().enumerate() {
-            // SAFETY: row + p0 + CHUNK ≤ max(rows) + lw ≤ x.len() and (o+r)·wk + k < no·ni·nt ≤
-            // w.len(), both asserted in `correlate`.
-            let xv: &[T; CHUNK] = unsafe { &*(x.as_ptr().add(row + p0) as *const [T; CHUNK]) };
-            for (r, a) in acc.iter_mut().enumerate() {
-                let c = unsafe { *w.get_unchecked((o + r) * wk + k) };
+    }
+    for (k, &row) in rows.iter().enumerate() {
+        // SAFETY: row + p0 + NV·CHUNK ≤ max(rows) + lw ≤ x.len() and (o+r)·wk + k < no·ni·nt ≤
+        // w.len(), both asserted in `correlate`.
+        let xv: [&[T; CHUNK]; NV] = std::array::from_fn(|v| unsafe {
+            &*(x.as_ptr().add(row + p0 + v * CHUNK) as *const [T; CHUNK])
+        });
+        for (r, a) in acc.iter_mut().enumerate() {
+            let c = unsafe { *w.get_unchecked((o + r) * wk + k) };
+            for v in 0..NV {
                 for j in 0..CHUNK {
-                    a[j] = xv[j].mul_add(c, a[j]);
+                    a[v][j] = xv[v][j].mul_add(c, a[v][j]);
                 }
             }
         }
-        for (r, a) in acc.iter().enumerate() {
-            out[(o + r) * os + p0..(o + r) * os + p0 + CHUNK].copy_from_slice(a);
+    }
+    for (r, a) in acc.iter().enumerate() {
+        for (v, av) in a.iter().enumerate() {
+            let at = (o + r) * os + p0 + v * CHUNK;
+            out[at..at + CHUNK].copy_from_slice(av);
         }
     }
 }
