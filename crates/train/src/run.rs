@@ -479,45 +479,53 @@ pub fn train(
             stream(config.seed, 2, epoch as u64),
         )
         .on(&device);
-        for (i, batch) in batches.enumerate() {
-            if stop.load(Ordering::Relaxed) {
-                return Ok(Outcome {
-                    history,
-                    interrupted: true,
-                });
-            }
-            let batch = batch?;
-            opt.config.lr = sched.lr();
-            if let Some(m) = sched.momentum() {
-                opt.config.momentum = m;
-            }
-            let Step {
-                loss: loss_value,
-                hits,
-                n,
-            } = step(&net, &mut opt, &batch)?;
-            if !loss_value.is_finite() {
-                return Err(TrainError::NonFinite {
+        // The next batch is drawn, augmented and assembled on a second thread while this one
+        // trains: the same batches in the same order, from the same stream.
+        let stopped = prefetched(batches, |batches| -> Result<bool, TrainError> {
+            for (i, batch) in batches.enumerate() {
+                if stop.load(Ordering::Relaxed) {
+                    return Ok(true);
+                }
+                let batch = batch?;
+                opt.config.lr = sched.lr();
+                if let Some(m) = sched.momentum() {
+                    opt.config.momentum = m;
+                }
+                let Step {
+                    loss: loss_value,
+                    hits,
+                    n,
+                } = step(&net, &mut opt, &batch)?;
+                if !loss_value.is_finite() {
+                    return Err(TrainError::NonFinite {
+                        epoch: epoch + 1,
+                        batch: i + 1,
+                        loss: loss_value,
+                    });
+                }
+                sched.end_step();
+                seen += n;
+                correct += hits;
+                loss_sum += loss_value;
+                let running_acc = 100.0 * correct as f64 / seen as f64;
+                history.batch_loss.push(loss_value);
+                history.batch_acc.push(running_acc);
+                let img_per_s = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
+                observer.batch(&BatchStats {
                     epoch: epoch + 1,
                     batch: i + 1,
+                    batches: batches_per_epoch,
                     loss: loss_value,
+                    running_acc,
+                    img_per_s,
                 });
             }
-            sched.end_step();
-            seen += n;
-            correct += hits;
-            loss_sum += loss_value;
-            let running_acc = 100.0 * correct as f64 / seen as f64;
-            history.batch_loss.push(loss_value);
-            history.batch_acc.push(running_acc);
-            let img_per_s = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
-            observer.batch(&BatchStats {
-                epoch: epoch + 1,
-                batch: i + 1,
-                batches: batches_per_epoch,
-                loss: loss_value,
-                running_acc,
-                img_per_s,
+            Ok(false)
+        })?;
+        if stopped {
+            return Ok(Outcome {
+                history,
+                interrupted: true,
             });
         }
         sched.end_epoch();
@@ -544,6 +552,30 @@ pub fn train(
     Ok(Outcome {
         history,
         interrupted: false,
+    })
+}
+
+/// Runs `body` over `items` produced on a second thread, up to two ahead of it, so that making
+/// the next item overlaps with using this one. The items and their order are the iterator's
+/// own; when `body` returns early the producer stops at its next item.
+fn prefetched<I, R>(items: I, body: impl FnOnce(&mut dyn Iterator<Item = I::Item>) -> R) -> R
+where
+    I: Iterator + Send,
+    I::Item: Send,
+{
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        s.spawn(move || {
+            for item in items {
+                if tx.send(item).is_err() {
+                    break;
+                }
+            }
+        });
+        let out = body(&mut rx.iter());
+        // Unblocks a producer waiting to send: its send fails and it ends.
+        drop(rx);
+        out
     })
 }
 

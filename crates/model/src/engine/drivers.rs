@@ -3,10 +3,13 @@
 
 use rayon::prelude::*;
 
-use super::conv;
 use super::plan::ConvStep;
 use super::real::Real;
+use super::{act, conv};
 
+/// A layer's forward over the batch. With `stats`, also each image's per-channel `(Σy, Σy²)` of
+/// the output ([`act::plane_sums`], what a BatchNorm in training mode next needs), computed
+/// while the image's output is still in cache.
 pub(super) fn conv_forward<T: Real>(
     cs: &ConvStep,
     xin: &[T],
@@ -14,14 +17,27 @@ pub(super) fn conv_forward<T: Real>(
     out: &mut [T],
     isz: usize,
     osz: usize,
-) {
+    stats: bool,
+) -> Option<Vec<Vec<(f64, f64)>>> {
     let (xlen, wlen) = conv_scratch(cs);
-    out.par_chunks_mut(osz)
+    let hw = cs.oh * cs.ow;
+    let sums: Vec<Vec<(f64, f64)>> = out
+        .par_chunks_mut(osz)
         .zip(xin.par_chunks(isz))
-        .for_each_init(
+        .map_init(
             || (vec![T::ZERO; xlen], vec![T::ZERO; wlen]),
-            |(xp, wide), (o, xi)| conv_image(cs, xi, params, o, xp, wide),
-        );
+            |(xp, wide), (o, xi)| {
+                conv_image(cs, xi, params, o, xp, wide);
+                let mut s = vec![];
+                if stats {
+                    s = vec![(0.0, 0.0); cs.co];
+                    act::plane_sums(o, cs.co, hw, &mut s);
+                }
+                s
+            },
+        )
+        .collect();
+    stats.then_some(sums)
 }
 
 /// Lengths of the padded-input and wide-output scratch buffers [`conv_image`] needs.

@@ -104,14 +104,22 @@ impl Pass {
         let mut args = vec![];
         let mut norm = vec![];
         let mut stats = vec![];
+        // Per-image BatchNorm sums a convolution computed for the act step after it.
+        let mut sums = None;
         for (si, step) in e.steps.iter().enumerate() {
             let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
             let xin = acts.last().expect("input");
             let mut out = pool.take(n * osz);
             e.timed(si, false, || match step {
-                Step::Conv(cs) => conv_forward(cs, xin, params, &mut out, isz, osz),
+                Step::Conv(cs) => {
+                    let bn_next =
+                        matches!(e.steps.get(si + 1), Some(Step::Act(a)) if a.bn.is_some());
+                    sums = conv_forward(cs, xin, params, &mut out, isz, osz, self.train && bn_next);
+                }
                 Step::Act(a) => {
-                    let (mean, invstd) = self.act_forward(a, xin, params, &mut out, n, &mut stats);
+                    let pre = sums.take();
+                    let (mean, invstd) =
+                        self.act_forward(a, xin, params, &mut out, n, &mut stats, pre);
                     if a.bn.is_some() {
                         norm.push((mean, invstd));
                     }
@@ -159,7 +167,9 @@ impl Pass {
         (out, saved)
     }
 
-    /// Returns the mean and inverse std used (BatchNorm steps; empty otherwise).
+    /// Returns the mean and inverse std used (BatchNorm steps; empty otherwise). `pre`: the
+    /// per-image sums of `xin` when the convolution before computed them.
+    #[allow(clippy::too_many_arguments)]
     fn act_forward<T: Pooled>(
         &self,
         a: &ActStep,
@@ -168,6 +178,7 @@ impl Pass {
         out: &mut [T],
         n: usize,
         stats: &mut Vec<BatchStats>,
+        pre: Option<Vec<Vec<(f64, f64)>>>,
     ) -> (Vec<T>, Vec<T>) {
         let (c, hw) = (a.c, a.hw);
         let sz = c * hw;
@@ -175,14 +186,15 @@ impl Pass {
         let (mut sa, mut sb) = (vec![T::ONE; c], vec![T::ZERO; c]);
         if let Some((g, b, bi)) = a.bn {
             let (m64, v64) = if self.train {
-                let parts: Vec<Vec<(f64, f64)>> = xin
-                    .par_chunks(sz)
-                    .map(|xi| {
-                        let mut s = vec![(0.0, 0.0); c];
-                        act::plane_sums(xi, c, hw, &mut s);
-                        s
-                    })
-                    .collect();
+                let parts: Vec<Vec<(f64, f64)>> = pre.unwrap_or_else(|| {
+                    xin.par_chunks(sz)
+                        .map(|xi| {
+                            let mut s = vec![(0.0, 0.0); c];
+                            act::plane_sums(xi, c, hw, &mut s);
+                            s
+                        })
+                        .collect()
+                });
                 let count = n * hw;
                 let (mut m, mut v) = (vec![0.0; c], vec![0.0; c]);
                 for ch in 0..c {
