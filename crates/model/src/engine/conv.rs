@@ -242,12 +242,11 @@ mod avx2 {
         // slice holds n chunks of 8, and the CPU has AVX2 and FMA (checked above).
         let g: [*const f32; OB] = g.map(|v| v.as_ptr() as *const f32);
         let x: [*const f32; KB] = x.map(|v| v.as_ptr() as *const f32);
-        let mut out = [[[0f32; LANES]; KB]; OB];
-        unsafe { kernel::<OB, KB>(g, x, n, &mut out) };
+        let mut sums = [0f32; 8];
+        unsafe { kernel::<OB, KB>(g, x, n, &mut sums) };
         for r in 0..OB {
             for q in 0..KB {
-                let s = out[r][q].iter().fold(0f32, |s, &v| s + v);
-                gw[(o + r) * nk + k + q] += T::from_f64(s as f64);
+                gw[(o + r) * nk + k + q] += T::from_f64(sums[r * KB + q] as f64);
             }
         }
         Some(())
@@ -258,8 +257,9 @@ mod avx2 {
         g: [*const f32; OB],
         x: [*const f32; KB],
         n: usize,
-        out: &mut [[[f32; LANES]; KB]; OB],
+        sums: &mut [f32; 8],
     ) {
+        const { assert!(OB * KB <= 8) };
         let mut acc = [[_mm256_setzero_ps(); KB]; OB];
         for c in 0..n {
             let xv: [__m256; KB] =
@@ -271,10 +271,49 @@ mod avx2 {
                 }
             }
         }
+        // Each accumulator's 8 lanes folded left to right, `((0 + l0) + l1) + … + l7` as the
+        // portable code folds them, for 8 accumulators at once: transpose the 8×8 block (row j
+        // of the transpose holds lane j of every accumulator), then add its rows in order.
+        let mut v = [_mm256_setzero_ps(); 8];
         for r in 0..OB {
             for q in 0..KB {
-                unsafe { _mm256_storeu_ps(out[r][q].as_mut_ptr(), acc[r][q]) };
+                v[r * KB + q] = acc[r][q];
             }
         }
+        let t = [
+            _mm256_unpacklo_ps(v[0], v[1]),
+            _mm256_unpackhi_ps(v[0], v[1]),
+            _mm256_unpacklo_ps(v[2], v[3]),
+            _mm256_unpackhi_ps(v[2], v[3]),
+            _mm256_unpacklo_ps(v[4], v[5]),
+            _mm256_unpackhi_ps(v[4], v[5]),
+            _mm256_unpacklo_ps(v[6], v[7]),
+            _mm256_unpackhi_ps(v[6], v[7]),
+        ];
+        let u = [
+            _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+            _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+            _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+            _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+            _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+            _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+            _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+            _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+        ];
+        let rows = [
+            _mm256_permute2f128_ps::<0x20>(u[0], u[4]),
+            _mm256_permute2f128_ps::<0x20>(u[1], u[5]),
+            _mm256_permute2f128_ps::<0x20>(u[2], u[6]),
+            _mm256_permute2f128_ps::<0x20>(u[3], u[7]),
+            _mm256_permute2f128_ps::<0x31>(u[0], u[4]),
+            _mm256_permute2f128_ps::<0x31>(u[1], u[5]),
+            _mm256_permute2f128_ps::<0x31>(u[2], u[6]),
+            _mm256_permute2f128_ps::<0x31>(u[3], u[7]),
+        ];
+        let mut s = _mm256_setzero_ps();
+        for row in rows {
+            s = _mm256_add_ps(s, row);
+        }
+        unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), s) };
     }
 }
