@@ -26,6 +26,10 @@ pub struct Args {
     /// Skip PyTorch even when it is importable.
     #[arg(long)]
     no_torch: bool,
+    /// Rounds of the fast engine's measurements, the kernel paths taking turns; the median is
+    /// reported (the machines are shared and drift).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
 }
 
 struct Figures {
@@ -97,10 +101,12 @@ fn torch(args: &Args, threads: usize) -> Option<Result<(Figures, f64)>> {
     })())
 }
 
-/// Convolution FLOPs per image of one training step and of one forward pass.
+/// Convolution FLOPs per image of one training step and of one forward pass, and the engine's
+/// own time per batch of 128 (its steps' forward and backward, summed).
 struct Work {
     train: f64,
     forward: f64,
+    engine_ms: f64,
 }
 
 fn per_layer(batches: usize) -> Result<Work> {
@@ -169,6 +175,7 @@ fn per_layer(batches: usize) -> Result<Work> {
     Ok(Work {
         train: forward + backward,
         forward,
+        engine_ms: f + b,
     })
 }
 
@@ -192,12 +199,29 @@ pub fn run(args: &Args) -> Result<()> {
         .filter(|&p| p != KernelPath::Portable && p != default_path)
         .collect();
     paths.insert(0, default_path);
-    let mut fast = vec![];
-    for &p in &paths {
-        KernelPath::use_path(p)?;
-        fast.push((p, measure(&mnist, Kernels::Fast, args.batches, 10_000)?));
+    let mut rounds: Vec<Vec<Figures>> = paths.iter().map(|_| vec![]).collect();
+    for _ in 0..args.rounds.max(1) {
+        for (i, &p) in paths.iter().enumerate() {
+            KernelPath::use_path(p)?;
+            rounds[i].push(measure(&mnist, Kernels::Fast, args.batches, 10_000)?);
+        }
     }
     KernelPath::use_path(default_path)?;
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let fast: Vec<(KernelPath, Figures)> = paths
+        .iter()
+        .zip(rounds)
+        .map(|(&p, r)| {
+            let figures = Figures {
+                train: median(r.iter().map(|f| f.train).collect()),
+                eval: median(r.iter().map(|f| f.eval).collect()),
+            };
+            (p, figures)
+        })
+        .collect();
     let reference = measure(&mnist, Kernels::Reference, 3, 1_000)?;
     let torch = torch(args, threads);
     let work = per_layer(30)?;
@@ -212,7 +236,10 @@ pub fn run(args: &Args) -> Result<()> {
         work.train / 1e6,
         work.forward / 1e6
     );
-    println!("over the peak above.");
+    println!(
+        "over the peak above. Fast engine rows: the median of {} rounds.",
+        args.rounds.max(1)
+    );
     println!(
         "\n| system | train img/s | s per 60k epoch | eval img/s | train % of peak | eval % of peak |"
     );
@@ -238,6 +265,12 @@ pub fn run(args: &Args) -> Result<()> {
         "\nfast / reference: train {:.1}×, eval {:.1}×",
         best.train / reference.train,
         best.eval / reference.eval
+    );
+    let loop_ms = 128e3 / best.train;
+    println!(
+        "the loop around the engine (batches, augmentation, candle's graph and loss, optimizer): {:.2} of {loop_ms:.2} ms per batch, {:.1} % of a step",
+        loop_ms - work.engine_ms,
+        100.0 * (1.0 - work.engine_ms / loop_ms)
     );
     match torch {
         Some(Ok((t, aug))) => {

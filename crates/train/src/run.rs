@@ -244,27 +244,32 @@ pub fn evaluate(
     let mut confusion = vec![vec![0usize; classes]; classes];
     let (mut loss, mut correct) = (0.0f64, 0usize);
     let mut predictions = Vec::with_capacity(split.len());
-    for batch in EpochBatches::new(split, cfg, stream(0, 0, 0)).on(device) {
-        let batch = batch?;
-        let logp = net.infer(&batch.images)?;
-        let n = batch.labels.dim(0)?;
-        loss += candle_nn::loss::nll(&logp, &batch.labels)?
-            .to_dtype(DType::F64)?
-            .to_scalar::<f64>()?
-            * n as f64;
-        let pred = logp.argmax(D::Minus1)?.to_vec1::<u32>()?;
-        let probs = logp.exp()?.to_vec2::<f32>()?;
-        for ((&p, t), probs) in pred.iter().zip(batch.labels.to_vec1::<u32>()?).zip(probs) {
-            confusion[t as usize][p as usize] += 1;
-            correct += (p == t) as usize;
-            predictions.push(Prediction {
-                label: t,
-                predicted: p,
-                probability: probs[p as usize],
-                label_probability: probs[t as usize],
-            });
+    // The next batch is assembled on a second thread while this one is evaluated.
+    let batches = EpochBatches::new(split, cfg, stream(0, 0, 0)).on(device);
+    prefetched(batches, |batches| -> Result<(), TrainError> {
+        for batch in batches {
+            let batch = batch?;
+            let logp = net.infer(&batch.images)?;
+            let n = batch.labels.dim(0)?;
+            loss += candle_nn::loss::nll(&logp, &batch.labels)?
+                .to_dtype(DType::F64)?
+                .to_scalar::<f64>()?
+                * n as f64;
+            let pred = logp.argmax(D::Minus1)?.to_vec1::<u32>()?;
+            let probs = logp.exp()?.to_vec2::<f32>()?;
+            for ((&p, t), probs) in pred.iter().zip(batch.labels.to_vec1::<u32>()?).zip(probs) {
+                confusion[t as usize][p as usize] += 1;
+                correct += (p == t) as usize;
+                predictions.push(Prediction {
+                    label: t,
+                    predicted: p,
+                    probability: probs[p as usize],
+                    label_probability: probs[t as usize],
+                });
+            }
         }
-    }
+        Ok(())
+    })?;
     Ok(Evaluation {
         loss: loss / split.len() as f64,
         correct,
