@@ -146,14 +146,20 @@ pub fn weight_grad<T: Real>(
         .map(|o| g[o * gs..o * gs + lw].as_chunks::<LANES>().0)
         .collect();
     let nk = runs.len();
+    // Four input runs per block on the AVX-512 path (its 32 registers hold 16 accumulators),
+    // two elsewhere; each dot product's lanes and their fold are the same either way.
+    let most = if super::KernelPath::active() == super::KernelPath::Avx512 { 4 } else { 2 };
     let mut o = 0;
     while o < no {
         let ob = if no - o >= 4 { 4 } else if no - o >= 2 { 2 } else { 1 };
         let mut k = 0;
         while k < nk {
-            let kb = if nk - k >= 2 { 2 } else { 1 };
+            let kb = if nk - k >= most { most } else if nk - k >= 2 { 2 } else { 1 };
             let (g, x) = (&grads[o..], &runs[k..]);
             match (ob, kb) {
+                (4, 4) => dots::<T, 4, 4>(g, x, o, k, nk, gw),
+                (2, 4) => dots::<T, 2, 4>(g, x, o, k, nk, gw),
+                (1, 4) => dots::<T, 1, 4>(g, x, o, k, nk, gw),
                 (4, 2) => dots::<T, 4, 2>(g, x, o, k, nk, gw),
                 (4, 1) => dots::<T, 4, 1>(g, x, o, k, nk, gw),
                 (2, 2) => dots::<T, 2, 2>(g, x, o, k, nk, gw),
@@ -242,8 +248,12 @@ mod avx2 {
         // slice holds n chunks of 8, and the CPU has AVX2 and FMA (checked above).
         let g: [*const f32; OB] = g.map(|v| v.as_ptr() as *const f32);
         let x: [*const f32; KB] = x.map(|v| v.as_ptr() as *const f32);
-        let mut sums = [0f32; 8];
-        unsafe { kernel::<OB, KB>(g, x, n, &mut sums) };
+        let mut sums = [0f32; 16];
+        // SAFETY: as above; the AVX-512 variant only on that path.
+        match super::super::KernelPath::active() == super::super::KernelPath::Avx512 {
+            true => unsafe { kernel512::<OB, KB>(g, x, n, &mut sums) },
+            false => unsafe { kernel::<OB, KB>(g, x, n, &mut sums) },
+        }
         for r in 0..OB {
             for q in 0..KB {
                 gw[(o + r) * nk + k + q] += T::from_f64(sums[r * KB + q] as f64);
@@ -257,9 +267,31 @@ mod avx2 {
         g: [*const f32; OB],
         x: [*const f32; KB],
         n: usize,
-        sums: &mut [f32; 8],
+        sums: &mut [f32; 16],
     ) {
-        const { assert!(OB * KB <= 8) };
+        unsafe { body::<OB, KB>(g, x, n, sums) }
+    }
+
+    /// [`kernel`] with AVX-512 enabled: the same 256-bit instructions, with 32 registers.
+    #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+    unsafe fn kernel512<const OB: usize, const KB: usize>(
+        g: [*const f32; OB],
+        x: [*const f32; KB],
+        n: usize,
+        sums: &mut [f32; 16],
+    ) {
+        unsafe { body::<OB, KB>(g, x, n, sums) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn body<const OB: usize, const KB: usize>(
+        g: [*const f32; OB],
+        x: [*const f32; KB],
+        n: usize,
+        sums: &mut [f32; 16],
+    ) {
+        const { assert!(OB * KB <= 16) };
         let mut acc = [[_mm256_setzero_ps(); KB]; OB];
         for c in 0..n {
             let xv: [__m256; KB] =
@@ -274,12 +306,23 @@ mod avx2 {
         // Each accumulator's 8 lanes folded left to right, `((0 + l0) + l1) + … + l7` as the
         // portable code folds them, for 8 accumulators at once: transpose the 8×8 block (row j
         // of the transpose holds lane j of every accumulator), then add its rows in order.
-        let mut v = [_mm256_setzero_ps(); 8];
+        let mut all = [_mm256_setzero_ps(); 16];
         for r in 0..OB {
             for q in 0..KB {
-                v[r * KB + q] = acc[r][q];
+                all[r * KB + q] = acc[r][q];
             }
         }
+        for half in 0..(OB * KB).div_ceil(8) {
+            let v: [__m256; 8] = std::array::from_fn(|m| all[half * 8 + m]);
+            let s = fold8(v);
+            unsafe { _mm256_storeu_ps(sums.as_mut_ptr().add(half * 8), s) };
+        }
+    }
+
+    /// `s[m]` = the lanes of `v[m]` added left to right from 0.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn fold8(v: [__m256; 8]) -> __m256 {
         let t = [
             _mm256_unpacklo_ps(v[0], v[1]),
             _mm256_unpackhi_ps(v[0], v[1]),
@@ -314,6 +357,6 @@ mod avx2 {
         for row in rows {
             s = _mm256_add_ps(s, row);
         }
-        unsafe { _mm256_storeu_ps(sums.as_mut_ptr(), s) };
+        s
     }
 }
