@@ -214,8 +214,16 @@ fn markdown(
         )?,
         Some(v) => writeln!(
             s,
-            "- **Verified bit for bit** on {} ({}, {} threads): `{}` retrained all {} runs ({} epochs) and every epoch's figures, every batch's loss and every final checkpoint came out identical to the committed ones.\n",
-            v.date, v.cpu, v.threads, m.command, v.runs, v.epochs
+            "- **Verified bit for bit** on {} ({}, {} threads): `{}` retrained all {} runs ({} epochs) and every epoch's figures, every batch's loss and every final checkpoint came out identical to the committed ones.{}\n",
+            v.date,
+            v.cpu,
+            v.threads,
+            m.command,
+            v.runs,
+            v.epochs,
+            v.minutes
+                .map(|t| format!(" The whole command took {t:.1} min there."))
+                .unwrap_or_default()
         )?,
         None => writeln!(
             s,

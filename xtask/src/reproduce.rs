@@ -434,7 +434,11 @@ pub fn run(args: &Args) -> Result<()> {
         eval_pictures(&args.out, &data)?;
     }
     refuse_differences(&outcomes)?;
-    let verified = verification(&outcomes, previous.and_then(|m| m.verified));
+    let verified = verification(
+        &outcomes,
+        previous.and_then(|m| m.verified),
+        start.elapsed().as_secs_f64() / 60.0,
+    );
     let mut attempts = args.attempts.clone();
     attempts.sort_unstable();
     attempts.dedup();

@@ -196,6 +196,7 @@ pub fn chosen_config(out: &Path, seed: u64) -> Result<TrainConfig> {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    let start = std::time::Instant::now();
     if args.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
@@ -248,7 +249,11 @@ pub fn run(args: &Args) -> Result<()> {
     }
     refuse_differences(&outcomes)?;
     let previous: Option<Manifest> = read_json(&args.out.join("research.json")).ok();
-    let verified = verification(&outcomes, previous.and_then(|m| m.verified));
+    let verified = verification(
+        &outcomes,
+        previous.and_then(|m| m.verified),
+        start.elapsed().as_secs_f64() / 60.0,
+    );
     let mut command = format!("cargo xtask research --out {}", args.out.display());
     if args.seeds != 5 {
         command += &format!(" --seeds {}", args.seeds);

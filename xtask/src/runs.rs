@@ -64,6 +64,9 @@ pub struct Verified {
     /// The verified ones, when not all were.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub of: Vec<String>,
+    /// Wall time of the whole command that verified them, in minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minutes: Option<f64>,
 }
 
 impl Verified {

@@ -137,6 +137,7 @@ pub fn refuse_differences(outcomes: &[(String, Outcome)]) -> Result<()> {
 pub fn verification(
     outcomes: &[(String, Outcome)],
     previous: Option<Verified>,
+    minutes: f64,
 ) -> Option<Verified> {
     if outcomes.iter().all(|(_, o)| *o == Outcome::Skipped) {
         return previous;
@@ -164,6 +165,7 @@ pub fn verification(
             true => vec![],
             false => identical.iter().map(|(l, _)| l.to_string()).collect(),
         },
+        minutes: Some((minutes * 10.0).round() / 10.0),
     })
 }
 

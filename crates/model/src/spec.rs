@@ -429,8 +429,7 @@ fn resolve_layer(layer: &Layer, s: Shape) -> Result<(Layer, Shape), String> {
             Ok((layer.clone(), s))
         }
         Layer::Relu => Ok((Layer::Relu, s)),
-        // Any valid window: overlapping pools (3×3 stride 2) too. Whether a net can be trained
-        // here is `Net`'s question, not the calculator's.
+        // Any valid window: overlapping pools (3×3 stride 2) too.
         Layer::MaxPool { kernel, stride } | Layer::AvgPool { kernel, stride } => {
             let (h, w) = spatial(kernel, stride, 0)?;
             Ok((layer.clone(), Shape { c: s.c, h, w }))

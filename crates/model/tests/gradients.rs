@@ -1,5 +1,8 @@
 //! Finite-difference checks (f64, central differences) of every gradient the model relies on:
-//! each layer type alone, and the seed net's NLL loss end to end.
+//! each layer type alone, and the seed net's NLL loss end to end, on the reference path and on
+//! every kernel path of the fast one.
+
+use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor, Var};
 use rand_chacha::{
@@ -7,7 +10,7 @@ use rand_chacha::{
     rand_core::{RngCore, SeedableRng},
 };
 use under8k_model::spec::{ArchSpec, Block, Layer};
-use under8k_model::{Kernels, Net};
+use under8k_model::{KernelPath, Kernels, Net};
 
 fn spec(input: [usize; 3], layers: Vec<Layer>) -> ArchSpec {
     ArchSpec {
@@ -66,12 +69,18 @@ fn scalar(t: &Tensor) -> f64 {
     t.to_scalar::<f64>().unwrap()
 }
 
+/// The kernel path is process-wide: the tests of this file set it one at a time.
+static PATH: Mutex<()> = Mutex::new(());
+
 /// Checks d loss / d (input and every parameter) against central differences, on at most
-/// `max_per_tensor` evenly spread elements per tensor, on both paths. (The fast path's kernel
-/// paths — portable, AVX2, AVX-512 — give the same bits on these specs: `kernel_paths.rs`.)
+/// `max_per_tensor` evenly spread elements per tensor: on the reference path, and on the fast
+/// path with each kernel path this CPU has (portable, AVX2, AVX-512).
 fn check(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
-    for kernels in [Kernels::Reference, Kernels::Fast] {
-        check_with(spec, batch, train, max_per_tensor, kernels);
+    check_with(spec, batch, train, max_per_tensor, Kernels::Reference);
+    for path in KernelPath::available() {
+        let _one_at_a_time = PATH.lock().unwrap_or_else(|e| e.into_inner());
+        KernelPath::use_path(path).unwrap();
+        check_with(spec, batch, train, max_per_tensor, Kernels::Fast);
     }
 }
 
@@ -147,8 +156,9 @@ fn check_with(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize,
             let tol = 1e-6 + 1e-5 * numeric.abs().max(analytic[i].abs());
             assert!(
                 (analytic[i] - numeric).abs() <= tol,
-                "{name}[{i}]: analytic {} vs numeric {numeric} (train={train}, {kernels:?})",
-                analytic[i]
+                "{name}[{i}]: analytic {} vs numeric {numeric} (train={train}, {kernels:?}, {} kernels)",
+                analytic[i],
+                KernelPath::active()
             );
             checked += 1;
         }

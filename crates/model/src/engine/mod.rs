@@ -10,16 +10,20 @@
 //! - Convolutions (any stride and padding, with or without bias) use the wide-plane kernels of
 //!   [`conv`]; the first layer's input gradient is skipped unless the input tracks a gradient.
 //! - BatchNorm → Dropout → ReLU runs fused ([`act`]), with counter-based dropout masks
-//!   recomputed rather than stored.
+//!   recomputed rather than stored; pools take any window and stride ([`misc`]).
 //! - Images are processed in parallel (rayon); every reduction over the batch (BatchNorm
 //!   statistics, weight gradients) sums per-image partials in image order, so results are the
 //!   same for any thread count.
+//! - Every kernel is compiled for each [`KernelPath`] (portable, AVX2, AVX-512), one chosen at
+//!   run time, with the same bits on each.
+//! - Inference (eval mode, nothing kept for backward) runs image by image through the whole
+//!   stack, so activations stay in cache; the same per-image kernels, the same bits.
 //!
 //! [`Net`](crate::Net) compares this path against its reference path (candle's own ops) in
 //! tests, and finite-difference tests check its gradients in `f64`.
 //!
 //! Files by job, each importing only what is below it: [`real`] (the float trait) and
-//! [`dispatch`] (the kernel paths: portable, AVX2, AVX-512) are leaves; the kernels ([`conv`], [`act`], [`misc`])
+//! [`dispatch`] (the kernel paths) are leaves; the kernels ([`conv`], [`act`], [`misc`])
 //! use them alone; [`plan`] compiles a spec into steps, [`buffers`] keeps activation buffers,
 //! [`profile`] times steps, [`drivers`] run the convolution kernels over a batch, [`pass`] runs
 //! a whole forward and backward, and [`op`] is the candle glue.
