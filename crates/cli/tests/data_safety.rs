@@ -472,6 +472,28 @@ fn a_synthetic_idx_dataset_trains_and_a_spec_that_does_not_fit_is_refused_before
     // Three easy classes: far above chance (33 %) after two epochs.
     assert!(acc > 60.0, "test accuracy {acc}");
 
+    // Any spec the calculator accepts trains on the fast path: here a padded stride-2
+    // convolution (16² → 8²) and an overlapping 3×3 stride-2 pool (8² → 3²).
+    let strided = dir.path().join("strided.json");
+    std::fs::write(
+        &strided,
+        spec(16, 3)
+            .replacen(
+                r#""kernel": 3}"#,
+                r#""kernel": 3, "stride": 2, "padding": 1}"#,
+                1,
+            )
+            .replace(r#""kernel": 2, "stride": 2"#, r#""kernel": 3, "stride": 2"#),
+    )
+    .unwrap();
+    let strided_out = dir.path().join("strided-run");
+    let o = train(&strided, &strided_out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let history: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(strided_out.join("history.json")).unwrap()).unwrap();
+    let acc = history["epochs"][1]["test_acc"].as_f64().unwrap();
+    assert!(acc > 60.0, "test accuracy {acc}");
+
     // eval finds the spec, dataset and normalisation in the run's config.json; 3 classes.
     let o = under8k(&[
         "eval",
