@@ -193,7 +193,7 @@ fn markdown(
     }
     writeln!(
         s,
-        "- Machine: {}, {} threads. Training and evaluation time of all {} runs together: **{:.1} min**.",
+        "- Machine: {}, {} threads. Training and evaluation time of all {} runs together, as their histories recorded it when they were trained: **{:.1} min**.",
         m.cpu,
         m.threads,
         all.iter().map(|(_, r)| r.len()).sum::<usize>() + extra_runs.len(),
