@@ -12,6 +12,9 @@ use rand_chacha::{
 use under8k_model::spec::{ArchSpec, Block, Layer};
 use under8k_model::{KernelPath, Kernels, Net};
 
+mod common;
+use common::conv;
+
 fn spec(input: [usize; 3], layers: Vec<Layer>) -> ArchSpec {
     ArchSpec {
         name: "t".into(),
@@ -20,17 +23,6 @@ fn spec(input: [usize; 3], layers: Vec<Layer>) -> ArchSpec {
             name: "b".into(),
             layers,
         }],
-    }
-}
-
-fn conv(out_channels: usize, kernel: usize, stride: usize, padding: usize, bias: bool) -> Layer {
-    Layer::Conv {
-        in_channels: None,
-        out_channels,
-        kernel,
-        stride,
-        padding,
-        bias,
     }
 }
 

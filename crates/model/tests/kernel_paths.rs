@@ -16,16 +16,8 @@ use rand_chacha::{
 use under8k_model::spec::{ArchSpec, Block, Layer};
 use under8k_model::{KernelPath, Net};
 
-fn conv(out_channels: usize, kernel: usize, stride: usize, padding: usize, bias: bool) -> Layer {
-    Layer::Conv {
-        in_channels: None,
-        out_channels,
-        kernel,
-        stride,
-        padding,
-        bias,
-    }
-}
+mod common;
+use common::conv;
 
 fn spec() -> ArchSpec {
     let act = || {

@@ -1,4 +1,5 @@
-//! Helpers shared by the calculator's property tests.
+//! Helpers shared by the model's tests (each test binary uses some of them).
+#![allow(dead_code)]
 
 use proptest::prelude::*;
 use under8k_model::spec::{ArchSpec, Block, Layer};
@@ -35,5 +36,23 @@ pub fn spec_of(c: usize, n: usize, layers: Vec<Layer>) -> ArchSpec {
             name: "b".into(),
             layers,
         }],
+    }
+}
+
+/// A square convolution layer with inferred input channels.
+pub fn conv(
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    bias: bool,
+) -> Layer {
+    Layer::Conv {
+        in_channels: None,
+        out_channels,
+        kernel,
+        stride,
+        padding,
+        bias,
     }
 }
