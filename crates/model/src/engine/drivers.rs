@@ -136,7 +136,7 @@ pub(super) fn conv_backward<T: Real>(
     let plane = cs.hp * cs.wp;
     let gs = cs.front + cs.lq;
     let glen = cs.co * gs + cs.front + conv::CHUNK;
-    let xlen = cs.ci * plane + cs.lw + cs.front + conv::CHUNK;
+    let (xlen, _) = conv_scratch(cs);
     let lwg = (cs.rows * cs.wp).div_ceil(conv::LANES) * conv::LANES;
     let s = cs.stride;
     let with_bias = cs.bias.is_some();

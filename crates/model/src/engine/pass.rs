@@ -234,7 +234,8 @@ impl Pass {
     fn infer<T: Pooled>(&self, x: &[T], params: &[T], n: usize) -> Vec<T> {
         let e = &*self.engine;
         let (isz, osz) = (e.sizes[0], *e.sizes.last().expect("output size"));
-        // Per act step with BatchNorm: its affine map from the running statistics.
+        // Per act step: its affine map, BatchNorm's from the running statistics, else the
+        // identity (`1·y + 0`, as the batch path applies it).
         let affine: Vec<Option<(Vec<T>, Vec<T>)>> = e
             .steps
             .iter()
@@ -248,11 +249,10 @@ impl Pass {
                     let (_, _, sa, sb) = bn_affine(&params[*g..g + c], &params[*b..b + c], m, v);
                     Some((sa, sb))
                 }
+                Step::Act(a) => Some((vec![T::ONE; a.c], vec![T::ZERO; a.c])),
                 _ => None,
             })
             .collect();
-        let ones: Vec<T> = vec![T::ONE; e.sizes.iter().copied().max().unwrap_or(0)];
-        let zeros: Vec<T> = vec![T::ZERO; ones.len()];
         let widest = e.sizes.iter().copied().max().unwrap_or(0);
         let scratch = || {
             let convs: Vec<(Vec<T>, Vec<T>)> = e
@@ -287,10 +287,7 @@ impl Pass {
                             conv_image(cs, xin, params, y, xp, wide)
                         }
                         Step::Act(s) => {
-                            let (sa, sb) = match &affine[si] {
-                                Some((sa, sb)) => (&sa[..], &sb[..]),
-                                None => (&ones[..s.c], &zeros[..s.c]),
-                            };
+                            let (sa, sb) = affine[si].as_ref().expect("an act step's map");
                             act::forward(xin, y, s.c, s.hw, sa, sb, None, s.relu, 0)
                         }
                         Step::MaxPool(win) => misc::max_pool(xin, y, &mut arg[..osz], win),
