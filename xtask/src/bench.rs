@@ -183,7 +183,7 @@ pub fn run(args: &Args) -> Result<()> {
     let threads = rayon::current_num_threads();
     println!(
         "machine: {}, {threads} threads",
-        crate::runs::cpu_description()
+        under8k_train::experiments::cpu_description()
     );
     let peak = crate::peak::measure(0.5);
     println!(
@@ -192,7 +192,14 @@ pub fn run(args: &Args) -> Result<()> {
         peak.isa,
         peak.threads
     );
-    let mnist = crate::reproduce::load_mnist(&args.data)?;
+    let mnist = under8k_cli::data::load(
+        &under8k_cli::data::DataArgs {
+            dataset: None,
+            dir: Some(args.data.clone()),
+        },
+        None,
+    )?
+    .data;
     let default_path = KernelPath::active();
     let mut paths: Vec<KernelPath> = KernelPath::available()
         .into_iter()

@@ -1,33 +1,30 @@
 //! Repository automation; run as `cargo xtask <task>` (an alias for a release build of this
 //! crate, see `.cargo/config.toml`).
 //!
-//! - `reproduce`: fetch MNIST, train the three attempts (`--write-up`: the write-up's exact
-//!   recipes), write `docs/report/`;
-//! - `report`: rewrite `docs/report/` from the saved histories alone (no training);
+//! The experiments are `under8k`'s own commands (`under8k-cli`), run here with this
+//! repository's defaults (`docs/report`, and `cargo xtask …` recorded in the reports):
+//! - `reproduce`: fetch MNIST, train the three attempts, verify committed runs, write
+//!   `docs/report/`;
+//! - `report`: rewrite a report from its saved runs alone (no training);
+//! - `research`: a research goal's report (`docs/under8k-99.5/`, `docs/under6k/`).
+//!
+//! The chores:
 //! - `pytorch`: the same recipe trained in PyTorch (when python3 can import torch), saved
-//!   under `docs/report/pytorch/` for the report's side-by-side section;
-//! - `research`: a research goal's report (`docs/under8k-99.5/`, `docs/under6k/`): candidates
-//!   chosen on a validation split, the chosen one over N seeds on the test set;
+//!   under the report's `pytorch/` for its side-by-side section;
 //! - `tidy`: the crate boundaries (light builds' dependencies and tests, packaging);
 //! - `bench`: training and evaluation throughput of the fast engine, the reference path and
 //!   (when a Python with torch is importable) PyTorch, side by side.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a binary: printing is its job
 
-use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use under8k_cli::experiments::{self as cli, Front};
 
 mod bench;
-mod extras;
 mod peak;
-mod plot;
 mod pytorch;
-mod report;
-mod reproduce;
-mod research;
-mod runs;
 mod tidy;
-mod verify;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -41,13 +38,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// Train the attempts (15 epochs, seed 1 by default) and write the report.
-    Reproduce(reproduce::Args),
-    /// Rewrite the report from the saved histories (byte-identical to what `reproduce` wrote).
+    /// `under8k reproduce` into docs/report: train the attempts (15 epochs, seed 1 by default),
+    /// verify committed runs bit for bit, write the report.
+    Reproduce(cli::ReproduceArgs),
+    /// Rewrite a report from the saved runs (byte-identical to what `reproduce` wrote).
     Report {
         /// Report directory.
         #[arg(long, default_value = "docs/report")]
-        out: PathBuf,
+        out: std::path::PathBuf,
     },
     /// Throughput of the fast engine vs the reference path vs PyTorch, side by side.
     Bench(bench::Args),
@@ -55,18 +53,25 @@ enum Task {
     Pytorch(pytorch::Args),
     /// Check the crate boundaries: light builds' dependencies and tests, packaging.
     Tidy(tidy::Args),
-    /// A research goal's report: train its candidate recipes on a validation split, choose, train
-    /// the chosen one with N seeds and test it (retraining committed runs to verify them).
-    Research(research::Args),
+    /// `under8k research`: a research goal's report (candidates on a validation split, the
+    /// chosen one over N seeds on the test set, committed runs verified).
+    Research(cli::ResearchArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().task {
-        Task::Reproduce(args) => reproduce::run(&args),
-        Task::Report { out } => report::write(&out),
+fn main() -> ExitCode {
+    let result = match Cli::parse().task {
+        Task::Reproduce(args) => cli::reproduce(&args, &Front::XTASK),
+        Task::Report { out } => cli::report_in(&out),
         Task::Bench(args) => bench::run(&args),
         Task::Pytorch(args) => pytorch::run(&args),
         Task::Tidy(args) => tidy::run(&args),
-        Task::Research(args) => research::run(&args),
+        Task::Research(args) => cli::research(&args, &Front::XTASK),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", under8k_cli::message(&e));
+            ExitCode::FAILURE
+        }
     }
 }

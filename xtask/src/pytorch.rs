@@ -9,7 +9,11 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 
-use crate::runs::{epoch_lrs, read, result_path};
+use under8k_cli::data::{self, DataArgs};
+use under8k_train::experiments::{
+    self as ex, Manifest, TorchRun, epoch_lrs, read_torch as read, result_path,
+    result_path_research,
+};
 
 /// `cargo xtask pytorch` options.
 #[derive(clap::Args)]
@@ -23,13 +27,9 @@ pub struct Args {
     /// Report directory (results go to its `pytorch/`; the report is rewritten afterwards).
     #[arg(long, default_value = "docs/report")]
     out: PathBuf,
-    /// Which data, as `cargo xtask reproduce --dataset`: mnist or fashion-mnist.
-    #[arg(long, value_name = "NAME", value_parser = crate::reproduce::dataset_parser(), default_value = "mnist")]
-    dataset: under8k_train::DataChoice,
-    /// Data directory (default: `data/<dataset>`) (IDX files, as `cargo xtask reproduce` leaves
-    /// them).
-    #[arg(long)]
-    data: Option<PathBuf>,
+    /// Which data, as `cargo xtask reproduce`: mnist or fashion-mnist.
+    #[command(flatten)]
+    data: DataArgs,
     /// PyTorch threads [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
@@ -98,14 +98,14 @@ fn research(args: &Args) -> Result<()> {
     let script = Path::new("scripts/torch_recipe.py");
     let threads = args.threads.unwrap_or_else(rayon::current_num_threads);
     let choice = under8k_train::DataChoice::Known(under8k_mnist_data::Dataset::Mnist);
-    let data_dir = crate::reproduce::data_dir(choice, args.data.as_deref());
-    crate::reproduce::load(choice, &data_dir)?;
+    let data_dir = data::data_dir(&args.data, choice)?;
+    data::load(&args.data, None)?;
     for seed in 1..=args.seeds {
-        let config = crate::research::chosen_config(&args.out, seed)?;
-        let path = crate::runs::result_path_research(&args.out, seed);
+        let config = ex::chosen_config(&args.out, seed)?;
+        let path = result_path_research(&args.out, seed);
         let epochs = config.epochs;
         let complete = |p: &Path| -> Result<()> {
-            let run: crate::runs::TorchRun = serde_json::from_slice(&std::fs::read(p)?)
+            let run: TorchRun = serde_json::from_slice(&std::fs::read(p)?)
                 .with_context(|| format!("{}: not a PyTorch result", p.display()))?;
             anyhow::ensure!(
                 run.seed == seed && run.epochs.len() == epochs,
@@ -139,7 +139,7 @@ fn research(args: &Args) -> Result<()> {
             complete,
         )?;
     }
-    crate::research::write(&args.out)?;
+    ex::write_research(&args.out)?;
     println!("report rewritten: {}", args.out.join("README.md").display());
     Ok(())
 }
@@ -151,15 +151,16 @@ pub fn run(args: &Args) -> Result<()> {
     if args.attempts.iter().any(|a| !(1..=3).contains(a)) || args.seeds == 0 || args.epochs == 0 {
         bail!("attempts are 1, 2 or 3; seeds and epochs at least 1");
     }
-    if args.dataset == under8k_train::DataChoice::Idx {
+    let dataset = args.data.choice_or(None);
+    if dataset == under8k_train::DataChoice::Idx {
         bail!(
             "the PyTorch script trains the seed's net on mnist or fashion-mnist, not on --dataset idx"
         );
     }
-    let manifest = crate::runs::Manifest::existing(&args.out)?;
+    let manifest = Manifest::existing(&args.out)?;
     if let Some(why) = manifest
         .as_ref()
-        .and_then(|m| m.other_recipe(&args.out, args.dataset.name(), args.write_up, None))
+        .and_then(|m| m.other_recipe(&args.out, dataset.name(), args.write_up, None))
     {
         // Results of the other recipe could not sit beside its runs.
         bail!(why);
@@ -183,10 +184,10 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     let threads = args.threads.unwrap_or_else(rayon::current_num_threads);
-    let data_dir = crate::reproduce::data_dir(args.dataset, args.data.as_deref());
+    let data_dir = data::data_dir(&args.data, dataset)?;
     // Loaded (and verified) here for the configs' data record and normalisation.
-    let data = crate::reproduce::load(args.dataset, &data_dir)?;
-    let recipe = crate::reproduce::Recipe {
+    let data = data::load(&args.data, None)?;
+    let recipe = ex::Recipe {
         write_up: args.write_up,
         quick: false,
         epochs: Some(args.epochs),
@@ -195,7 +196,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     for &attempt in &args.attempts {
         for seed in 1..=args.seeds {
-            let config = crate::reproduce::config(attempt, seed, &recipe)?;
+            let config = ex::config(attempt, seed, &recipe)?;
             let lrs = epoch_lrs(&config);
             let path = result_path(&args.out, attempt, seed);
             if !args.force && read(&path, attempt, seed, &lrs).is_ok() {
@@ -225,12 +226,12 @@ pub fn run(args: &Args) -> Result<()> {
                 &head,
                 &tail,
                 &path,
-                |p| read(p, attempt, seed, &lrs).map(drop),
+                |p| Ok(read(p, attempt, seed, &lrs).map(drop)?),
             )?;
         }
     }
     if manifest.is_some() {
-        crate::report::write(&args.out)?;
+        ex::write_report(&args.out)?;
         println!("report rewritten: {}", args.out.join("README.md").display());
     }
     Ok(())

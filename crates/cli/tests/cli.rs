@@ -103,7 +103,7 @@ fn augment_grid_writes_a_png() {
         s(&out),
         "--seed",
         "3",
-        "--dir",
+        "--data",
         s(&data_dir()),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -116,7 +116,7 @@ fn fetch_with_no_source_lists_what_it_tried() {
     let dir = tempfile::tempdir().unwrap();
     let o = under8k(&[
         "fetch",
-        "--dir",
+        "--data",
         s(dir.path()),
         "--no-mirrors",
         "--python",
@@ -243,7 +243,7 @@ fn train_small(attempt: &str, out: &Path, extra: &[&str]) -> Output {
         "100",
         "--out",
         s(out),
-        "--dir",
+        "--data",
         s(&data),
     ];
     args.extend_from_slice(extra);
@@ -271,7 +271,7 @@ fn train_eval_predict_end_to_end_on_a_subset() {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let model = out.join("model.safetensors");
-    let o = under8k(&["eval", "--checkpoint", s(&model), "--dir", s(&data)]);
+    let o = under8k(&["eval", "--checkpoint", s(&model), "--data", s(&data)]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
         o.status.success() && text.contains("confusion matrix") && text.contains("/10000)"),
@@ -302,12 +302,12 @@ fn train_eval_predict_end_to_end_on_a_subset() {
     let junk = dir.path().join("junk.safetensors");
     std::fs::write(&junk, b"not a checkpoint").unwrap();
     for args in [
-        vec!["eval", "--checkpoint", s(&junk), "--dir", s(&data)],
+        vec!["eval", "--checkpoint", s(&junk), "--data", s(&data)],
         vec![
             "eval",
             "--checkpoint",
             "/no/such.safetensors",
-            "--dir",
+            "--data",
             s(&data),
         ],
         vec!["predict", "--checkpoint", s(&model), "/no/such.png"],
@@ -323,7 +323,7 @@ fn train_eval_predict_end_to_end_on_a_subset() {
             "{args:?}: {e}"
         );
     }
-    let o = under8k(&["eval", "--checkpoint", s(&junk), "--dir", s(&data)]);
+    let o = under8k(&["eval", "--checkpoint", s(&junk), "--data", s(&data)]);
     assert!(stderr(&o).contains("junk.safetensors"), "{}", stderr(&o));
     // A checkpoint of another architecture.
     let arch = dir.path().join("wide.json");
@@ -343,7 +343,7 @@ fn train_eval_predict_end_to_end_on_a_subset() {
         s(&model),
         "--arch",
         s(&arch),
-        "--dir",
+        "--data",
         s(&data),
     ]);
     assert!(
@@ -410,7 +410,7 @@ fn train_attempt_3_fits_its_one_cycle_to_the_run_and_write_up_keeps_step_lr() {
         s(&file),
         "--out",
         s(&short),
-        "--dir",
+        "--data",
         s(&data),
     ]);
     let e = stderr(&o);
@@ -442,7 +442,7 @@ fn eval_pictures(model: &Path, tmp: &Path) {
         "eval",
         "--checkpoint",
         s(model),
-        "--dir",
+        "--data",
         s(&data),
         "--out",
         s(&out),
@@ -498,7 +498,7 @@ fn eval_pictures(model: &Path, tmp: &Path) {
         "eval",
         "--checkpoint",
         s(&committed),
-        "--dir",
+        "--data",
         s(&data),
         "--out",
         s(&out),
@@ -562,7 +562,7 @@ fn lr_find_writes_a_curve_a_plot_and_suggestions() {
         "32",
         "--steps",
         "60",
-        "--dir",
+        "--data",
         s(&data),
         "--out",
         s(&out),
@@ -594,7 +594,7 @@ fn lr_find_writes_a_curve_a_plot_and_suggestions() {
     let run = dir.path().join("run");
     assert!(train_small("1", &run, &[]).status.success());
     let before = std::fs::read(run.join("model.safetensors")).unwrap();
-    let o = under8k(&["lr-find", "--dir", s(&data), "--out", s(&run)]);
+    let o = under8k(&["lr-find", "--data", s(&data), "--out", s(&run)]);
     assert!(
         !o.status.success() && stderr(&o).contains("holds a training run"),
         "{}",
@@ -606,7 +606,7 @@ fn lr_find_writes_a_curve_a_plot_and_suggestions() {
     );
     // Bad settings: clear errors.
     for bad in [["--start", "0"], ["--end", "1e-9"], ["--steps", "1"]] {
-        let mut a = vec!["lr-find", "--dir", s(&data), "--out", s(&out)];
+        let mut a = vec!["lr-find", "--data", s(&data), "--out", s(&out)];
         a.extend(bad);
         let o = under8k(&a);
         assert!(
@@ -628,7 +628,7 @@ fn lr_find_writes_a_curve_a_plot_and_suggestions() {
         "0.01,0.05",
         "--epochs-per-lr",
         "1",
-        "--dir",
+        "--data",
         s(&data),
         "--out",
         s(&out),

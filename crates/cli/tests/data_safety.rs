@@ -172,7 +172,7 @@ fn thirteen_kinds_of_broken_file_stop_eval_and_stay_byte_for_byte() {
     for (kind, i, suffix, bytes, says) in broken_files() {
         let dir = dir_with(i, suffix, &bytes);
         let before = snapshot(dir.path());
-        let o = under8k(&["eval", "--checkpoint", s(&ckpt), "--dir", s(dir.path())]);
+        let o = under8k(&["eval", "--checkpoint", s(&ckpt), "--data", s(dir.path())]);
         let e = stderr(&o);
         let file = dir.path().join(format!("{}{suffix}", FILE_NAMES[i]));
         assert!(!o.status.success(), "{kind}: exit 0\n{e}");
@@ -211,11 +211,11 @@ fn train_augment_and_fetch_stop_on_a_bad_file_too() {
             "1",
             "--out",
             s(&out),
-            "--dir",
+            "--data",
             s(dir.path()),
         ],
-        vec!["augment", "--grid", s(&grid), "--dir", s(dir.path())],
-        vec!["fetch", "--dir", s(dir.path()), "--no-mirrors", "--no-pypi"],
+        vec!["augment", "--grid", s(&grid), "--data", s(dir.path())],
+        vec!["fetch", "--data", s(dir.path()), "--no-mirrors", "--no-pypi"],
     ] {
         let o = under8k(&args);
         let e = stderr(&o);
@@ -247,7 +247,7 @@ fn a_valid_foreign_file_is_kept_used_with_idx_and_moved_aside_only_with_repair()
     let labels = dir.path().join(FILE_NAMES[3]);
     let ckpt = checkpoint();
 
-    let o = under8k(&["eval", "--checkpoint", s(&ckpt), "--dir", s(dir.path())]);
+    let o = under8k(&["eval", "--checkpoint", s(&ckpt), "--data", s(dir.path())]);
     let e = stderr(&o);
     assert!(!o.status.success(), "{e}");
     let md5 = idx::md5_hex(&mine);
@@ -267,7 +267,7 @@ fn a_valid_foreign_file_is_kept_used_with_idx_and_moved_aside_only_with_repair()
         s(&ckpt),
         "--dataset",
         "idx",
-        "--dir",
+        "--data",
         s(dir.path()),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -286,7 +286,7 @@ fn a_valid_foreign_file_is_kept_used_with_idx_and_moved_aside_only_with_repair()
         under8k(&[
             "fetch",
             "--repair",
-            "--dir",
+            "--data",
             s(dir),
             "--from",
             s(&real()),
@@ -397,7 +397,7 @@ fn train_idx(data: &Path, arch: &Path, out: &Path, extra: &[&str]) -> Output {
         "0.05",
         "--dataset",
         "idx",
-        "--dir",
+        "--data",
         s(data),
         "--arch",
         s(arch),
@@ -499,7 +499,7 @@ fn a_synthetic_idx_dataset_trains_and_a_spec_that_does_not_fit_is_refused_before
         "eval",
         "--checkpoint",
         s(&out.join("model.safetensors")),
-        "--dir",
+        "--data",
         s(&data),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -534,7 +534,7 @@ fn two_fetches_into_one_empty_directory_both_end_verified() {
         Command::new(env!("CARGO_BIN_EXE_under8k"))
             .args([
                 "fetch",
-                "--dir",
+                "--data",
                 s(dir.path()),
                 "--from",
                 s(&real()),
@@ -585,7 +585,7 @@ fn a_fetch_killed_mid_download_leaves_no_file_at_all() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_under8k"))
         .args([
             "fetch",
-            "--dir",
+            "--data",
             s(dir.path()),
             "--mirror",
             &url,

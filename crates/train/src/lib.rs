@@ -8,8 +8,11 @@
 
 pub mod config;
 pub mod data;
+#[cfg(feature = "experiments")]
+pub mod experiments;
 pub mod history;
 pub mod lr_find;
+pub mod recipe;
 #[cfg(feature = "plots")]
 pub mod plots;
 pub mod run;

@@ -27,6 +27,13 @@ pub const COLORS: [RGBColor; 3] = [
 #[error("drawing a picture failed: {0}")]
 pub struct PlotError(String);
 
+impl PlotError {
+    /// A drawing failure in words.
+    pub fn new(e: impl std::fmt::Display) -> Self {
+        Self(e.to_string())
+    }
+}
+
 fn fail(e: impl std::fmt::Display) -> PlotError {
     PlotError(e.to_string())
 }

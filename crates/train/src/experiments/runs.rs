@@ -4,9 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use super::error::{Context, Result};
+use crate::refuse as bail;
 use serde::{Deserialize, Serialize};
-use under8k_train::{History, TrainConfig};
+use crate::{History, TrainConfig};
 
 /// What the report needs to know about how the runs were made (`reproduce.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,6 +149,16 @@ impl Manifest {
     }
 }
 
+/// The constant rates of the report's short-run sweep, and each run's epochs.
+pub const SWEEP_LRS: [f64; 8] = [0.01, 0.02, 0.03, 0.05, 0.07, 0.1, 0.15, 0.2];
+/// Epochs of each sweep run.
+pub const SWEEP_EPOCHS: usize = 2;
+
+/// The sweep run at `lr`.
+pub fn sweep_dir(out: &Path, lr: f64) -> PathBuf {
+    lr_find_dir(out).join("sweep").join(format!("lr-{lr}"))
+}
+
 /// Run directory of (attempt, seed) under the report directory.
 pub fn run_dir(out: &Path, attempt: u8, seed: u64) -> PathBuf {
     out.join("runs")
@@ -201,16 +212,22 @@ pub fn cpu_description() -> String {
 }
 
 /// One finished run.
+#[derive(Debug, Clone)]
 pub struct Run {
+    /// Its seed.
     pub seed: u64,
+    /// Its config.
     pub config: TrainConfig,
+    /// Its history.
     pub history: History,
 }
 
 impl Run {
+    /// The best epoch's evaluation accuracy.
     pub fn max_test(&self) -> f64 {
         self.history.max_test_acc().unwrap_or(0.0)
     }
+    /// The best epoch's training accuracy.
     pub fn max_train(&self) -> f64 {
         self.history
             .epochs
@@ -222,15 +239,19 @@ impl Run {
     pub fn test_acc(&self) -> Vec<f64> {
         self.history.epochs.iter().map(|e| e.test_acc).collect()
     }
+    /// The last three epochs' evaluation accuracies.
     pub fn last3(&self) -> Vec<f64> {
         last3(&self.test_acc()).to_vec()
     }
+    /// The lowest of the last three epochs' evaluation accuracies.
     pub fn min_last3(&self) -> f64 {
         min_last3(&self.test_acc())
     }
+    /// The last epoch's evaluation accuracy.
     pub fn final_acc(&self) -> f64 {
         self.history.epochs.last().map_or(0.0, |e| e.test_acc)
     }
+    /// Training and evaluation time, seconds.
     pub fn seconds(&self) -> f64 {
         self.history
             .epochs
@@ -238,6 +259,7 @@ impl Run {
             .map(|e| e.train_seconds + e.eval_seconds)
             .sum()
     }
+    /// Training throughput over the run.
     pub fn img_per_s(&self) -> f64 {
         let imgs: f64 = self
             .history
@@ -268,7 +290,7 @@ pub fn load_run_in(dir: &Path, seed: u64) -> Result<Run> {
         .with_context(|| format!("{}", dir.join("config.json").display()))?;
     let history: History = serde_json::from_slice(&read("history.json")?)
         .with_context(|| format!("{}", dir.join("history.json").display()))?;
-    anyhow::ensure!(
+    crate::refuse_unless!(
         history.epochs.len() == config.epochs,
         "{}: the run is incomplete ({} of {} epochs); run `cargo xtask reproduce`",
         dir.display(),
@@ -310,6 +332,7 @@ pub fn max(acc: &[f64]) -> f64 {
 
 /// One PyTorch epoch, as the script writes it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[allow(missing_docs)] // the script's field names say it
 pub struct TorchEpoch {
     pub epoch: usize,
     pub lr: f64,
@@ -322,14 +345,18 @@ pub struct TorchEpoch {
 /// One PyTorch run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TorchRun {
+    /// The attempt (0 for a research recipe).
     pub attempt: u8,
+    /// PyTorch's seed (not ours).
     pub seed: u64,
     /// PyTorch's version.
     pub torch: String,
+    /// Its threads.
     pub threads: usize,
     /// The learning-rate schedule it followed (the `schedule` of our config), when recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<serde_json::Value>,
+    /// Its epochs.
     pub epochs: Vec<TorchEpoch>,
 }
 
@@ -355,7 +382,7 @@ pub fn result_path_research(out: &Path, seed: u64) -> PathBuf {
 /// The learning rate of each epoch's first step under `config`'s schedule, as a run on MNIST's
 /// or Fashion-MNIST's 60,000 training images records it (the script trains on no other data).
 pub fn epoch_lrs(config: &TrainConfig) -> Vec<f64> {
-    let steps = config.steps_per_epoch(under8k_train::config::MNIST_TRAIN_IMAGES);
+    let steps = config.steps_per_epoch(crate::config::MNIST_TRAIN_IMAGES);
     (0..config.epochs)
         .map(|e| config.schedule.lr(e, e * steps))
         .collect()

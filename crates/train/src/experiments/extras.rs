@@ -6,13 +6,12 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use super::error::{Context, Result};
 use under8k_model::checkpoint::write_atomic;
-use under8k_train::lr_find::{RangeCurve, RangeEnd, SweepPoint, sweep_csv};
-use under8k_train::plots;
+use crate::lr_find::{RangeCurve, RangeEnd, SweepPoint, sweep_csv};
+use crate::plots;
 
-use crate::reproduce::{SWEEP_EPOCHS, SWEEP_LRS, sweep_dir};
-use crate::runs::{Manifest, Run, load_run_in, lr_find_dir, write_up_dir};
+use super::runs::{Manifest, SWEEP_EPOCHS, SWEEP_LRS, sweep_dir, Run, load_run_in, lr_find_dir, write_up_dir};
 
 /// The write-up's starting rate for its attempt 3.
 const WRITE_UP_LR: f64 = 0.07;

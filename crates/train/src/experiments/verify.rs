@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result};
-use under8k_train::{EpochRecord, History};
+use super::error::{Context, Result};
+use crate::{EpochRecord, History};
 
-use crate::runs::{Verified, cpu_description};
+use super::runs::{Verified, cpu_description};
 
 /// What a comparison found.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,7 +124,7 @@ pub fn refuse_differences(outcomes: &[(String, Outcome)]) -> Result<()> {
         .iter()
         .filter(|(_, o)| *o == Outcome::Differs)
         .count();
-    anyhow::ensure!(
+    crate::refuse_unless!(
         differs == 0,
         "{differs} of {} verified results differ from the committed ones (listed above); nothing was replaced and the report was not rewritten (--accept replaces them)",
         outcomes.len()

@@ -4,16 +4,16 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use super::error::{Context, Result};
 use under8k_model::Summary;
 use under8k_model::summary::group;
 use under8k_sched::Schedule;
-use under8k_train::TrainConfig;
+use crate::TrainConfig;
 
-use crate::extras::Extras;
-use crate::plot;
-use crate::runs::{Manifest, Run, TorchRun, last3, load_run, load_torch, max, mean_sd, min_last3};
-use under8k_train::DataChoice;
+use super::extras::Extras;
+use super::plot;
+use super::runs::{Manifest, Run, TorchRun, last3, load_run, load_torch, max, mean_sd, min_last3};
+use crate::DataChoice;
 
 /// The seed's published figures: (max test acc, max train acc) per attempt, and attempt 3's
 /// last three epochs.
@@ -359,7 +359,7 @@ fn markdown(
             let dir = format!("runs/write-up-attempt3/seed{}/", r.seed);
             rows.push(("3 (write-up)".into(), r, dir));
         }
-        for (lr, r) in crate::reproduce::SWEEP_LRS.iter().zip(&x.sweep) {
+        for (lr, r) in super::runs::SWEEP_LRS.iter().zip(&x.sweep) {
             rows.push((
                 format!("sweep, lr {lr}"),
                 r,

@@ -11,40 +11,25 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
-use under8k_mnist_data::Dataset;
 use under8k_model::Summary;
 use under8k_model::checkpoint::write_atomic;
 use under8k_model::summary::group;
 use under8k_sched::Schedule;
-use under8k_train::{DataChoice, TrainConfig};
 
-use crate::reproduce::{Job, Mode, run_job};
-use crate::runs::{
+use super::Log;
+use super::error::{Context, ExperimentError, Result};
+use super::reproduce::Mode;
+use super::runs::{
     Run, TorchRun, Verified, cpu_description, last3, load_run_in, max, mean_sd, min_last3,
 };
-use crate::verify::{refuse_differences, verification};
-
-/// `cargo xtask research` options.
-#[derive(clap::Args)]
-pub struct Args {
-    /// The report directory: it holds `goal.json` and `candidates/*.json`.
-    #[arg(long)]
-    out: PathBuf,
-    /// Seeds of the chosen recipe (1, 2, …, N).
-    #[arg(long, default_value_t = 5)]
-    seeds: u64,
-    /// Keep complete runs as they are instead of retraining them to verify them.
-    #[arg(long)]
-    skip_existing: bool,
-    /// When a retrained run differs from the committed one, replace it instead of failing.
-    #[arg(long, conflicts_with = "skip_existing")]
-    accept: bool,
-    /// MNIST's directory (default `data/mnist`; missing files are fetched).
-    #[arg(long)]
-    data: Option<PathBuf>,
-}
+use super::sweep::slurm::SlurmOptions;
+use super::sweep::{self, Busy, JobOptions, Manifest as SweepManifest, SweepJob};
+use super::verify::{Outcome, refuse_differences, verification};
+use crate::config::DataRecord;
+use crate::data::Prepared;
+use crate::refuse as bail;
+use crate::TrainConfig;
 
 /// What the report aims at (`goal.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,11 +68,21 @@ pub enum Rule {
 struct Manifest {
     command: String,
     seeds: u64,
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    candidate_seeds: u64,
     chosen: String,
     cpu: String,
     threads: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     verified: Option<Verified>,
+}
+
+fn one() -> u64 {
+    1
+}
+
+fn is_one(k: &u64) -> bool {
+    *k == 1
 }
 
 /// A candidate: its name (the file's stem) and config.
@@ -113,8 +108,9 @@ fn candidates(out: &Path, goal: &Goal) -> Result<Vec<Candidate>> {
         if path.extension().is_none_or(|e| e != "json") {
             continue;
         }
-        let config: TrainConfig = read_json(&path)?;
-        config.validate()?;
+        let config = crate::recipe::load(&path, &[])
+            .map_err(|e| ExperimentError::Refused(e.to_string()))?;
+        config.validate().with_context(|| path.display().to_string())?;
         let params = Summary::of(&config.arch)?.totals.total_params;
         let why = if config.validation.is_none() {
             Some("has no validation split: recipes are chosen on one".to_string())
@@ -151,30 +147,98 @@ fn final_config(c: &TrainConfig, seed: u64) -> TrainConfig {
     let mut c = c.clone();
     c.validation = None;
     c.seed = seed;
-    c.fit_schedule(under8k_train::config::MNIST_TRAIN_IMAGES);
+    c.fit_schedule(crate::config::MNIST_TRAIN_IMAGES);
     c
 }
 
-fn search_dir(out: &Path, name: &str) -> PathBuf {
-    out.join("search").join(name)
+/// The search sweep's directory.
+fn search_dir(out: &Path) -> PathBuf {
+    out.join("search")
 }
 
-fn final_dir(out: &Path, seed: u64) -> PathBuf {
-    out.join("runs").join(format!("seed{seed}"))
+/// The final sweep's directory.
+fn final_dir(out: &Path) -> PathBuf {
+    out.join("runs")
 }
 
-/// The candidate whose validation accuracy holds highest over its last three epochs (ties: the
-/// higher best epoch, then the first name).
-fn choose<'a>(searched: &'a [(&Candidate, Run)]) -> &'a (&'a Candidate, Run) {
-    searched
-        .iter()
-        .max_by(|a, b| {
-            a.1.min_last3()
-                .total_cmp(&b.1.min_last3())
-                .then(a.1.max_test().total_cmp(&b.1.max_test()))
-                .then(b.0.name.cmp(&a.0.name))
+/// A candidate's validation seeds: its own and the `k - 1` after it.
+fn candidate_seeds(c: &Candidate, k: u64) -> impl Iterator<Item = u64> {
+    c.config.seed..c.config.seed + k.max(1)
+}
+
+/// A candidate's run of `seed` in the search sweep: `NAME` with one seed per candidate (as
+/// reports made before `--candidate-seeds` have it), else `NAME/seedS`.
+fn search_run(name: &str, seed: u64, k: u64) -> PathBuf {
+    match k {
+        0 | 1 => PathBuf::from(name),
+        _ => Path::new(name).join(format!("seed{seed}")),
+    }
+}
+
+/// The search: every candidate × its validation seeds.
+fn search_manifest(candidates: &[Candidate], k: u64, data: &DataRecord) -> Result<SweepManifest> {
+    let mut jobs = vec![];
+    for c in candidates {
+        for seed in candidate_seeds(c, k) {
+            let mut config = c.config.clone();
+            config.seed = seed;
+            let dir = search_run(&c.name, seed, k);
+            jobs.push(SweepJob::new(jobs.len(), &c.name, config, dir));
+        }
+    }
+    SweepManifest::new(data.clone(), jobs)
+}
+
+/// The chosen recipe's final runs, seeds 1..=n, in `runs/seedS`.
+fn final_manifest(chosen: &Candidate, n: u64, data: &DataRecord) -> Result<SweepManifest> {
+    let jobs = (1..=n)
+        .map(|seed| {
+            let dir = PathBuf::from(format!("seed{seed}"));
+            SweepJob::new(
+                (seed - 1) as usize,
+                &chosen.name,
+                final_config(&chosen.config, seed),
+                dir,
+            )
         })
-        .expect("at least one candidate")
+        .collect();
+    SweepManifest::new(data.clone(), jobs)
+}
+
+/// Each candidate's validation runs, loaded.
+fn searched(out: &Path, candidates: &[Candidate], k: u64) -> Result<Vec<Vec<Run>>> {
+    candidates
+        .iter()
+        .map(|c| {
+            candidate_seeds(c, k)
+                .map(|s| load_run_in(&search_dir(out).join(search_run(&c.name, s, k)), s))
+                .collect()
+        })
+        .collect()
+}
+
+/// Mean over a candidate's seeds.
+fn mean_of(runs: &[Run], f: fn(&Run) -> f64) -> f64 {
+    mean_sd(&runs.iter().map(f).collect::<Vec<_>>()).0
+}
+
+/// The candidate whose validation accuracy holds highest over its last three epochs, by the mean
+/// over its seeds of each seed's lowest of the last three (ties: the higher mean best epoch,
+/// then the first name).
+pub fn choose<'a>(names: &[&'a str], runs: &[Vec<Run>]) -> Option<usize> {
+    (0..names.len().min(runs.len()))
+        .filter(|&i| !runs[i].is_empty())
+        .max_by(|&a, &b| {
+            mean_of(&runs[a], Run::min_last3)
+                .total_cmp(&mean_of(&runs[b], Run::min_last3))
+                .then(mean_of(&runs[a], Run::max_test).total_cmp(&mean_of(&runs[b], Run::max_test)))
+                .then(names[b].cmp(names[a]))
+        })
+}
+
+fn chosen_index(candidates: &[Candidate], runs: &[Vec<Run>]) -> Result<usize> {
+    let names: Vec<&str> = candidates.iter().map(|c| c.name.as_str()).collect();
+    choose(&names, runs).context("no candidate has a validation run")
 }
 
 /// The chosen recipe's final config of `seed`, as `research.json` in `out` records it (for
@@ -195,84 +259,180 @@ pub fn chosen_config(out: &Path, seed: u64) -> Result<TrainConfig> {
     Ok(final_config(&c.config, seed))
 }
 
-pub fn run(args: &Args) -> Result<()> {
-    let start = std::time::Instant::now();
-    if args.seeds == 0 {
-        bail!("--seeds must be at least 1");
+/// What `research` does.
+#[derive(Debug, Clone)]
+pub struct Research {
+    /// The report directory: it holds `goal.json` and `candidates/*.json`.
+    pub out: PathBuf,
+    /// Seeds of the chosen recipe (1, …, N).
+    pub seeds: u64,
+    /// Validation seeds per candidate (its own seed and the ones after it): candidates are
+    /// judged by the mean of their seeds' lowest of the last three epochs.
+    pub candidate_seeds: u64,
+    /// How complete runs are treated.
+    pub mode: Mode,
+    /// Runs at once on this machine.
+    pub jobs: usize,
+    /// Threads per run.
+    pub threads: usize,
+    /// How the command is spelled (`cargo xtask research`, `under8k research`), for the report.
+    pub program: String,
+    /// Run the sweeps on Slurm instead of here: each stage is one job array, and the next step
+    /// is this command again, submitted to run after it.
+    pub slurm: Option<SlurmStages>,
+}
+
+/// A research round on Slurm: the arrays' options, and the arguments that run this command
+/// again on a node (with the same options) once a stage's array has succeeded.
+#[derive(Debug, Clone)]
+pub struct SlurmStages {
+    /// The arrays' and the next step's `#SBATCH` options, binary and data.
+    pub options: SlurmOptions,
+    /// The binary's arguments for the next step.
+    pub next: Vec<String>,
+}
+
+/// What one call of [`research`] got to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// The report is written.
+    Written,
+    /// A stage was submitted to Slurm: its array's id and the next step's.
+    Submitted {
+        /// The stage: `search` or `final`.
+        stage: &'static str,
+        /// The array's job id.
+        array: String,
+        /// The next step's job id.
+        next: String,
+    },
+}
+
+/// Runs a stage's sweep here, or submits it; `None` when it was submitted.
+fn stage(
+    name: &'static str,
+    dir: &Path,
+    m: &SweepManifest,
+    opts: &Research,
+    data: &Prepared,
+    stop: &AtomicBool,
+    log: Log,
+) -> Result<(Vec<(String, Outcome)>, Progress)> {
+    m.write_over(dir)?;
+    if let Some(slurm) = &opts.slurm {
+        let states = sweep::states(dir, m);
+        if !sweep::Counts::of(&states).complete() {
+            let script = dir.join("sweep.sbatch");
+            sweep::slurm::write_script(&script, &sweep::slurm::array_script(dir, m.jobs.len(), &slurm.options)?)?;
+            let array = sweep::slurm::submit(&script, None)?;
+            let next_script = opts.out.join("research.sbatch");
+            let next = sweep::slurm::step_script("under8k-research", &opts.out, &slurm.next, &slurm.options);
+            sweep::slurm::write_script(&next_script, &next)?;
+            let next = sweep::slurm::submit(&next_script, Some(&array))?;
+            log(&format!("{name}: {} jobs submitted as Slurm array {array}; the next step is job {next}", m.jobs.len()));
+            return Ok((vec![], Progress::Submitted { stage: name, array, next }));
+        }
     }
-    let goal: Goal = read_json(&args.out.join("goal.json"))?;
-    let candidates = candidates(&args.out, &goal)?;
-    let mode = match (args.skip_existing, args.accept) {
-        (true, _) => Mode::SkipExisting,
-        (_, accept) => Mode::Verify { accept },
+    let job_opts = JobOptions {
+        mode: match opts.slurm {
+            Some(_) => Mode::SkipExisting,
+            None => opts.mode,
+        },
+        busy: Busy::Skip,
+        threads: opts.threads,
     };
-    let choice = DataChoice::Known(Dataset::Mnist);
-    let data = crate::reproduce::load(
-        choice,
-        &crate::reproduce::data_dir(choice, args.data.as_deref()),
-    )?;
-    let stop = AtomicBool::new(false);
-    let mut outcomes = vec![];
+    let sum = sweep::run_all(dir, m, data, opts.jobs, job_opts, stop, log);
+    if let Some((i, e)) = sum.failed.into_iter().next() {
+        return Err(e).with_context(|| format!("{name} job {i}"));
+    }
+    if !sum.busy.is_empty() || !sum.interrupted.is_empty() {
+        bail!(
+            "{name}: jobs {:?} were busy in another process or interrupted; run the command again",
+            [sum.busy, sum.interrupted].concat()
+        );
+    }
+    let outcomes = sum
+        .done
+        .into_iter()
+        .map(|(i, o)| (m.jobs[i].label(), o))
+        .collect();
+    Ok((outcomes, Progress::Written))
+}
+
+/// A research round: every candidate on its validation split (as a sweep), the one that holds
+/// highest chosen, its final seeds on the test set (a second sweep), then `research.json` and
+/// the report. With Slurm, each call does what it can and submits the rest.
+pub fn research(opts: &Research, data: &Prepared, stop: &AtomicBool, log: Log) -> Result<Progress> {
+    let start = std::time::Instant::now();
+    crate::refuse_unless!(opts.seeds > 0, "--seeds must be at least 1");
+    crate::refuse_unless!(opts.candidate_seeds > 0, "--candidate-seeds must be at least 1");
+    let goal: Goal = read_json(&opts.out.join("goal.json"))?;
+    let candidates = candidates(&opts.out, &goal)?;
     for c in &candidates {
         if c.config.data != data.record {
             bail!("candidate {}: trains on other data than MNIST", c.name);
         }
-        let job = Job {
-            label: format!("search {}", c.name),
-            config: c.config.clone(),
-            dir: search_dir(&args.out, &c.name),
-        };
-        outcomes.push((job.label.clone(), run_job(&job, &data, mode, &stop)?));
     }
-    let searched: Vec<(&Candidate, Run)> = candidates
-        .iter()
-        .map(|c| {
-            Ok((
-                c,
-                load_run_in(&search_dir(&args.out, &c.name), c.config.seed)?,
-            ))
-        })
-        .collect::<Result<_>>()?;
-    let (chosen, best) = choose(&searched);
-    println!(
-        "chosen on validation: {} (lowest of its last three epochs {:.2} %)",
+    let k = opts.candidate_seeds;
+    let search = search_manifest(&candidates, k, &data.record)?;
+    let (mut outcomes, progress) =
+        stage("search", &search_dir(&opts.out), &search, opts, data, stop, log)?;
+    if progress != Progress::Written {
+        return Ok(progress);
+    }
+    let runs = searched(&opts.out, &candidates, k)?;
+    let chosen = &candidates[chosen_index(&candidates, &runs)?];
+    log(&format!(
+        "chosen on validation: {} (lowest of its last three epochs {:.2} %, mean of {k} seed{})",
         chosen.name,
-        best.min_last3()
-    );
-    for seed in 1..=args.seeds {
-        let job = Job {
-            label: format!("{} seed {seed}", chosen.name),
-            config: final_config(&chosen.config, seed),
-            dir: final_dir(&args.out, seed),
-        };
-        outcomes.push((job.label.clone(), run_job(&job, &data, mode, &stop)?));
+        mean_of(&runs[chosen_index(&candidates, &runs)?], Run::min_last3),
+        if k == 1 { "" } else { "s" }
+    ));
+    let finals = final_manifest(chosen, opts.seeds, &data.record)?;
+    let (more, progress) =
+        stage("final", &final_dir(&opts.out), &finals, opts, data, stop, log)?;
+    if progress != Progress::Written {
+        return Ok(progress);
     }
+    outcomes.extend(more);
     refuse_differences(&outcomes)?;
-    let previous: Option<Manifest> = read_json(&args.out.join("research.json")).ok();
+    let previous: Option<Manifest> = read_json(&opts.out.join("research.json")).ok();
+    let trained = outcomes
+        .iter()
+        .any(|(_, o)| matches!(o, Outcome::Trained | Outcome::Accepted));
     let verified = verification(
         &outcomes,
-        previous.and_then(|m| m.verified),
+        previous.as_ref().and_then(|m| m.verified.clone()),
         start.elapsed().as_secs_f64() / 60.0,
     );
-    let mut command = format!("cargo xtask research --out {}", args.out.display());
-    if args.seeds != 5 {
-        command += &format!(" --seeds {}", args.seeds);
+    let mut command = format!("{} --out {}", opts.program, opts.out.display());
+    if opts.seeds != 5 {
+        command += &format!(" --seeds {}", opts.seeds);
     }
+    if k != 1 {
+        command += &format!(" --candidate-seeds {k}");
+    }
+    // Where the runs were trained stays what it was unless this command trained one.
+    let (cpu, threads) = match previous.filter(|_| !trained) {
+        Some(p) => (p.cpu, p.threads),
+        None => (cpu_description(), opts.threads),
+    };
     let manifest = Manifest {
         command,
-        seeds: args.seeds,
+        seeds: opts.seeds,
+        candidate_seeds: k,
         chosen: chosen.name.clone(),
-        cpu: cpu_description(),
-        threads: rayon::current_num_threads(),
+        cpu,
+        threads,
         verified,
     };
     write_atomic(
-        &args.out.join("research.json"),
+        &opts.out.join("research.json"),
         (serde_json::to_string_pretty(&manifest)? + "\n").as_bytes(),
     )?;
-    write(&args.out)?;
-    println!("report written to {}", args.out.join("README.md").display());
-    Ok(())
+    write(&opts.out)?;
+    log(&format!("report written to {}", opts.out.join("README.md").display()));
+    Ok(Progress::Written)
 }
 
 /// Whether the runs meet the goal, and the figure the rule reads.
@@ -367,30 +527,27 @@ pub fn write(out: &Path) -> Result<()> {
     let goal: Goal = read_json(&out.join("goal.json"))?;
     let m: Manifest = read_json(&out.join("research.json"))?;
     let candidates = candidates(out, &goal)?;
-    let searched: Vec<(&Candidate, Run)> = candidates
-        .iter()
-        .map(|c| Ok((c, load_run_in(&search_dir(out, &c.name), c.config.seed)?)))
-        .collect::<Result<_>>()?;
-    let (chosen, _) = choose(&searched);
+    let runs = searched(out, &candidates, m.candidate_seeds)?;
+    let chosen = &candidates[chosen_index(&candidates, &runs)?];
     let finals = (1..=m.seeds)
-        .map(|s| load_run_in(&final_dir(out, s), s))
+        .map(|s| load_run_in(&final_dir(out).join(format!("seed{s}")), s))
         .collect::<Result<Vec<_>>>()?;
     let c = &finals[0].config;
     let summary = Summary::of(&c.arch)?;
     write_atomic(&out.join("spec.json"), (c.arch.to_json() + "\n").as_bytes())?;
     write_atomic(&out.join("summary.txt"), summary.to_table().as_bytes())?;
-    crate::plot::curves_titled(
+    super::plot::curves_titled(
         &out.join("curves.png"),
         &format!(
             "{} ({} params)",
             chosen.name,
             group(summary.totals.total_params)
         ),
-        under8k_train::plots::COLORS[2],
+        crate::plots::COLORS[2],
         &finals,
     )?;
     let torch = (1..)
-        .map(|s| crate::runs::result_path_research(out, s))
+        .map(|s| super::runs::result_path_research(out, s))
         .take_while(|p| p.exists())
         .map(|p| read_json::<TorchRun>(&p))
         .collect::<Result<Vec<_>>>()?;
@@ -443,6 +600,50 @@ pub fn write(out: &Path) -> Result<()> {
             m.cpu, m.threads, m.command
         )?,
     }
+    finals_table(&mut s, &goal, &finals)?;
+    writeln!(s, "![curves of the chosen recipe](curves.png)\n")?;
+    writeln!(
+        s,
+        "Public anchors for this exercise, read from their repositories (one run each): 7,918 parameters, max 99.52 % but the epochs before it 99.44 / 99.41; 6,174 parameters, 99.42–99.48 % over its last 5 epochs; the seed write-up, 7,684 parameters, max 99.48 %, last three 99.34 / 99.40 / 99.42.\n"
+    )?;
+    writeln!(s, "### Recipe\n")?;
+    writeln!(
+        s,
+        "`candidates/{}.json` without its validation split: {} epochs, batch {}, SGD momentum {}{}, weight decay {}, {} per batch; augmentation: {}; dropout as in the spec. The net (`spec.json`; `under8k summary --arch spec.json`, in `summary.txt`):\n",
+        chosen.name,
+        c.epochs,
+        c.batch_size,
+        c.momentum,
+        match &c.schedule {
+            Schedule::OneCycle {
+                momentum: Some((lo, hi)),
+                ..
+            } => format!(" (cycled {lo}–{hi})"),
+            _ => String::new(),
+        },
+        c.weight_decay,
+        schedule(c),
+        augmentation(c)
+    )?;
+    writeln!(s, "```text\n{}```\n", summary.to_table())?;
+    search_log(&mut s, &goal, &candidates, &runs, chosen, m.candidate_seeds)?;
+    torch_section(&mut s, out, &goal, &torch)?;
+    writeln!(s, "## Files\n")?;
+    writeln!(
+        s,
+        "`goal.json` (the goal), `candidates/` (every recipe tried), `search/NAME/` (their validation runs), `runs/seedN/` (the chosen recipe's final runs: `config.json`, `history.json`/`.csv`, `model.safetensors`, `state.safetensors`){}.",
+        if torch.is_empty() {
+            ""
+        } else {
+            ", `pytorch/seedN.json`"
+        }
+    )?;
+    write_atomic(&out.join("README.md"), s.as_bytes())?;
+    Ok(())
+}
+
+/// The chosen recipe's final runs, one row per seed and their mean ± sd.
+fn finals_table(s: &mut String, goal: &Goal, finals: &[Run]) -> Result<()> {
     writeln!(s, "## The chosen recipe on the test set\n")?;
     writeln!(
         s,
@@ -450,7 +651,7 @@ pub fn write(out: &Path) -> Result<()> {
         goal.target
     )?;
     writeln!(s, "|---|---|---|---|---|")?;
-    for r in &finals {
+    for r in finals {
         let l3: Vec<String> = r.last3().iter().map(|v| format!("{v:.2}")).collect();
         writeln!(
             s,
@@ -481,38 +682,39 @@ pub fn write(out: &Path) -> Result<()> {
             .count(),
         finals.len()
     )?;
-    writeln!(s, "![curves of the chosen recipe](curves.png)\n")?;
-    writeln!(
-        s,
-        "Public anchors for this exercise, read from their repositories (one run each): 7,918 parameters, max 99.52 % but the epochs before it 99.44 / 99.41; 6,174 parameters, 99.42–99.48 % over its last 5 epochs; the seed write-up, 7,684 parameters, max 99.48 %, last three 99.34 / 99.40 / 99.42.\n"
-    )?;
-    writeln!(s, "### Recipe\n")?;
-    writeln!(
-        s,
-        "`candidates/{}.json` without its validation split: {} epochs, batch {}, SGD momentum {}{}, weight decay {}, {} per batch; augmentation: {}; dropout as in the spec. The net (`spec.json`; `under8k summary --arch spec.json`, in `summary.txt`):\n",
-        chosen.name,
-        c.epochs,
-        c.batch_size,
-        c.momentum,
-        match &c.schedule {
-            Schedule::OneCycle {
-                momentum: Some((lo, hi)),
-                ..
-            } => format!(" (cycled {lo}–{hi})"),
-            _ => String::new(),
-        },
-        c.weight_decay,
-        schedule(c),
-        augmentation(c)
-    )?;
-    writeln!(s, "```text\n{}```\n", summary.to_table())?;
+    Ok(())
+}
+
+/// `m ± sd` of `f` over `runs`.
+fn spread(runs: &[Run], f: fn(&Run) -> f64) -> String {
+    let (m, sd) = mean_sd(&runs.iter().map(f).collect::<Vec<_>>());
+    format!("{m:.2} ± {sd:.2}")
+}
+
+/// Every candidate tried, with its validation figures (over its seeds when it has several).
+fn search_log(
+    s: &mut String,
+    goal: &Goal,
+    candidates: &[Candidate],
+    runs: &[Vec<Run>],
+    chosen: &Candidate,
+    k: u64,
+) -> Result<()> {
+    let validation = candidates[0].config.validation.unwrap_or(0);
     writeln!(s, "## Search log: every recipe tried\n")?;
     writeln!(
         s,
-        "Each trained once (seed {}) on the first {} training images and evaluated after every epoch on the last {} (the validation split). The chosen one holds the highest validation accuracy over its last three epochs.\n",
-        searched[0].1.seed,
-        group(60_000 - searched[0].0.config.validation.unwrap_or(0)),
-        group(searched[0].0.config.validation.unwrap_or(0))
+        "{} on the first {} training images and evaluated after every epoch on the last {} (the validation split). The chosen one holds the highest validation accuracy over its last three epochs{}.\n",
+        match k {
+            1 => format!("Each trained once (seed {})", runs[0][0].seed),
+            _ => format!("Each trained with {k} seeds ({}–{})", runs[0][0].seed, runs[0][0].seed + k - 1),
+        },
+        group(60_000 - validation),
+        group(validation),
+        match k {
+            1 => "",
+            _ => " (the mean over its seeds of each seed's lowest of the last three)",
+        }
     )?;
     for n in &goal.notes {
         writeln!(s, "- {n}")?;
@@ -525,8 +727,12 @@ pub fn write(out: &Path) -> Result<()> {
         "| candidate | params | dropout | augmentation | schedule | max val acc | last three (val) | lowest of the last three |"
     )?;
     writeln!(s, "|---|---|---|---|---|---|---|---|")?;
-    for (cand, r) in &searched {
-        let l3: Vec<String> = r.last3().iter().map(|v| format!("{v:.2}")).collect();
+    for (cand, rs) in candidates.iter().zip(runs) {
+        let r = &rs[0];
+        let l3: Vec<String> = match k {
+            1 => r.last3().iter().map(|v| format!("{v:.2}")).collect(),
+            _ => vec![spread(rs, Run::final_acc) + " (last)"],
+        };
         let mark = if cand.name == chosen.name {
             " **(chosen)**"
         } else {
@@ -534,18 +740,26 @@ pub fn write(out: &Path) -> Result<()> {
         };
         writeln!(
             s,
-            "| `{}`{mark} | {} | {} | {} | {} | {:.2} | {} | {:.2} |",
+            "| `{}`{mark} | {} | {} | {} | {} | {:.2} | {} | {} |",
             cand.name,
             group(Summary::of(&cand.config.arch)?.totals.total_params),
             dropout(&cand.config),
             augmentation(&cand.config),
             schedule(&cand.config),
-            r.max_test(),
+            mean_of(rs, Run::max_test),
             l3.join(" / "),
-            r.min_last3()
+            match k {
+                1 => format!("{:.2}", r.min_last3()),
+                _ => spread(rs, Run::min_last3),
+            }
         )?;
     }
     writeln!(s)?;
+    Ok(())
+}
+
+/// The chosen recipe trained in PyTorch, when `cargo xtask pytorch` saved its runs.
+fn torch_section(s: &mut String, out: &Path, goal: &Goal, torch: &[TorchRun]) -> Result<()> {
     if !torch.is_empty() {
         let accs: Vec<Vec<f64>> = torch.iter().map(TorchRun::test_acc).collect();
         writeln!(s, "## The same recipe in PyTorch\n")?;
@@ -580,16 +794,5 @@ pub fn write(out: &Path) -> Result<()> {
         }
         writeln!(s)?;
     }
-    writeln!(s, "## Files\n")?;
-    writeln!(
-        s,
-        "`goal.json` (the goal), `candidates/` (every recipe tried), `search/NAME/` (their validation runs), `runs/seedN/` (the chosen recipe's final runs: `config.json`, `history.json`/`.csv`, `model.safetensors`, `state.safetensors`){}.",
-        if torch.is_empty() {
-            ""
-        } else {
-            ", `pytorch/seedN.json`"
-        }
-    )?;
-    write_atomic(&out.join("README.md"), s.as_bytes())?;
     Ok(())
 }
