@@ -22,6 +22,7 @@ use clap::{Parser, Subcommand};
 use under8k_cli::experiments::{self as cli, Front};
 
 mod bench;
+mod circles;
 mod peak;
 mod pytorch;
 mod tidy;

@@ -4,10 +4,13 @@
 //!   is allowed to, directly, and on at most [`MAX_UNIQUE`] crates in all (`cargo tree -e
 //!   normal`); an offending crate is named.
 //! - Each light build's own tests pass (no network, no data directory).
+//! - No crate has an import circle between its modules (`circles`: a text scan of `crate::`
+//!   and `super::` paths).
 //! - Every library crate packages (`cargo package`; the light ones are also built from their
 //!   package).
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -38,11 +41,12 @@ pub const LIGHT: [Light; 3] = [
 ];
 
 /// The library crates, each of which must package.
-pub const LIBRARIES: [&str; 4] = [
+pub const LIBRARIES: [&str; 5] = [
     "under8k-mnist-data",
     "under8k-model",
     "under8k-sched",
     "under8k-train",
+    "under8k-cli",
 ];
 
 /// `cargo xtask tidy` options.
@@ -119,8 +123,33 @@ pub fn problems(light: &Light) -> Result<Vec<String>> {
     Ok(out)
 }
 
+/// The source directories whose modules must not import in a circle.
+pub const SOURCES: [&str; 6] = [
+    "crates/mnist-data/src",
+    "crates/model/src",
+    "crates/sched/src",
+    "crates/train/src",
+    "crates/cli/src",
+    "xtask/src",
+];
+
+/// Every import circle in the workspace's crates, as `dir: a → b → a`.
+pub fn circles() -> Result<Vec<String>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut out = vec![];
+    for dir in SOURCES {
+        for c in crate::circles::circles(&root.join(dir))? {
+            out.push(format!("{dir}: import circle {c}"));
+        }
+    }
+    Ok(out)
+}
+
 pub fn run(args: &Args) -> Result<()> {
-    let mut failed = vec![];
+    let mut failed = circles()?;
+    if failed.is_empty() {
+        println!("no import circle in {}", SOURCES.join(", "));
+    }
     for light in &LIGHT {
         let p = problems(light)?;
         if p.is_empty() {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use under8k_train::DataChoice;
+use under8k_train::experiments::sweep::slurm::SlurmOptions;
 use under8k_train::experiments::{self as ex, Mode, Verdict};
 
 use crate::data::{self, DataArgs};
@@ -174,7 +175,7 @@ pub struct ResearchArgs {
     pub data: DataArgs,
     /// Where the Slurm arrays run (with --slurm-submit).
     #[command(flatten)]
-    pub slurm: crate::sweep::SlurmArgs,
+    pub slurm: SlurmArgs,
     /// Run each stage as a Slurm job array (with the options above) and chain the next step
     /// to it; run the same command again, or wait, to find the report written.
     #[arg(long)]
@@ -286,11 +287,69 @@ pub fn verify(args: &VerifyArgs) -> Result<()> {
     }
     match ex::compare(&args.run_a, &args.run_b).context("comparing the runs")? {
         Verdict::Identical { epochs } => {
-            println!(
-                "bit-identical: {epochs}/{epochs} epochs, every batch, checkpoint equal"
-            );
+            println!("bit-identical: {epochs}/{epochs} epochs, every batch, checkpoint equal");
             Ok(())
         }
         Verdict::Differs(why) => bail!("the runs differ: {why}"),
+    }
+}
+
+/// Where a Slurm array runs (shared by `sweep slurm` and `research --slurm-submit`).
+#[derive(Args, Clone)]
+pub struct SlurmArgs {
+    /// Slurm partition.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// Time limit per task (Slurm's format, e.g. 0:30:00).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// At most K tasks at once.
+    #[arg(long, value_name = "K")]
+    pub max_running: Option<usize>,
+    /// CPUs per task (each run's threads).
+    #[arg(long, default_value_t = 1)]
+    pub cpus_per_task: usize,
+    /// The under8k binary the nodes run [default: this one].
+    #[arg(long, value_name = "PATH")]
+    pub binary: Option<PathBuf>,
+}
+
+impl SlurmArgs {
+    /// The options, with absolute paths (the nodes run elsewhere).
+    pub fn options(&self, data: &Path) -> Result<SlurmOptions> {
+        let binary = match &self.binary {
+            Some(b) => std::path::absolute(b)?,
+            None => std::env::current_exe().context("where this binary is")?,
+        };
+        Ok(SlurmOptions {
+            partition: self.partition.clone(),
+            time: self.time.clone(),
+            max_running: self.max_running,
+            cpus_per_task: self.cpus_per_task.max(1),
+            binary,
+            data: std::path::absolute(data)?,
+        })
+    }
+
+    /// The options other than `--cpus-per-task` as arguments, for a command run again on a node.
+    pub fn extra(&self) -> Vec<String> {
+        let mut v = vec![];
+        let mut push = |k: &str, val: Option<String>| {
+            if let Some(val) = val {
+                v.push(k.to_string());
+                v.push(val);
+            }
+        };
+        push("--partition", self.partition.clone());
+        push("--time", self.time.clone());
+        push("--max-running", self.max_running.map(|k| k.to_string()));
+        push(
+            "--binary",
+            self.binary
+                .as_ref()
+                .and_then(|b| std::path::absolute(b).ok())
+                .map(|b| b.display().to_string()),
+        );
+        v
     }
 }

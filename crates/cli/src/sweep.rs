@@ -7,13 +7,13 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use under8k_train::DataChoice;
 use under8k_train::experiments::sweep::{
-    self, Busy, JobOptions, JobResult, JobState, Manifest, Recipe, slurm::SlurmOptions,
+    self, Busy, JobOptions, JobResult, JobState, Manifest, Recipe,
 };
 use under8k_train::experiments::{Mode, Outcome};
 use under8k_train::recipe;
 
 use crate::data::{self, DataArgs};
-use crate::experiments::{log, threads_or_all};
+use crate::experiments::{SlurmArgs, log, threads_or_all};
 use crate::training::stop_flag;
 
 /// `sweep` options.
@@ -51,6 +51,30 @@ enum SweepCommand {
     /// Write a Slurm job-array script (`DIR/sweep.sbatch`): one run per task; `--submit`
     /// hands it to sbatch.
     Slurm(SlurmCommandArgs),
+    /// Write a Kubernetes Indexed Job (`DIR/sweep-job.yaml`): one pod per job, the sweep and the
+    /// data on persistent volumes.
+    K8s(K8sArgs),
+}
+
+#[derive(Args)]
+struct K8sArgs {
+    /// The sweep directory.
+    dir: PathBuf,
+    /// A container image with `under8k` on its PATH.
+    #[arg(long)]
+    image: String,
+    /// Pods at once.
+    #[arg(long, default_value_t = 2)]
+    parallelism: usize,
+    /// CPUs per pod (each run's threads).
+    #[arg(long, default_value_t = 1)]
+    cpus: usize,
+    /// The persistent volume claim holding the sweep directory (mounted at /sweep).
+    #[arg(long, value_name = "CLAIM")]
+    sweep_claim: String,
+    /// The persistent volume claim holding the data (mounted read-only at /data).
+    #[arg(long, value_name = "CLAIM")]
+    data_claim: String,
 }
 
 #[derive(Args)]
@@ -112,66 +136,6 @@ struct RunAllArgs {
     data: Option<PathBuf>,
 }
 
-/// Where a Slurm array runs (shared by `sweep slurm` and `research --slurm-submit`).
-#[derive(Args, Clone)]
-pub struct SlurmArgs {
-    /// Slurm partition.
-    #[arg(long)]
-    pub partition: Option<String>,
-    /// Time limit per task (Slurm's format, e.g. 0:30:00).
-    #[arg(long)]
-    pub time: Option<String>,
-    /// At most K tasks at once.
-    #[arg(long, value_name = "K")]
-    pub max_running: Option<usize>,
-    /// CPUs per task (each run's threads).
-    #[arg(long, default_value_t = 1)]
-    pub cpus_per_task: usize,
-    /// The under8k binary the nodes run [default: this one].
-    #[arg(long, value_name = "PATH")]
-    pub binary: Option<PathBuf>,
-}
-
-impl SlurmArgs {
-    /// The options, with absolute paths (the nodes run elsewhere).
-    pub fn options(&self, data: &Path) -> Result<SlurmOptions> {
-        let binary = match &self.binary {
-            Some(b) => std::path::absolute(b)?,
-            None => std::env::current_exe().context("where this binary is")?,
-        };
-        Ok(SlurmOptions {
-            partition: self.partition.clone(),
-            time: self.time.clone(),
-            max_running: self.max_running,
-            cpus_per_task: self.cpus_per_task.max(1),
-            binary,
-            data: std::path::absolute(data)?,
-        })
-    }
-
-    /// The options other than `--cpus-per-task` as arguments, for a command run again on a node.
-    pub fn extra(&self) -> Vec<String> {
-        let mut v = vec![];
-        let mut push = |k: &str, val: Option<String>| {
-            if let Some(val) = val {
-                v.push(k.to_string());
-                v.push(val);
-            }
-        };
-        push("--partition", self.partition.clone());
-        push("--time", self.time.clone());
-        push("--max-running", self.max_running.map(|k| k.to_string()));
-        push(
-            "--binary",
-            self.binary
-                .as_ref()
-                .and_then(|b| std::path::absolute(b).ok())
-                .map(|b| b.display().to_string()),
-        );
-        v
-    }
-}
-
 #[derive(Args)]
 struct SlurmCommandArgs {
     /// The sweep directory.
@@ -201,6 +165,7 @@ pub fn sweep(args: SweepArgs) -> Result<()> {
             Ok(())
         }
         SweepCommand::Slurm(a) => slurm(&a),
+        SweepCommand::K8s(a) => k8s(&a),
     }
 }
 
@@ -251,8 +216,12 @@ fn node() -> String {
 /// The sweep's data, from `--data` or the dataset's usual directory; a directory that is not
 /// there is named with the node.
 fn sweep_data(m: &Manifest, dir: Option<&Path>) -> Result<under8k_train::Prepared> {
-    let choice = DataChoice::of_record(&m.header.data)
-        .with_context(|| format!("the sweep trains on `{}`, unknown here", m.header.data.dataset))?;
+    let choice = DataChoice::of_record(&m.header.data).with_context(|| {
+        format!(
+            "the sweep trains on `{}`, unknown here",
+            m.header.data.dataset
+        )
+    })?;
     let args = DataArgs {
         dataset: Some(choice),
         dir: dir.map(Path::to_path_buf),
@@ -404,5 +373,24 @@ fn slurm(args: &SlurmCommandArgs) -> Result<()> {
         let id = sweep::slurm::submit(&script, None)?;
         println!("submitted job array {id} ({} tasks)", m.jobs.len());
     }
+    Ok(())
+}
+
+fn k8s(args: &K8sArgs) -> Result<()> {
+    let m = Manifest::read(&args.dir)?;
+    let yaml = sweep::k8s::indexed_job(
+        "under8k-sweep",
+        m.jobs.len(),
+        &sweep::k8s::K8sOptions {
+            image: args.image.clone(),
+            parallelism: args.parallelism,
+            cpus: args.cpus,
+            sweep_claim: args.sweep_claim.clone(),
+            data_claim: args.data_claim.clone(),
+        },
+    );
+    let path = args.dir.join("sweep-job.yaml");
+    sweep::slurm::write_generated(&path, &yaml)?;
+    println!("{}", path.display());
     Ok(())
 }

@@ -215,7 +215,13 @@ fn train_augment_and_fetch_stop_on_a_bad_file_too() {
             s(dir.path()),
         ],
         vec!["augment", "--grid", s(&grid), "--data", s(dir.path())],
-        vec!["fetch", "--data", s(dir.path()), "--no-mirrors", "--no-pypi"],
+        vec![
+            "fetch",
+            "--data",
+            s(dir.path()),
+            "--no-mirrors",
+            "--no-pypi",
+        ],
     ] {
         let o = under8k(&args);
         let e = stderr(&o);

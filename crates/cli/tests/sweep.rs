@@ -6,6 +6,7 @@
 //!
 //! Without Slurm or GNU parallel on the machine these tests say so and pass, except under CI
 //! (`CI` set), which must have them.
+#![allow(clippy::print_stderr)] // saying why a test did nothing
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -43,7 +44,10 @@ fn have(tool: &str, probe: &[&str]) -> bool {
 
 /// Whether the Slurm cluster `scripts/slurm-one-node.sh` started is up.
 fn slurm() -> bool {
-    let up = slurm_cmd("sinfo").arg("-h").output().is_ok_and(|o| o.status.success());
+    let up = slurm_cmd("sinfo")
+        .arg("-h")
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !up {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -66,7 +70,15 @@ fn slurm_cmd(tool: &str) -> Command {
 /// Plans the tiny sweep into `dir` with extra `--set`s.
 fn plan(dir: &Path, attempts: &[&str], seeds: &str, sets: &[&str]) {
     let data = data_dir();
-    let mut args = vec!["sweep", "plan", s(dir), "--seeds", seeds, "--data", s(&data)];
+    let mut args = vec![
+        "sweep",
+        "plan",
+        s(dir),
+        "--seeds",
+        seeds,
+        "--data",
+        s(&data),
+    ];
     for a in attempts {
         args.extend(["--attempt", a]);
     }
@@ -94,7 +106,10 @@ fn results(dir: &Path) -> Vec<(String, Vec<u8>)> {
                     e[k] = serde_json::Value::Null;
                 }
             }
-            (h.to_string(), std::fs::read(run.join("model.safetensors")).unwrap())
+            (
+                h.to_string(),
+                std::fs::read(run.join("model.safetensors")).unwrap(),
+            )
         })
         .collect()
 }
@@ -111,7 +126,11 @@ fn wait_for(id: &str, limit: Duration) {
         if o.status.success() && stdout(&o).trim().is_empty() {
             return;
         }
-        assert!(start.elapsed() < limit, "Slurm job {id} still queued: {}", stdout(&o));
+        assert!(
+            start.elapsed() < limit,
+            "Slurm job {id} still queued: {}",
+            stdout(&o)
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -119,8 +138,18 @@ fn wait_for(id: &str, limit: Duration) {
 /// Submits the sweep in `dir` as an array; returns its id.
 fn submit(dir: &Path) -> String {
     let out = ok(slurm_run(&[
-        "sweep", "slurm", s(dir), "--cpus-per-task", "1", "--max-running", "2", "--submit",
-        "--binary", BIN, "--data", s(&data_dir()),
+        "sweep",
+        "slurm",
+        s(dir),
+        "--cpus-per-task",
+        "1",
+        "--max-running",
+        "2",
+        "--submit",
+        "--binary",
+        BIN,
+        "--data",
+        s(&data_dir()),
     ]));
     out.lines()
         .find_map(|l| l.strip_prefix("submitted job array "))
@@ -139,16 +168,37 @@ fn run_all_slurm_and_gnu_parallel_make_the_same_runs() {
     let tmp = tempfile::tempdir().unwrap();
     let local = tmp.path().join("local");
     plan(&local, &["1", "3"], "2", &TINY);
-    let o = ok(under8k(&["sweep", "run-all", s(&local), "--jobs", "2", "--threads", "1"]));
+    let o = ok(under8k(&[
+        "sweep",
+        "run-all",
+        s(&local),
+        "--jobs",
+        "2",
+        "--threads",
+        "1",
+    ]));
     assert!(o.contains("4 of 4 jobs done (4 run now, 0 kept)"), "{o}");
-    assert!(status(&local).starts_with("4 jobs: 4 done, 0 running, 0 partial, 0 failed, 0 missing"));
+    assert!(
+        status(&local).starts_with("4 jobs: 4 done, 0 running, 0 partial, 0 failed, 0 missing")
+    );
     let expected = results(&local);
     // Idempotent: a second run-all keeps everything.
-    let o = ok(under8k(&["sweep", "run-all", s(&local), "--jobs", "2", "--threads", "1"]));
+    let o = ok(under8k(&[
+        "sweep",
+        "run-all",
+        s(&local),
+        "--jobs",
+        "2",
+        "--threads",
+        "1",
+    ]));
     assert!(o.contains("4 of 4 jobs done (0 run now, 4 kept)"), "{o}");
     // The report: one row per recipe over its 2 seeds.
     let o = ok(under8k(&["sweep", "report", s(&local)]));
-    assert!(o.contains("| `attempt1` | 2 of 2 |") && o.contains("| `attempt3` | 2 of 2 |"), "{o}");
+    assert!(
+        o.contains("| `attempt1` | 2 of 2 |") && o.contains("| `attempt3` | 2 of 2 |"),
+        "{o}"
+    );
     let csv = std::fs::read_to_string(local.join("report.csv")).unwrap();
     assert_eq!(csv.lines().count(), 3, "{csv}");
 
@@ -164,12 +214,23 @@ fn run_all_slurm_and_gnu_parallel_make_the_same_runs() {
             )
         };
         // Interrupted half way: parallel stops once two jobs have succeeded.
-        let _ = Command::new("sh").args(["-c", &line("-j1 --halt now,success=2")]).output();
+        let _ = Command::new("sh")
+            .args(["-c", &line("-j1 --halt now,success=2")])
+            .output();
         let half = status(&par);
-        assert!(half.starts_with("4 jobs: 2 done, 0 running, 0 partial, 0 failed, 2 missing"), "{half}");
-        ok(Command::new("sh").args(["-c", &line("-j2 --resume")]).output().unwrap());
+        assert!(
+            half.starts_with("4 jobs: 2 done, 0 running, 0 partial, 0 failed, 2 missing"),
+            "{half}"
+        );
+        ok(Command::new("sh")
+            .args(["-c", &line("-j2 --resume")])
+            .output()
+            .unwrap());
         assert!(status(&par).starts_with("4 jobs: 4 done"));
-        assert!(results(&par) == expected, "GNU parallel's runs differ from run-all's");
+        assert!(
+            results(&par) == expected,
+            "GNU parallel's runs differ from run-all's"
+        );
     }
 
     if slurm() {
@@ -180,10 +241,17 @@ fn run_all_slurm_and_gnu_parallel_make_the_same_runs() {
         let st = status(&sl);
         assert!(st.starts_with("4 jobs: 4 done"), "{st}");
         let script = std::fs::read_to_string(sl.join("sweep.sbatch")).unwrap();
-        for needle in ["#SBATCH --array=0-3%2", "#SBATCH --requeue", "--threads \"${SLURM_CPUS_PER_TASK"] {
+        for needle in [
+            "#SBATCH --array=0-3%2",
+            "#SBATCH --requeue",
+            "--threads \"${SLURM_CPUS_PER_TASK",
+        ] {
             assert!(script.contains(needle), "{needle} missing from\n{script}");
         }
-        assert!(results(&sl) == expected, "Slurm's runs differ from run-all's");
+        assert!(
+            results(&sl) == expected,
+            "Slurm's runs differ from run-all's"
+        );
     }
 }
 
@@ -196,7 +264,13 @@ fn a_killed_slurm_task_resumes_bit_identically() {
     let sets = ["epochs=4", "train_limit=6000", "test_limit=500"];
     let reference = tmp.path().join("reference");
     plan(&reference, &["3"], "1", &sets);
-    ok(under8k(&["sweep", "run-all", s(&reference), "--threads", "1"]));
+    ok(under8k(&[
+        "sweep",
+        "run-all",
+        s(&reference),
+        "--threads",
+        "1",
+    ]));
     let dir = tmp.path().join("killed");
     plan(&dir, &["3"], "1", &sets);
     let id = submit(&dir);
@@ -212,14 +286,33 @@ fn a_killed_slurm_task_resumes_bit_identically() {
         assert!(start.elapsed() < Duration::from_secs(120), "no epoch saved");
         std::thread::sleep(Duration::from_millis(20));
     }
-    ok(slurm_cmd("scancel").args(["--signal=KILL", &format!("{id}_0")]).output().unwrap());
+    ok(slurm_cmd("scancel")
+        .args(["--signal=KILL", &format!("{id}_0")])
+        .output()
+        .unwrap());
     wait_for(&id, Duration::from_secs(60));
     let saved = epochs(&history);
-    assert!(saved < 4, "the task finished before it was killed: make the run longer");
+    assert!(
+        saved < 4,
+        "the task finished before it was killed: make the run longer"
+    );
     assert!(status(&dir).contains("1 partial"), "{}", status(&dir));
-    let o = ok(under8k(&["sweep", "run", s(&dir), "--index", "0", "--threads", "2", "--data", s(&data_dir())]));
+    let o = ok(under8k(&[
+        "sweep",
+        "run",
+        s(&dir),
+        "--index",
+        "0",
+        "--threads",
+        "2",
+        "--data",
+        s(&data_dir()),
+    ]));
     assert!(o.contains("(resuming)"), "{o}");
-    assert!(results(&dir) == results(&reference), "resumed after a kill at epoch {saved}, the run differs");
+    assert!(
+        results(&dir) == results(&reference),
+        "resumed after a kill at epoch {saved}, the run differs"
+    );
 }
 
 /// A research round's files: a goal and two candidates that extend attempt 1.
@@ -248,31 +341,66 @@ fn a_research_round_on_slurm_writes_the_local_report_byte_for_byte() {
     let out = std::path::absolute(tmp.path().join("round")).unwrap();
     research_dir(&out);
     let data = data_dir();
-    let args = ["research", "--out", s(&out), "--seeds", "2", "--candidate-seeds", "2"];
+    let args = [
+        "research",
+        "--out",
+        s(&out),
+        "--seeds",
+        "2",
+        "--candidate-seeds",
+        "2",
+    ];
     let mut local = args.to_vec();
     local.extend(["--jobs", "2", "--threads", "1", "--data", s(&data)]);
     let log = ok(under8k(&local));
     assert!(log.contains("chosen on validation:"), "{log}");
-    let files = ["README.md", "research.json", "curves.png", "spec.json", "summary.txt"];
-    let read = |d: &Path| -> Vec<Vec<u8>> { files.iter().map(|f| std::fs::read(d.join(f)).unwrap()).collect() };
+    let files = [
+        "README.md",
+        "research.json",
+        "curves.png",
+        "spec.json",
+        "summary.txt",
+    ];
+    let read = |d: &Path| -> Vec<Vec<u8>> {
+        files
+            .iter()
+            .map(|f| std::fs::read(d.join(f)).unwrap())
+            .collect()
+    };
     let first = read(&out);
     std::fs::rename(&out, tmp.path().join("local")).unwrap();
     research_dir(&out);
     let mut remote = args.to_vec();
-    remote.extend(["--slurm-submit", "--cpus-per-task", "1", "--binary", BIN, "--data", s(&data)]);
+    remote.extend([
+        "--slurm-submit",
+        "--cpus-per-task",
+        "1",
+        "--binary",
+        BIN,
+        "--data",
+        s(&data),
+    ]);
     let o = ok(slurm_run(&remote));
     assert!(o.contains("submitted as Slurm array"), "{o}");
     let start = Instant::now();
     while !out.join("README.md").exists() {
-        let failed = std::fs::read_dir(out.join("slurm")).into_iter().flatten().flatten().any(|e| {
-            std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("error:"))
-        });
-        assert!(!failed && start.elapsed() < Duration::from_secs(300), "the round did not finish");
+        let failed = std::fs::read_dir(out.join("slurm"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| std::fs::read_to_string(e.path()).is_ok_and(|t| t.contains("error:")));
+        assert!(
+            !failed && start.elapsed() < Duration::from_secs(300),
+            "the round did not finish"
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     let q = slurm_cmd("squeue").args(["-h"]).output().unwrap();
     assert!(stdout(&q).trim().is_empty() || out.join("README.md").exists());
-    assert!(read(&out) == first, "the Slurm round's report differs from the local one");
+    assert!(
+        read(&out) == first,
+        "the Slurm round's report differs from the local one"
+    );
 }
 
 #[test]
@@ -280,29 +408,142 @@ fn bad_sweep_input_is_named() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("sweep");
     plan(&dir, &["1"], "2", &TINY);
-    let o = under8k(&["sweep", "run", s(&dir), "--index", "7", "--data", s(&data_dir())]);
+    let o = under8k(&[
+        "sweep",
+        "run",
+        s(&dir),
+        "--index",
+        "7",
+        "--data",
+        s(&data_dir()),
+    ]);
     assert!(!o.status.success());
-    assert!(stderr(&o).contains("the sweep has 2 jobs (indices 0–1)"), "{}", stderr(&o));
-    let o = under8k(&["sweep", "run", s(&dir), "--index", "0", "--data", "/nonexistent/mnist"]);
+    assert!(
+        stderr(&o).contains("the sweep has 2 jobs (indices 0–1)"),
+        "{}",
+        stderr(&o)
+    );
+    let o = under8k(&[
+        "sweep",
+        "run",
+        s(&dir),
+        "--index",
+        "0",
+        "--data",
+        "/nonexistent/mnist",
+    ]);
     let e = stderr(&o);
-    assert!(!o.status.success() && e.contains("on node ") && e.contains("/nonexistent/mnist does not exist"), "{e}");
+    assert!(
+        !o.status.success()
+            && e.contains("on node ")
+            && e.contains("/nonexistent/mnist does not exist"),
+        "{e}"
+    );
     let path = dir.join("sweep.jsonl");
     let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, text.replacen("\"batch_size\":128", "\"batch_size\":64", 1)).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("\"batch_size\":128", "\"batch_size\":64", 1),
+    )
+    .unwrap();
     let o = under8k(&["sweep", "status", s(&dir)]);
     let e = stderr(&o);
-    assert!(!o.status.success() && e.contains("sweep.jsonl:2: the config was changed after planning"), "{e}");
+    assert!(
+        !o.status.success() && e.contains("sweep.jsonl:2: the config was changed after planning"),
+        "{e}"
+    );
     // Planning another sweep over it is refused; the hand-edited file stays.
-    let o = under8k(&["sweep", "plan", s(&dir), "--attempt", "2", "--data", s(&data_dir())]);
+    let o = under8k(&[
+        "sweep",
+        "plan",
+        s(&dir),
+        "--attempt",
+        "2",
+        "--data",
+        s(&data_dir()),
+    ]);
     assert!(!o.status.success());
-    assert!(std::fs::read_to_string(&path).unwrap().contains("\"batch_size\":64"));
+    assert!(
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("\"batch_size\":64")
+    );
     // A missing binary on a node: the script names the node and the path.
     std::fs::write(&path, text).unwrap();
     let o = ok(under8k(&[
-        "sweep", "slurm", s(&dir), "--binary", "/nonexistent/under8k", "--data", s(&data_dir()),
+        "sweep",
+        "slurm",
+        s(&dir),
+        "--binary",
+        "/nonexistent/under8k",
+        "--data",
+        s(&data_dir()),
     ]));
     let script = o.lines().next().unwrap().to_string();
-    let r = Command::new("bash").arg(&script).env("SLURM_ARRAY_TASK_ID", "0").output().unwrap();
+    let r = Command::new("bash")
+        .arg(&script)
+        .env("SLURM_ARRAY_TASK_ID", "0")
+        .output()
+        .unwrap();
     let e = stderr(&r);
-    assert!(!r.status.success() && e.contains("on node ") && e.contains("/nonexistent/under8k is missing"), "{e}");
+    assert!(
+        !r.status.success()
+            && e.contains("on node ")
+            && e.contains("/nonexistent/under8k is missing"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_kubernetes_indexed_job_has_the_sweeps_shape() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sweep");
+    plan(&dir, &["1", "2"], "3", &TINY);
+    let o = ok(under8k(&[
+        "sweep",
+        "k8s",
+        s(&dir),
+        "--image",
+        "example/under8k:1",
+        "--parallelism",
+        "4",
+        "--sweep-claim",
+        "sweeps",
+        "--data-claim",
+        "mnist",
+    ]));
+    let yaml = std::fs::read_to_string(o.lines().next().unwrap()).unwrap();
+    for needle in [
+        "kind: Job",
+        "completionMode: Indexed",
+        "completions: 6",
+        "parallelism: 4",
+        "image: example/under8k:1",
+        r#"command: ["under8k", "sweep", "run", "/sweep", "--data", "/data", "--threads", "1"]"#,
+        "claimName: sweeps",
+        "claimName: mnist",
+    ] {
+        assert!(yaml.contains(needle), "{needle} missing from\n{yaml}");
+    }
+    // Only spaces indent YAML, and every line of the spec is indented by an even number.
+    assert!(
+        yaml.lines()
+            .all(|l| !l.starts_with('\t') && (l.len() - l.trim_start().len()) % 2 == 0)
+    );
+    // `sweep run` takes the index Kubernetes gives each pod.
+    let data = data_dir();
+    let r = Command::new(BIN)
+        .args([
+            "sweep",
+            "run",
+            s(&dir),
+            "--data",
+            s(&data),
+            "--threads",
+            "1",
+        ])
+        .env("JOB_COMPLETION_INDEX", "5")
+        .output()
+        .unwrap();
+    assert!(ok(r).contains("attempt2 seed 3 (job 5): training"));
 }

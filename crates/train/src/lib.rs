@@ -12,9 +12,9 @@ pub mod data;
 pub mod experiments;
 pub mod history;
 pub mod lr_find;
-pub mod recipe;
 #[cfg(feature = "plots")]
 pub mod plots;
+pub mod recipe;
 pub mod run;
 pub mod sgd;
 

@@ -50,6 +50,23 @@ pub enum LrFindError {
     Factor(f64),
 }
 
+/// The range test could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RangeTestError {
+    /// Its settings are invalid.
+    #[error(transparent)]
+    Settings(#[from] LrFindError),
+    /// Training failed.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+}
+
+impl From<ConfigError> for RangeTestError {
+    fn from(e: ConfigError) -> Self {
+        Self::Train(e.into())
+    }
+}
+
 /// The range test's settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct RangeTest {
@@ -209,7 +226,7 @@ pub fn range_test(
     test: &RangeTest,
     stop: &AtomicBool,
     progress: &mut dyn FnMut(&RangePoint),
-) -> Result<RangeCurve, TrainError> {
+) -> Result<RangeCurve, RangeTestError> {
     config.validate()?;
     test.validate()?;
     check_data(config, data)?;
@@ -232,7 +249,7 @@ pub fn range_test(
             }
             let lr = test.lr(i);
             opt.config.lr = lr;
-            let loss = step(&net, &mut opt, &batch?)?.loss;
+            let loss = step(&net, &mut opt, &batch.map_err(TrainError::from)?)?.loss;
             if !loss.is_finite() {
                 break 'test RangeEnd::NonFinite { step: i, lr };
             }
@@ -297,7 +314,7 @@ pub fn sweep_config(
     config: &TrainConfig,
     lr: f64,
     epochs: usize,
-) -> Result<TrainConfig, TrainError> {
+) -> Result<TrainConfig, ConfigError> {
     let mut c = config.clone();
     c.schedule = Schedule::constant(lr).map_err(ConfigError::from)?;
     c.epochs = epochs;

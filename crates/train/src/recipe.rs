@@ -93,7 +93,9 @@ fn resolve_value(mut v: Value, dir: &Path, seen: &mut Vec<PathBuf>) -> Result<Va
         return Ok(v);
     };
     let Value::String(name) = ext else {
-        return Err(invalid("`extends` must be a preset's name or a file".into()));
+        return Err(invalid(
+            "`extends` must be a preset's name or a file".into(),
+        ));
     };
     let mut base = match preset(&name) {
         Some(c) => serde_json::to_value(c).expect("a config serialises"),
@@ -173,9 +175,9 @@ pub fn apply(v: &mut Value, overrides: &[String]) -> Result<(), RecipeError> {
             .ok_or_else(|| RecipeError::Override(o.clone()))?;
         let value: Value =
             serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
-        let over = key
-            .rsplit('.')
-            .fold(value, |inner, k| Value::Object([(k.to_string(), inner)].into_iter().collect()));
+        let over = key.rsplit('.').fold(value, |inner, k| {
+            Value::Object([(k.to_string(), inner)].into_iter().collect())
+        });
         merge(v, over);
     }
     Ok(())

@@ -41,9 +41,6 @@ pub enum TrainError {
     /// Model problem.
     #[error(transparent)]
     Model(#[from] ModelError),
-    /// Invalid range-test settings.
-    #[error(transparent)]
-    LrFind(#[from] crate::lr_find::LrFindError),
     /// Invalid optimizer settings.
     #[error(transparent)]
     Optimizer(#[from] crate::sgd::SgdError),

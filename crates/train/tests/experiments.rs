@@ -1,6 +1,7 @@
 //! The experiments' logic, without training: choosing a recipe, the seed statistics, comparing
 //! runs, a sweep's manifest (planning, parsing, the errors that name a line), recipes that
 //! `extends` another; and one tiny sweep on real MNIST run twice at once on one index.
+#![allow(clippy::result_large_err)] // errors cross threads as they are
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -31,7 +32,11 @@ fn run(seed: u64, accs: &[f64]) -> Run {
         seed,
         config: TrainConfig::attempt(1).unwrap(),
         history: History {
-            epochs: accs.iter().enumerate().map(|(i, &a)| epoch(i + 1, a)).collect(),
+            epochs: accs
+                .iter()
+                .enumerate()
+                .map(|(i, &a)| epoch(i + 1, a))
+                .collect(),
             batch_loss: vec![0.5; accs.len() * 2],
             batch_acc: vec![90.0; accs.len() * 2],
         },
@@ -43,7 +48,10 @@ fn seed_statistics_are_the_sample_mean_and_sd() {
     // By hand: mean of 99.40, 99.50, 99.60 is 99.50; deviations ±0.10 and 0 give a sample
     // variance of (0.01 + 0 + 0.01) / 2 = 0.01, so sd 0.1.
     let (m, sd) = mean_sd(&[99.40, 99.50, 99.60]);
-    assert!((m - 99.50).abs() < 1e-12 && (sd - 0.1).abs() < 1e-12, "{m} {sd}");
+    assert!(
+        (m - 99.50).abs() < 1e-12 && (sd - 0.1).abs() < 1e-12,
+        "{m} {sd}"
+    );
     assert_eq!(mean_sd(&[99.0]), (99.0, 0.0));
 }
 
@@ -51,10 +59,22 @@ fn seed_statistics_are_the_sample_mean_and_sd() {
 fn a_recipe_is_chosen_by_the_mean_of_its_seeds_lowest_of_the_last_three() {
     // `a`: lows 99.30 and 99.50 → mean 99.40. `b`: one lucky seed (99.60) and one poor (99.10)
     // → mean 99.35, though its best seed beats all of `a`'s. `c`: 99.38 twice.
-    let a = vec![run(1, &[99.0, 99.3, 99.4, 99.3]), run(2, &[99.0, 99.5, 99.6, 99.5])];
-    let b = vec![run(1, &[99.0, 99.6, 99.7, 99.6]), run(2, &[99.0, 99.1, 99.2, 99.1])];
-    let c = vec![run(1, &[99.38, 99.4, 99.38]), run(2, &[99.38, 99.38, 99.39])];
-    assert_eq!(choose(&["a", "b", "c"], &[a.clone(), b.clone(), c.clone()]), Some(0));
+    let a = vec![
+        run(1, &[99.0, 99.3, 99.4, 99.3]),
+        run(2, &[99.0, 99.5, 99.6, 99.5]),
+    ];
+    let b = vec![
+        run(1, &[99.0, 99.6, 99.7, 99.6]),
+        run(2, &[99.0, 99.1, 99.2, 99.1]),
+    ];
+    let c = vec![
+        run(1, &[99.38, 99.4, 99.38]),
+        run(2, &[99.38, 99.38, 99.39]),
+    ];
+    assert_eq!(
+        choose(&["a", "b", "c"], &[a.clone(), b.clone(), c.clone()]),
+        Some(0)
+    );
     // Equal means: the higher mean best epoch wins, then the first name.
     let a2 = vec![run(1, &[99.9, 99.4, 99.4, 99.4])];
     let b2 = vec![run(1, &[99.5, 99.4, 99.4, 99.4])];
@@ -66,7 +86,11 @@ fn a_recipe_is_chosen_by_the_mean_of_its_seeds_lowest_of_the_last_three() {
 /// A run directory holding `history` and a checkpoint of `model` bytes.
 fn run_dir(dir: &Path, history: &History, model: &[u8]) {
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("history.json"), serde_json::to_vec(history).unwrap()).unwrap();
+    std::fs::write(
+        dir.join("history.json"),
+        serde_json::to_vec(history).unwrap(),
+    )
+    .unwrap();
     std::fs::write(dir.join("model.safetensors"), model).unwrap();
 }
 
@@ -92,17 +116,29 @@ fn runs_are_compared_figure_by_figure_batch_by_batch_and_byte_by_byte() {
     };
     let mut acc = h.clone();
     acc.epochs[1].test_acc = 99.01;
-    expect_differs(&acc, b"weights", "epoch 2 test_acc: committed 99, retrained 99.01");
+    expect_differs(
+        &acc,
+        b"weights",
+        "epoch 2 test_acc: committed 99, retrained 99.01",
+    );
     let mut batch = h.clone();
     batch.batch_loss[3] = 0.25;
     expect_differs(&batch, b"weights", "batch 4 (epoch 2) loss");
     let mut short = h.clone();
     short.batch_acc.pop();
-    expect_differs(&short, b"weights", "4 batch running accuracy values committed, 3 retrained");
+    expect_differs(
+        &short,
+        b"weights",
+        "4 batch running accuracy values committed, 3 retrained",
+    );
     expect_differs(&h, b"weighTs", "differs from byte 5 on");
     let mut fewer = h.clone();
     fewer.epochs.pop();
-    expect_differs(&fewer, b"weights", "the committed run has 2 epochs, the retrained one 1");
+    expect_differs(
+        &fewer,
+        b"weights",
+        "the committed run has 2 epochs, the retrained one 1",
+    );
 }
 
 fn mnist_dir() -> PathBuf {
@@ -135,7 +171,11 @@ fn a_manifest_round_trips_and_names_the_line_of_any_damage() {
     let order: Vec<(String, u64)> = m.jobs.iter().map(|j| (j.recipe.clone(), j.seed)).collect();
     assert_eq!(order[1], ("attempt1".into(), 2));
     assert_eq!(order[2], ("attempt3".into(), 1));
-    assert!(m.jobs.iter().all(|j| j.config.seed == j.seed && j.config.data == data.record));
+    assert!(
+        m.jobs
+            .iter()
+            .all(|j| j.config.seed == j.seed && j.config.data == data.record)
+    );
     let path = Path::new("sweep.jsonl");
     let text = m.to_jsonl();
     assert_eq!(Manifest::parse(&text, path).unwrap(), m);
@@ -152,17 +192,26 @@ fn a_manifest_round_trips_and_names_the_line_of_any_damage() {
     let edited = lines[4].replacen("\"epochs\":1", "\"epochs\":2", 1);
     assert_ne!(edited, lines[4]);
     let e = err(&with(5, &edited));
-    assert!(e.starts_with("sweep.jsonl:5: the config was changed after planning"), "{e}");
+    assert!(
+        e.starts_with("sweep.jsonl:5: the config was changed after planning"),
+        "{e}"
+    );
     // Jobs out of order, a job missing, another version.
     let swapped = [lines[0], lines[2], lines[1], lines[3], lines[4]].join("\n");
     assert!(err(&swapped).starts_with("sweep.jsonl:2: index 1 where 0 was expected"));
     let e = err(&lines[..4].join("\n"));
-    assert!(e.contains("sweep.jsonl:1: the header says 4 jobs, the file has 3"), "{e}");
+    assert!(
+        e.contains("sweep.jsonl:1: the header says 4 jobs, the file has 3"),
+        "{e}"
+    );
     let v2 = lines[0].replace("\"under8k_sweep\":1", "\"under8k_sweep\":2");
     assert!(err(&with(1, &v2)).contains("manifest version 2, this build reads version 1"));
     // An index out of range names the job count.
     let e = m.job(4).unwrap_err().to_string();
-    assert!(e.contains("out of range: the sweep has 4 jobs (indices 0–3)"), "{e}");
+    assert!(
+        e.contains("out of range: the sweep has 4 jobs (indices 0–3)"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -176,7 +225,10 @@ fn planning_twice_is_harmless_but_another_sweep_is_never_written_over() {
     let other = sweep::plan(&tiny_recipes(), &[1], &data).unwrap();
     let e = other.write_new(tmp.path()).unwrap_err().to_string();
     assert!(e.contains("already holds another sweep (4 jobs)"), "{e}");
-    assert_eq!(std::fs::read(tmp.path().join(sweep::MANIFEST)).unwrap(), before);
+    assert_eq!(
+        std::fs::read(tmp.path().join(sweep::MANIFEST)).unwrap(),
+        before
+    );
     let bad = [Recipe {
         name: "../up".into(),
         config: TrainConfig::attempt(1).unwrap(),
@@ -211,8 +263,10 @@ fn two_processes_on_one_index_make_one_run_and_threads_do_not_change_the_bits() 
     };
     // Job 2 twice at once: whichever starts second waits, then finds the run complete.
     let results: Vec<JobResult> = std::thread::scope(|s| {
-        let a = s.spawn(|| sweep::run_index(dir, &m, 2, &data, opts(1, Busy::Wait), &stop, &|_| {}));
-        let b = s.spawn(|| sweep::run_index(dir, &m, 2, &data, opts(2, Busy::Wait), &stop, &|_| {}));
+        let a =
+            s.spawn(|| sweep::run_index(dir, &m, 2, &data, opts(1, Busy::Wait), &stop, &|_| {}));
+        let b =
+            s.spawn(|| sweep::run_index(dir, &m, 2, &data, opts(2, Busy::Wait), &stop, &|_| {}));
         [a.join().unwrap().unwrap(), b.join().unwrap().unwrap()].into()
     });
     let trained = results
@@ -227,7 +281,15 @@ fn two_processes_on_one_index_make_one_run_and_threads_do_not_change_the_bits() 
     // The same job in another sweep with the other thread count: the same bits.
     let other = tempfile::tempdir().unwrap();
     m.write_new(other.path()).unwrap();
-    let r = sweep::run_index(other.path(), &m, 2, &data, opts(2, Busy::Skip), &stop, &|_| {});
+    let r = sweep::run_index(
+        other.path(),
+        &m,
+        2,
+        &data,
+        opts(2, Busy::Skip),
+        &stop,
+        &|_| {},
+    );
     assert_eq!(r.unwrap(), JobResult::Done(Outcome::Trained));
     let (x, y) = (dir.join(&m.jobs[2].dir), other.path().join(&m.jobs[2].dir));
     assert_eq!(figures(&x), figures(&y));
@@ -244,7 +306,10 @@ fn two_processes_on_one_index_make_one_run_and_threads_do_not_change_the_bits() 
     std::fs::copy(x.join("config.json"), foreign.join("config.json")).unwrap();
     let e = sweep::run_index(dir, &m, 0, &data, opts(1, Busy::Skip), &stop, &|_| {});
     let e = e.unwrap_err().to_string();
-    assert!(e.contains("holds a run of another config; nothing was changed"), "{e}");
+    assert!(
+        e.contains("holds a run of another config; nothing was changed"),
+        "{e}"
+    );
     assert_eq!(
         std::fs::read(foreign.join("config.json")).unwrap(),
         std::fs::read(x.join("config.json")).unwrap()
@@ -307,6 +372,8 @@ fn extends_follows_files_and_refuses_a_circle() {
     std::fs::write(&base, r#"{"extends": "attempt9"}"#).unwrap();
     let e = recipe::load(&child, &[]).unwrap_err().to_string();
     assert!(e.contains("neither a preset"), "{e}");
-    let e = recipe::preset_with("attempt1", &["epochs".into()]).unwrap_err().to_string();
+    let e = recipe::preset_with("attempt1", &["epochs".into()])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("expected KEY=VALUE"), "{e}");
 }

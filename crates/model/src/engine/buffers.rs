@@ -2,7 +2,6 @@
 
 use std::sync::Mutex;
 
-use super::plan::Engine;
 use super::real::Real;
 
 /// Activation buffers kept between passes: every pass needs the same sizes again, and reusing
@@ -38,23 +37,5 @@ impl<T: Real> BufferPool<T> {
             pool.sort_by_key(|v| std::cmp::Reverse(v.capacity()));
             pool.truncate(64);
         }
-    }
-}
-
-/// A [`Real`] with its buffer pool in the engine.
-pub(crate) trait Pooled: Real {
-    /// The engine's buffer pool for this type.
-    fn pool(e: &Engine) -> &BufferPool<Self>;
-}
-
-impl Pooled for f32 {
-    fn pool(e: &Engine) -> &BufferPool<Self> {
-        &e.pool32
-    }
-}
-
-impl Pooled for f64 {
-    fn pool(e: &Engine) -> &BufferPool<Self> {
-        &e.pool64
     }
 }

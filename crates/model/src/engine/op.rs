@@ -3,8 +3,8 @@
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, DType, Error, Layout, Result, Shape, Tensor};
 
-use super::buffers::Pooled;
 use super::pass::{AnySaved, Pass, Saved};
+use super::plan::Pooled;
 
 fn slice<'a, T>(v: &'a [T], layout: &Layout, what: &str) -> Result<&'a [T]> {
     match layout.contiguous_offsets() {

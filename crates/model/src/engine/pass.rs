@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
-use super::buffers::Pooled;
 use super::drivers::{conv_backward, conv_forward, conv_image, conv_scratch};
+use super::plan::Pooled;
 use super::plan::{ActStep, Engine, Step};
 use super::{act, misc};
 use crate::layers::BN_EPS;

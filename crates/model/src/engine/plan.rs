@@ -4,6 +4,7 @@
 use std::sync::Mutex;
 
 use super::buffers::BufferPool;
+use super::real::Real;
 use super::{conv, misc};
 use crate::spec::{Layer, ResolvedLayer};
 
@@ -217,5 +218,23 @@ impl Engine {
             pool32: BufferPool::default(),
             pool64: BufferPool::default(),
         })
+    }
+}
+
+/// A [`Real`] with its buffer pool in the engine.
+pub(crate) trait Pooled: Real {
+    /// The engine's buffer pool for this type.
+    fn pool(e: &Engine) -> &BufferPool<Self>;
+}
+
+impl Pooled for f32 {
+    fn pool(e: &Engine) -> &BufferPool<Self> {
+        &e.pool32
+    }
+}
+
+impl Pooled for f64 {
+    fn pool(e: &Engine) -> &BufferPool<Self> {
+        &e.pool64
     }
 }

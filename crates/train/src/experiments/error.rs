@@ -63,6 +63,9 @@ pub enum ExperimentError {
     /// The range test.
     #[error(transparent)]
     LrFind(#[from] crate::lr_find::LrFindError),
+    /// The range test could not run.
+    #[error(transparent)]
+    RangeTest(#[from] crate::lr_find::RangeTestError),
     /// Formatting a report (never happens when writing to a `String`).
     #[error(transparent)]
     Fmt(#[from] std::fmt::Error),

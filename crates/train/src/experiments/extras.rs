@@ -7,11 +7,13 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::error::{Context, Result};
-use under8k_model::checkpoint::write_atomic;
 use crate::lr_find::{RangeCurve, RangeEnd, SweepPoint, sweep_csv};
 use crate::plots;
+use under8k_model::checkpoint::write_atomic;
 
-use super::runs::{Manifest, SWEEP_EPOCHS, SWEEP_LRS, sweep_dir, Run, load_run_in, lr_find_dir, write_up_dir};
+use super::runs::{
+    Manifest, Run, SWEEP_EPOCHS, SWEEP_LRS, load_run_in, lr_find_dir, sweep_dir, write_up_dir,
+};
 
 /// The write-up's starting rate for its attempt 3.
 const WRITE_UP_LR: f64 = 0.07;

@@ -43,7 +43,9 @@ mod verify;
 
 pub use error::{Context, ExperimentError, Result};
 pub use report::write as write_report;
-pub use reproduce::{Job, Mode, Recipe, Reproduce, RunState, config, reproduce, run_job, run_state};
+pub use reproduce::{
+    Job, Mode, Recipe, Reproduce, RunState, config, reproduce, run_job, run_state,
+};
 pub use research::{
     Goal, Progress, Research, Rule, SlurmStages, choose, chosen_config, research,
     write as write_research,

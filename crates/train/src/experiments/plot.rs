@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use super::error::{Context, Result};
+use crate::plots::{COLORS, PlotError, register_font as font};
 use plotters::prelude::*;
-use crate::plots::{COLORS, register_font as font};
 
 use super::runs::{self, Run};
 
@@ -54,7 +54,7 @@ where
         .x_label_area_size(44)
         .y_label_area_size(64)
         .build_cartesian_2d(xs[0]..xs[n - 1].max(xs[0] + 1.0), (lo - pad)..(hi + pad))
-        .map_err(|e| crate::plots::PlotError::new(e))?;
+        .map_err(PlotError::new)?;
     chart
         .configure_mesh()
         .light_line_style(WHITE)
@@ -65,7 +65,7 @@ where
         .label_style(("sans-serif", 15))
         .axis_desc_style(("sans-serif", 17))
         .draw()
-        .map_err(|e| crate::plots::PlotError::new(e))?;
+        .map_err(PlotError::new)?;
     if p.series.len() > 1 {
         let band: Vec<(f64, f64)> = xs
             .iter()
@@ -83,14 +83,14 @@ where
                 band,
                 color.mix(0.25).filled(),
             )))
-            .map_err(|e| crate::plots::PlotError::new(e))?;
+            .map_err(PlotError::new)?;
     }
     chart
         .draw_series(LineSeries::new(
             xs.iter().copied().zip(mean.iter().copied()),
             color.stroke_width(2),
         ))
-        .map_err(|e| crate::plots::PlotError::new(e))?;
+        .map_err(PlotError::new)?;
     Ok(())
 }
 
@@ -118,7 +118,7 @@ pub fn curves_titled(path: &Path, title: &str, color: RGBColor, runs: &[Run]) ->
     let mut buf = vec![0u8; (size.0 * size.1 * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| crate::plots::PlotError::new(e))?;
+        root.fill(&WHITE).map_err(PlotError::new)?;
         let seeds = if runs.len() > 1 {
             format!(", mean of {} seeds", runs.len())
         } else {
@@ -126,7 +126,7 @@ pub fn curves_titled(path: &Path, title: &str, color: RGBColor, runs: &[Run]) ->
         };
         let root = root
             .titled(&format!("{title}{seeds}"), ("sans-serif", 28))
-            .map_err(|e| crate::plots::PlotError::new(e))?;
+            .map_err(PlotError::new)?;
         let areas = root.split_evenly((2, 2));
         let panels = [
             Panel {
@@ -164,7 +164,7 @@ pub fn curves_titled(path: &Path, title: &str, color: RGBColor, runs: &[Run]) ->
         for (area, p) in areas.iter().zip(&panels) {
             draw_panel(area, p, color)?;
         }
-        root.present().map_err(|e| crate::plots::PlotError::new(e))?;
+        root.present().map_err(PlotError::new)?;
     }
     save(path, buf, size)
 }
@@ -258,7 +258,7 @@ fn accuracy_chart(
     let mut buf = vec![0u8; (size.0 * size.1 * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut buf, size).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| crate::plots::PlotError::new(e))?;
+        root.fill(&WHITE).map_err(PlotError::new)?;
         let n = lines
             .iter()
             .map(|l| l.values.len())
@@ -287,7 +287,7 @@ fn accuracy_chart(
             .x_label_area_size(48)
             .y_label_area_size(70)
             .build_cartesian_2d(1f64..n as f64, y0..y1)
-            .map_err(|e| crate::plots::PlotError::new(e))?;
+            .map_err(PlotError::new)?;
         chart
             .configure_mesh()
             .light_line_style(WHITE)
@@ -299,14 +299,14 @@ fn accuracy_chart(
             .label_style(("sans-serif", 16))
             .axis_desc_style(("sans-serif", 18))
             .draw()
-            .map_err(|e| crate::plots::PlotError::new(e))?;
+            .map_err(PlotError::new)?;
         if let Some(t) = target {
             chart
                 .draw_series(LineSeries::new(
                     [(1.0, t), (n as f64, t)],
                     BLACK.stroke_width(1),
                 ))
-                .map_err(|e| crate::plots::PlotError::new(e))?
+                .map_err(PlotError::new)?
                 .label(format!("{t} %"))
                 .legend(|(x, y)| PathElement::new([(x, y), (x + 24, y)], BLACK));
         }
@@ -320,7 +320,7 @@ fn accuracy_chart(
                         .map(|(i, v)| (i as f64 + 1.0, *v)),
                     color.stroke_width(width),
                 ))
-                .map_err(|e| crate::plots::PlotError::new(e))?;
+                .map_err(PlotError::new)?;
             if let Some(label) = &l.label {
                 series.label(label).legend(move |(x, y)| {
                     PathElement::new([(x, y), (x + 24, y)], color.stroke_width(width))
@@ -334,7 +334,7 @@ fn accuracy_chart(
                         .iter()
                         .map(|&(e, v)| Circle::new((e as f64, v), 6, BLACK.filled())),
                 )
-                .map_err(|e| crate::plots::PlotError::new(e))?
+                .map_err(PlotError::new)?
                 .label("seed write-up")
                 .legend(|(x, y)| Circle::new((x + 12, y), 6, BLACK.filled()));
         }
@@ -345,8 +345,8 @@ fn accuracy_chart(
             .background_style(WHITE.mix(0.9))
             .border_style(BLACK)
             .draw()
-            .map_err(|e| crate::plots::PlotError::new(e))?;
-        root.present().map_err(|e| crate::plots::PlotError::new(e))?;
+            .map_err(PlotError::new)?;
+        root.present().map_err(PlotError::new)?;
     }
     save(path, buf, size)
 }

@@ -5,10 +5,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use super::error::{Context, Result};
+use crate::TrainConfig;
 use under8k_model::Summary;
 use under8k_model::summary::group;
 use under8k_sched::Schedule;
-use crate::TrainConfig;
 
 use super::extras::Extras;
 use super::plot;

@@ -9,13 +9,13 @@ use std::time::Instant;
 use under8k_mnist_data::{Dataset, Normalization};
 use under8k_model::checkpoint::write_atomic;
 
+use super::Log;
 use super::error::{Context, ExperimentError, Result, io};
 use super::runs::{
     Manifest, SWEEP_EPOCHS, SWEEP_LRS, cpu_description, lr_find_dir, run_dir, sweep_dir,
     write_up_dir,
 };
 use super::verify::{Outcome, Verdict, compare, refuse_differences, verification};
-use super::Log;
 use crate::data::{DataChoice, Prepared};
 use crate::lr_find::{self, RangeCurve, RangeTest};
 use crate::refuse as bail;
@@ -548,12 +548,27 @@ pub fn reproduce(opts: &Reproduce, choice: DataChoice, data: &Prepared, log: Log
         ));
     }
     if extras {
-        let base = config(3, 1, &Recipe { write_up: true, ..recipe })?;
+        let base = config(
+            3,
+            1,
+            &Recipe {
+                write_up: true,
+                ..recipe
+            },
+        )?;
         let o = range_test_job(&opts.out, &base, data, opts.mode, log)?;
         outcomes.push(("lr-find range test".into(), o));
         eval_pictures(&opts.out, data, log)?;
     }
     refuse_differences(&outcomes)?;
+    let trained = outcomes
+        .iter()
+        .any(|(_, o)| matches!(o, Outcome::Trained | Outcome::Accepted));
+    // Where the runs were trained stays what it was unless this command trained one.
+    let (cpu, threads) = match previous.as_ref().filter(|_| !trained) {
+        Some(p) => (p.cpu.clone(), p.threads),
+        None => (cpu_description(), rayon::current_num_threads()),
+    };
     let verified = verification(
         &outcomes,
         previous.and_then(|m| m.verified),
@@ -565,8 +580,8 @@ pub fn reproduce(opts: &Reproduce, choice: DataChoice, data: &Prepared, log: Log
         seeds: opts.seeds,
         epochs,
         quick: opts.quick,
-        cpu: cpu_description(),
-        threads: rayon::current_num_threads(),
+        cpu,
+        threads,
         write_up: opts.write_up,
         dataset: dataset.to_string(),
         extras,

@@ -26,10 +26,10 @@ use super::runs::{
 use super::sweep::slurm::SlurmOptions;
 use super::sweep::{self, Busy, JobOptions, Manifest as SweepManifest, SweepJob};
 use super::verify::{Outcome, refuse_differences, verification};
+use crate::TrainConfig;
 use crate::config::DataRecord;
 use crate::data::Prepared;
 use crate::refuse as bail;
-use crate::TrainConfig;
 
 /// What the report aims at (`goal.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,9 +108,11 @@ fn candidates(out: &Path, goal: &Goal) -> Result<Vec<Candidate>> {
         if path.extension().is_none_or(|e| e != "json") {
             continue;
         }
-        let config = crate::recipe::load(&path, &[])
-            .map_err(|e| ExperimentError::Refused(e.to_string()))?;
-        config.validate().with_context(|| path.display().to_string())?;
+        let config =
+            crate::recipe::load(&path, &[]).map_err(|e| ExperimentError::Refused(e.to_string()))?;
+        config
+            .validate()
+            .with_context(|| path.display().to_string())?;
         let params = Summary::of(&config.arch)?.totals.total_params;
         let why = if config.validation.is_none() {
             Some("has no validation split: recipes are chosen on one".to_string())
@@ -225,7 +227,7 @@ fn mean_of(runs: &[Run], f: fn(&Run) -> f64) -> f64 {
 /// The candidate whose validation accuracy holds highest over its last three epochs, by the mean
 /// over its seeds of each seed's lowest of the last three (ties: the higher mean best epoch,
 /// then the first name).
-pub fn choose<'a>(names: &[&'a str], runs: &[Vec<Run>]) -> Option<usize> {
+pub fn choose(names: &[&str], runs: &[Vec<Run>]) -> Option<usize> {
     (0..names.len().min(runs.len()))
         .filter(|&i| !runs[i].is_empty())
         .max_by(|&a, &b| {
@@ -323,14 +325,32 @@ fn stage(
         let states = sweep::states(dir, m);
         if !sweep::Counts::of(&states).complete() {
             let script = dir.join("sweep.sbatch");
-            sweep::slurm::write_script(&script, &sweep::slurm::array_script(dir, m.jobs.len(), &slurm.options)?)?;
+            sweep::slurm::write_script(
+                &script,
+                &sweep::slurm::array_script(dir, m.jobs.len(), &slurm.options)?,
+            )?;
             let array = sweep::slurm::submit(&script, None)?;
             let next_script = opts.out.join("research.sbatch");
-            let next = sweep::slurm::step_script("under8k-research", &opts.out, &slurm.next, &slurm.options);
+            let next = sweep::slurm::step_script(
+                "under8k-research",
+                &opts.out,
+                &slurm.next,
+                &slurm.options,
+            );
             sweep::slurm::write_script(&next_script, &next)?;
             let next = sweep::slurm::submit(&next_script, Some(&array))?;
-            log(&format!("{name}: {} jobs submitted as Slurm array {array}; the next step is job {next}", m.jobs.len()));
-            return Ok((vec![], Progress::Submitted { stage: name, array, next }));
+            log(&format!(
+                "{name}: {} jobs submitted as Slurm array {array}; the next step is job {next}",
+                m.jobs.len()
+            ));
+            return Ok((
+                vec![],
+                Progress::Submitted {
+                    stage: name,
+                    array,
+                    next,
+                },
+            ));
         }
     }
     let job_opts = JobOptions {
@@ -365,7 +385,10 @@ fn stage(
 pub fn research(opts: &Research, data: &Prepared, stop: &AtomicBool, log: Log) -> Result<Progress> {
     let start = std::time::Instant::now();
     crate::refuse_unless!(opts.seeds > 0, "--seeds must be at least 1");
-    crate::refuse_unless!(opts.candidate_seeds > 0, "--candidate-seeds must be at least 1");
+    crate::refuse_unless!(
+        opts.candidate_seeds > 0,
+        "--candidate-seeds must be at least 1"
+    );
     let goal: Goal = read_json(&opts.out.join("goal.json"))?;
     let candidates = candidates(&opts.out, &goal)?;
     for c in &candidates {
@@ -375,8 +398,15 @@ pub fn research(opts: &Research, data: &Prepared, stop: &AtomicBool, log: Log) -
     }
     let k = opts.candidate_seeds;
     let search = search_manifest(&candidates, k, &data.record)?;
-    let (mut outcomes, progress) =
-        stage("search", &search_dir(&opts.out), &search, opts, data, stop, log)?;
+    let (mut outcomes, progress) = stage(
+        "search",
+        &search_dir(&opts.out),
+        &search,
+        opts,
+        data,
+        stop,
+        log,
+    )?;
     if progress != Progress::Written {
         return Ok(progress);
     }
@@ -389,8 +419,15 @@ pub fn research(opts: &Research, data: &Prepared, stop: &AtomicBool, log: Log) -
         if k == 1 { "" } else { "s" }
     ));
     let finals = final_manifest(chosen, opts.seeds, &data.record)?;
-    let (more, progress) =
-        stage("final", &final_dir(&opts.out), &finals, opts, data, stop, log)?;
+    let (more, progress) = stage(
+        "final",
+        &final_dir(&opts.out),
+        &finals,
+        opts,
+        data,
+        stop,
+        log,
+    )?;
     if progress != Progress::Written {
         return Ok(progress);
     }
@@ -431,7 +468,10 @@ pub fn research(opts: &Research, data: &Prepared, stop: &AtomicBool, log: Log) -
         (serde_json::to_string_pretty(&manifest)? + "\n").as_bytes(),
     )?;
     write(&opts.out)?;
-    log(&format!("report written to {}", opts.out.join("README.md").display()));
+    log(&format!(
+        "report written to {}",
+        opts.out.join("README.md").display()
+    ));
     Ok(Progress::Written)
 }
 
@@ -707,7 +747,11 @@ fn search_log(
         "{} on the first {} training images and evaluated after every epoch on the last {} (the validation split). The chosen one holds the highest validation accuracy over its last three epochs{}.\n",
         match k {
             1 => format!("Each trained once (seed {})", runs[0][0].seed),
-            _ => format!("Each trained with {k} seeds ({}–{})", runs[0][0].seed, runs[0][0].seed + k - 1),
+            _ => format!(
+                "Each trained with {k} seeds ({}–{})",
+                runs[0][0].seed,
+                runs[0][0].seed + k - 1
+            ),
         },
         group(60_000 - validation),
         group(validation),

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use super::error::{Context, Result};
 use crate::refuse as bail;
-use serde::{Deserialize, Serialize};
 use crate::{History, TrainConfig};
+use serde::{Deserialize, Serialize};
 
 /// What the report needs to know about how the runs were made (`reproduce.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]

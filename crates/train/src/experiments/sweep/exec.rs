@@ -12,10 +12,10 @@ use under8k_model::checkpoint::write_atomic;
 
 use super::manifest::{Manifest, SweepJob};
 use crate::data::Prepared;
+use crate::experiments::Log;
 use crate::experiments::error::{ExperimentError, Result, io};
 use crate::experiments::reproduce::{Job, Mode, RunState, run_job, run_state};
 use crate::experiments::verify::Outcome;
-use crate::experiments::Log;
 use crate::refuse as bail;
 
 /// What a second process does when a job's lock is held.
@@ -103,7 +103,9 @@ pub fn run_index(
         }
         Err(TryLockError::Error(e)) => return Err(io(&run_dir)(e)),
     }
-    let result = with_pool(opts.threads, || locked(job, &run_dir, data, opts.mode, stop, log));
+    let result = with_pool(opts.threads, || {
+        locked(job, &run_dir, data, opts.mode, stop, log)
+    });
     let failed = failed_path(&run_dir);
     match &result {
         Err(e) => {
@@ -198,20 +200,22 @@ pub fn run_all(
     let results = std::sync::Mutex::new(Summary::default());
     std::thread::scope(|s| {
         for _ in 0..jobs.clamp(1, m.jobs.len().max(1)) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= m.jobs.len() || stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                let r = run_index(dir, m, i, data, opts, stop, log);
-                let mut sum = results.lock().unwrap_or_else(|e| e.into_inner());
-                match r {
-                    Ok(JobResult::Done(o)) => sum.done.push((i, o)),
-                    Ok(JobResult::Busy) => sum.busy.push(i),
-                    Ok(JobResult::Interrupted) => sum.interrupted.push(i),
-                    Err(e) => {
-                        log(&format!("{}: FAILED: {e}", m.jobs[i].label()));
-                        sum.failed.push((i, e));
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= m.jobs.len() || stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let r = run_index(dir, m, i, data, opts, stop, log);
+                    let mut sum = results.lock().unwrap_or_else(|e| e.into_inner());
+                    match r {
+                        Ok(JobResult::Done(o)) => sum.done.push((i, o)),
+                        Ok(JobResult::Busy) => sum.busy.push(i),
+                        Ok(JobResult::Interrupted) => sum.interrupted.push(i),
+                        Err(e) => {
+                            log(&format!("{}: FAILED: {e}", m.jobs[i].label()));
+                            sum.failed.push((i, e));
+                        }
                     }
                 }
             });

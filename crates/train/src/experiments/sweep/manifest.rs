@@ -237,7 +237,10 @@ fn check_job(job: &SweepJob, index: usize, data: &DataRecord) -> Result<(), Stri
         return Err("trains on other data than the header names".into());
     }
     let plain = job.dir.components().count() > 0
-        && job.dir.components().all(|c| matches!(c, Component::Normal(_)));
+        && job
+            .dir
+            .components()
+            .all(|c| matches!(c, Component::Normal(_)));
     if !plain {
         return Err(format!(
             "run directory `{}` is not a plain path inside the sweep",

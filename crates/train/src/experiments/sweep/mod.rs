@@ -2,9 +2,10 @@
 //! each addressed by a stable index. [`plan`] writes it; [`run_index`] runs one job (safe to
 //! run twice at once, idempotent, resumable); [`run_all`] runs them on this machine; [`states`]
 //! and [`write_report`] read where it stands; [`slurm`] hands it to a Slurm cluster as one job
-//! array. GNU parallel and Kubernetes Indexed Jobs need nothing more than [`run_index`].
+//! array, [`k8s`] as one Indexed Job. GNU parallel needs nothing more than [`run_index`].
 
 mod exec;
+pub mod k8s;
 mod manifest;
 pub mod slurm;
 mod status;

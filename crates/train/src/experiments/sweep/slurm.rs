@@ -91,6 +91,24 @@ pub fn step_script(name: &str, dir: &Path, args: &[String], opts: &SlurmOptions)
     s + "\n"
 }
 
+/// Writes a file under8k generates (a script, a manifest for another engine), unless a file
+/// of that name that it did not write is there.
+pub fn write_generated(path: &Path, text: &str) -> Result<()> {
+    if let Ok(old) = std::fs::read_to_string(path)
+        && !old
+            .lines()
+            .take(2)
+            .any(|l| l.starts_with("# Written by under8k"))
+    {
+        bail!(
+            "{}: there is a file of that name that under8k did not write; nothing was changed",
+            path.display()
+        );
+    }
+    write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
+
 /// Writes `script` to `path` (and makes `slurm/` beside it for the logs), unless a file that
 /// is not one of ours is there.
 pub fn write_script(path: &Path, script: &str) -> Result<()> {
