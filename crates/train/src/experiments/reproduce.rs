@@ -399,8 +399,8 @@ pub struct Reproduce {
     pub mode: Mode,
     /// Another net than the seed's: the spec, and the file it came from (for the command line).
     pub arch: Option<(under8k_model::ArchSpec, PathBuf)>,
-    /// Leave out what the main report adds beyond the attempts.
-    pub no_extras: bool,
+    /// What the main report adds beyond the attempts: left out, kept as committed, or run.
+    pub extras: Extras,
     /// The write-up's exact recipes instead of the project's attempts.
     pub write_up: bool,
     /// How the command that regenerates the report is spelled, without options: `cargo xtask
@@ -455,8 +455,12 @@ impl Reproduce {
         if let Some((_, a)) = &self.arch {
             command += &format!(" --arch {}", a.display());
         }
-        if self.no_extras && mnist && !self.write_up {
-            command += " --no-extras";
+        if mnist && !self.write_up {
+            command += match self.extras {
+                Extras::Leave => " --no-extras",
+                Extras::Keep => "",
+                Extras::Run => " --extras",
+            };
         }
         if self.out != self.default_out {
             command += &format!(" --out {}", self.out.display());
@@ -509,6 +513,52 @@ impl Reproduce {
     }
 }
 
+/// Whether the report's runs beyond the attempts (the write-up's own attempt 3, the range test
+/// and the sweep, attempt 3's evaluation pictures) are in it, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extras {
+    /// Left out (`--no-extras`).
+    Leave,
+    /// Kept as committed when the report has them, neither trained nor verified (the default:
+    /// the three attempts are the job).
+    Keep,
+    /// Trained, or verified like the attempts (`--extras`).
+    Run,
+}
+
+/// The recorded training and evaluation time of the runs already in `jobs`' directories, in
+/// minutes, and their epochs (for telling up front how long verifying them takes).
+fn recorded_minutes(jobs: &[Job]) -> (f64, usize) {
+    jobs.iter()
+        .filter_map(|j| super::runs::load_run_in(&j.dir, j.config.seed).ok())
+        .fold((0.0, 0), |(m, e), r| {
+            (m + r.seconds() / 60.0, e + r.history.epochs.len())
+        })
+}
+
+/// Says up front what the command will do and, where committed runs tell, how long it takes.
+fn announce(jobs: &[Job], extra_jobs: &[Job], extras: Extras, mode: Mode, log: Log) {
+    let epochs: usize = jobs.iter().map(|j| j.config.epochs).sum();
+    let (minutes, known) = recorded_minutes(jobs);
+    let verb = match mode {
+        Mode::Verify { .. } => "training or verifying",
+        Mode::SkipExisting => "training what is missing of",
+        Mode::Force => "retraining",
+    };
+    let mut line = format!("{verb} {} runs ({epochs} epochs)", jobs.len());
+    if known == epochs && minutes > 0.0 {
+        line += &format!(": about {minutes:.0} min at the speed the committed runs recorded");
+    }
+    log(&line);
+    if extras == Extras::Keep && !extra_jobs.is_empty() {
+        let (m, e) = recorded_minutes(extra_jobs);
+        log(&format!(
+            "the extras (the write-up's attempt 3, the learning-rate sweep and range test: {} runs, {e} epochs, about {m:.0} min more) are kept as committed; --extras verifies them too",
+            extra_jobs.len()
+        ));
+    }
+}
+
 /// Trains (or verifies, or keeps) every run the report needs on `data`, then writes the
 /// manifest and the report. Fails, replacing nothing, when a verified run differs (unless
 /// [`Mode::Verify`]'s `accept`).
@@ -536,18 +586,36 @@ pub fn reproduce(opts: &Reproduce, choice: DataChoice, data: &Prepared, log: Log
     // Before anything is trained: the net must fit the data.
     run::check_fit(&config(1, 1, &recipe)?.arch, &data.data)?;
     let mnist = choice == DataChoice::Known(Dataset::Mnist);
-    let extras = mnist && !opts.write_up && !opts.no_extras && opts.attempts.contains(&3);
-    let jobs = opts.jobs(&recipe, extras)?;
+    let can_have_extras = mnist && !opts.write_up && opts.attempts.contains(&3);
+    let had_extras = previous.as_ref().is_some_and(|m| m.extras);
+    let extras = match opts.extras {
+        Extras::Leave => false,
+        Extras::Keep => can_have_extras && had_extras,
+        Extras::Run => can_have_extras,
+    };
+    let jobs = opts.jobs(&recipe, false)?;
+    let extra_jobs = match can_have_extras {
+        true => opts.jobs(&recipe, true)?.split_off(jobs.len()),
+        false => vec![],
+    };
+    let run_extras = extras && opts.extras == Extras::Run;
+    announce(
+        &jobs,
+        if extras { &extra_jobs } else { &[] },
+        opts.extras,
+        opts.mode,
+        log,
+    );
     let epochs = jobs[0].config.epochs;
     let stop = AtomicBool::new(false);
     let mut outcomes = vec![];
-    for job in &jobs {
+    for job in jobs.iter().chain(extra_jobs.iter().filter(|_| run_extras)) {
         outcomes.push((
             job.label.clone(),
             run_job(job, data, opts.mode, &stop, log)?,
         ));
     }
-    if extras {
+    if run_extras {
         let base = config(
             3,
             1,
@@ -561,32 +629,17 @@ pub fn reproduce(opts: &Reproduce, choice: DataChoice, data: &Prepared, log: Log
         eval_pictures(&opts.out, data, log)?;
     }
     refuse_differences(&outcomes)?;
-    let trained = outcomes
-        .iter()
-        .any(|(_, o)| matches!(o, Outcome::Trained | Outcome::Accepted));
-    // Where the runs were trained stays what it was unless this command trained one.
-    let (cpu, threads) = match previous.as_ref().filter(|_| !trained) {
-        Some(p) => (p.cpu.clone(), p.threads),
-        None => (cpu_description(), rayon::current_num_threads()),
-    };
-    let verified = verification(
-        &outcomes,
-        previous.and_then(|m| m.verified),
-        start.elapsed().as_secs_f64() / 60.0,
-    );
     let manifest = Manifest {
         command: opts.command(choice),
         attempts: opts.sorted_attempts(),
         seeds: opts.seeds,
         epochs,
         quick: opts.quick,
-        cpu,
-        threads,
         write_up: opts.write_up,
         dataset: dataset.to_string(),
         extras,
-        verified,
         arch: arch_name.map(str::to_string),
+        ..facts(previous, &outcomes, extras && !run_extras, start)
     };
     std::fs::create_dir_all(&opts.out).map_err(io(&opts.out))?;
     write_atomic(
@@ -600,4 +653,48 @@ pub fn reproduce(opts: &Reproduce, choice: DataChoice, data: &Prepared, log: Log
         start.elapsed().as_secs_f64() / 60.0
     ));
     Ok(())
+}
+
+/// Where and when the runs were trained and verified, as two facts: the training machine and
+/// date stay what they were unless this command trained a run; the verification is this
+/// command's when it retrained any. With the extras kept, their last verification is kept
+/// beside it.
+fn facts(
+    previous: Option<Manifest>,
+    outcomes: &[(String, Outcome)],
+    extras_kept: bool,
+    start: Instant,
+) -> Manifest {
+    let trained = outcomes
+        .iter()
+        .any(|(_, o)| matches!(o, Outcome::Trained | Outcome::Accepted));
+    let (cpu, threads, date) = match previous.as_ref().filter(|_| !trained) {
+        Some(p) => (p.cpu.clone(), p.threads, p.trained.clone()),
+        None => (
+            cpu_description(),
+            rayon::current_num_threads(),
+            Some(super::verify::today()),
+        ),
+    };
+    let extras_verified = match (&previous, extras_kept) {
+        (Some(p), true) => p.extras_verified.clone().or_else(|| {
+            p.verified
+                .clone()
+                .filter(|v| p.extras && v.all() && v.total > outcomes.len())
+        }),
+        _ => None,
+    };
+    let verified = verification(
+        outcomes,
+        previous.as_ref().and_then(|m| m.verified.clone()),
+        start.elapsed().as_secs_f64() / 60.0,
+    );
+    Manifest {
+        cpu,
+        threads,
+        trained: date,
+        verified,
+        extras_verified,
+        ..previous.unwrap_or_default()
+    }
 }

@@ -10,7 +10,7 @@ use crate::{History, TrainConfig};
 use serde::{Deserialize, Serialize};
 
 /// What the report needs to know about how the runs were made (`reproduce.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Manifest {
     /// The command that regenerates the report.
     pub command: String,
@@ -22,10 +22,14 @@ pub struct Manifest {
     pub epochs: usize,
     /// Quick (subset) mode.
     pub quick: bool,
-    /// CPU model.
+    /// The CPU of the last command that trained a run of the report (not one that only
+    /// verified them).
     pub cpu: String,
-    /// Threads used.
+    /// Its threads.
     pub threads: usize,
+    /// When it trained (UTC `YYYY-MM-DD`; absent in manifests written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trained: Option<String>,
     /// Whether the runs follow the write-up's exact recipes (`--write-up`).
     #[serde(default)]
     pub write_up: bool,
@@ -43,6 +47,9 @@ pub struct Manifest {
     /// When and where every run was last retrained and found bit-identical.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<Verified>,
+    /// When the extras were kept as committed by the last command: their last verification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extras_verified: Option<Verified>,
 }
 
 /// A verification: every run of the report retrained and compared.
