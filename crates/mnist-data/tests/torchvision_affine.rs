@@ -45,6 +45,7 @@ fn matches_torchvision_pixel_for_pixel() {
                 )
             }
         };
+        assert_eq!(got.len(), want.len(), "pixels");
         let wrong = got.iter().zip(want).filter(|(a, b)| a != b).count();
         assert_eq!(
             wrong, 0,

@@ -18,6 +18,7 @@ proptest! {
         let Ok(resolved) = spec.resolve() else { return Ok(()) };
         let s = Summary::of(&spec).unwrap();
         let (mut closed, mut prod, mut prev) = (1usize, 1usize, 1usize);
+        prop_assert_eq!(s.rows.len(), resolved.len());
         for (row, l) in s.rows.iter().zip(&resolved) {
             let (k, st, _) = l.layer.window(l.input.h).unwrap();
             closed += (k - 1) * prod; // Σ (k_l − 1)·∏_{i<l} s_i + 1

@@ -115,6 +115,7 @@ fn one_cycle_matches_pytorch_per_step() {
         })
         .collect();
     // Cosine terms go through libm's cos: allow a few ulps.
+    assert_eq!(got.len(), ONECYCLE.len());
     for (g, w) in got.iter().zip(ONECYCLE) {
         assert!((g - w).abs() <= 4.0 * f64::EPSILON * w.abs(), "{g} vs {w}");
     }

@@ -184,3 +184,33 @@ fn a_one_cycle_schedule_shorter_than_the_run_is_refused_before_anything_is_writt
     );
     assert!(!dir.exists(), "nothing is written");
 }
+
+#[test]
+fn one_thread_and_two_threads_train_the_same_bits() {
+    let data = mnist();
+    let c = small();
+    let train_in = |threads: usize| {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let out = pool.install(|| {
+            assert_eq!(rayon::current_num_threads(), threads);
+            run::train(
+                &c,
+                &data,
+                dir.path(),
+                Start::Fresh,
+                &mut (),
+                &AtomicBool::new(false),
+            )
+        });
+        assert_eq!(out.unwrap().history.epochs.len(), 2);
+        let (h, model, _) = bytes(dir.path());
+        (without_times(&h), model)
+    };
+    let (one, two) = (train_in(1), train_in(2));
+    assert_eq!(one.0, two.0, "history: 1 thread against 2");
+    assert!(one.1 == two.1, "checkpoint: 1 thread against 2");
+}

@@ -83,11 +83,13 @@ fn fast_path_matches_reference_outputs_gradients_and_buffers() {
             candle_nn::loss::nll(&lf, &y).unwrap().backward().unwrap(),
             candle_nn::loss::nll(&lr, &y).unwrap().backward().unwrap(),
         );
+        assert_eq!(fast.named_params().len(), reference.named_params().len());
         for ((name, vf), (_, vr)) in fast.named_params().iter().zip(reference.named_params()) {
             let (a, b) = (vec(gr.get(&vr).unwrap()), vec(gf.get(vf).unwrap()));
             let e = rel_err(&a, &b);
             assert!(e < tol, "{dtype:?}: gradient of {name} differs: {e}");
         }
+        assert_eq!(fast.bn_buffers().len(), reference.bn_buffers().len());
         for ((p, bf), (_, br)) in fast.bn_buffers().iter().zip(reference.bn_buffers()) {
             assert_eq!(bf.num_batches_tracked, br.num_batches_tracked);
             for (a, b) in [
@@ -134,6 +136,7 @@ fn fast_path_matches_reference_over_sgd_steps() {
             let e = (losses[0] - losses[1]).abs() / losses[1];
             assert!(e < 10.0 * tol, "{dtype:?} step {step}: loss {losses:?}");
         }
+        assert_eq!(fast.named_params().len(), reference.named_params().len());
         for ((name, vf), (_, vr)) in fast.named_params().iter().zip(reference.named_params()) {
             let e = rel_err(&vec(&vr), &vec(vf));
             assert!(

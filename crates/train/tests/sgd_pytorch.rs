@@ -29,6 +29,7 @@ fn run(config: SgdConfig) -> Vec<f64> {
 }
 
 fn close(got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
     for (g, w) in got.iter().zip(want) {
         assert!((g - w).abs() < 1e-12, "{got:?} vs {want:?}");
     }
