@@ -16,6 +16,7 @@
 //!   (when a Python with torch is importable) PyTorch, side by side.
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a binary: printing is its job
 
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,7 @@ mod bench;
 mod circles;
 mod peak;
 mod pytorch;
+mod readme;
 mod tidy;
 
 #[global_allocator]
@@ -59,14 +61,30 @@ enum Task {
     Research(cli::ResearchArgs),
 }
 
+/// After a report the README quotes was written: its tables again.
+fn refresh_readme(out: &Path) -> anyhow::Result<()> {
+    if readme::quotes(out) && readme::update()? {
+        println!("README.md: results tables rewritten from docs/");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().task {
-        Task::Reproduce(args) => cli::reproduce(&args, &Front::XTASK),
-        Task::Report { out } => cli::report_in(&out),
+        Task::Reproduce(args) => cli::reproduce(&args, &Front::XTASK).and_then(|()| {
+            refresh_readme(
+                args.out
+                    .as_deref()
+                    .unwrap_or(Path::new(Front::XTASK.report)),
+            )
+        }),
+        Task::Report { out } => cli::report_in(&out).and_then(|()| refresh_readme(&out)),
         Task::Bench(args) => bench::run(&args),
         Task::Pytorch(args) => pytorch::run(&args),
         Task::Tidy(args) => tidy::run(&args),
-        Task::Research(args) => cli::research(&args, &Front::XTASK),
+        Task::Research(args) => {
+            cli::research(&args, &Front::XTASK).and_then(|()| refresh_readme(&args.out))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -76,7 +76,7 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("report");
     let out_s = out.to_str().unwrap();
-    quick(out_s, &[]);
+    quick(out_s, &["--extras"]);
     let first = files(&out);
     for (name, bytes) in &first {
         if name.ends_with(".csv") {
@@ -140,7 +140,7 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
     }
     // Run again: every run is retrained and found bit-identical (3 attempts, the write-up's
     // attempt 3, 8 sweep rates), and so is the range test; the report now says so.
-    let again = quick(out_s, &[]);
+    let again = quick(out_s, &["--extras"]);
     assert_eq!(
         again
             .matches("bit-identical to the committed run (2/2 epochs, checkpoint equal)")
@@ -173,7 +173,7 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
     v["epochs"][1]["test_acc"] = serde_json::json!(real + 0.01);
     let altered = serde_json::to_string_pretty(&v).unwrap();
     std::fs::write(&h, &altered).unwrap();
-    let o = output(&quick_args(out_s, &[]));
+    let o = output(&quick_args(out_s, &["--extras"]));
     let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{text}");
     let want = format!(
@@ -185,7 +185,7 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
     assert_eq!(std::fs::read_to_string(&h).unwrap(), altered);
     assert_eq!(files(&out), verified);
     // --accept replaces it with the retrained run (which is the original again).
-    let accepted = quick(out_s, &["--accept"]);
+    let accepted = quick(out_s, &["--extras", "--accept"]);
     assert!(
         accepted.contains("the retrained run replaces it (--accept)"),
         "{accepted}"
@@ -209,7 +209,7 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
     );
     assert!(!readme.contains("attempt 2 seed 1, "), "{readme}");
     // --skip-existing keeps complete runs, and the report comes out the same.
-    let kept = quick(out_s, &["--skip-existing"]);
+    let kept = quick(out_s, &["--extras", "--skip-existing"]);
     assert_eq!(kept.matches("(kept)").count(), 12, "{kept}");
     assert_eq!(files(&out), after_accept);
     let first = after_accept;
@@ -219,6 +219,46 @@ fn quick_reproduce_writes_a_complete_regenerable_report() {
     }
     xtask(&["report", "--out", out_s]);
     assert_eq!(files(&out), first);
+    // Without --extras (the default), the attempts are verified and the extras kept as they
+    // are, with their own last verification beside.
+    let o = quick(out_s, &[]);
+    assert!(o.contains("training or verifying 3 runs (6 epochs)"), "{o}");
+    assert!(
+        o.contains("are kept as committed; --extras verifies them too"),
+        "{o}"
+    );
+    assert_eq!(
+        o.matches("bit-identical to the committed run").count(),
+        3,
+        "{o}"
+    );
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        readme.contains("retrained the 3 runs (6 epochs)"),
+        "{readme}"
+    );
+    assert!(
+        readme.contains("were kept as committed by that command"),
+        "{readme}"
+    );
+    assert!(
+        readme.contains("### Choosing the learning rate"),
+        "{readme}"
+    );
+}
+
+#[test]
+fn a_fresh_report_has_the_three_attempts_alone_unless_asked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("report");
+    let o = quick(out.to_str().unwrap(), &[]);
+    assert_eq!(o.matches(": training into").count(), 3, "{o}");
+    assert!(!out.join("lr-find").exists() && !out.join("runs/write-up-attempt3").exists());
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(readme.starts_with(
+        "# Reproducing MNIST ≥ 99.4 % with a 7,684-parameter convnet in three attempts"
+    ));
+    assert!(!readme.contains("Choosing the learning rate"), "{readme}");
 }
 
 /// A PyTorch result file as `scripts/torch_reproduce.py` writes it, with the given learning rate
@@ -458,7 +498,7 @@ fn reproduce_keeps_a_foreign_file_trains_on_it_as_idx_and_never_mixes_datasets()
     assert!(log.contains("attempt 1 seed 1: training"), "{log}");
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(
-        readme.starts_with("# The seed's three attempts on an IDX dataset"),
+        readme.starts_with("# The seed's attempts on an IDX dataset"),
         "{readme}"
     );
     assert!(

@@ -83,7 +83,8 @@ pub(crate) struct RunArgs {
     /// read). Choose recipes this way, then train the chosen one without it.
     #[arg(long, value_name = "N")]
     validation: Option<usize>,
-    /// Run the net on candle's own ops (the slow reference) instead of the fast CPU engine.
+    /// Run the net on candle's own ops (the reference: 31–45× slower, docs/PERFORMANCE.md)
+    /// instead of the fast CPU engine.
     #[arg(long)]
     reference_kernels: bool,
     /// An architecture spec (JSON; see docs/ARCH_SPEC.md) instead of the seed's net; the run

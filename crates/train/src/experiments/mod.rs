@@ -34,6 +34,7 @@
 mod error;
 mod extras;
 mod plot;
+pub mod readme;
 mod report;
 mod reproduce;
 mod research;
@@ -47,8 +48,8 @@ pub use reproduce::{
     Extras, Job, Mode, Recipe, Reproduce, RunState, config, reproduce, run_job, run_state,
 };
 pub use research::{
-    Goal, Progress, Research, Rule, SlurmStages, choose, chosen_config, research,
-    write as write_research,
+    ANCHORS, Goal, Progress, Research, Rule, SlurmStages, Standing, choose, chosen_config,
+    research, standing, write as write_research,
 };
 pub use runs::{
     Manifest, Run, TorchRun, Verified, cpu_description, epoch_lrs, last3, load_run_in, mean_sd,

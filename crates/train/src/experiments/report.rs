@@ -303,7 +303,7 @@ fn verified_lines(s: &mut String, m: &Manifest, extras: Option<&Extras>) -> Resu
             v.cpu,
             v.threads,
             m.command,
-            if extras.is_some() && m.extras_verified.is_some() {
+            if extras.is_some() && m.extras_kept {
                 "the"
             } else {
                 "all"
@@ -318,14 +318,20 @@ fn verified_lines(s: &mut String, m: &Manifest, extras: Option<&Extras>) -> Resu
             m.command
         )?,
     }
-    if let (Some(_), Some(v)) = (extras, &m.extras_verified) {
+    if extras.is_some() && m.extras_kept {
         writeln!(
             s,
-            "- The write-up's own attempt 3, the learning-rate sweep and the range test were kept as committed by that command; they last verified bit for bit on {} ({}, {} threads), with everything else.{} `{} --extras` retrains them too.",
-            v.date,
-            v.cpu,
-            v.threads,
-            took(v),
+            "- The write-up's own attempt 3, the learning-rate sweep and the range test were kept as committed by that command; {} `{} --extras` retrains them too.",
+            match &m.extras_verified {
+                Some(v) => format!(
+                    "they last verified bit for bit on {} ({}, {} threads), with everything else.{}",
+                    v.date,
+                    v.cpu,
+                    v.threads,
+                    took(v)
+                ),
+                None => "no complete verification of them is on record.".to_string(),
+            },
             m.command.trim_end_matches(" --extras")
         )?;
     }

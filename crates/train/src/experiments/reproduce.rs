@@ -694,6 +694,7 @@ fn facts(
         threads,
         trained: date,
         verified,
+        extras_kept,
         extras_verified,
         ..previous.unwrap_or_default()
     }

@@ -475,6 +475,42 @@ pub fn research(opts: &Research, data: &Prepared, stop: &AtomicBool, log: Log) -
     Ok(Progress::Written)
 }
 
+/// The public results this exercise is measured against, as the reports quote them.
+pub const ANCHORS: &str = "Public anchors for this exercise, read from their repositories (one run each): 7,918 parameters, max 99.52 % but the epochs before it 99.44 / 99.41; 6,174 parameters, 99.42–99.48 % over its last 5 epochs; the seed write-up, 7,684 parameters, max 99.48 %, last three 99.34 / 99.40 / 99.42.";
+
+/// Where a research report stands: its goal, whether the chosen recipe meets it, the figure
+/// its rule reads, and the chosen net.
+pub struct Standing {
+    /// The goal.
+    pub goal: Goal,
+    /// Met or not.
+    pub met: bool,
+    /// The figure the rule reads, in words.
+    pub figure: String,
+    /// The chosen net's parameters.
+    pub params: usize,
+    /// The chosen candidate.
+    pub chosen: String,
+}
+
+/// Where the research report in `out` stands, from its saved files.
+pub fn standing(out: &Path) -> Result<Standing> {
+    let goal: Goal = read_json(&out.join("goal.json"))?;
+    let m: Manifest = read_json(&out.join("research.json"))?;
+    let finals = (1..=m.seeds)
+        .map(|s| load_run_in(&final_dir(out).join(format!("seed{s}")), s))
+        .collect::<Result<Vec<_>>>()?;
+    let (met, figure) = judge(&goal, &finals);
+    let params = Summary::of(&finals[0].config.arch)?.totals.total_params;
+    Ok(Standing {
+        goal,
+        met,
+        figure: figure.replace("**", ""),
+        params,
+        chosen: m.chosen,
+    })
+}
+
 /// Whether the runs meet the goal, and the figure the rule reads.
 fn judge(goal: &Goal, finals: &[Run]) -> (bool, String) {
     let mut lows: Vec<f64> = finals.iter().map(Run::min_last3).collect();
@@ -642,10 +678,7 @@ pub fn write(out: &Path) -> Result<()> {
     }
     finals_table(&mut s, &goal, &finals)?;
     writeln!(s, "![curves of the chosen recipe](curves.png)\n")?;
-    writeln!(
-        s,
-        "Public anchors for this exercise, read from their repositories (one run each): 7,918 parameters, max 99.52 % but the epochs before it 99.44 / 99.41; 6,174 parameters, 99.42–99.48 % over its last 5 epochs; the seed write-up, 7,684 parameters, max 99.48 %, last three 99.34 / 99.40 / 99.42.\n"
-    )?;
+    writeln!(s, "{ANCHORS}\n")?;
     writeln!(s, "### Recipe\n")?;
     writeln!(
         s,

@@ -47,7 +47,10 @@ pub struct Manifest {
     /// When and where every run was last retrained and found bit-identical.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified: Option<Verified>,
-    /// When the extras were kept as committed by the last command: their last verification.
+    /// Whether the last command kept the extras as committed (neither trained nor verified).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub extras_kept: bool,
+    /// Then, their last complete verification, if there is one on record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extras_verified: Option<Verified>,
 }
