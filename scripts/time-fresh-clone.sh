@@ -22,6 +22,11 @@ minutes() {
 }
 first=$(minutes cargo xtask reproduce)
 second=$(minutes cargo test --workspace)
+# Cargo's own "Finished ... in 4m 50s" line: the compiling part of each command.
+compiled() {
+    grep -m1 -o 'Finished .* in [0-9hms. ]*' "$scratch/$1.log" | sed 's/.* in //' |
+        awk '{ t = 0; for (i = 1; i <= NF; i++) { v = $i + 0; if ($i ~ /m$/) t += 60 * v; else if ($i ~ /h$/) t += 3600 * v; else t += v } printf "%.1f", t / 60 }'
+}
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 family=$(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')
 model=$(grep -m1 '^model[[:space:]]*:' /proc/cpuinfo | cut -d: -f2 | tr -d ' ')
@@ -33,8 +38,10 @@ cat >"$repo/docs/first-run.json" <<JSON
   "cores": $(nproc),
   "first_command": "cargo xtask reproduce",
   "first_minutes": $first,
+  "first_compile_minutes": $(compiled xtask),
   "second_command": "cargo test --workspace",
-  "second_minutes": $second
+  "second_minutes": $second,
+  "second_compile_minutes": $(compiled test)
 }
 JSON
 cat "$repo/docs/first-run.json"

@@ -547,3 +547,88 @@ fn a_kubernetes_indexed_job_has_the_sweeps_shape() {
         .unwrap();
     assert!(ok(r).contains("attempt2 seed 3 (job 5): training"));
 }
+
+#[test]
+fn two_processes_on_one_index_make_one_uncorrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, reference) = (tmp.path().join("twice"), tmp.path().join("once"));
+    let sets = ["epochs=2", "train_limit=3000", "test_limit=500"];
+    plan(&dir, &["3"], "1", &sets);
+    plan(&reference, &["3"], "1", &sets);
+    let data = data_dir();
+    let start = |d: &Path| {
+        Command::new(BIN)
+            .args([
+                "sweep",
+                "run",
+                s(d),
+                "--index",
+                "0",
+                "--threads",
+                "1",
+                "--data",
+                s(&data),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(&dir), start(&dir));
+    let logs: Vec<String> = [a, b]
+        .into_iter()
+        .map(|c| ok(c.wait_with_output().unwrap()))
+        .collect();
+    let trained = logs
+        .iter()
+        .filter(|l| l.contains("(job 0): training into"))
+        .count();
+    assert_eq!(trained, 1, "{logs:?}");
+    // The other waited (or came after) and kept the complete run.
+    assert!(logs.iter().any(|l| l.contains("(kept)")), "{logs:?}");
+    ok(under8k(&[
+        "sweep",
+        "run",
+        s(&reference),
+        "--index",
+        "0",
+        "--threads",
+        "2",
+        "--data",
+        s(&data),
+    ]));
+    assert!(
+        results(&dir) == results(&reference),
+        "the run written while another process waited differs"
+    );
+    // While another process holds the run directory's lock, --no-wait says the job is busy and
+    // exits with 75 (EX_TEMPFAIL), writing nothing.
+    let busy = tmp.path().join("busy");
+    plan(&busy, &["3"], "1", &sets);
+    let run_dir = busy.join("runs/attempt3/seed1");
+    std::fs::create_dir_all(&run_dir).unwrap();
+    let lock = std::fs::File::open(&run_dir).unwrap();
+    lock.lock().unwrap();
+    let o = Command::new(BIN)
+        .args([
+            "sweep",
+            "run",
+            s(&busy),
+            "--index",
+            "0",
+            "--no-wait",
+            "--data",
+            s(&data),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(75), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("busy (another process holds"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(std::fs::read_dir(&run_dir).unwrap().count(), 0);
+    assert!(status(&busy).contains("1 running"), "{}", status(&busy));
+    drop(lock);
+}

@@ -161,8 +161,10 @@ struct FirstRun {
     cores: usize,
     first_command: String,
     first_minutes: f64,
+    first_compile_minutes: f64,
     second_command: String,
     second_minutes: f64,
+    second_compile_minutes: f64,
 }
 
 /// The quick start's two commands with their measured times.
