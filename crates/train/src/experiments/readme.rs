@@ -173,14 +173,18 @@ pub fn timing(docs: &Path) -> Result<String> {
     let text = std::fs::read_to_string(&path).map_err(super::error::io(&path))?;
     let f: FirstRun = serde_json::from_str(&text).with_context(|| path.display().to_string())?;
     Ok(format!(
-        "```sh\n{:<26}# {:.0} min: fetch MNIST, build, retrain the three attempts, verify them bit for bit, write docs/report/\n{:<26}# {:.0} min more: the tests (CI runs exactly this, via .ci/run)\n```\n\nMeasured from a fresh clone on {} cores of an {} ({}), compiling included (`scripts/time-fresh-clone.sh`).\n",
+        "```sh\n{:<26}# {:.0} min: build, fetch MNIST, retrain the three attempts, verify them bit for bit, write docs/report/\n{:<26}# {:.0} min more: the tests (CI runs exactly this, via .ci/run)\n```\n\nMeasured from a fresh clone on {} cores of an {} ({}): {:.1} min compiling, then {:.1} min fetching and training; then {:.1} min compiling the tests and {:.1} running them (`scripts/time-fresh-clone.sh`).\n",
         f.first_command,
         f.first_minutes,
         f.second_command,
         f.second_minutes,
         f.cores,
         f.cpu,
-        f.date
+        f.date,
+        f.first_compile_minutes,
+        f.first_minutes - f.first_compile_minutes,
+        f.second_compile_minutes,
+        f.second_minutes - f.second_compile_minutes
     ))
 }
 
