@@ -411,11 +411,12 @@ pub fn research(opts: &Research, data: &Prepared, stop: &AtomicBool, log: Log) -
         return Ok(progress);
     }
     let runs = searched(&opts.out, &candidates, k)?;
-    let chosen = &candidates[chosen_index(&candidates, &runs)?];
+    let at = chosen_index(&candidates, &runs)?;
+    let chosen = &candidates[at];
     log(&format!(
         "chosen on validation: {} (lowest of its last three epochs {:.2} %, mean of {k} seed{})",
         chosen.name,
-        mean_of(&runs[chosen_index(&candidates, &runs)?], Run::min_last3),
+        mean_of(&runs[at], Run::min_last3),
         if k == 1 { "" } else { "s" }
     ));
     let finals = final_manifest(chosen, opts.seeds, &data.record)?;
