@@ -54,7 +54,8 @@ pub(crate) struct RunArgs {
     /// The write-up's exact recipe for the attempt (for 3: StepLR from 0.07 instead of one-cycle).
     #[arg(long, conflicts_with = "config")]
     write_up: bool,
-    /// A full config (JSON, as written to config.json of a run) instead of an attempt.
+    /// A config file instead of an attempt: a full one (as a run's config.json), or a few lines
+    /// that `extends` a preset (`attempt3`) or another file and give what differs.
     #[arg(long, value_name = "FILE", conflicts_with = "attempt")]
     config: Option<PathBuf>,
     /// Number of epochs.
@@ -95,11 +96,9 @@ pub(crate) struct RunArgs {
     pub(crate) data: DataArgs,
 }
 
+/// A config file: a full config, or a recipe that `extends` a preset or another file.
 fn read_config(path: &Path) -> Result<TrainConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{}: cannot read", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a training config", path.display()))
+    Ok(under8k_train::recipe::load(path, &[])?)
 }
 
 /// The config: `file`'s (as read) or the attempt's preset, with the command line's overrides and

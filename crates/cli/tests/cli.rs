@@ -640,3 +640,53 @@ fn lr_find_writes_a_curve_a_plot_and_suggestions() {
     image::open(out.join("sweep.png")).unwrap();
     assert!(out.join("sweep/lr-0.05/history.json").is_file());
 }
+
+#[test]
+fn a_config_of_a_few_lines_trains_as_the_full_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir();
+    // Attempt 2 on a subset for one epoch, given in full by the command line's options…
+    let full = dir.path().join("full");
+    let o = train_small("2", &full, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // …and as a recipe that extends the preset and names only what differs.
+    let file = dir.path().join("short.json");
+    std::fs::write(
+        &file,
+        r#"{"extends": "attempt2", "epochs": 1, "train_limit": 256, "test_limit": 100}"#,
+    )
+    .unwrap();
+    let short = dir.path().join("short");
+    let o = under8k(&[
+        "train",
+        "--config",
+        s(&file),
+        "--out",
+        s(&short),
+        "--data",
+        s(&data),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let config = |out: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap()
+    };
+    assert_eq!(config(&short), config(&full), "the resolved configs");
+    let o = under8k(&["verify", s(&full), s(&short)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A recipe that extends what does not exist names it.
+    std::fs::write(&file, r#"{"extends": "attempt7"}"#).unwrap();
+    let o = under8k(&[
+        "train",
+        "--config",
+        s(&file),
+        "--out",
+        s(&dir.path().join("x")),
+        "--data",
+        s(&data),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("neither a preset"),
+        "{}",
+        stderr(&o)
+    );
+}
