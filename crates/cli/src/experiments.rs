@@ -299,6 +299,13 @@ pub fn verify(args: &VerifyArgs) -> Result<()> {
             Ok(())
         }
         Verdict::Differs(why) => bail!("the runs differ: {why}"),
+        Verdict::Numerics {
+            committed,
+            retrained,
+            figures,
+        } => bail!(
+            "the runs were trained with the engine's numerics versions {committed} and {retrained}: their bits are not comparable; figures side by side: {figures}"
+        ),
     }
 }
 

@@ -33,3 +33,9 @@ pub use engine::{KernelPath, PathUnavailable, StepTime};
 pub use net::{Kernels, ModelError, Net};
 pub use spec::{ArchSpec, Block, Layer, SpecError};
 pub use summary::Summary;
+
+/// The version of the engine's arithmetic. Same config, same data and same version give the same
+/// bits on any CPU, kernel path and thread count; a change that reorders any sum (and so changes
+/// results) bumps it, and committed runs are then re-accepted (`reproduce --accept`). Every run
+/// records the version it was trained with.
+pub const NUMERICS_VERSION: u32 = 1;

@@ -30,7 +30,7 @@ pub struct EpochRecord {
 }
 
 /// Everything a run measured.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct History {
     /// One record per completed epoch.
     pub epochs: Vec<EpochRecord>,
@@ -38,6 +38,30 @@ pub struct History {
     pub batch_loss: Vec<f64>,
     /// Running training accuracy (%) after every batch, within its epoch.
     pub batch_acc: Vec<f64>,
+    /// The engine's numerics version the run was trained with (`under8k_model::NUMERICS_VERSION`;
+    /// absent, and 1, in runs trained before versions were recorded).
+    #[serde(default = "first_version", skip_serializing_if = "is_first_version")]
+    pub numerics: u32,
+}
+
+fn first_version() -> u32 {
+    1
+}
+
+fn is_first_version(v: &u32) -> bool {
+    *v == 1
+}
+
+impl Default for History {
+    /// An empty history of this engine's numerics.
+    fn default() -> Self {
+        Self {
+            epochs: vec![],
+            batch_loss: vec![],
+            batch_acc: vec![],
+            numerics: under8k_model::NUMERICS_VERSION,
+        }
+    }
 }
 
 impl History {

@@ -398,6 +398,13 @@ fn load_state(
     let history: History =
         serde_json::from_str(meta.get("history").map(String::as_str).unwrap_or(""))
             .map_err(|e| fail(format!("history: {e}")))?;
+    if history.numerics != under8k_model::NUMERICS_VERSION {
+        return Err(fail(format!(
+            "it was trained with the engine's numerics version {}, and this engine computes version {}: the rest would not be the same run (use a fresh --out, or drop --resume)",
+            history.numerics,
+            under8k_model::NUMERICS_VERSION
+        )));
+    }
     let all = checkpoint::read_tensors(&path)?;
     let mut model = HashMap::new();
     let mut buffers = BTreeMap::new();

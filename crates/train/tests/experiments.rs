@@ -39,6 +39,7 @@ fn run(seed: u64, accs: &[f64]) -> Run {
                 .collect(),
             batch_loss: vec![0.5; accs.len() * 2],
             batch_acc: vec![90.0; accs.len() * 2],
+            numerics: under8k_model::NUMERICS_VERSION,
         },
     }
 }
@@ -138,6 +139,46 @@ fn runs_are_compared_figure_by_figure_batch_by_batch_and_byte_by_byte() {
         &fewer,
         b"weights",
         "the committed run has 2 epochs, the retrained one 1",
+    );
+    // Another numerics version: the bits are not compared, the figures are set side by side.
+    let mut other = h.clone();
+    other.numerics += 1;
+    other.epochs[1].test_acc = 99.5;
+    run_dir(&b, &other, b"other weights");
+    match compare(&a, &b).unwrap() {
+        Verdict::Numerics {
+            committed,
+            retrained,
+            figures,
+        } => {
+            assert_eq!((committed, retrained), (h.numerics, h.numerics + 1));
+            assert!(
+                figures.contains("max test acc 99.00 → 99.50 %"),
+                "{figures}"
+            );
+            assert!(figures.contains("last epoch 99.00 → 99.50 %"), "{figures}");
+        }
+        v => panic!("expected another numerics version, got {v:?}"),
+    }
+}
+
+#[test]
+fn a_history_of_the_first_numerics_version_reads_and_writes_as_before() {
+    // Committed histories predate the field: they read as version 1 and write without it, byte
+    // for byte, so every committed run keeps its bytes and fingerprints.
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs/report/runs/attempt1/seed1/history.json");
+    let bytes = std::fs::read(&path).unwrap();
+    let h: History = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(h.numerics, 1);
+    assert!(!String::from_utf8_lossy(&bytes).contains("numerics"));
+    assert!(!serde_json::to_string(&h).unwrap().contains("numerics"));
+    let mut v2 = h;
+    v2.numerics = 2;
+    assert!(
+        serde_json::to_string(&v2)
+            .unwrap()
+            .contains("\"numerics\":2")
     );
 }
 

@@ -262,11 +262,21 @@ fn verify_job(
             ));
             Ok(Outcome::Identical(epochs))
         }
-        Verdict::Differs(why) => {
-            log(&format!(
-                "{}: DIFFERS from the committed run: {why}",
-                job.label
-            ));
+        verdict @ (Verdict::Differs(_) | Verdict::Numerics { .. }) => {
+            log(&match verdict {
+                Verdict::Numerics {
+                    committed,
+                    retrained,
+                    figures,
+                } => format!(
+                    "{}: DIFFERS: the committed run was trained with numerics version {committed}, this engine computes version {retrained}; the bits are not compared, the figures are: {figures}",
+                    job.label
+                ),
+                Verdict::Differs(why) => {
+                    format!("{}: DIFFERS from the committed run: {why}", job.label)
+                }
+                Verdict::Identical { .. } => unreachable!("matched above"),
+            });
             if !accept {
                 return Ok(Outcome::Differs);
             }

@@ -18,6 +18,33 @@ pub enum Verdict {
     },
     /// The first difference, in words, with both values.
     Differs(String),
+    /// The runs were trained with different numerics versions of the engine: their bits are not
+    /// expected to agree, so their figures are set side by side instead.
+    Numerics {
+        /// The first run's version.
+        committed: u32,
+        /// The second run's.
+        retrained: u32,
+        /// Their figures side by side, in words.
+        figures: String,
+    },
+}
+
+/// The figures a reader compares across numerics versions: best, lowest of the last three, last.
+fn side_by_side(old: &History, new: &History) -> String {
+    let acc = |h: &History| -> Vec<f64> { h.epochs.iter().map(|e| e.test_acc).collect() };
+    let (a, b) = (acc(old), acc(new));
+    let max = |v: &[f64]| v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let last = |v: &[f64]| v.last().copied().unwrap_or(f64::NAN);
+    format!(
+        "max test acc {:.2} → {:.2} %, lowest of the last three {:.2} → {:.2} %, last epoch {:.2} → {:.2} %",
+        max(&a),
+        max(&b),
+        super::runs::min_last3(&a),
+        super::runs::min_last3(&b),
+        last(&a),
+        last(&b)
+    )
 }
 
 fn read_history(dir: &Path) -> Result<History> {
@@ -42,6 +69,13 @@ fn figures(e: &EpochRecord) -> [(&'static str, f64); 7] {
 /// Compares the run in `fresh` with the committed run in `committed`.
 pub fn compare(committed: &Path, fresh: &Path) -> Result<Verdict> {
     let (old, new) = (read_history(committed)?, read_history(fresh)?);
+    if old.numerics != new.numerics {
+        return Ok(Verdict::Numerics {
+            committed: old.numerics,
+            retrained: new.numerics,
+            figures: side_by_side(&old, &new),
+        });
+    }
     if old.epochs.len() != new.epochs.len() {
         return Ok(Verdict::Differs(format!(
             "the committed run has {} epochs, the retrained one {}",
