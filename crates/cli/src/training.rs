@@ -84,7 +84,7 @@ pub(crate) struct RunArgs {
     /// read). Choose recipes this way, then train the chosen one without it.
     #[arg(long, value_name = "N")]
     validation: Option<usize>,
-    /// Run the net on candle's own ops (the reference: 31–45× slower, docs/PERFORMANCE.md)
+    /// Run the net on candle's own ops (the reference: 31–68× slower, docs/PERFORMANCE.md)
     /// instead of the fast CPU engine.
     #[arg(long)]
     reference_kernels: bool,
