@@ -185,7 +185,9 @@ pub struct ResearchArgs {
     #[command(flatten)]
     pub slurm: SlurmArgs,
     /// Run each stage as a Slurm job array (with the options above) and chain the next step
-    /// to it; run the same command again, or wait, to find the report written.
+    /// to it (`afterok`); wait to find the report written. A task that fails leaves the next
+    /// step pending: `under8k sweep status OUT/search` (or `OUT/runs`) names it, and the same
+    /// command submits what is missing again.
     #[arg(long)]
     pub slurm_submit: bool,
 }
