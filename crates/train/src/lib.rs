@@ -6,6 +6,7 @@
 //!
 #![doc = include_str!("../README.md")]
 
+pub mod adam;
 pub mod config;
 pub mod data;
 #[cfg(feature = "experiments")]
