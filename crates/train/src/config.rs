@@ -56,6 +56,54 @@ pub struct TrainConfig {
     /// Recipes are chosen this way; the chosen one is then trained without it and tested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validation: Option<usize>,
+    /// The optimizer: SGD (the default, with `momentum`; absent from `config.json`, so older
+    /// configs keep their meaning and fingerprint) or Adam/AdamW. Both take `weight_decay`.
+    #[serde(default, skip_serializing_if = "Optimizer::is_default")]
+    pub optimizer: Optimizer,
+}
+
+/// Which optimizer a run uses, beyond the learning rate (from the schedule) and the weight decay.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Optimizer {
+    /// `torch.optim.SGD` with the config's `momentum`.
+    Sgd {
+        /// Nesterov momentum.
+        #[serde(default)]
+        nesterov: bool,
+        /// Dampening of the momentum.
+        #[serde(default)]
+        dampening: f64,
+    },
+    /// `torch.optim.Adam` or, decoupled, `AdamW`; one-cycle schedules cycle β₁ as PyTorch does.
+    Adam {
+        /// β₁ and β₂.
+        betas: (f64, f64),
+        /// ε.
+        eps: f64,
+        /// Decoupled weight decay (AdamW).
+        #[serde(default)]
+        decoupled: bool,
+        /// AMSGrad.
+        #[serde(default)]
+        amsgrad: bool,
+    },
+}
+
+impl Default for Optimizer {
+    fn default() -> Self {
+        Optimizer::Sgd {
+            nesterov: false,
+            dampening: 0.0,
+        }
+    }
+}
+
+impl Optimizer {
+    /// Whether this is plain momentum SGD (left out of `config.json`).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// [`under8k_mnist_data::augment::RandomAffine`]'s settings.
@@ -150,6 +198,9 @@ pub enum ConfigError {
     /// The rotation is invalid.
     #[error("invalid training config: {0}")]
     Rotation(#[from] under8k_mnist_data::augment::InvalidRotation),
+    /// The Adam settings are invalid.
+    #[error("invalid training config: {0}")]
+    Adam(#[from] crate::adam::AdamError),
     /// An affine or erasing setting is invalid.
     #[error("invalid training config: {0}")]
     Augmentation(#[from] InvalidAugmentation),
@@ -260,6 +311,7 @@ impl TrainConfig {
             affine: None,
             erasing: None,
             validation: None,
+            optimizer: Optimizer::default(),
         })
     }
 
@@ -324,6 +376,23 @@ impl TrainConfig {
                 momentum: self.momentum,
                 weight_decay: self.weight_decay,
             });
+        }
+        if let Optimizer::Adam {
+            betas,
+            eps,
+            decoupled,
+            amsgrad,
+        } = self.optimizer
+        {
+            crate::adam::AdamConfig {
+                lr: 0.0,
+                betas,
+                eps,
+                weight_decay: self.weight_decay,
+                decoupled,
+                amsgrad,
+            }
+            .validate()?;
         }
         if let Some(d) = self.rotation_degrees {
             under8k_mnist_data::augment::RandomRotation::new(d)?;

@@ -13,13 +13,15 @@ pub mod data;
 pub mod experiments;
 pub mod history;
 pub mod lr_find;
+mod optim;
 #[cfg(feature = "plots")]
 pub mod plots;
 pub mod recipe;
 pub mod run;
 pub mod sgd;
 
-pub use config::{AffineConfig, ConfigError, DataRecord, ErasingConfig, TrainConfig};
+pub use config::{AffineConfig, ConfigError, DataRecord, ErasingConfig, Optimizer, TrainConfig};
 pub use data::{DataChoice, Prepared, prepare};
 pub use history::{EpochRecord, History};
+pub use optim::OptimizerError;
 pub use run::{Observer, Outcome, Start, TrainError, train};

@@ -248,7 +248,7 @@ pub fn range_test(
                 break 'test RangeEnd::Interrupted;
             }
             let lr = test.lr(i);
-            opt.config.lr = lr;
+            opt.set_lr(lr);
             let loss = step(&net, &mut opt, &batch.map_err(TrainError::from)?)?.loss;
             if !loss.is_finite() {
                 break 'test RangeEnd::NonFinite { step: i, lr };

@@ -27,7 +27,7 @@ use under8k_sched::{Schedule, Scheduler};
 
 use crate::config::{ConfigError, TrainConfig};
 use crate::history::{EpochRecord, History};
-use crate::sgd::{Sgd, SgdConfig};
+use crate::optim::Opt;
 
 /// Training failed or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +43,7 @@ pub enum TrainError {
     Model(#[from] ModelError),
     /// Invalid optimizer settings.
     #[error(transparent)]
-    Optimizer(#[from] crate::sgd::SgdError),
+    Optimizer(#[from] crate::optim::OptimizerError),
     /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
@@ -335,14 +335,14 @@ fn save_state(
     files: &RunFiles,
     config: &TrainConfig,
     net: &Net,
-    opt: &Sgd,
+    opt: &Opt,
     history: &History,
 ) -> Result<(), TrainError> {
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (k, v) in checkpoint::state_dict(net)? {
         tensors.insert(format!("model.{k}"), v);
     }
-    for (k, v) in opt.buffers() {
+    for (k, v) in opt.buffers()? {
         tensors.insert(format!("optim.{k}"), v.to_dtype(DType::F32)?);
     }
     let metadata = HashMap::from([
@@ -375,7 +375,7 @@ fn load_state(
     files: &RunFiles,
     config: &TrainConfig,
     net: &Net,
-    opt: &mut Sgd,
+    opt: &mut Opt,
 ) -> Result<History, TrainError> {
     let path = files.state();
     let fail = |reason: String| TrainError::Resume {
@@ -416,7 +416,7 @@ fn load_state(
         }
     }
     checkpoint::load_from(net, &model, &path)?;
-    opt.set_buffers(buffers);
+    opt.set_buffers(buffers)?;
     Ok(history)
 }
 
@@ -496,9 +496,9 @@ pub fn train(
                     return Ok(true);
                 }
                 let batch = batch?;
-                opt.config.lr = sched.lr();
+                opt.set_lr(sched.lr());
                 if let Some(m) = sched.momentum() {
-                    opt.config.momentum = m;
+                    opt.set_momentum(m);
                 }
                 let Step {
                     loss: loss_value,
@@ -612,7 +612,7 @@ pub(crate) fn batch_config(config: &TrainConfig) -> Result<BatchConfig, TrainErr
 }
 
 /// A fresh run's net (weights from stream 0 of the seed) and optimizer.
-pub(crate) fn fresh(config: &TrainConfig, device: &Device) -> Result<(Net, Sgd), TrainError> {
+pub(crate) fn fresh(config: &TrainConfig, device: &Device) -> Result<(Net, Opt), TrainError> {
     let net = Net::new(
         &config.arch,
         &mut stream(config.seed, 0, 0),
@@ -621,13 +621,7 @@ pub(crate) fn fresh(config: &TrainConfig, device: &Device) -> Result<(Net, Sgd),
         device,
     )?
     .with_kernels(config.kernels)?;
-    let opt = Sgd::new(
-        net.named_params(),
-        SgdConfig {
-            weight_decay: config.weight_decay,
-            ..SgdConfig::momentum(0.0, config.momentum)
-        },
-    )?;
+    let opt = Opt::new(config, net.named_params())?;
     Ok((net, opt))
 }
 
@@ -660,7 +654,7 @@ pub(crate) struct Step {
 /// update. A non-finite loss is returned without updating anything.
 pub(crate) fn step(
     net: &Net,
-    opt: &mut Sgd,
+    opt: &mut Opt,
     batch: &under8k_mnist_data::batch::Batch,
 ) -> Result<Step, TrainError> {
     let logp = net.forward_t(&batch.images, true)?;

@@ -214,3 +214,77 @@ fn one_thread_and_two_threads_train_the_same_bits() {
     assert_eq!(one.0, two.0, "history: 1 thread against 2");
     assert!(one.1 == two.1, "checkpoint: 1 thread against 2");
 }
+
+#[test]
+fn an_adamw_run_resumes_bit_identically_and_records_its_optimizer() {
+    let data = mnist();
+    let mut c = small();
+    c.optimizer = under8k_train::Optimizer::Adam {
+        betas: (0.9, 0.999),
+        eps: 1e-8,
+        decoupled: true,
+        amsgrad: false,
+    };
+    c.weight_decay = 1e-4;
+    c.schedule = Schedule::one_cycle(3e-3, c.epochs * c.steps_per_epoch(60_000)).unwrap();
+    let go = AtomicBool::new(false);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    run::train(&c, &data, a.path(), Start::Fresh, &mut (), &go).unwrap();
+    let stop = AtomicBool::new(false);
+    let mut observer = StopAfter {
+        after: 6,
+        seen: 0,
+        stop: &stop,
+    };
+    let out = run::train(&c, &data, b.path(), Start::Fresh, &mut observer, &stop).unwrap();
+    assert!(out.interrupted && out.history.epochs.len() == 1);
+    run::train(&c, &data, b.path(), Start::Resume, &mut (), &go).unwrap();
+    let ((ha, ma, _), (hb, mb, _)) = (bytes(a.path()), bytes(b.path()));
+    assert_eq!(
+        without_times(&ha),
+        without_times(&hb),
+        "resumed AdamW history"
+    );
+    assert!(ma == mb, "resumed AdamW weights");
+    // The optimizer is in the config (SGD's default is not), and it changes the run.
+    let saved = std::fs::read_to_string(a.path().join("config.json")).unwrap();
+    assert!(saved.contains("\"kind\": \"adam\""), "{saved}");
+    let sgd = tempfile::tempdir().unwrap();
+    let mut plain = c.clone();
+    plain.optimizer = under8k_train::Optimizer::default();
+    run::train(&plain, &data, sgd.path(), Start::Fresh, &mut (), &go).unwrap();
+    assert!(
+        bytes(sgd.path()).1 != ma,
+        "AdamW trained the same weights as SGD"
+    );
+    assert!(
+        !std::fs::read_to_string(sgd.path().join("config.json"))
+            .unwrap()
+            .contains("optimizer")
+    );
+}
+
+#[test]
+fn invalid_adam_settings_are_refused_before_anything_is_written() {
+    let data = mnist();
+    let mut c = small();
+    c.optimizer = under8k_train::Optimizer::Adam {
+        betas: (1.5, 0.999),
+        eps: 1e-8,
+        decoupled: false,
+        amsgrad: false,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let e = run::train(
+        &c,
+        &data,
+        &out,
+        Start::Fresh,
+        &mut (),
+        &AtomicBool::new(false),
+    );
+    let e = e.unwrap_err().to_string();
+    assert!(e.contains("invalid Adam settings"), "{e}");
+    assert!(!out.exists());
+}
