@@ -1,4 +1,5 @@
-"""Records torch.optim's parameter sequences on a tiny problem, for the optimiser parity tests.
+"""Records torch.optim's parameter sequences on a tiny problem, for the optimiser parity tests,
+and torch.nn.CrossEntropyLoss's label-smoothed losses on fixed logits, for the loss's.
 
     python3 scripts/optim_fixture.py > crates/train/tests/fixtures/optim_pytorch.json
 
@@ -42,9 +43,29 @@ CASES = {
     "sgd_dampening": lambda p: torch.optim.SGD(p, lr=0.01, momentum=0.9, dampening=0.5),
 }
 
+def smoothing():
+    """Logits of 4 images over 10 classes (a fixed pattern), their labels, and the mean
+    CrossEntropyLoss(label_smoothing=e) for each e, with the gradient of the first image's
+    log-probabilities' loss."""
+    logits = torch.tensor(
+        [[((i * 7 + c * 3) % 11) / 4.0 - 1.2 for c in range(10)] for i in range(4)],
+        dtype=torch.float64,
+    )
+    labels = torch.tensor([3, 0, 9, 5])
+    losses = {}
+    for e in [0.0, 0.1, 0.25]:
+        losses[str(e)] = torch.nn.CrossEntropyLoss(label_smoothing=e)(logits, labels).item()
+    return {"logits": logits.tolist(), "labels": labels.tolist(), "losses": losses}
+
+
 print(
     json.dumps(
-        {"torch": torch.__version__, "steps": STEPS, "cases": {k: run(f) for k, f in CASES.items()}},
+        {
+            "torch": torch.__version__,
+            "steps": STEPS,
+            "cases": {k: run(f) for k, f in CASES.items()},
+            "label_smoothing": smoothing(),
+        },
         indent=1,
     )
 )

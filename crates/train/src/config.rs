@@ -60,6 +60,14 @@ pub struct TrainConfig {
     /// configs keep their meaning and fingerprint) or Adam/AdamW. Both take `weight_decay`.
     #[serde(default, skip_serializing_if = "Optimizer::is_default")]
     pub optimizer: Optimizer,
+    /// Label smoothing ε of the training loss (`torch.nn.CrossEntropyLoss(label_smoothing=ε)`;
+    /// 0, the default, is plain NLL and is left out of `config.json`). Evaluation's loss is NLL.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub label_smoothing: f64,
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// Which optimizer a run uses, beyond the learning rate (from the schedule) and the weight decay.
@@ -198,6 +206,9 @@ pub enum ConfigError {
     /// The rotation is invalid.
     #[error("invalid training config: {0}")]
     Rotation(#[from] under8k_mnist_data::augment::InvalidRotation),
+    /// Label smoothing outside [0, 1).
+    #[error("invalid training config: label smoothing {0} is not in [0, 1)")]
+    LabelSmoothing(f64),
     /// The Adam settings are invalid.
     #[error("invalid training config: {0}")]
     Adam(#[from] crate::adam::AdamError),
@@ -312,6 +323,7 @@ impl TrainConfig {
             erasing: None,
             validation: None,
             optimizer: Optimizer::default(),
+            label_smoothing: 0.0,
         })
     }
 
@@ -376,6 +388,9 @@ impl TrainConfig {
                 momentum: self.momentum,
                 weight_decay: self.weight_decay,
             });
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(ConfigError::LabelSmoothing(self.label_smoothing));
         }
         if let Optimizer::Adam {
             betas,

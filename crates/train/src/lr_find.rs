@@ -249,7 +249,8 @@ pub fn range_test(
             }
             let lr = test.lr(i);
             opt.set_lr(lr);
-            let loss = step(&net, &mut opt, &batch.map_err(TrainError::from)?)?.loss;
+            let batch = batch.map_err(TrainError::from)?;
+            let loss = step(&net, &mut opt, &batch, config.label_smoothing)?.loss;
             if !loss.is_finite() {
                 break 'test RangeEnd::NonFinite { step: i, lr };
             }

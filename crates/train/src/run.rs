@@ -504,7 +504,7 @@ pub fn train(
                     loss: loss_value,
                     hits,
                     n,
-                } = step(&net, &mut opt, &batch)?;
+                } = step(&net, &mut opt, &batch, config.label_smoothing)?;
                 if !loss_value.is_finite() {
                     return Err(TrainError::NonFinite {
                         epoch: epoch + 1,
@@ -652,13 +652,26 @@ pub(crate) struct Step {
 
 /// One SGD step at the optimizer's current rate: forward in training mode, NLL, backward,
 /// update. A non-finite loss is returned without updating anything.
+/// The training loss on log-probabilities `logp`: NLL, or with label smoothing `smoothing` = ε
+/// as `torch.nn.CrossEntropyLoss(label_smoothing=ε)` computes it, (1 − ε)·NLL + ε·(the mean over
+/// classes of −log p), both averaged over the batch. With ε = 0 it is NLL itself, the same bits.
+pub fn loss(logp: &Tensor, labels: &Tensor, smoothing: f64) -> candle_core::Result<Tensor> {
+    let nll = candle_nn::loss::nll(logp, labels)?;
+    if smoothing == 0.0 {
+        return Ok(nll);
+    }
+    let uniform = logp.mean(D::Minus1)?.mean_all()?.neg()?;
+    (nll * (1.0 - smoothing))? + (uniform * smoothing)?
+}
+
 pub(crate) fn step(
     net: &Net,
     opt: &mut Opt,
     batch: &under8k_mnist_data::batch::Batch,
+    smoothing: f64,
 ) -> Result<Step, TrainError> {
     let logp = net.forward_t(&batch.images, true)?;
-    let loss = candle_nn::loss::nll(&logp, &batch.labels)?;
+    let loss = loss(&logp, &batch.labels, smoothing)?;
     let value = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
     let n = batch.labels.dim(0)?;
     if !value.is_finite() {

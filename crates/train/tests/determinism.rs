@@ -216,7 +216,7 @@ fn one_thread_and_two_threads_train_the_same_bits() {
 }
 
 #[test]
-fn an_adamw_run_resumes_bit_identically_and_records_its_optimizer() {
+fn an_adamw_run_with_label_smoothing_resumes_bit_identically_and_records_both() {
     let data = mnist();
     let mut c = small();
     c.optimizer = under8k_train::Optimizer::Adam {
@@ -226,6 +226,7 @@ fn an_adamw_run_resumes_bit_identically_and_records_its_optimizer() {
         amsgrad: false,
     };
     c.weight_decay = 1e-4;
+    c.label_smoothing = 0.1;
     c.schedule = Schedule::one_cycle(3e-3, c.epochs * c.steps_per_epoch(60_000)).unwrap();
     let go = AtomicBool::new(false);
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -249,9 +250,11 @@ fn an_adamw_run_resumes_bit_identically_and_records_its_optimizer() {
     // The optimizer is in the config (SGD's default is not), and it changes the run.
     let saved = std::fs::read_to_string(a.path().join("config.json")).unwrap();
     assert!(saved.contains("\"kind\": \"adam\""), "{saved}");
+    assert!(saved.contains("\"label_smoothing\": 0.1"), "{saved}");
     let sgd = tempfile::tempdir().unwrap();
     let mut plain = c.clone();
     plain.optimizer = under8k_train::Optimizer::default();
+    plain.label_smoothing = 0.0;
     run::train(&plain, &data, sgd.path(), Start::Fresh, &mut (), &go).unwrap();
     assert!(
         bytes(sgd.path()).1 != ma,

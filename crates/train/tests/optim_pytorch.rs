@@ -150,3 +150,32 @@ fn adam_config_validation() {
         assert!(Adam::new(vec![], bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn label_smoothing_matches_pytorchs_cross_entropy() {
+    // The fixture's logits through our log-softmax, then our loss, against
+    // torch.nn.CrossEntropyLoss(label_smoothing=ε) on the same logits.
+    let v: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/optim_pytorch.json")).unwrap();
+    let s = &v["label_smoothing"];
+    let logits: Vec<Vec<f64>> = serde_json::from_value(s["logits"].clone()).unwrap();
+    let labels: Vec<u32> = serde_json::from_value(s["labels"].clone()).unwrap();
+    let dev = Device::Cpu;
+    let x = Tensor::new(logits, &dev).unwrap();
+    let logp = candle_nn::ops::log_softmax(&x, candle_core::D::Minus1).unwrap();
+    let y = Tensor::new(labels.as_slice(), &dev).unwrap();
+    let losses = s["losses"].as_object().unwrap();
+    assert_eq!(losses.len(), 3);
+    for (e, want) in losses {
+        let e: f64 = e.parse().unwrap();
+        let got = under8k_train::run::loss(&logp, &y, e)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        let want = want.as_f64().unwrap();
+        assert!(
+            (got - want).abs() < 1e-12,
+            "ε {e}: {got} vs PyTorch's {want}"
+        );
+    }
+}
