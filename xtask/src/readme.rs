@@ -26,12 +26,8 @@ pub fn update() -> Result<bool> {
 
 /// Whether `out` is one of the reports the README quotes.
 pub fn quotes(out: &Path) -> bool {
-    [
-        "docs/report",
-        "docs/seeds",
-        "docs/under6k",
-        "docs/under8k-99.5",
-    ]
-    .iter()
-    .any(|d| out == Path::new(d) || out.ends_with(d))
+    readme::QUOTED.iter().any(|name| {
+        let d = Path::new("docs").join(name);
+        out == d || out.ends_with(&d)
+    })
 }

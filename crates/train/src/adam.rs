@@ -192,14 +192,7 @@ impl candle_nn::Optimizer for Adam {
 
     /// Unnamed parameters get the names `param0`, `param1`, … in the given order.
     fn new(vars: Vec<Var>, config: AdamConfig) -> Result<Self> {
-        Adam::new(
-            vars.into_iter()
-                .enumerate()
-                .map(|(i, v)| (format!("param{i}"), v))
-                .collect(),
-            config,
-        )
-        .map_err(candle_core::Error::wrap)
+        Adam::new(crate::sgd::numbered(vars), config).map_err(candle_core::Error::wrap)
     }
 
     fn step(&mut self, grads: &GradStore) -> Result<()> {

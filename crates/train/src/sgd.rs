@@ -131,19 +131,21 @@ impl Sgd {
     }
 }
 
+/// Unnamed parameters named `param0`, `param1`, … in the given order (for candle's
+/// `Optimizer::new`, which gives no names).
+pub(crate) fn numbered(vars: Vec<Var>) -> Vec<(String, Var)> {
+    vars.into_iter()
+        .enumerate()
+        .map(|(i, v)| (format!("param{i}"), v))
+        .collect()
+}
+
 impl candle_nn::Optimizer for Sgd {
     type Config = SgdConfig;
 
     /// Unnamed parameters get the names `param0`, `param1`, … in the given order.
     fn new(vars: Vec<Var>, config: SgdConfig) -> Result<Self> {
-        Sgd::new(
-            vars.into_iter()
-                .enumerate()
-                .map(|(i, v)| (format!("param{i}"), v))
-                .collect(),
-            config,
-        )
-        .map_err(candle_core::Error::wrap)
+        Sgd::new(numbered(vars), config).map_err(candle_core::Error::wrap)
     }
 
     fn step(&mut self, grads: &GradStore) -> Result<()> {

@@ -485,9 +485,8 @@ impl Reproduce {
         attempts
     }
 
-    /// Every run the report needs: the attempts' seeds, then (with the extras) the write-up's
-    /// attempt 3 and the sweep's rates.
-    fn jobs(&self, recipe: &Recipe, extras: bool) -> Result<Vec<Job>> {
+    /// The attempts' runs, every seed of each.
+    fn attempt_jobs(&self, recipe: &Recipe) -> Result<Vec<Job>> {
         let mut jobs = vec![];
         for &attempt in &self.attempts {
             for seed in 1..=self.seeds {
@@ -498,26 +497,30 @@ impl Reproduce {
                 });
             }
         }
-        if extras {
-            let write_up = Recipe {
-                write_up: true,
-                ..*recipe
-            };
-            for seed in 1..=self.seeds {
-                jobs.push(Job {
-                    label: format!("write-up attempt 3 seed {seed}"),
-                    config: config(3, seed, &write_up)?,
-                    dir: write_up_dir(&self.out, seed),
-                });
-            }
-            let base = config(3, 1, &write_up)?;
-            for lr in SWEEP_LRS {
-                jobs.push(Job {
-                    label: format!("lr-find sweep lr {lr}"),
-                    config: lr_find::sweep_config(&base, lr, SWEEP_EPOCHS)?,
-                    dir: sweep_dir(&self.out, lr),
-                });
-            }
+        Ok(jobs)
+    }
+
+    /// The extras' runs: the write-up's attempt 3 of every seed, and the sweep's rates.
+    fn extra_jobs(&self, recipe: &Recipe) -> Result<Vec<Job>> {
+        let write_up = Recipe {
+            write_up: true,
+            ..*recipe
+        };
+        let mut jobs = vec![];
+        for seed in 1..=self.seeds {
+            jobs.push(Job {
+                label: format!("write-up attempt 3 seed {seed}"),
+                config: config(3, seed, &write_up)?,
+                dir: write_up_dir(&self.out, seed),
+            });
+        }
+        let base = config(3, 1, &write_up)?;
+        for lr in SWEEP_LRS {
+            jobs.push(Job {
+                label: format!("lr-find sweep lr {lr}"),
+                config: lr_find::sweep_config(&base, lr, SWEEP_EPOCHS)?,
+                dir: sweep_dir(&self.out, lr),
+            });
         }
         Ok(jobs)
     }
@@ -603,9 +606,9 @@ pub fn reproduce(opts: &Reproduce, choice: DataChoice, data: &Prepared, log: Log
         Extras::Keep => can_have_extras && had_extras,
         Extras::Run => can_have_extras,
     };
-    let jobs = opts.jobs(&recipe, false)?;
+    let jobs = opts.attempt_jobs(&recipe)?;
     let extra_jobs = match can_have_extras {
-        true => opts.jobs(&recipe, true)?.split_off(jobs.len()),
+        true => opts.extra_jobs(&recipe)?,
         false => vec![],
     };
     let run_extras = extras && opts.extras == Extras::Run;
