@@ -64,6 +64,11 @@ pub struct TrainConfig {
     /// 0, the default, is plain NLL and is left out of `config.json`). Evaluation's loss is NLL.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub label_smoothing: f64,
+    /// Weight averaging: an exponential moving average of the weights and BatchNorm statistics
+    /// (`AveragedModel` with `get_ema_multi_avg_fn`), and which model the run reports and saves.
+    /// Absent (the default) means none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<crate::ema::EmaConfig>,
 }
 
 fn is_zero(v: &f64) -> bool {
@@ -209,6 +214,9 @@ pub enum ConfigError {
     /// Label smoothing outside [0, 1).
     #[error("invalid training config: label smoothing {0} is not in [0, 1)")]
     LabelSmoothing(f64),
+    /// The weight averaging is invalid.
+    #[error("invalid training config: {0}")]
+    Ema(#[from] crate::ema::EmaError),
     /// The Adam settings are invalid.
     #[error("invalid training config: {0}")]
     Adam(#[from] crate::adam::AdamError),
@@ -324,6 +332,7 @@ impl TrainConfig {
             validation: None,
             optimizer: Optimizer::default(),
             label_smoothing: 0.0,
+            ema: None,
         })
     }
 
@@ -391,6 +400,9 @@ impl TrainConfig {
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return Err(ConfigError::LabelSmoothing(self.label_smoothing));
+        }
+        if let Some(ema) = &self.ema {
+            ema.validate()?;
         }
         if let Optimizer::Adam {
             betas,

@@ -27,6 +27,13 @@ pub struct EpochRecord {
     pub eval_seconds: f64,
     /// Training throughput, images per second.
     pub train_img_per_s: f64,
+    /// With weight averaging (`TrainConfig::ema`): the trained model's own test accuracy (%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_test_acc: Option<f64>,
+    /// With weight averaging: the averaged model's test accuracy (%). `test_acc` is the one of
+    /// these the config chose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema_test_acc: Option<f64>,
 }
 
 /// Everything a run measured.
@@ -67,12 +74,16 @@ impl Default for History {
 impl History {
     /// The per-epoch records as CSV.
     pub fn to_csv(&self) -> String {
+        // Runs without weight averaging keep the columns they always had.
+        let averaged = self.epochs.iter().any(|e| e.ema_test_acc.is_some());
         let mut s = String::from(
-            "epoch,lr,train_loss,train_acc,test_loss,test_acc,test_correct,test_total,train_seconds,eval_seconds,train_img_per_s\n",
+            "epoch,lr,train_loss,train_acc,test_loss,test_acc,test_correct,test_total,train_seconds,eval_seconds,train_img_per_s",
         );
+        s += if averaged { ",raw_test_acc,ema_test_acc\n" } else { "\n" };
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
         for e in &self.epochs {
             s += &format!(
-                "{},{},{},{},{},{},{},{},{:.3},{:.3},{:.1}\n",
+                "{},{},{},{},{},{},{},{},{:.3},{:.3},{:.1}",
                 e.epoch,
                 e.lr,
                 e.train_loss,
@@ -85,6 +96,10 @@ impl History {
                 e.eval_seconds,
                 e.train_img_per_s
             );
+            if averaged {
+                s += &format!(",{},{}", opt(e.raw_test_acc), opt(e.ema_test_acc));
+            }
+            s += "\n";
         }
         s
     }

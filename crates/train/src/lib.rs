@@ -9,6 +9,7 @@
 pub mod adam;
 pub mod config;
 pub mod data;
+pub mod ema;
 #[cfg(feature = "experiments")]
 pub mod experiments;
 pub mod history;
@@ -22,6 +23,7 @@ pub mod sgd;
 
 pub use config::{AffineConfig, ConfigError, DataRecord, ErasingConfig, Optimizer, TrainConfig};
 pub use data::{DataChoice, Prepared, prepare};
+pub use ema::{Ema, EmaConfig, EmaModel};
 pub use history::{EpochRecord, History};
 pub use optim::OptimizerError;
 pub use run::{Observer, Outcome, Start, TrainError, train};

@@ -26,6 +26,7 @@ use under8k_model::{ModelError, Net};
 use under8k_sched::{Schedule, Scheduler};
 
 use crate::config::{ConfigError, TrainConfig};
+use crate::ema::{Ema, EmaModel};
 use crate::history::{EpochRecord, History};
 use crate::optim::Opt;
 
@@ -331,21 +332,36 @@ pub fn check_fit(arch: &under8k_model::ArchSpec, data: &Mnist) -> Result<(), Tra
 
 const STATE_FORMAT: &str = "under8k-train-state-1";
 
+/// What a run's state holds besides its config: the trained net, the optimizer, the weight
+/// average if any, and the net saved as `model.safetensors` (the trained or the averaged one).
+struct State<'a> {
+    net: &'a Net,
+    opt: &'a Opt,
+    ema: Option<&'a Ema>,
+    saved: &'a Net,
+}
+
 fn save_state(
     files: &RunFiles,
     config: &TrainConfig,
-    net: &Net,
-    opt: &Opt,
+    state: State<'_>,
     history: &History,
 ) -> Result<(), TrainError> {
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for (k, v) in checkpoint::state_dict(net)? {
+    for (k, v) in checkpoint::state_dict(state.net)? {
         tensors.insert(format!("model.{k}"), v);
     }
-    for (k, v) in opt.buffers()? {
+    for (k, v) in state.opt.buffers()? {
         tensors.insert(format!("optim.{k}"), v.to_dtype(DType::F32)?);
     }
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::new();
+    if let Some(ema) = state.ema {
+        for (k, v) in ema.values() {
+            tensors.insert(format!("ema.{k}"), Tensor::from_slice(v, v.len(), &Device::Cpu)?);
+        }
+        metadata.insert("ema_updates".to_string(), ema.n_averaged().to_string());
+    }
+    metadata.extend([
         ("format".to_string(), STATE_FORMAT.to_string()),
         (
             "fingerprint".to_string(),
@@ -363,19 +379,21 @@ fn save_state(
         }
     })?;
     checkpoint::write_atomic(&files.state(), &bytes)?;
-    checkpoint::save(net, &files.model())?;
+    checkpoint::save(state.saved, &files.model())?;
     let json = serde_json::to_string_pretty(history).expect("history serialises");
     checkpoint::write_atomic(&files.history_json(), json.as_bytes())?;
     checkpoint::write_atomic(&files.history_csv(), history.to_csv().as_bytes())?;
     Ok(())
 }
 
-/// Reads a state file: the history it holds (the net and optimizer are restored in place).
+/// Reads a state file: the history it holds (the net, optimizer and weight average are restored
+/// in place).
 fn load_state(
     files: &RunFiles,
     config: &TrainConfig,
     net: &Net,
     opt: &mut Opt,
+    ema: Option<&mut Ema>,
 ) -> Result<History, TrainError> {
     let path = files.state();
     let fail = |reason: String| TrainError::Resume {
@@ -408,15 +426,23 @@ fn load_state(
     let all = checkpoint::read_tensors(&path)?;
     let mut model = HashMap::new();
     let mut buffers = BTreeMap::new();
+    let mut averages = BTreeMap::new();
     for (k, v) in all {
         if let Some(name) = k.strip_prefix("model.") {
             model.insert(name.to_string(), v);
         } else if let Some(name) = k.strip_prefix("optim.") {
             buffers.insert(name.to_string(), v.to_dtype(net.dtype())?);
+        } else if let Some(name) = k.strip_prefix("ema.") {
+            averages.insert(name.to_string(), v.to_vec1::<f32>()?);
         }
     }
     checkpoint::load_from(net, &model, &path)?;
     opt.set_buffers(buffers)?;
+    if let (Some(ema), Some(c)) = (ema, config.ema) {
+        let updates = meta.get("ema_updates").and_then(|n| n.parse().ok());
+        let updates = updates.ok_or_else(|| fail("its weight average is missing".into()))?;
+        *ema = Ema::restore(c.decay, averages, updates).map_err(ConfigError::from)?;
+    }
     Ok(history)
 }
 
@@ -461,9 +487,16 @@ pub fn train(
     let norm = Normalization::new(config.mean, config.std)?;
     let batch_cfg = batch_config(config)?;
     let (net, mut opt) = fresh(config, &device)?;
+    let mut ema = config
+        .ema
+        .map(|c| Ema::new(c.decay))
+        .transpose()
+        .map_err(ConfigError::from)?;
+    // The averaged model's weights are loaded into this net to evaluate and save it.
+    let averaged = ema.as_ref().map(|_| fresh(config, &device).map(|(n, _)| n)).transpose()?;
     let mut history = History::default();
     if start == Start::Resume && files.state().exists() {
-        history = load_state(&files, config, &net, &mut opt)?;
+        history = load_state(&files, config, &net, &mut opt, ema.as_mut())?;
     }
     let json = serde_json::to_string_pretty(config).expect("config serialises");
     checkpoint::write_atomic(&files.config(), json.as_bytes())?;
@@ -512,6 +545,9 @@ pub fn train(
                         loss: loss_value,
                     });
                 }
+                if let Some(ema) = ema.as_mut() {
+                    ema.update_from(&net)?;
+                }
                 sched.end_step();
                 seen += n;
                 correct += hits;
@@ -540,7 +576,17 @@ pub fn train(
         sched.end_epoch();
         let train_seconds = start.elapsed().as_secs_f64();
         let eval_start = Instant::now();
-        let eval = evaluate(&net, &test_split, norm, config.eval_batch_size, &device)?;
+        let raw = evaluate(&net, &test_split, norm, config.eval_batch_size, &device)?;
+        let (mut raw_test_acc, mut ema_test_acc) = (None, None);
+        let (mut eval, mut saved) = (raw, &net);
+        if let (Some(ema), Some(avg), Some(c)) = (&ema, &averaged, config.ema) {
+            checkpoint::load_from(avg, &ema.state_dict(&net)?, &files.state())?;
+            let avg_eval = evaluate(avg, &test_split, norm, config.eval_batch_size, &device)?;
+            (raw_test_acc, ema_test_acc) = (Some(eval.accuracy()), Some(avg_eval.accuracy()));
+            if c.model == EmaModel::Averaged {
+                (eval, saved) = (avg_eval, avg);
+            }
+        }
         let record = EpochRecord {
             epoch: epoch + 1,
             lr: epoch_lr,
@@ -553,9 +599,17 @@ pub fn train(
             train_seconds,
             eval_seconds: eval_start.elapsed().as_secs_f64(),
             train_img_per_s: seen as f64 / train_seconds.max(1e-9),
+            raw_test_acc,
+            ema_test_acc,
         };
         history.epochs.push(record.clone());
-        save_state(&files, config, &net, &opt, &history)?;
+        let state = State {
+            net: &net,
+            opt: &opt,
+            ema: ema.as_ref(),
+            saved,
+        };
+        save_state(&files, config, state, &history)?;
         observer.epoch_end(&record);
     }
     Ok(Outcome {

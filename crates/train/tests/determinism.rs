@@ -188,7 +188,9 @@ fn a_one_cycle_schedule_shorter_than_the_run_is_refused_before_anything_is_writt
 #[test]
 fn one_thread_and_two_threads_train_the_same_bits() {
     let data = mnist();
-    let c = small();
+    // With weight averaging on, so that it is checked too.
+    let mut c = small();
+    c.ema = Some(under8k_train::EmaConfig::new(0.9).unwrap());
     let train_in = |threads: usize| {
         let dir = tempfile::tempdir().unwrap();
         let pool = rayon::ThreadPoolBuilder::new()
@@ -216,7 +218,7 @@ fn one_thread_and_two_threads_train_the_same_bits() {
 }
 
 #[test]
-fn an_adamw_run_with_label_smoothing_resumes_bit_identically_and_records_both() {
+fn an_adamw_run_with_label_smoothing_and_averaging_resumes_bit_identically() {
     let data = mnist();
     let mut c = small();
     c.optimizer = under8k_train::Optimizer::Adam {
@@ -227,6 +229,7 @@ fn an_adamw_run_with_label_smoothing_resumes_bit_identically_and_records_both() 
     };
     c.weight_decay = 1e-4;
     c.label_smoothing = 0.1;
+    c.ema = Some(under8k_train::EmaConfig::new(0.9).unwrap());
     c.schedule = Schedule::one_cycle(3e-3, c.epochs * c.steps_per_epoch(60_000)).unwrap();
     let go = AtomicBool::new(false);
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -247,6 +250,14 @@ fn an_adamw_run_with_label_smoothing_resumes_bit_identically_and_records_both() 
         "resumed AdamW history"
     );
     assert!(ma == mb, "resumed AdamW weights");
+    // Both models' accuracies are recorded; the averaged one is the run's (the default).
+    let h: under8k_train::History = serde_json::from_slice(&ha).unwrap();
+    for e in &h.epochs {
+        let (raw, avg) = (e.raw_test_acc.unwrap(), e.ema_test_acc.unwrap());
+        assert_eq!(e.test_acc, avg, "epoch {}: raw {raw}", e.epoch);
+    }
+    let csv = std::fs::read_to_string(a.path().join("history.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().ends_with(",raw_test_acc,ema_test_acc"));
     // The optimizer is in the config (SGD's default is not), and it changes the run.
     let saved = std::fs::read_to_string(a.path().join("config.json")).unwrap();
     assert!(saved.contains("\"kind\": \"adam\""), "{saved}");
@@ -255,6 +266,7 @@ fn an_adamw_run_with_label_smoothing_resumes_bit_identically_and_records_both() 
     let mut plain = c.clone();
     plain.optimizer = under8k_train::Optimizer::default();
     plain.label_smoothing = 0.0;
+    plain.ema = None;
     run::train(&plain, &data, sgd.path(), Start::Fresh, &mut (), &go).unwrap();
     assert!(
         bytes(sgd.path()).1 != ma,

@@ -24,6 +24,8 @@ fn epoch(n: usize, acc: f64) -> EpochRecord {
         train_seconds: 1.0,
         eval_seconds: 0.1,
         train_img_per_s: 1000.0,
+        raw_test_acc: None,
+        ema_test_acc: None,
     }
 }
 

@@ -2,7 +2,8 @@
 //! `torch.optim` over 25 steps: `tests/fixtures/optim_pytorch.json` holds the parameters PyTorch
 //! printed after every step of the problem `scripts/optim_fixture.py` states (which made it):
 //! w = [[0.5, −0.3], [0.8, 0.1]], b = [0.2, −0.4], step i minimising (i + 1)·Σ(w·x + b − t)²
-//! with x = [1, 2], t = [0.3, −0.7], float64.
+//! with x = [1, 2], t = [0.3, −0.7], float64. The same script recorded Adam under `OneCycleLR`
+//! (β₁ cycled) and `AveragedModel`'s moving average of a small net, which the last tests read.
 
 use candle_core::{Device, Tensor, Var};
 use candle_nn::Optimizer;
@@ -178,4 +179,80 @@ fn label_smoothing_matches_pytorchs_cross_entropy() {
             "ε {e}: {got} vs PyTorch's {want}"
         );
     }
+}
+
+fn fixture_value(key: &str) -> serde_json::Value {
+    let v: serde_json::Value =
+        serde_json::from_str(include_str!("fixtures/optim_pytorch.json")).unwrap();
+    v[key].clone()
+}
+
+#[test]
+fn adam_under_one_cycle_cycles_lr_and_beta1_as_pytorch_does() {
+    // Our scheduler sets the rate and β₁ before each step, as the training loop does; PyTorch's
+    // OneCycleLR(max_lr=0.05, total_steps=25) with cycle_momentum (0.85–0.95) did the same.
+    let v = fixture_value("one_cycle_adam");
+    let rates: Vec<(f64, f64)> = serde_json::from_value(v["rates"].clone()).unwrap();
+    let want: Vec<Vec<f64>> = serde_json::from_value(v["params"].clone()).unwrap();
+    assert!(rates.len() >= 20 && rates.len() == want.len());
+    let mut sched = under8k_sched::Scheduler::new(
+        under8k_sched::Schedule::one_cycle(0.05, rates.len()).unwrap(),
+    );
+    let dev = Device::Cpu;
+    let w = Var::from_vec(vec![0.5f64, -0.3, 0.8, 0.1], (2, 2), &dev).unwrap();
+    let b = Var::from_vec(vec![0.2f64, -0.4], 2, &dev).unwrap();
+    let x = Tensor::from_vec(vec![1.0f64, 2.0], (2, 1), &dev).unwrap();
+    let t = Tensor::from_vec(vec![0.3f64, -0.7], 2, &dev).unwrap();
+    let config = AdamConfig::adam(0.0);
+    let mut opt = <Adam as Optimizer>::new(vec![w.clone(), b.clone()], config).unwrap();
+    let mut got = vec![];
+    for (i, &(lr, beta1)) in rates.iter().enumerate() {
+        opt.config.lr = sched.lr();
+        opt.config.betas.0 = sched.momentum().expect("one-cycle cycles momentum");
+        assert!((opt.config.lr - lr).abs() < 1e-12, "step {i}: lr {} vs {lr}", opt.config.lr);
+        assert!((opt.config.betas.0 - beta1).abs() < 1e-12, "step {i}: β₁ {}", opt.config.betas.0);
+        let y = (w.as_tensor().matmul(&x).unwrap().squeeze(1).unwrap() + b.as_tensor()).unwrap();
+        let loss = ((y - &t).unwrap().sqr().unwrap().sum_all().unwrap() * (i + 1) as f64).unwrap();
+        Adam::step(&mut opt, &loss.backward().unwrap()).unwrap();
+        sched.end_step();
+        let mut p = w.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        p.extend(b.to_vec1::<f64>().unwrap());
+        got.push(p);
+    }
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        for (a, b) in g.iter().zip(w) {
+            assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "step {i}: {g:?} vs {w:?}");
+        }
+    }
+}
+
+#[test]
+fn weight_averaging_matches_pytorchs_averaged_model() {
+    // The model's weights and BatchNorm buffers after each of PyTorch's steps go into our
+    // average; after each, it holds what AveragedModel(get_ema_multi_avg_fn(0.8),
+    // use_buffers=True) held, to float32 rounding (torch's vectorised lerp may fuse).
+    let v = fixture_value("ema");
+    let decay = v["decay"].as_f64().unwrap();
+    type States = Vec<std::collections::BTreeMap<String, Vec<f32>>>;
+    let model: States = serde_json::from_value(v["model"].clone()).unwrap();
+    let averaged: States = serde_json::from_value(v["averaged"].clone()).unwrap();
+    assert!(model.len() >= 20 && model.len() == averaged.len());
+    let mut ema = under8k_train::Ema::new(decay).unwrap();
+    for (step, (m, want)) in model.iter().zip(&averaged).enumerate() {
+        ema.update(m.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+        assert_eq!(ema.values().len(), 6, "weights, biases and both buffers");
+        for (name, want) in want {
+            let got = &ema.values()[name];
+            for (a, b) in got.iter().zip(want) {
+                assert!(
+                    (a - b).abs() <= 2e-6 * b.abs().max(1.0),
+                    "step {} {name}: {got:?} vs PyTorch's {want:?}",
+                    step + 1
+                );
+            }
+        }
+    }
+    // The average is not the model (the test would pass trivially otherwise).
+    let last = model.len() - 1;
+    assert!(averaged[last]["0.weight"] != model[last]["0.weight"]);
 }
