@@ -10,10 +10,13 @@ avg_pool, global_avg_pool, log_softmax; PyTorch's default initialisation). Train
 this order, the config's random rotation (torchvision's `rotate`, nearest, fill 0), random affine
 transform (torchvision's `affine` with RandomAffine's draws: angle, whole-pixel shift, scale; no
 shear) and random erasing (torchvision's `RandomErasing.get_params`, fill 0 before
-normalisation), each image its own draw, batched through `grid_sample`. SGD with the config's
-momentum and weight decay, its schedule (constant, step, or one_cycle stepped per batch with
-momentum cycled), batch size and epochs; test accuracy in eval mode. Not a project dependency:
-needs torch + torchvision.
+normalisation), each image its own draw, batched through `grid_sample`. The config's optimizer
+(`torch.optim.SGD` with its momentum, Nesterov and dampening, or `Adam`/`AdamW`) and weight
+decay, its schedule (constant, step, or one_cycle stepped per batch with momentum or beta1
+cycled), label smoothing (`cross_entropy(label_smoothing=)` on the log-probabilities), weight
+averaging (`AveragedModel` with `get_ema_multi_avg_fn`, updated after every step, both models
+tested), batch size and epochs; test accuracy in eval mode. Not a project dependency: needs
+torch + torchvision.
 """
 import json, math, sys, time
 
@@ -93,6 +96,25 @@ def augment(x, cfg, gen):
     return x
 
 
+def optimizer(cfg, model, lr):
+    """torch.optim.SGD (momentum, Nesterov, dampening) or Adam/AdamW, as the config says."""
+    o = cfg.get("optimizer", {"kind": "sgd"})
+    wd = cfg["weight_decay"]
+    if o["kind"] == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg["momentum"], weight_decay=wd,
+                               nesterov=o.get("nesterov", False), dampening=o.get("dampening", 0.0))
+    make = torch.optim.AdamW if o.get("decoupled") else torch.optim.Adam
+    return make(model.parameters(), lr=lr, betas=tuple(o.get("betas", (0.9, 0.999))), eps=o.get("eps", 1e-8),
+                weight_decay=wd, amsgrad=o.get("amsgrad", False))
+
+
+def test_acc(model, xt, yt):
+    model.eval()
+    with torch.no_grad():
+        correct = sum((model(xt[k : k + 1000]).argmax(1) == yt[k : k + 1000]).sum().item() for k in range(0, len(xt), 1000))
+    return 100 * correct / len(xt)
+
+
 def train(cfg, data, seed, threads, out, attempt, make_model):
     """Trains `make_model()` by `cfg` (a config.json's fields; `arch` is not read here) on the IDX
     files in `data`; prints a JSON line per epoch and writes the result file `out`."""
@@ -107,7 +129,13 @@ def train(cfg, data, seed, threads, out, attempt, make_model):
     model = make_model()
     kind = schedule["kind"]
     lr = schedule.get("lr", schedule.get("max_lr"))
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg["momentum"], weight_decay=cfg["weight_decay"])
+    opt = optimizer(cfg, model, lr)
+    smoothing = cfg.get("label_smoothing", 0.0)
+    ema = cfg.get("ema")
+    averaged = None
+    if ema:
+        averaged = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(ema["decay"]), use_buffers=True)
     epoch_sched = batch_sched = None
     if kind == "step":
         epoch_sched = torch.optim.lr_scheduler.StepLR(opt, step_size=schedule["step_size"], gamma=schedule["gamma"])
@@ -132,9 +160,12 @@ def train(cfg, data, seed, threads, out, attempt, make_model):
             x = (augment(xs[j], cfg, gen) / 255 - mean) / std
             opt.zero_grad()
             out_ = model(x)
-            loss = F.nll_loss(out_, ys[j])
+            # On log-probabilities, cross_entropy's log-softmax changes nothing: NLL when ε = 0.
+            loss = F.cross_entropy(out_, ys[j], label_smoothing=smoothing)
             loss.backward()
             opt.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             if batch_sched:
                 batch_sched.step()
             loss_sum += loss.item()
@@ -142,12 +173,15 @@ def train(cfg, data, seed, threads, out, attempt, make_model):
             seen += len(j)
         if epoch_sched:
             epoch_sched.step()
-        model.eval()
-        with torch.no_grad():
-            test_correct = sum((model(xt[k : k + 1000]).argmax(1) == yt[k : k + 1000]).sum().item() for k in range(0, len(xt), 1000))
+        accs = {"raw": test_acc(model, xt, yt)}
+        if averaged is not None:
+            accs["averaged"] = test_acc(averaged.module, xt, yt)
+        chosen = accs["raw" if not ema or ema.get("model") == "raw" else "averaged"]
         rec = {"epoch": epoch, "lr": epoch_lr, "train_loss": loss_sum / math.ceil(len(xs) / bs),
-               "train_acc": 100 * correct / seen, "test_acc": 100 * test_correct / len(xt),
+               "train_acc": 100 * correct / seen, "test_acc": chosen,
                "seconds": time.perf_counter() - t}
+        if averaged is not None:
+            rec["raw_test_acc"], rec["ema_test_acc"] = accs["raw"], accs["averaged"]
         records.append(rec)
         print(json.dumps(rec), flush=True)
     json.dump({"attempt": attempt, "seed": seed, "torch": torch.__version__, "threads": threads, "schedule": schedule, "epochs": records}, open(out, "w"), indent=1)

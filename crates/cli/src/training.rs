@@ -92,6 +92,10 @@ pub(crate) struct RunArgs {
     /// records it in its config.json, where `eval` and `predict` find it.
     #[arg(long, value_name = "FILE")]
     arch: Option<PathBuf>,
+    /// Set any config field, before the options above: `--set label_smoothing=0.1`,
+    /// `--set ema.decay=0.999`, `--set optimizer.kind=adam` (docs/CONFIG.md lists the fields).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
     #[command(flatten)]
     pub(crate) data: DataArgs,
 }
@@ -114,6 +118,11 @@ fn build_config(
         None if args.write_up => TrainConfig::write_up(args.attempt)?,
         None => TrainConfig::attempt(args.attempt)?,
     };
+    if !args.set.is_empty() {
+        let mut v = serde_json::to_value(&c)?;
+        under8k_train::recipe::apply(&mut v, &args.set)?;
+        c = under8k_train::recipe::resolve(v, Path::new("."))?;
+    }
     c.data = loaded.record.clone();
     if preset {
         c.mean = loaded.normalization.mean;
@@ -214,8 +223,12 @@ impl Observer for Progress {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
+        let both = match (r.raw_test_acc, r.ema_test_acc) {
+            (Some(raw), Some(avg)) => format!(" [raw {raw:.2}%, averaged {avg:.2}%]"),
+            _ => String::new(),
+        };
         eprintln!(
-            "epoch {:>2}  lr {:.6}  train loss {:.4} acc {:.2}%  {} loss {:.4} acc {:.2}% ({}/{})  {:.1}s  {:.0} img/s",
+            "epoch {:>2}  lr {:.6}  train loss {:.4} acc {:.2}%  {} loss {:.4} acc {:.2}% ({}/{}){both}  {:.1}s  {:.0} img/s",
             r.epoch,
             r.lr,
             r.train_loss,

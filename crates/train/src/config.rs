@@ -90,9 +90,11 @@ pub enum Optimizer {
     },
     /// `torch.optim.Adam` or, decoupled, `AdamW`; one-cycle schedules cycle β₁ as PyTorch does.
     Adam {
-        /// β₁ and β₂.
+        /// β₁ and β₂ (PyTorch's 0.9, 0.999 when absent).
+        #[serde(default = "default_betas")]
         betas: (f64, f64),
-        /// ε.
+        /// ε (1e-8 when absent).
+        #[serde(default = "default_eps")]
         eps: f64,
         /// Decoupled weight decay (AdamW).
         #[serde(default)]
@@ -101,6 +103,14 @@ pub enum Optimizer {
         #[serde(default)]
         amsgrad: bool,
     },
+}
+
+fn default_betas() -> (f64, f64) {
+    (0.9, 0.999)
+}
+
+fn default_eps() -> f64 {
+    1e-8
 }
 
 impl Default for Optimizer {

@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+pub mod anchors;
 mod error;
 mod extras;
 mod plot;
@@ -48,7 +49,7 @@ pub use reproduce::{
     Extras, Job, Mode, Recipe, Reproduce, RunState, config, reproduce, run_job, run_state,
 };
 pub use research::{
-    ANCHORS, Goal, Progress, Research, Rule, SlurmStages, Standing, choose, chosen_config,
+    Goal, Progress, Research, Rule, SlurmStages, Standing, choose, chosen_config,
     research, standing, write as write_research,
 };
 pub use runs::{

@@ -136,7 +136,7 @@ pub fn goals_table(docs: &Path, names: &[&str]) -> Result<String> {
             group(params),
         )?;
     }
-    writeln!(s, "\n{}", research::ANCHORS)?;
+    write!(s, "\n{}", super::anchors::table())?;
     Ok(s)
 }
 

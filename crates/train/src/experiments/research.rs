@@ -476,8 +476,6 @@ pub fn research(opts: &Research, data: &Prepared, stop: &AtomicBool, log: Log) -
     Ok(Progress::Written)
 }
 
-/// The public results this exercise is measured against, as the reports quote them.
-pub const ANCHORS: &str = "Public anchors for this exercise, read from their repositories (one run each): 7,918 parameters, max 99.52 % but the epochs before it 99.44 / 99.41; 6,174 parameters, 99.42–99.48 % over its last 5 epochs; the seed write-up, 7,684 parameters, max 99.48 %, last three 99.34 / 99.40 / 99.42.";
 
 /// Where a research report stands: its goal, whether the chosen recipe meets it, the figure
 /// its rule reads, and the chosen net.
@@ -591,6 +589,51 @@ fn dropout(c: &TrainConfig) -> String {
     }
 }
 
+/// The optimizer, its momentum (or β₁) and weight decay, and the loss and averaging around it:
+/// "SGD momentum 0.9 (cycled 0.85–0.95)", "Adam (β₁ cycled 0.85–0.95), weight decay 5e-5,
+/// label smoothing 0.1, EMA 0.999".
+fn training(c: &TrainConfig) -> String {
+    let cycled = match &c.schedule {
+        Schedule::OneCycle {
+            momentum: Some((lo, hi)),
+            ..
+        } => Some(format!("cycled {lo}–{hi}")),
+        _ => None,
+    };
+    let mut s = match c.optimizer {
+        crate::Optimizer::Sgd {
+            nesterov,
+            dampening,
+        } => {
+            let mut s = format!("SGD{} momentum ", if nesterov { " Nesterov" } else { "" });
+            s += &cycled.map_or(c.momentum.to_string(), |r| r.replace("cycled ", ""));
+            if dampening > 0.0 {
+                s += &format!(", dampening {dampening}");
+            }
+            s
+        }
+        crate::Optimizer::Adam { decoupled, amsgrad, .. } => format!(
+            "{}{}{}",
+            if decoupled { "AdamW" } else { "Adam" },
+            if amsgrad { " (AMSGrad)" } else { "" },
+            cycled.map_or(String::new(), |r| format!(" (β₁ {r})"))
+        ),
+    };
+    if c.weight_decay > 0.0 {
+        s += &format!(", weight decay {}", c.weight_decay);
+    }
+    if c.label_smoothing > 0.0 {
+        s += &format!(", label smoothing {}", c.label_smoothing);
+    }
+    if let Some(e) = c.ema {
+        s += &format!(", EMA {}", e.decay);
+        if e.model == crate::EmaModel::Raw {
+            s += " (raw model tested)";
+        }
+    }
+    s
+}
+
 fn schedule(c: &TrainConfig) -> String {
     match &c.schedule {
         Schedule::OneCycle { max_lr, .. } => format!("one-cycle to {max_lr}"),
@@ -679,23 +722,15 @@ pub fn write(out: &Path) -> Result<()> {
     }
     finals_table(&mut s, &goal, &finals)?;
     writeln!(s, "![curves of the chosen recipe](curves.png)\n")?;
-    writeln!(s, "{ANCHORS}\n")?;
+    writeln!(s, "{}", super::anchors::table())?;
     writeln!(s, "### Recipe\n")?;
     writeln!(
         s,
-        "`candidates/{}.json` without its validation split: {} epochs, batch {}, SGD momentum {}{}, weight decay {}, {} per batch; augmentation: {}; dropout as in the spec. The net (`spec.json`; `under8k summary --arch spec.json`, in `summary.txt`):\n",
+        "`candidates/{}.json` without its validation split: {} epochs, batch {}, {}, {} per batch; augmentation: {}; dropout as in the spec. The net (`spec.json`; `under8k summary --arch spec.json`, in `summary.txt`):\n",
         chosen.name,
         c.epochs,
         c.batch_size,
-        c.momentum,
-        match &c.schedule {
-            Schedule::OneCycle {
-                momentum: Some((lo, hi)),
-                ..
-            } => format!(" (cycled {lo}–{hi})"),
-            _ => String::new(),
-        },
-        c.weight_decay,
+        training(c),
         schedule(c),
         augmentation(c)
     )?;
@@ -802,9 +837,9 @@ fn search_log(
     }
     writeln!(
         s,
-        "| candidate | params | dropout | augmentation | schedule | max val acc | last three (val) | lowest of the last three |"
+        "| candidate | params | dropout | augmentation | optimizer | schedule | max val acc | last three (val) | lowest of the last three |"
     )?;
-    writeln!(s, "|---|---|---|---|---|---|---|---|")?;
+    writeln!(s, "|---|---|---|---|---|---|---|---|---|")?;
     for (cand, rs) in candidates.iter().zip(runs) {
         let r = &rs[0];
         let l3: Vec<String> = match k {
@@ -818,11 +853,12 @@ fn search_log(
         };
         writeln!(
             s,
-            "| `{}`{mark} | {} | {} | {} | {} | {:.2} | {} | {} |",
+            "| `{}`{mark} | {} | {} | {} | {} | {} | {:.2} | {} | {} |",
             cand.name,
             group(Summary::of(&cand.config.arch)?.totals.total_params),
             dropout(&cand.config),
             augmentation(&cand.config),
+            training(&cand.config),
             schedule(&cand.config),
             mean_of(rs, Run::max_test),
             l3.join(" / "),
@@ -843,7 +879,7 @@ fn torch_section(s: &mut String, out: &Path, goal: &Goal, torch: &[TorchRun]) ->
         writeln!(s, "## The same recipe in PyTorch\n")?;
         writeln!(
             s,
-            "`cargo xtask pytorch --out {}` trained the chosen recipe in PyTorch {} ({} threads) with `scripts/torch_recipe.py`: the net built from the same spec, PyTorch's initialisation, torchvision's transforms with their own draws, `torch.optim.SGD` and `OneCycleLR`. Different random numbers: compare the spread, not the rows.\n",
+            "`cargo xtask pytorch --out {}` trained the chosen recipe in PyTorch {} ({} threads) with `scripts/torch_recipe.py`: the net built from the same spec, PyTorch's initialisation, torchvision's transforms with their own draws, `torch.optim`'s optimizer and `OneCycleLR`, and `AveragedModel` where the recipe averages. Different random numbers: compare the spread, not the rows.\n",
             out.display(),
             torch[0].torch,
             torch[0].threads
