@@ -214,6 +214,9 @@ mod tests {
         assert_eq!(e.values()["a"], vec![4.0, 8.0]);
         // 4 + 0.25·(0 − 4) = 3; 8 + 0.25·(16 − 8) = 10.
         e.update([("a", &[0.0f32, 16.0][..])]);
-        assert_eq!((e.values()["a"].clone(), e.n_averaged()), (vec![3.0, 10.0], 2));
+        assert_eq!(
+            (e.values()["a"].clone(), e.n_averaged()),
+            (vec![3.0, 10.0], 2)
+        );
     }
 }

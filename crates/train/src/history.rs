@@ -79,7 +79,11 @@ impl History {
         let mut s = String::from(
             "epoch,lr,train_loss,train_acc,test_loss,test_acc,test_correct,test_total,train_seconds,eval_seconds,train_img_per_s",
         );
-        s += if averaged { ",raw_test_acc,ema_test_acc\n" } else { "\n" };
+        s += if averaged {
+            ",raw_test_acc,ema_test_acc\n"
+        } else {
+            "\n"
+        };
         let opt = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
         for e in &self.epochs {
             s += &format!(

@@ -357,7 +357,10 @@ fn save_state(
     let mut metadata = HashMap::new();
     if let Some(ema) = state.ema {
         for (k, v) in ema.values() {
-            tensors.insert(format!("ema.{k}"), Tensor::from_slice(v, v.len(), &Device::Cpu)?);
+            tensors.insert(
+                format!("ema.{k}"),
+                Tensor::from_slice(v, v.len(), &Device::Cpu)?,
+            );
         }
         metadata.insert("ema_updates".to_string(), ema.n_averaged().to_string());
     }
@@ -493,7 +496,10 @@ pub fn train(
         .transpose()
         .map_err(ConfigError::from)?;
     // The averaged model's weights are loaded into this net to evaluate and save it.
-    let averaged = ema.as_ref().map(|_| fresh(config, &device).map(|(n, _)| n)).transpose()?;
+    let averaged = ema
+        .as_ref()
+        .map(|_| fresh(config, &device).map(|(n, _)| n))
+        .transpose()?;
     let mut history = History::default();
     if start == Start::Resume && files.state().exists() {
         history = load_state(&files, config, &net, &mut opt, ema.as_mut())?;

@@ -257,7 +257,12 @@ fn an_adamw_run_with_label_smoothing_and_averaging_resumes_bit_identically() {
         assert_eq!(e.test_acc, avg, "epoch {}: raw {raw}", e.epoch);
     }
     let csv = std::fs::read_to_string(a.path().join("history.csv")).unwrap();
-    assert!(csv.lines().next().unwrap().ends_with(",raw_test_acc,ema_test_acc"));
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .ends_with(",raw_test_acc,ema_test_acc")
+    );
     // The optimizer is in the config (SGD's default is not), and it changes the run.
     let saved = std::fs::read_to_string(a.path().join("config.json")).unwrap();
     assert!(saved.contains("\"kind\": \"adam\""), "{saved}");

@@ -75,20 +75,37 @@ fn averaging_changes_what_is_saved_and_raw_saves_the_model() {
     let go = AtomicBool::new(false);
     let train = |c: &TrainConfig| {
         let d = tempfile::tempdir().unwrap();
-        let h = run::train(c, mnist(), d.path(), Start::Fresh, &mut (), &go).unwrap().history;
-        (h, std::fs::read(d.path().join("model.safetensors")).unwrap())
+        let h = run::train(c, mnist(), d.path(), Start::Fresh, &mut (), &go)
+            .unwrap()
+            .history;
+        (
+            h,
+            std::fs::read(d.path().join("model.safetensors")).unwrap(),
+        )
     };
     let (plain, plain_model) = train(&c);
     c.ema = Some(EmaConfig::new(0.9).unwrap());
     let (avg, avg_model) = train(&c);
-    c.ema = Some(EmaConfig { decay: 0.9, model: EmaModel::Raw });
+    c.ema = Some(EmaConfig {
+        decay: 0.9,
+        model: EmaModel::Raw,
+    });
     let (raw, raw_model) = train(&c);
     assert!(avg_model != plain_model, "the averaged model was not saved");
     assert!(raw_model == plain_model, "`raw` saves the trained model");
     let (e, r) = (&avg.epochs[0], &raw.epochs[0]);
-    assert_eq!((r.test_acc, e.test_acc), (plain.epochs[0].test_acc, e.ema_test_acc.unwrap()));
-    assert_eq!((e.raw_test_acc, r.ema_test_acc), (Some(r.test_acc), e.ema_test_acc));
-    c.ema = Some(EmaConfig { decay: 1.5, model: EmaModel::Raw });
+    assert_eq!(
+        (r.test_acc, e.test_acc),
+        (plain.epochs[0].test_acc, e.ema_test_acc.unwrap())
+    );
+    assert_eq!(
+        (e.raw_test_acc, r.ema_test_acc),
+        (Some(r.test_acc), e.ema_test_acc)
+    );
+    c.ema = Some(EmaConfig {
+        decay: 1.5,
+        model: EmaModel::Raw,
+    });
     let e = c.validate().unwrap_err().to_string();
     assert!(e.contains("decay 1.5 is not in [0, 1]"), "{e}");
 }

@@ -209,8 +209,16 @@ fn adam_under_one_cycle_cycles_lr_and_beta1_as_pytorch_does() {
     for (i, &(lr, beta1)) in rates.iter().enumerate() {
         opt.config.lr = sched.lr();
         opt.config.betas.0 = sched.momentum().expect("one-cycle cycles momentum");
-        assert!((opt.config.lr - lr).abs() < 1e-12, "step {i}: lr {} vs {lr}", opt.config.lr);
-        assert!((opt.config.betas.0 - beta1).abs() < 1e-12, "step {i}: β₁ {}", opt.config.betas.0);
+        assert!(
+            (opt.config.lr - lr).abs() < 1e-12,
+            "step {i}: lr {} vs {lr}",
+            opt.config.lr
+        );
+        assert!(
+            (opt.config.betas.0 - beta1).abs() < 1e-12,
+            "step {i}: β₁ {}",
+            opt.config.betas.0
+        );
         let y = (w.as_tensor().matmul(&x).unwrap().squeeze(1).unwrap() + b.as_tensor()).unwrap();
         let loss = ((y - &t).unwrap().sqr().unwrap().sum_all().unwrap() * (i + 1) as f64).unwrap();
         Adam::step(&mut opt, &loss.backward().unwrap()).unwrap();
@@ -221,7 +229,10 @@ fn adam_under_one_cycle_cycles_lr_and_beta1_as_pytorch_does() {
     }
     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
         for (a, b) in g.iter().zip(w) {
-            assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "step {i}: {g:?} vs {w:?}");
+            assert!(
+                (a - b).abs() <= 1e-12 * b.abs().max(1.0),
+                "step {i}: {g:?} vs {w:?}"
+            );
         }
     }
 }

@@ -85,7 +85,9 @@ mod tests {
     #[test]
     fn one_row_per_anchor() {
         let t = super::table();
-        let rows = t.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| params"));
+        let rows = t
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| params"));
         assert_eq!(rows.count(), super::ANCHORS.len());
     }
 }

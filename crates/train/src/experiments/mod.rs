@@ -49,8 +49,8 @@ pub use reproduce::{
     Extras, Job, Mode, Recipe, Reproduce, RunState, config, reproduce, run_job, run_state,
 };
 pub use research::{
-    Goal, Progress, Research, Rule, SlurmStages, Standing, choose, chosen_config,
-    research, standing, write as write_research,
+    Goal, Progress, Research, Rule, SlurmStages, Standing, choose, chosen_config, research,
+    standing, write as write_research,
 };
 pub use runs::{
     Manifest, Run, TorchRun, Verified, cpu_description, epoch_lrs, last3, load_run_in, mean_sd,

@@ -476,7 +476,6 @@ pub fn research(opts: &Research, data: &Prepared, stop: &AtomicBool, log: Log) -
     Ok(Progress::Written)
 }
 
-
 /// Where a research report stands: its goal, whether the chosen recipe meets it, the figure
 /// its rule reads, and the chosen net.
 pub struct Standing {
@@ -612,7 +611,9 @@ fn training(c: &TrainConfig) -> String {
             }
             s
         }
-        crate::Optimizer::Adam { decoupled, amsgrad, .. } => format!(
+        crate::Optimizer::Adam {
+            decoupled, amsgrad, ..
+        } => format!(
             "{}{}{}",
             if decoupled { "AdamW" } else { "Adam" },
             if amsgrad { " (AMSGrad)" } else { "" },
