@@ -60,7 +60,7 @@ fn every_kernel_path_trains_the_same_bits() {
     c.test_limit = Some(200);
     c.fit_schedule(60_000);
     // Attempt 3, and the options research added on top: Nesterov momentum, label smoothing,
-    // weight averaging, padding (AdamW's arithmetic is the same on every path: it runs in candle).
+    // weight averaging, padding; and the same with AdamW.
     let mut more = c.clone();
     more.optimizer = under8k_train::Optimizer::Sgd {
         nesterov: true,
@@ -75,7 +75,15 @@ fn every_kernel_path_trains_the_same_bits() {
             }
         }
     }
-    for c in [c, more] {
+    let mut adamw = more.clone();
+    adamw.optimizer = under8k_train::Optimizer::Adam {
+        betas: (0.9, 0.999),
+        eps: 1e-8,
+        decoupled: true,
+        amsgrad: false,
+    };
+    adamw.weight_decay = 1e-4;
+    for c in [c, more, adamw] {
         same_bits_on_every_path(&c, &data);
     }
 }
