@@ -643,6 +643,14 @@ fn schedule(c: &TrainConfig) -> String {
     }
 }
 
+/// "1 thread per run", "2 threads per run" (the bits do not depend on it).
+fn per_run(threads: usize) -> String {
+    format!(
+        "{threads} thread{} per run",
+        if threads == 1 { "" } else { "s" }
+    )
+}
+
 /// Writes the report of `out` from its saved runs.
 pub fn write(out: &Path) -> Result<()> {
     let goal: Goal = read_json(&out.join("goal.json"))?;
@@ -702,23 +710,29 @@ pub fn write(out: &Path) -> Result<()> {
     match &m.verified {
         Some(v) if v.all() => writeln!(
             s,
-            "Verified bit for bit on {} ({}, {} threads): every run retrained identical to the committed one ({} runs, {} epochs).\n",
-            v.date, v.cpu, v.threads, v.runs, v.epochs
+            "Verified bit for bit on {} ({}, {}): every run retrained identical to the committed one ({} runs, {} epochs).\n",
+            v.date,
+            v.cpu,
+            per_run(v.threads),
+            v.runs,
+            v.epochs
         )?,
         Some(v) => writeln!(
             s,
-            "Partly verified on {} ({}, {} threads): {} of the {} runs retrained identical to the committed ones ({}); the others were trained by that command, and running it again verifies them.\n",
+            "Partly verified on {} ({}, {}): {} of the {} runs retrained identical to the committed ones ({}); the others were trained by that command, and running it again verifies them.\n",
             v.date,
             v.cpu,
-            v.threads,
+            per_run(v.threads),
             v.of.len(),
             v.total,
             v.of.join(", ")
         )?,
         None => writeln!(
             s,
-            "Trained on {} ({} threads); running `{}` again retrains every run and checks it is bit-identical.\n",
-            m.cpu, m.threads, m.command
+            "Trained on {} ({}); running `{}` again retrains every run and checks it is bit-identical.\n",
+            m.cpu,
+            per_run(m.threads),
+            m.command
         )?,
     }
     finals_table(&mut s, &goal, &finals)?;
