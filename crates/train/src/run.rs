@@ -332,6 +332,14 @@ pub fn check_fit(arch: &under8k_model::ArchSpec, data: &Mnist) -> Result<(), Tra
 
 const STATE_FORMAT: &str = "under8k-train-state-1";
 
+/// A run's weight averaging: the average, the net its weights are loaded into to evaluate and
+/// save it, and which model the run reports.
+struct Averaging {
+    ema: Ema,
+    net: Net,
+    model: EmaModel,
+}
+
 /// What a run's state holds besides its config: the trained net, the optimizer, the weight
 /// average if any, and the net saved as `model.safetensors` (the trained or the averaged one).
 struct State<'a> {
@@ -490,19 +498,18 @@ pub fn train(
     let norm = Normalization::new(config.mean, config.std)?;
     let batch_cfg = batch_config(config)?;
     let (net, mut opt) = fresh(config, &device)?;
-    let mut ema = config
-        .ema
-        .map(|c| Ema::new(c.decay))
-        .transpose()
-        .map_err(ConfigError::from)?;
-    // The averaged model's weights are loaded into this net to evaluate and save it.
-    let averaged = ema
-        .as_ref()
-        .map(|_| fresh(config, &device).map(|(n, _)| n))
-        .transpose()?;
+    let mut averaging = match config.ema {
+        Some(c) => Some(Averaging {
+            ema: Ema::new(c.decay).map_err(ConfigError::from)?,
+            net: fresh(config, &device)?.0,
+            model: c.model,
+        }),
+        None => None,
+    };
     let mut history = History::default();
     if start == Start::Resume && files.state().exists() {
-        history = load_state(&files, config, &net, &mut opt, ema.as_mut())?;
+        let ema = averaging.as_mut().map(|a| &mut a.ema);
+        history = load_state(&files, config, &net, &mut opt, ema)?;
     }
     let json = serde_json::to_string_pretty(config).expect("config serialises");
     checkpoint::write_atomic(&files.config(), json.as_bytes())?;
@@ -551,8 +558,8 @@ pub fn train(
                         loss: loss_value,
                     });
                 }
-                if let Some(ema) = ema.as_mut() {
-                    ema.update_from(&net)?;
+                if let Some(a) = averaging.as_mut() {
+                    a.ema.update_from(&net)?;
                 }
                 sched.end_step();
                 seen += n;
@@ -585,12 +592,12 @@ pub fn train(
         let raw = evaluate(&net, &test_split, norm, config.eval_batch_size, &device)?;
         let (mut raw_test_acc, mut ema_test_acc) = (None, None);
         let (mut eval, mut saved) = (raw, &net);
-        if let (Some(ema), Some(avg), Some(c)) = (&ema, &averaged, config.ema) {
-            checkpoint::load_from(avg, &ema.state_dict(&net)?, &files.state())?;
-            let avg_eval = evaluate(avg, &test_split, norm, config.eval_batch_size, &device)?;
+        if let Some(a) = &averaging {
+            checkpoint::load_from(&a.net, &a.ema.state_dict(&net)?, &files.state())?;
+            let avg_eval = evaluate(&a.net, &test_split, norm, config.eval_batch_size, &device)?;
             (raw_test_acc, ema_test_acc) = (Some(eval.accuracy()), Some(avg_eval.accuracy()));
-            if c.model == EmaModel::Averaged {
-                (eval, saved) = (avg_eval, avg);
+            if a.model == EmaModel::Averaged {
+                (eval, saved) = (avg_eval, &a.net);
             }
         }
         let record = EpochRecord {
@@ -612,7 +619,7 @@ pub fn train(
         let state = State {
             net: &net,
             opt: &opt,
-            ema: ema.as_ref(),
+            ema: averaging.as_ref().map(|a| &a.ema),
             saved,
         };
         save_state(&files, config, state, &history)?;
