@@ -172,6 +172,11 @@ pub struct ResearchArgs {
     /// How complete runs are treated.
     #[command(flatten)]
     pub mode: ModeArgs,
+    /// Keep the search's complete runs as they are (and so its choice), and treat only the
+    /// final runs as --accept, --force or the default verification say: after a change of the
+    /// engine's numerics, re-accept the finals without retraining the whole search.
+    #[arg(long)]
+    pub keep_search: bool,
     /// Runs at once on this machine.
     #[arg(long, default_value_t = 1)]
     pub jobs: usize,
@@ -231,6 +236,10 @@ pub fn research(args: &ResearchArgs, front: &Front) -> Result<()> {
         mode: match slurm {
             Some(_) => Mode::SkipExisting,
             None => args.mode.mode(),
+        },
+        search_mode: match (&slurm, args.keep_search) {
+            (None, false) => args.mode.mode(),
+            _ => Mode::SkipExisting,
         },
         jobs: args.jobs,
         threads: match &slurm {

@@ -38,4 +38,10 @@ pub use summary::Summary;
 /// bits on any CPU, kernel path and thread count; a change that reorders any sum (and so changes
 /// results) bumps it, and committed runs are then re-accepted (`reproduce --accept`). Every run
 /// records the version it was trained with.
-pub const NUMERICS_VERSION: u32 = 1;
+///
+/// - 1: the first engine: every weight gradient summed per image, then over images in order.
+/// - 2: small convolutions batched across images: each layer's images run through its kernels
+///   in groups (up to 16 images, by plane size), and the weight gradient's dot products run
+///   over a whole group, then over groups in order. Forward and input gradients are the same
+///   bits as in version 1.
+pub const NUMERICS_VERSION: u32 = 2;

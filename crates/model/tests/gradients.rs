@@ -204,6 +204,20 @@ fn conv_gradients() {
         true,
         1000,
     );
+    // 19 images on small planes: the engine's kernel groups (16 images here) with a partial
+    // last one, with padding and bias, and with a stride.
+    check(
+        &spec([2, 5, 5], vec![conv(3, 3, 1, 1, true)]),
+        19,
+        true,
+        1000,
+    );
+    check(
+        &spec([2, 6, 6], vec![conv(3, 3, 2, 0, false)]),
+        19,
+        true,
+        1000,
+    );
 }
 
 #[test]

@@ -69,12 +69,13 @@ fn run() -> Vec<Vec<u32>> {
     )
     .unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
-    let n = 6 * 28 * 28;
+    // 37 images: several kernel groups of every layer's size and a partial last one.
+    let n = 37 * 28 * 28;
     let x: Vec<f32> = (0..n)
         .map(|_| (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32 - 0.3)
         .collect();
-    let x = Var::from_vec(x, (6, 1, 28, 28), &dev).unwrap();
-    let labels = Tensor::from_vec(vec![0u32, 3, 9, 1, 4, 7], 6, &dev).unwrap();
+    let x = Var::from_vec(x, (37, 1, 28, 28), &dev).unwrap();
+    let labels = Tensor::from_vec((0..37u32).map(|i| i * 7 % 10).collect(), 37, &dev).unwrap();
     let bits = |t: &Tensor| -> Vec<u32> {
         t.flatten_all()
             .unwrap()

@@ -46,52 +46,104 @@ pub fn correlate<T: Real>(
     if let Some(b) = bias {
         assert!(b.len() >= no);
     }
-    // Two chunks of outputs per block on the AVX-512 path (twice the independent accumulators
-    // for its 32 registers), one elsewhere; every output lane sums the same terms in the same
-    // order either way.
-    let wide = super::KernelPath::active() == super::KernelPath::Avx512;
+    // Register blocking per path: `OB` outputs × `NV` chunks of accumulators per block, as many
+    // as the path's registers hold (AVX-512: 4 × 4 zmm of its 32; AVX2: 5 × 1 chunk of two ymm,
+    // 10 of its 16; portable: 4 × 1). Every output lane sums the same terms in the same order
+    // whatever the blocking, so the paths give the same bits.
+    let path = super::KernelPath::active();
+    let (obs, nvs): (&[usize], &[usize]) = match path {
+        super::KernelPath::Avx512 => (&[4, 2, 1], &[4, 2, 1]),
+        super::KernelPath::Avx2 => (&[5, 4, 2, 1], &[1]),
+        super::KernelPath::Portable => (&[4, 2, 1], &[1]),
+    };
     let mut o = 0;
     while o < no {
-        let left = no - o;
-        let ob = if left >= 4 { 4 } else if left >= 2 { 2 } else { 1 };
+        let ob = *obs.iter().find(|&&b| b <= no - o).expect("1 always fits");
         let mut p0 = 0;
-        if wide {
-            while p0 + 2 * CHUNK <= lw {
-                match ob {
-                    4 => block::<T, 4, 2>(x, &rows, w, bias, o, out, os, p0),
-                    2 => block::<T, 2, 2>(x, &rows, w, bias, o, out, os, p0),
-                    _ => block::<T, 1, 2>(x, &rows, w, bias, o, out, os, p0),
+        for &nv in nvs {
+            while p0 + nv * CHUNK <= lw {
+                let args = (x, &rows[..], w, bias, o, &mut *out, os, p0);
+                match (ob, nv) {
+                    (5, _) => block::<T, 5, 1>(args),
+                    (4, 4) => block::<T, 4, 4>(args),
+                    (2, 4) => block::<T, 2, 4>(args),
+                    (1, 4) => block::<T, 1, 4>(args),
+                    (4, 2) => block::<T, 4, 2>(args),
+                    (2, 2) => block::<T, 2, 2>(args),
+                    (1, 2) => block::<T, 1, 2>(args),
+                    (4, _) => block::<T, 4, 1>(args),
+                    (2, _) => block::<T, 2, 1>(args),
+                    _ => block::<T, 1, 1>(args),
                 }
-                p0 += 2 * CHUNK;
+                p0 += nv * CHUNK;
             }
-        }
-        while p0 < lw {
-            match ob {
-                4 => block::<T, 4, 1>(x, &rows, w, bias, o, out, os, p0),
-                2 => block::<T, 2, 1>(x, &rows, w, bias, o, out, os, p0),
-                _ => block::<T, 1, 1>(x, &rows, w, bias, o, out, os, p0),
-            }
-            p0 += CHUNK;
         }
         o += ob;
     }
 }
 }
 
+/// A block's inputs: the input, its runs' starts, the weights, the bias, the first output, the
+/// output and its stride, the first position.
+type BlockArgs<'a, T> = (
+    &'a [T],
+    &'a [usize],
+    &'a [T],
+    Option<&'a [T]>,
+    usize,
+    &'a mut [T],
+    usize,
+    usize,
+);
+
+/// [`block`] for `f32` on the AVX2 and AVX-512 paths, with explicit vectors ([`super::simd`]);
+/// `false` when it does not apply.
+#[allow(unsafe_code)]
+#[inline(always)]
+fn simd_block<T: Real, const OB: usize, const NV: usize>(args: &mut BlockArgs<'_, T>) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::any::TypeId;
+        if TypeId::of::<T>() != TypeId::of::<f32>() {
+            return false;
+        }
+        let (x, rows, w, bias, o, out, os, p0) = args;
+        // SAFETY: T is f32 (checked above), so each slice is the same memory viewed as f32.
+        let f = |s: &[T]| unsafe { std::slice::from_raw_parts(s.as_ptr() as *const f32, s.len()) };
+        let b = super::simd::Block {
+            x: f(x),
+            rows,
+            w: f(w),
+            bias: bias.map(f),
+            o: *o,
+            out: unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut f32, out.len()) },
+            os: *os,
+            p0: *p0,
+        };
+        // SAFETY: each path runs only on a CPU with its features (`KernelPath::active`).
+        match super::KernelPath::active() {
+            super::KernelPath::Avx512 => unsafe { super::simd::block512::<OB, NV>(b) },
+            super::KernelPath::Avx2 => unsafe { super::simd::block256::<OB, NV>(b) },
+            super::KernelPath::Portable => return false,
+        }
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = args;
+        false
+    }
+}
+
 /// `OB` outputs × `NV` chunks at `p0`, over all runs. The caller ([`correlate`]) has checked
 /// every index.
-#[allow(clippy::too_many_arguments, unsafe_code)]
+#[allow(unsafe_code)]
 #[inline(always)]
-fn block<T: Real, const OB: usize, const NV: usize>(
-    x: &[T],
-    rows: &[usize],
-    w: &[T],
-    bias: Option<&[T]>,
-    o: usize,
-    out: &mut [T],
-    os: usize,
-    p0: usize,
-) {
+fn block<T: Real, const OB: usize, const NV: usize>(mut args: BlockArgs<'_, T>) {
+    if simd_block::<T, OB, NV>(&mut args) {
+        return;
+    }
+    let (x, rows, w, bias, o, out, os, p0) = args;
     let wk = rows.len();
     let mut acc = [[[T::ZERO; CHUNK]; NV]; OB];
     if let Some(b) = bias {

@@ -7,9 +7,43 @@ use super::plan::ConvStep;
 use super::real::Real;
 use super::{act, conv};
 
-/// A layer's forward over the batch. With `stats`, also each image's per-channel `(Σy, Σy²)` of
-/// the output ([`act::plane_sums`], what a BatchNorm in training mode next needs), computed
-/// while the image's output is still in cache.
+/// The wide layout of `n` images side by side: each channel's row holds the images' padded
+/// planes one after another, so one kernel call covers all of them. Each output of the forward
+/// and of the input gradient still sums the same terms in the same order as for one image alone
+/// (the positions between images only feed cropped columns and rows); the weight gradient's dot
+/// products run over the whole group, one fold per group instead of per image.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Group {
+    n: usize,
+    plane: usize,
+    /// One channel's stride in the padded input: `n·plane`.
+    xs: usize,
+    /// Wide forward length: the last image's stride-1 rows, rounded up to a chunk.
+    lw: usize,
+    /// Wide input-gradient length: `n·plane` rounded up to a chunk.
+    lq: usize,
+    /// Weight-gradient dot length: the forward span rounded up to the dot products' lanes.
+    lwg: usize,
+}
+
+impl Group {
+    pub(super) fn new(cs: &ConvStep, n: usize) -> Self {
+        let plane = cs.hp * cs.wp;
+        let span = (n - 1) * plane + cs.rows * cs.wp;
+        Group {
+            n,
+            plane,
+            xs: n * plane,
+            lw: span.div_ceil(conv::CHUNK) * conv::CHUNK,
+            lq: (n * plane).div_ceil(conv::CHUNK) * conv::CHUNK,
+            lwg: span.div_ceil(conv::LANES) * conv::LANES,
+        }
+    }
+}
+
+/// A layer's forward over the batch, [`ConvStep::group`] images per kernel call. With `stats`,
+/// also each image's per-channel `(Σy, Σy²)` of the output ([`act::plane_sums`], what a
+/// BatchNorm in training mode next needs), computed while the output is still in cache.
 pub(super) fn conv_forward<T: Real>(
     cs: &ConvStep,
     xin: &[T],
@@ -19,74 +53,76 @@ pub(super) fn conv_forward<T: Real>(
     osz: usize,
     stats: bool,
 ) -> Option<Vec<Vec<(f64, f64)>>> {
-    let (xlen, wlen) = conv_scratch(cs);
+    let (xlen, wlen) = conv_scratch(cs, cs.group);
     let hw = cs.oh * cs.ow;
-    let sums: Vec<Vec<(f64, f64)>> = out
-        .par_chunks_mut(osz)
-        .zip(xin.par_chunks(isz))
+    let sums: Vec<Vec<Vec<(f64, f64)>>> = out
+        .par_chunks_mut(cs.group * osz)
+        .zip(xin.par_chunks(cs.group * isz))
         .map_init(
             || (vec![T::ZERO; xlen], vec![T::ZERO; wlen]),
             |(xp, wide), (o, xi)| {
-                conv_image(cs, xi, params, o, xp, wide);
-                let mut s = vec![];
-                if stats {
-                    s = vec![(0.0, 0.0); cs.co];
-                    act::plane_sums(o, cs.co, hw, &mut s);
+                conv_group(cs, o.len() / osz, xi, params, o, xp, wide);
+                match stats {
+                    true => o
+                        .chunks(osz)
+                        .map(|oi| {
+                            let mut s = vec![(0.0, 0.0); cs.co];
+                            act::plane_sums(oi, cs.co, hw, &mut s);
+                            s
+                        })
+                        .collect(),
+                    false => vec![],
                 }
-                s
             },
         )
         .collect();
-    stats.then_some(sums)
+    stats.then(|| sums.into_iter().flatten().collect())
 }
 
-/// Lengths of the padded-input and wide-output scratch buffers [`conv_image`] needs.
-pub(super) fn conv_scratch(cs: &ConvStep) -> (usize, usize) {
-    (
-        cs.ci * cs.hp * cs.wp + cs.lw + cs.front + conv::CHUNK,
-        cs.co * cs.lw,
-    )
+/// Lengths of the padded-input and wide-output scratch buffers [`conv_group`] needs for `n`
+/// images.
+pub(super) fn conv_scratch(cs: &ConvStep, n: usize) -> (usize, usize) {
+    let g = Group::new(cs, n);
+    (cs.ci * g.xs + g.lw + cs.front + conv::CHUNK, cs.co * g.lw)
 }
 
-/// One image's convolution forward, with scratch buffers at least [`conv_scratch`] long.
-pub(super) fn conv_image<T: Real>(
+/// The convolution forward of `n` consecutive images, with scratch buffers at least
+/// [`conv_scratch`]`(cs, n)` long.
+pub(super) fn conv_group<T: Real>(
     cs: &ConvStep,
+    n: usize,
     xi: &[T],
     params: &[T],
     o: &mut [T],
     xp: &mut [T],
     wide: &mut [T],
 ) {
+    let g = Group::new(cs, n);
     let w = &params[cs.weight..cs.weight + cs.co * cs.ci * cs.off.len()];
     let bias = cs.bias.map(|b| &params[b..b + cs.co]);
-    pad_into(cs, xi, xp);
+    pad_into(cs, &g, xi, xp);
     conv::correlate(
-        xp,
-        cs.hp * cs.wp,
-        cs.ci,
-        w,
-        bias,
-        cs.co,
-        &cs.off,
-        wide,
-        cs.lw,
-        cs.lw,
+        xp, g.xs, cs.ci, w, bias, cs.co, &cs.off, wide, g.lw, g.lw,
     );
-    crop(cs, wide, o);
+    crop(cs, &g, wide, o);
 }
 
-/// Keeps, of the wide stride-1 output planes, every `stride`-th row and column of the output.
-fn crop<T: Real>(cs: &ConvStep, wide: &[T], o: &mut [T]) {
+/// Keeps, of the wide stride-1 output planes, every `stride`-th row and column of each image's
+/// output.
+fn crop<T: Real>(cs: &ConvStep, g: &Group, wide: &[T], o: &mut [T]) {
     let s = cs.stride;
-    for c in 0..cs.co {
-        for r in 0..cs.oh {
-            let src = &wide[c * cs.lw + r * s * cs.wp..];
-            let dst = &mut o[(c * cs.oh + r) * cs.ow..(c * cs.oh + r + 1) * cs.ow];
-            match s {
-                1 => dst.copy_from_slice(&src[..cs.ow]),
-                _ => {
-                    for (x, d) in dst.iter_mut().enumerate() {
-                        *d = src[x * s];
+    for b in 0..g.n {
+        for c in 0..cs.co {
+            for r in 0..cs.oh {
+                let src = &wide[c * g.lw + b * g.plane + r * s * cs.wp..];
+                let at = ((b * cs.co + c) * cs.oh + r) * cs.ow;
+                let dst = &mut o[at..at + cs.ow];
+                match s {
+                    1 => dst.copy_from_slice(&src[..cs.ow]),
+                    _ => {
+                        for (x, d) in dst.iter_mut().enumerate() {
+                            *d = src[x * s];
+                        }
                     }
                 }
             }
@@ -94,17 +130,22 @@ fn crop<T: Real>(cs: &ConvStep, wide: &[T], o: &mut [T]) {
     }
 }
 
-/// Copies one image's `ci×h×w` planes into the zero-padded `ci×hp×wp` layout (the tail stays 0).
-fn pad_into<T: Real>(cs: &ConvStep, xi: &[T], xp: &mut [T]) {
-    let plane = cs.hp * cs.wp;
+/// Copies `n` images' `ci×h×w` planes into the zero-padded group layout; everything after it in
+/// `xp` is zeroed too (a larger group may have left values there, and the weight gradient
+/// multiplies them by zeros).
+fn pad_into<T: Real>(cs: &ConvStep, g: &Group, xi: &[T], xp: &mut [T]) {
+    let used = cs.ci * g.xs;
     if cs.pad > 0 {
-        xp[..cs.ci * plane].fill(T::ZERO);
+        xp[..used].fill(T::ZERO);
     }
-    for c in 0..cs.ci {
-        for r in 0..cs.h {
-            let dst = c * plane + (r + cs.pad) * cs.wp + cs.pad;
-            xp[dst..dst + cs.w]
-                .copy_from_slice(&xi[(c * cs.h + r) * cs.w..(c * cs.h + r + 1) * cs.w]);
+    xp[used..].fill(T::ZERO);
+    for b in 0..g.n {
+        for c in 0..cs.ci {
+            for r in 0..cs.h {
+                let dst = c * g.xs + b * g.plane + (r + cs.pad) * cs.wp + cs.pad;
+                let src = ((b * cs.ci + c) * cs.h + r) * cs.w;
+                xp[dst..dst + cs.w].copy_from_slice(&xi[src..src + cs.w]);
+            }
         }
     }
 }
@@ -133,23 +174,27 @@ pub(super) fn conv_backward<T: Real>(
             }
         }
     }
-    let plane = cs.hp * cs.wp;
-    let gs = cs.front + cs.lq;
-    let glen = cs.co * gs + cs.front + conv::CHUNK;
-    let (xlen, _) = conv_scratch(cs);
-    let lwg = (cs.rows * cs.wp).div_ceil(conv::LANES) * conv::LANES;
+    let most = Group::new(cs, cs.group);
+    let glen = cs.co * (cs.front + most.lq) + cs.front + conv::CHUNK;
+    let (xlen, _) = conv_scratch(cs, cs.group);
     let s = cs.stride;
     let with_bias = cs.bias.is_some();
-    let per_image =
-        |gi: &[T], xi: &[T], gxi: Option<&mut [T]>, scratch: &mut (Vec<T>, Vec<T>, Vec<T>)| {
-            let (gpad, xp, gxw) = scratch;
-            gpad.fill(T::ZERO);
-            // The stride-1 output's gradient: the given one at every `s`-th row and column, 0
-            // elsewhere.
+    let per_group = |gi: &[T],
+                     xi: &[T],
+                     gxi: Option<&mut [T]>,
+                     scratch: &mut (Vec<T>, Vec<T>, Vec<T>)| {
+        let (gpad, xp, gxw) = scratch;
+        let grp = Group::new(cs, gi.len() / osz);
+        let gs = cs.front + grp.lq;
+        gpad.fill(T::ZERO);
+        // The stride-1 output's gradient: the given one at every `s`-th row and column, 0
+        // elsewhere.
+        for b in 0..grp.n {
             for c in 0..cs.co {
                 for r in 0..cs.oh {
-                    let dst = c * gs + cs.front + r * s * cs.wp;
-                    let src = &gi[(c * cs.oh + r) * cs.ow..(c * cs.oh + r + 1) * cs.ow];
+                    let dst = c * gs + cs.front + b * grp.plane + r * s * cs.wp;
+                    let at = ((b * cs.co + c) * cs.oh + r) * cs.ow;
+                    let src = &gi[at..at + cs.ow];
                     match s {
                         1 => gpad[dst..dst + cs.ow].copy_from_slice(src),
                         _ => {
@@ -160,61 +205,66 @@ pub(super) fn conv_backward<T: Real>(
                     }
                 }
             }
-            pad_into(cs, xi, xp);
-            let mut part = vec![T::ZERO; nw + if with_bias { cs.co } else { 0 }];
-            conv::weight_grad(
-                &gpad[cs.front..],
-                gs,
-                cs.co,
-                xp,
-                plane,
-                cs.ci,
-                &cs.off,
-                lwg,
-                &mut part[..nw],
-            );
-            if with_bias {
-                for c in 0..cs.co {
-                    part[nw + c] = gi[c * cs.oh * cs.ow..(c + 1) * cs.oh * cs.ow]
-                        .iter()
-                        .fold(T::ZERO, |s, &v| s + v);
-                }
+        }
+        pad_into(cs, &grp, xi, xp);
+        let mut part = vec![T::ZERO; nw + if with_bias { cs.co } else { 0 }];
+        conv::weight_grad(
+            &gpad[cs.front..],
+            gs,
+            cs.co,
+            xp,
+            grp.xs,
+            cs.ci,
+            &cs.off,
+            grp.lwg,
+            &mut part[..nw],
+        );
+        if with_bias {
+            let hw = cs.oh * cs.ow;
+            for c in 0..cs.co {
+                part[nw + c] = gi.chunks(osz).fold(T::ZERO, |s, gb| {
+                    s + gb[c * hw..(c + 1) * hw].iter().fold(T::ZERO, |s, &v| s + v)
+                });
             }
-            if let Some(gxi) = gxi {
-                conv::correlate(
-                    gpad, gs, cs.co, &wf, None, cs.ci, &cs.off, gxw, cs.lq, cs.lq,
-                );
+        }
+        if let Some(gxi) = gxi {
+            conv::correlate(
+                gpad, gs, cs.co, &wf, None, cs.ci, &cs.off, gxw, grp.lq, grp.lq,
+            );
+            for b in 0..grp.n {
                 for c in 0..cs.ci {
                     for r in 0..cs.h {
-                        let src = c * cs.lq + (r + cs.pad) * cs.wp + cs.pad;
-                        gxi[(c * cs.h + r) * cs.w..(c * cs.h + r + 1) * cs.w]
-                            .copy_from_slice(&gxw[src..src + cs.w]);
+                        let src = c * grp.lq + b * grp.plane + (r + cs.pad) * cs.wp + cs.pad;
+                        let at = ((b * cs.ci + c) * cs.h + r) * cs.w;
+                        gxi[at..at + cs.w].copy_from_slice(&gxw[src..src + cs.w]);
                     }
                 }
             }
-            part
-        };
+        }
+        part
+    };
     let init = || {
         (
             vec![T::ZERO; glen],
             vec![T::ZERO; xlen],
-            vec![T::ZERO; cs.ci * cs.lq],
+            vec![T::ZERO; cs.ci * most.lq],
         )
     };
+    let (gsz, isz_g, osz_g) = (cs.group, cs.group * isz, cs.group * osz);
     let parts: Vec<Vec<T>> = match gx {
         Some(gx) => gx
-            .par_chunks_mut(isz)
-            .zip(g.par_chunks(osz))
-            .zip(xin.par_chunks(isz))
-            .map_init(init, |s, ((gxi, gi), xi)| per_image(gi, xi, Some(gxi), s))
+            .par_chunks_mut(isz_g)
+            .zip(g.par_chunks(osz_g))
+            .zip(xin.par_chunks(isz_g))
+            .map_init(init, |s, ((gxi, gi), xi)| per_group(gi, xi, Some(gxi), s))
             .collect(),
         None => g
-            .par_chunks(osz)
-            .zip(xin.par_chunks(isz))
-            .map_init(init, |s, (gi, xi)| per_image(gi, xi, None, s))
+            .par_chunks(osz_g)
+            .zip(xin.par_chunks(isz_g))
+            .map_init(init, |s, (gi, xi)| per_group(gi, xi, None, s))
             .collect(),
     };
-    debug_assert_eq!(parts.len(), n);
+    debug_assert_eq!(parts.len(), n.div_ceil(gsz));
     for part in &parts {
         for (k, v) in part[..nw].iter().enumerate() {
             gp[cs.weight + k] += *v;

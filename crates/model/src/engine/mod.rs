@@ -42,6 +42,8 @@ mod op;
 mod pass;
 mod plan;
 mod profile;
+#[cfg(target_arch = "x86_64")]
+mod simd;
 
 pub use dispatch::{KernelPath, PathUnavailable};
 pub(crate) use pass::Pass;

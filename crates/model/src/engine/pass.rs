@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
-use super::drivers::{conv_backward, conv_forward, conv_image, conv_scratch};
+use super::drivers::{conv_backward, conv_forward, conv_group, conv_scratch};
 use super::plan::Pooled;
 use super::plan::{ActStep, Engine, Step};
 use super::{act, misc};
@@ -260,7 +260,7 @@ impl Pass {
                 .iter()
                 .map(|step| match step {
                     Step::Conv(cs) => {
-                        let (xl, wl) = conv_scratch(cs);
+                        let (xl, wl) = conv_scratch(cs, 1);
                         (vec![T::ZERO; xl], vec![T::ZERO; wl])
                     }
                     _ => (vec![], vec![]),
@@ -284,7 +284,7 @@ impl Pass {
                     match step {
                         Step::Conv(cs) => {
                             let (xp, wide) = &mut convs[si];
-                            conv_image(cs, xin, params, y, xp, wide)
+                            conv_group(cs, 1, xin, params, y, xp, wide)
                         }
                         Step::Act(s) => {
                             let (sa, sb) = affine[si].as_ref().expect("an act step's map");

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use super::buffers::BufferPool;
 use super::real::Real;
-use super::{conv, misc};
+use super::misc;
 use crate::spec::{Layer, ResolvedLayer};
 
 #[derive(Debug, Clone)]
@@ -28,13 +28,17 @@ pub(super) struct ConvStep {
     pub(super) bias: Option<usize>,
     /// Tap offsets `kh·wp + kw`.
     pub(super) off: Vec<usize>,
-    /// Wide forward length: `(hp − k + 1)·wp` rounded up to a chunk.
-    pub(super) lw: usize,
-    /// Wide input-gradient length: `hp·wp` rounded up to a chunk.
-    pub(super) lq: usize,
     /// Zero rows/columns in front of the output gradient: `(k−1)·wp + k−1`.
     pub(super) front: usize,
+    /// Images per kernel call in training ([`GROUP_SPAN`] positions' worth of planes, 1 to 16):
+    /// a function of the layer's shape alone, as the weight gradient's order of sums depends on
+    /// it.
+    pub(super) group: usize,
 }
+
+/// About how many wide positions one training kernel call covers: small planes are grouped
+/// until their images fill it.
+pub(super) const GROUP_SPAN: usize = 2048;
 
 #[derive(Debug, Clone)]
 pub(super) struct ActStep {
@@ -109,7 +113,6 @@ impl Engine {
                         s => format!("conv {c}→{co} {k}x{k} /{s}"),
                     });
                     let rows = hp - k + 1;
-                    let round = |v: usize| v.div_ceil(conv::CHUNK) * conv::CHUNK;
                     Step::Conv(ConvStep {
                         ci: c,
                         co,
@@ -125,9 +128,8 @@ impl Engine {
                         weight,
                         bias,
                         off: (0..k * k).map(|t| (t / k) * wp + t % k).collect(),
-                        lw: round(rows * wp),
-                        lq: round(hp * wp),
                         front: (k - 1) * wp + k - 1,
+                        group: (GROUP_SPAN / (hp * wp)).clamp(1, 16),
                     })
                 }
                 Layer::BatchNorm { .. } | Layer::Dropout { .. } | Layer::Relu => {

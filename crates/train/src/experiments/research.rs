@@ -271,8 +271,11 @@ pub struct Research {
     /// Validation seeds per candidate (its own seed and the ones after it): candidates are
     /// judged by the mean of their seeds' lowest of the last three epochs.
     pub candidate_seeds: u64,
-    /// How complete runs are treated.
+    /// How complete final runs are treated.
     pub mode: Mode,
+    /// How complete search runs are treated: [`Mode::SkipExisting`] keeps the search (and its
+    /// choice) as it is while the finals are verified or re-accepted.
+    pub search_mode: Mode,
     /// Runs at once on this machine.
     pub jobs: usize,
     /// Threads per run.
@@ -311,10 +314,12 @@ pub enum Progress {
 }
 
 /// Runs a stage's sweep here, or submits it; `None` when it was submitted.
+#[allow(clippy::too_many_arguments)]
 fn stage(
     name: &'static str,
     dir: &Path,
     m: &SweepManifest,
+    mode: Mode,
     opts: &Research,
     data: &Prepared,
     stop: &AtomicBool,
@@ -356,7 +361,7 @@ fn stage(
     let job_opts = JobOptions {
         mode: match opts.slurm {
             Some(_) => Mode::SkipExisting,
-            None => opts.mode,
+            None => mode,
         },
         busy: Busy::Skip,
         threads: opts.threads,
@@ -402,6 +407,7 @@ pub fn research(opts: &Research, data: &Prepared, stop: &AtomicBool, log: Log) -
         "search",
         &search_dir(&opts.out),
         &search,
+        opts.search_mode,
         opts,
         data,
         stop,
@@ -424,6 +430,7 @@ pub fn research(opts: &Research, data: &Prepared, stop: &AtomicBool, log: Log) -
         "final",
         &final_dir(&opts.out),
         &finals,
+        opts.mode,
         opts,
         data,
         stop,
@@ -735,6 +742,7 @@ pub fn write(out: &Path) -> Result<()> {
             m.command
         )?,
     }
+    numerics_note(&mut s, &runs, &finals)?;
     finals_table(&mut s, &goal, &finals)?;
     writeln!(s, "![curves of the chosen recipe](curves.png)\n")?;
     writeln!(s, "{}", super::anchors::table())?;
@@ -763,6 +771,26 @@ pub fn write(out: &Path) -> Result<()> {
         }
     )?;
     write_atomic(&out.join("README.md"), s.as_bytes())?;
+    Ok(())
+}
+
+/// A sentence when the search and the finals were trained with different numerics versions of
+/// the engine (the finals re-accepted after a change, the search kept with `--keep-search`).
+fn numerics_note(s: &mut String, searched: &[Vec<Run>], finals: &[Run]) -> Result<()> {
+    let versions = |runs: &mut dyn Iterator<Item = &Run>| {
+        let mut v: Vec<u32> = runs.map(|r| r.history.numerics).collect();
+        v.sort_unstable();
+        v.dedup();
+        v.iter().map(u32::to_string).collect::<Vec<_>>().join(" and ")
+    };
+    let search = versions(&mut searched.iter().flatten());
+    let last = versions(&mut finals.iter());
+    if search != last {
+        writeln!(
+            s,
+            "The search's runs were trained with the engine's numerics version {search} and kept as they are (`--keep-search`); the final runs with version {last}. The choice is the search's, and the figures below are the finals'.\n"
+        )?;
+    }
     Ok(())
 }
 

@@ -1,0 +1,115 @@
+//! [`conv::correlate`](super::conv::correlate)'s inner block for `f32` with explicit vectors:
+//! `OB` outputs × `NV` chunks of [`CHUNK`] accumulators kept in registers, one input load per
+//! chunk and one weight broadcast per output for each run. The compiler's own code for the
+//! generic block kept part of the accumulators in memory. Each lane is `x·w + acc` rounded once,
+//! in the same order as the generic block, so the same bits.
+
+#![allow(unsafe_code)]
+
+use std::arch::x86_64::*;
+
+use super::conv::CHUNK;
+
+/// Where a block reads and writes: the input, its runs' starts, the weights (`wk` per output),
+/// the bias, the first output, the output and its stride, the first position.
+pub(super) struct Block<'a> {
+    pub x: &'a [f32],
+    pub rows: &'a [usize],
+    pub w: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+    pub o: usize,
+    pub out: &'a mut [f32],
+    pub os: usize,
+    pub p0: usize,
+}
+
+impl Block<'_> {
+    /// Checks every index the kernels below read or write.
+    fn check<const OB: usize, const NV: usize>(&self) {
+        let wk = self.rows.len();
+        let top = self.rows.iter().max().copied().unwrap_or(0);
+        assert!(top + self.p0 + NV * CHUNK <= self.x.len());
+        assert!((self.o + OB) * wk <= self.w.len());
+        assert!((self.o + OB - 1) * self.os + self.p0 + NV * CHUNK <= self.out.len());
+        if let Some(b) = self.bias {
+            assert!(self.o + OB <= b.len());
+        }
+    }
+}
+
+/// The AVX-512 block: `OB·NV` zmm accumulators (16 at most, of the 32 registers).
+///
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+pub(super) unsafe fn block512<const OB: usize, const NV: usize>(b: Block<'_>) {
+    b.check::<OB, NV>();
+    let wk = b.rows.len();
+    let mut acc = [[_mm512_setzero_ps(); NV]; OB];
+    if let Some(bias) = b.bias {
+        for (r, a) in acc.iter_mut().enumerate() {
+            *a = [_mm512_set1_ps(bias[b.o + r]); NV];
+        }
+    }
+    let (x, w) = (b.x.as_ptr(), b.w.as_ptr());
+    for (k, &row) in b.rows.iter().enumerate() {
+        // SAFETY: indices checked in `check`.
+        let xv: [__m512; NV] =
+            std::array::from_fn(|v| unsafe { _mm512_loadu_ps(x.add(row + b.p0 + v * CHUNK)) });
+        for (r, a) in acc.iter_mut().enumerate() {
+            let c = _mm512_set1_ps(unsafe { *w.add((b.o + r) * wk + k) });
+            for v in 0..NV {
+                a[v] = _mm512_fmadd_ps(xv[v], c, a[v]);
+            }
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        for (v, av) in a.iter().enumerate() {
+            let at = (b.o + r) * b.os + b.p0 + v * CHUNK;
+            unsafe { _mm512_storeu_ps(b.out.as_mut_ptr().add(at), *av) };
+        }
+    }
+}
+
+/// The AVX2 block: a chunk is two ymm, `2·OB·NV` accumulators (10 at most, of the 16 registers,
+/// enough independent chains to cover the FMA latency on two pipes).
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn block256<const OB: usize, const NV: usize>(b: Block<'_>) {
+    const H: usize = CHUNK / 8;
+    b.check::<OB, NV>();
+    let wk = b.rows.len();
+    let mut acc = [[[_mm256_setzero_ps(); H]; NV]; OB];
+    if let Some(bias) = b.bias {
+        for (r, a) in acc.iter_mut().enumerate() {
+            *a = [[_mm256_set1_ps(bias[b.o + r]); H]; NV];
+        }
+    }
+    let (x, w) = (b.x.as_ptr(), b.w.as_ptr());
+    for (k, &row) in b.rows.iter().enumerate() {
+        // SAFETY: indices checked in `check`.
+        let xv: [[__m256; H]; NV] = std::array::from_fn(|v| {
+            std::array::from_fn(|h| unsafe {
+                _mm256_loadu_ps(x.add(row + b.p0 + v * CHUNK + h * 8))
+            })
+        });
+        for (r, a) in acc.iter_mut().enumerate() {
+            let c = _mm256_set1_ps(unsafe { *w.add((b.o + r) * wk + k) });
+            for v in 0..NV {
+                for h in 0..H {
+                    a[v][h] = _mm256_fmadd_ps(xv[v][h], c, a[v][h]);
+                }
+            }
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        for (v, av) in a.iter().enumerate() {
+            for (h, ah) in av.iter().enumerate() {
+                let at = (b.o + r) * b.os + b.p0 + v * CHUNK + h * 8;
+                unsafe { _mm256_storeu_ps(b.out.as_mut_ptr().add(at), *ah) };
+            }
+        }
+    }
+}
