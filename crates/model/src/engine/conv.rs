@@ -15,6 +15,8 @@ use super::real::Real;
 
 /// Outputs per accumulator chunk.
 pub const CHUNK: usize = 16;
+#[cfg(target_arch = "x86_64")]
+const _: () = assert!(super::simd::CHUNK == CHUNK);
 /// Lanes of the weight-gradient dot products.
 pub const LANES: usize = 8;
 
@@ -56,13 +58,15 @@ pub fn correlate<T: Real>(
         super::KernelPath::Avx2 => (&[5, 4, 2, 1], &[1]),
         super::KernelPath::Portable => (&[4, 2, 1], &[1]),
     };
-    let mut o = 0;
-    while o < no {
-        let ob = *obs.iter().find(|&&b| b <= no - o).expect("1 always fits");
-        let mut p0 = 0;
-        for &nv in nvs {
-            while p0 + nv * CHUNK <= lw {
-                let args = (x, &rows[..], w, bias, o, &mut *out, os, p0);
+    // Positions outside, outputs inside: one stretch of positions (its runs, a few KB) stays in
+    // the L1 cache while every output block reads it.
+    let mut p0 = 0;
+    for &nv in nvs {
+        while p0 + nv * CHUNK <= lw {
+            let mut o = 0;
+            while o < no {
+                let ob = *obs.iter().find(|&&b| b <= no - o).expect("1 always fits");
+                let args = (x, &rows[..], top, w, bias, o, &mut *out, os, p0);
                 match (ob, nv) {
                     (5, _) => block::<T, 5, 1>(args),
                     (4, 4) => block::<T, 4, 4>(args),
@@ -75,19 +79,20 @@ pub fn correlate<T: Real>(
                     (2, _) => block::<T, 2, 1>(args),
                     _ => block::<T, 1, 1>(args),
                 }
-                p0 += nv * CHUNK;
+                o += ob;
             }
+            p0 += nv * CHUNK;
         }
-        o += ob;
     }
 }
 }
 
-/// A block's inputs: the input, its runs' starts, the weights, the bias, the first output, the
+/// A block's inputs: the input, its runs' starts and the largest of them, the weights, the bias, the first output, the
 /// output and its stride, the first position.
 type BlockArgs<'a, T> = (
     &'a [T],
     &'a [usize],
+    usize,
     &'a [T],
     Option<&'a [T]>,
     usize,
@@ -107,12 +112,13 @@ fn simd_block<T: Real, const OB: usize, const NV: usize>(args: &mut BlockArgs<'_
         if TypeId::of::<T>() != TypeId::of::<f32>() {
             return false;
         }
-        let (x, rows, w, bias, o, out, os, p0) = args;
+        let (x, rows, top, w, bias, o, out, os, p0) = args;
         // SAFETY: T is f32 (checked above), so each slice is the same memory viewed as f32.
         let f = |s: &[T]| unsafe { std::slice::from_raw_parts(s.as_ptr() as *const f32, s.len()) };
         let b = super::simd::Block {
             x: f(x),
             rows,
+            top: *top,
             w: f(w),
             bias: bias.map(f),
             o: *o,
@@ -143,7 +149,7 @@ fn block<T: Real, const OB: usize, const NV: usize>(mut args: BlockArgs<'_, T>) 
     if simd_block::<T, OB, NV>(&mut args) {
         return;
     }
-    let (x, rows, w, bias, o, out, os, p0) = args;
+    let (x, rows, _, w, bias, o, out, os, p0) = args;
     let wk = rows.len();
     let mut acc = [[[T::ZERO; CHUNK]; NV]; OB];
     if let Some(b) = bias {
@@ -201,50 +207,77 @@ pub fn weight_grad<T: Real>(
     // Four input runs per block on the AVX-512 path (its 32 registers hold 16 accumulators),
     // two elsewhere; each dot product's lanes and their fold are the same either way.
     let most = if super::KernelPath::active() == super::KernelPath::Avx512 { 4 } else { 2 };
-    let mut o = 0;
-    while o < no {
-        let ob = if no - o >= 4 { 4 } else if no - o >= 2 { 2 } else { 1 };
-        let mut k = 0;
-        while k < nk {
-            let kb = if nk - k >= most { most } else if nk - k >= 2 { 2 } else { 1 };
-            let (g, x) = (&grads[o..], &runs[k..]);
-            match (ob, kb) {
-                (4, 4) => dots::<T, 4, 4>(g, x, o, k, nk, gw),
-                (2, 4) => dots::<T, 2, 4>(g, x, o, k, nk, gw),
-                (1, 4) => dots::<T, 1, 4>(g, x, o, k, nk, gw),
-                (4, 2) => dots::<T, 4, 2>(g, x, o, k, nk, gw),
-                (4, 1) => dots::<T, 4, 1>(g, x, o, k, nk, gw),
-                (2, 2) => dots::<T, 2, 2>(g, x, o, k, nk, gw),
-                (2, 1) => dots::<T, 2, 1>(g, x, o, k, nk, gw),
-                (1, 2) => dots::<T, 1, 2>(g, x, o, k, nk, gw),
-                _ => dots::<T, 1, 1>(g, x, o, k, nk, gw),
+    // The positions in tiles of TILE chunks, every block over one tile before the next: a
+    // tile's gradient rows and input runs stay in the L1 cache. Each dot product's lane
+    // accumulators are kept between tiles, so every lane sums the same terms in the same order
+    // as in one sweep, and the lanes are folded once at the end.
+    let chunks = lw / LANES;
+    let mut acc = vec![[T::ZERO; LANES]; no * nk];
+    for c0 in (0..chunks).step_by(TILE) {
+        let span = c0..(c0 + TILE).min(chunks);
+        let mut o = 0;
+        while o < no {
+            let ob = if no - o >= 4 { 4 } else if no - o >= 2 { 2 } else { 1 };
+            let mut k = 0;
+            while k < nk {
+                let kb = if nk - k >= most { most } else if nk - k >= 2 { 2 } else { 1 };
+                let g: [&[[T; LANES]]; 4] =
+                    std::array::from_fn(|r| &grads[o + r.min(ob - 1)][span.clone()]);
+                let x: [&[[T; LANES]]; 4] =
+                    std::array::from_fn(|q| &runs[k + q.min(kb - 1)][span.clone()]);
+                let a = Acc { acc: &mut acc, o, k, nk };
+                match (ob, kb) {
+                    (4, 4) => dots::<T, 4, 4>(&g, &x, a),
+                    (2, 4) => dots::<T, 2, 4>(&g, &x, a),
+                    (1, 4) => dots::<T, 1, 4>(&g, &x, a),
+                    (4, 2) => dots::<T, 4, 2>(&g, &x, a),
+                    (4, 1) => dots::<T, 4, 1>(&g, &x, a),
+                    (2, 2) => dots::<T, 2, 2>(&g, &x, a),
+                    (2, 1) => dots::<T, 2, 1>(&g, &x, a),
+                    (1, 2) => dots::<T, 1, 2>(&g, &x, a),
+                    _ => dots::<T, 1, 1>(&g, &x, a),
+                }
+                k += kb;
             }
-            k += kb;
+            o += ob;
         }
-        o += ob;
+    }
+    for (v, a) in gw.iter_mut().zip(&acc) {
+        *v += a.iter().fold(T::ZERO, |s, &l| s + l);
     }
 }
 }
 
-/// `OB×KB` dot products of gradient rows with input runs, in lanes folded left to right.
-#[inline(always)]
-fn dots<T: Real, const OB: usize, const KB: usize>(
-    grads: &[&[[T; LANES]]],
-    runs: &[&[[T; LANES]]],
+/// Chunks of [`LANES`] per tile of the weight gradient's positions (2 KB of each row in `f32`).
+const TILE: usize = 64;
+
+/// Where a block of dot products keeps its lane accumulators: `acc[o·nk + k]` for gradient row
+/// `o` and input run `k`.
+struct Acc<'a, T> {
+    acc: &'a mut [[T; LANES]],
     o: usize,
     k: usize,
     nk: usize,
-    gw: &mut [T],
+}
+
+/// `OB×KB` dot products of gradient rows with input runs over a tile (the first `OB` of `grads`
+/// and `KB` of `runs`), continuing each one's lane accumulators in `a`.
+#[inline(always)]
+fn dots<T: Real, const OB: usize, const KB: usize>(
+    grads: &[&[[T; LANES]]; 4],
+    runs: &[&[[T; LANES]]; 4],
+    a: Acc<'_, T>,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(done) = avx2::dots::<T, OB, KB>(grads, runs, o, k, nk, gw) {
-        return done;
-    }
-    let g: [&[[T; LANES]]; OB] = std::array::from_fn(|r| grads[r]);
-    let n = g[0].len();
-    let g: [&[[T; LANES]]; OB] = g.map(|v| &v[..n]);
+    let a = match avx2::dots::<T, OB, KB>(grads, runs, a) {
+        Ok(()) => return,
+        Err(a) => a,
+    };
+    let n = grads[0].len();
+    let g: [&[[T; LANES]]; OB] = std::array::from_fn(|r| &grads[r][..n]);
     let x: [&[[T; LANES]]; KB] = std::array::from_fn(|q| &runs[q][..n]);
-    let mut acc = [[[T::ZERO; LANES]; KB]; OB];
+    let mut acc: [[[T; LANES]; KB]; OB] =
+        std::array::from_fn(|r| std::array::from_fn(|q| a.acc[(a.o + r) * a.nk + a.k + q]));
     for c in 0..n {
         for q in 0..KB {
             let xv = x[q][c];
@@ -258,8 +291,7 @@ fn dots<T: Real, const OB: usize, const KB: usize>(
     }
     for r in 0..OB {
         for q in 0..KB {
-            let s = acc[r][q].iter().fold(T::ZERO, |s, &v| s + v);
-            gw[(o + r) * nk + k + q] += s;
+            a.acc[(a.o + r) * a.nk + a.k + q] = acc[r][q];
         }
     }
 }
@@ -273,45 +305,41 @@ mod avx2 {
     use std::any::TypeId;
     use std::arch::x86_64::*;
 
-    use super::{LANES, Real};
+    use super::{Acc, LANES, Real};
 
     fn usable<T: 'static>() -> bool {
         TypeId::of::<T>() == TypeId::of::<f32>()
             && super::super::KernelPath::active() != super::super::KernelPath::Portable
     }
 
-    /// `Some(())` when it ran (f32 on a CPU with AVX2 and FMA).
+    /// `Ok(())` when it ran (f32 on a CPU with AVX2 and FMA); else the accumulators back.
     #[inline(always)]
-    pub fn dots<T: Real, const OB: usize, const KB: usize>(
-        grads: &[&[[T; LANES]]],
-        runs: &[&[[T; LANES]]],
-        o: usize,
-        k: usize,
-        nk: usize,
-        gw: &mut [T],
-    ) -> Option<()> {
+    pub fn dots<'a, T: Real, const OB: usize, const KB: usize>(
+        grads: &[&[[T; LANES]]; 4],
+        runs: &[&[[T; LANES]]; 4],
+        a: Acc<'a, T>,
+    ) -> Result<(), Acc<'a, T>> {
         if !usable::<T>() {
-            return None;
+            return Err(a);
         }
         let n = grads[0].len();
         let g: [&[[T; LANES]]; OB] = std::array::from_fn(|r| &grads[r][..n]);
         let x: [&[[T; LANES]]; KB] = std::array::from_fn(|q| &runs[q][..n]);
+        assert!((a.o + OB - 1) * a.nk + a.k + KB <= a.acc.len());
         // SAFETY: T is f32 (checked above), so these are the same memory viewed as f32; each
-        // slice holds n chunks of 8, and the CPU has AVX2 and FMA (checked above).
+        // slice holds n chunks of 8, every accumulator index is checked above, and the CPU has
+        // AVX2 and FMA (checked above).
         let g: [*const f32; OB] = g.map(|v| v.as_ptr() as *const f32);
         let x: [*const f32; KB] = x.map(|v| v.as_ptr() as *const f32);
-        let mut sums = [0f32; 16];
+        let acc: [*mut f32; OB] = std::array::from_fn(|r| {
+            a.acc[(a.o + r) * a.nk + a.k..].as_mut_ptr() as *mut f32
+        });
         // SAFETY: as above; the AVX-512 variant only on that path.
         match super::super::KernelPath::active() == super::super::KernelPath::Avx512 {
-            true => unsafe { kernel512::<OB, KB>(g, x, n, &mut sums) },
-            false => unsafe { kernel::<OB, KB>(g, x, n, &mut sums) },
+            true => unsafe { kernel512::<OB, KB>(g, x, n, acc) },
+            false => unsafe { kernel::<OB, KB>(g, x, n, acc) },
         }
-        for r in 0..OB {
-            for q in 0..KB {
-                gw[(o + r) * nk + k + q] += T::from_f64(sums[r * KB + q] as f64);
-            }
-        }
-        Some(())
+        Ok(())
     }
 
     #[target_feature(enable = "avx2,fma")]
@@ -319,9 +347,9 @@ mod avx2 {
         g: [*const f32; OB],
         x: [*const f32; KB],
         n: usize,
-        sums: &mut [f32; 16],
+        acc: [*mut f32; OB],
     ) {
-        unsafe { body::<OB, KB>(g, x, n, sums) }
+        unsafe { body::<OB, KB>(g, x, n, acc) }
     }
 
     /// [`kernel`] with AVX-512 enabled: the same 256-bit instructions, with 32 registers.
@@ -330,85 +358,37 @@ mod avx2 {
         g: [*const f32; OB],
         x: [*const f32; KB],
         n: usize,
-        sums: &mut [f32; 16],
+        acc: [*mut f32; OB],
     ) {
-        unsafe { body::<OB, KB>(g, x, n, sums) }
+        unsafe { body::<OB, KB>(g, x, n, acc) }
     }
 
+    /// `acc[r]` holds row `r`'s `KB` lane accumulators, 8 floats each, one after another.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn body<const OB: usize, const KB: usize>(
         g: [*const f32; OB],
         x: [*const f32; KB],
         n: usize,
-        sums: &mut [f32; 16],
+        acc: [*mut f32; OB],
     ) {
-        const { assert!(OB * KB <= 16) };
-        let mut acc = [[_mm256_setzero_ps(); KB]; OB];
+        let mut a: [[__m256; KB]; OB] = std::array::from_fn(|r| {
+            std::array::from_fn(|q| unsafe { _mm256_loadu_ps(acc[r].add(q * LANES)) })
+        });
         for c in 0..n {
             let xv: [__m256; KB] =
                 std::array::from_fn(|q| unsafe { _mm256_loadu_ps(x[q].add(c * LANES)) });
             for r in 0..OB {
                 let gv = unsafe { _mm256_loadu_ps(g[r].add(c * LANES)) };
                 for q in 0..KB {
-                    acc[r][q] = _mm256_fmadd_ps(gv, xv[q], acc[r][q]);
+                    a[r][q] = _mm256_fmadd_ps(gv, xv[q], a[r][q]);
                 }
             }
         }
-        // Each accumulator's 8 lanes folded left to right, `((0 + l0) + l1) + … + l7` as the
-        // portable code folds them, for 8 accumulators at once: transpose the 8×8 block (row j
-        // of the transpose holds lane j of every accumulator), then add its rows in order.
-        let mut all = [_mm256_setzero_ps(); 16];
         for r in 0..OB {
             for q in 0..KB {
-                all[r * KB + q] = acc[r][q];
+                unsafe { _mm256_storeu_ps(acc[r].add(q * LANES), a[r][q]) };
             }
         }
-        for half in 0..(OB * KB).div_ceil(8) {
-            let v: [__m256; 8] = std::array::from_fn(|m| all[half * 8 + m]);
-            let s = fold8(v);
-            unsafe { _mm256_storeu_ps(sums.as_mut_ptr().add(half * 8), s) };
-        }
-    }
-
-    /// `s[m]` = the lanes of `v[m]` added left to right from 0.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn fold8(v: [__m256; 8]) -> __m256 {
-        let t = [
-            _mm256_unpacklo_ps(v[0], v[1]),
-            _mm256_unpackhi_ps(v[0], v[1]),
-            _mm256_unpacklo_ps(v[2], v[3]),
-            _mm256_unpackhi_ps(v[2], v[3]),
-            _mm256_unpacklo_ps(v[4], v[5]),
-            _mm256_unpackhi_ps(v[4], v[5]),
-            _mm256_unpacklo_ps(v[6], v[7]),
-            _mm256_unpackhi_ps(v[6], v[7]),
-        ];
-        let u = [
-            _mm256_shuffle_ps::<0x44>(t[0], t[2]),
-            _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
-            _mm256_shuffle_ps::<0x44>(t[1], t[3]),
-            _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
-            _mm256_shuffle_ps::<0x44>(t[4], t[6]),
-            _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
-            _mm256_shuffle_ps::<0x44>(t[5], t[7]),
-            _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
-        ];
-        let rows = [
-            _mm256_permute2f128_ps::<0x20>(u[0], u[4]),
-            _mm256_permute2f128_ps::<0x20>(u[1], u[5]),
-            _mm256_permute2f128_ps::<0x20>(u[2], u[6]),
-            _mm256_permute2f128_ps::<0x20>(u[3], u[7]),
-            _mm256_permute2f128_ps::<0x31>(u[0], u[4]),
-            _mm256_permute2f128_ps::<0x31>(u[1], u[5]),
-            _mm256_permute2f128_ps::<0x31>(u[2], u[6]),
-            _mm256_permute2f128_ps::<0x31>(u[3], u[7]),
-        ];
-        let mut s = _mm256_setzero_ps();
-        for row in rows {
-            s = _mm256_add_ps(s, row);
-        }
-        s
     }
 }

@@ -1,5 +1,6 @@
 //! The convolution drivers: a layer's images in parallel, each padded into the wide-plane layout
-//! the kernels in [`conv`] work on; weight gradients summed per image in image order.
+//! the kernels in [`conv`] work on, a group of images per call; weight gradients summed per
+//! group in group order.
 
 use rayon::prelude::*;
 

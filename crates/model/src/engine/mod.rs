@@ -11,21 +11,25 @@
 //!   [`conv`]; the first layer's input gradient is skipped unless the input tracks a gradient.
 //! - BatchNorm → Dropout → ReLU runs fused ([`act`]), with counter-based dropout masks
 //!   recomputed rather than stored; pools take any window and stride ([`misc`]).
-//! - Images are processed in parallel (rayon); every reduction over the batch (BatchNorm
-//!   statistics, weight gradients) sums per-image partials in image order, so results are the
-//!   same for any thread count.
+//! - Images are processed in parallel (rayon), in groups of up to 16 side by side in one
+//!   kernel call ([`drivers`]; the group size depends on the layer's plane alone, so small
+//!   convolutions fill the vectors). Every reduction over the batch (BatchNorm statistics per
+//!   image, weight gradients per group) sums its partials in image or group order, so results
+//!   are the same for any thread count. The grouping is part of the numerics
+//!   ([`NUMERICS_VERSION`](crate::NUMERICS_VERSION) 2).
 //! - Every kernel is compiled for each [`KernelPath`] (portable, AVX2, AVX-512), one chosen at
 //!   run time, with the same bits on each.
 //! - Inference (eval mode, nothing kept for backward) runs image by image through the whole
-//!   stack, so activations stay in cache; the same per-image kernels, the same bits.
+//!   stack, so activations stay in cache; the same kernels on a group of one image, the same
+//!   bits (an output's sum does not depend on the group).
 //!
 //! [`Net`](crate::Net) compares this path against its reference path (candle's own ops) in
 //! tests, and finite-difference tests check its gradients in `f64`.
 //!
 //! Files by job, each importing only what is below it: [`real`] (the float trait) and
-//! [`dispatch`] (the kernel paths) are leaves; the kernels ([`conv`], [`act`], [`misc`])
-//! use them alone; [`plan`] compiles a spec into steps, [`buffers`] keeps activation buffers,
-//! [`profile`] times steps, [`drivers`] run the convolution kernels over a batch, [`pass`] runs
+//! [`dispatch`] (the kernel paths) are leaves; the kernels ([`conv`] with its explicit-vector
+//! blocks in `simd`, [`act`], [`misc`]) use them alone; [`plan`] compiles a spec into steps,
+//! [`buffers`] keeps activation buffers, [`profile`] times steps, [`drivers`] run the convolution kernels over a batch, [`pass`] runs
 //! a whole forward and backward, and [`op`] is the candle glue.
 
 #[macro_use]

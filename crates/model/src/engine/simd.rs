@@ -8,13 +8,17 @@
 
 use std::arch::x86_64::*;
 
-use super::conv::CHUNK;
+/// Outputs per accumulator chunk: [`conv::CHUNK`](super::conv::CHUNK), which checks that the two
+/// agree (this module does not import its caller).
+pub(super) const CHUNK: usize = 16;
 
 /// Where a block reads and writes: the input, its runs' starts, the weights (`wk` per output),
 /// the bias, the first output, the output and its stride, the first position.
 pub(super) struct Block<'a> {
     pub x: &'a [f32],
     pub rows: &'a [usize],
+    /// The largest of `rows`.
+    pub top: usize,
     pub w: &'a [f32],
     pub bias: Option<&'a [f32]>,
     pub o: usize,
@@ -27,8 +31,8 @@ impl Block<'_> {
     /// Checks every index the kernels below read or write.
     fn check<const OB: usize, const NV: usize>(&self) {
         let wk = self.rows.len();
-        let top = self.rows.iter().max().copied().unwrap_or(0);
-        assert!(top + self.p0 + NV * CHUNK <= self.x.len());
+        debug_assert_eq!(self.rows.iter().max().copied().unwrap_or(0), self.top);
+        assert!(self.top + self.p0 + NV * CHUNK <= self.x.len());
         assert!((self.o + OB) * wk <= self.w.len());
         assert!((self.o + OB - 1) * self.os + self.p0 + NV * CHUNK <= self.out.len());
         if let Some(b) = self.bias {
