@@ -139,6 +139,44 @@ fn research_chooses_on_validation_and_verifies() {
         readme.contains("Verified bit for bit"),
         "--skip-existing keeps the verification"
     );
+    // After a change of the engine's numerics: runs recorded with version 1 (no "numerics"
+    // field) are compared by their figures, not their bits. `--keep-search` leaves the search
+    // as it is and re-accepts only the finals; the report says which version each part has.
+    let as_version_1 = |dir: &Path| {
+        let path = dir.join("history.json");
+        let mut h: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        h.as_object_mut().unwrap().remove("numerics");
+        write(&path, &h);
+    };
+    for dir in ["search/fast", "search/slow", "runs/seed1", "runs/seed2"] {
+        as_version_1(&out.join(dir));
+    }
+    let keep = ["research", "--out", out_s, "--seeds", "2", "--keep-search"];
+    let o = xtask(&keep);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("numerics version 1, this engine computes version 2")
+            && !text(&o)
+                .lines()
+                .any(|l| l.contains("retraining to verify") && l.contains("search")),
+        "{}",
+        text(&o)
+    );
+    let o = xtask(&[&keep[..], &["--accept"]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        text(&o).matches("the retrained run replaces it").count(),
+        2,
+        "{}",
+        text(&o)
+    );
+    let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        readme.contains("numerics version 1 and kept as they are")
+            && readme.contains("the final runs with version 2"),
+        "{readme}"
+    );
     // A candidate over the budget, or without a validation split, is refused by name.
     let mut big = candidate(0.05);
     big["validation"] = serde_json::Value::Null;

@@ -68,16 +68,17 @@ pub fn correlate<T: Real>(
                 let ob = *obs.iter().find(|&&b| b <= no - o).expect("1 always fits");
                 let args = (x, &rows[..], top, w, bias, o, &mut *out, os, p0);
                 match (ob, nv) {
-                    (5, _) => block::<T, 5, 1>(args),
+                    (5, 1) => block::<T, 5, 1>(args),
                     (4, 4) => block::<T, 4, 4>(args),
                     (2, 4) => block::<T, 2, 4>(args),
                     (1, 4) => block::<T, 1, 4>(args),
                     (4, 2) => block::<T, 4, 2>(args),
                     (2, 2) => block::<T, 2, 2>(args),
                     (1, 2) => block::<T, 1, 2>(args),
-                    (4, _) => block::<T, 4, 1>(args),
-                    (2, _) => block::<T, 2, 1>(args),
-                    _ => block::<T, 1, 1>(args),
+                    (4, 1) => block::<T, 4, 1>(args),
+                    (2, 1) => block::<T, 2, 1>(args),
+                    (1, 1) => block::<T, 1, 1>(args),
+                    _ => unreachable!("no {ob}×{nv} block on any path"),
                 }
                 o += ob;
             }
@@ -87,8 +88,8 @@ pub fn correlate<T: Real>(
 }
 }
 
-/// A block's inputs: the input, its runs' starts and the largest of them, the weights, the bias, the first output, the
-/// output and its stride, the first position.
+/// A block's inputs: the input, its runs' starts and the largest of them, the weights, the bias,
+/// the first output, the output and its stride, the first position.
 type BlockArgs<'a, T> = (
     &'a [T],
     &'a [usize],
@@ -331,9 +332,8 @@ mod avx2 {
         // AVX2 and FMA (checked above).
         let g: [*const f32; OB] = g.map(|v| v.as_ptr() as *const f32);
         let x: [*const f32; KB] = x.map(|v| v.as_ptr() as *const f32);
-        let acc: [*mut f32; OB] = std::array::from_fn(|r| {
-            a.acc[(a.o + r) * a.nk + a.k..].as_mut_ptr() as *mut f32
-        });
+        let acc: [*mut f32; OB] =
+            std::array::from_fn(|r| a.acc[(a.o + r) * a.nk + a.k..].as_mut_ptr() as *mut f32);
         // SAFETY: as above; the AVX-512 variant only on that path.
         match super::super::KernelPath::active() == super::super::KernelPath::Avx512 {
             true => unsafe { kernel512::<OB, KB>(g, x, n, acc) },

@@ -102,9 +102,7 @@ pub(super) fn conv_group<T: Real>(
     let w = &params[cs.weight..cs.weight + cs.co * cs.ci * cs.off.len()];
     let bias = cs.bias.map(|b| &params[b..b + cs.co]);
     pad_into(cs, &g, xi, xp);
-    conv::correlate(
-        xp, g.xs, cs.ci, w, bias, cs.co, &cs.off, wide, g.lw, g.lw,
-    );
+    conv::correlate(xp, g.xs, cs.ci, w, bias, cs.co, &cs.off, wide, g.lw, g.lw);
     crop(cs, &g, wide, o);
 }
 
@@ -140,15 +138,19 @@ fn pad_into<T: Real>(cs: &ConvStep, g: &Group, xi: &[T], xp: &mut [T]) {
         xp[..used].fill(T::ZERO);
     }
     xp[used..].fill(T::ZERO);
-    for b in 0..g.n {
-        for c in 0..cs.ci {
-            for r in 0..cs.h {
-                let dst = c * g.xs + b * g.plane + (r + cs.pad) * cs.wp + cs.pad;
-                let src = ((b * cs.ci + c) * cs.h + r) * cs.w;
-                xp[dst..dst + cs.w].copy_from_slice(&xi[src..src + cs.w]);
-            }
-        }
+    for (dst, src) in input_rows(cs, g, g.xs) {
+        xp[dst..dst + cs.w].copy_from_slice(&xi[src..src + cs.w]);
     }
+}
+
+/// Each input row of a group's images: its start in the padded group layout (channels
+/// `stride` apart) and in the images as given (`n×ci×h×w`).
+fn input_rows(cs: &ConvStep, g: &Group, stride: usize) -> impl Iterator<Item = (usize, usize)> {
+    let (ci, h, w, wp, pad, plane) = (cs.ci, cs.h, cs.w, cs.wp, cs.pad, g.plane);
+    (0..g.n * ci * h).map(move |k| {
+        let (b, c, r) = (k / (ci * h), k / h % ci, k % h);
+        (c * stride + b * plane + (r + pad) * wp + pad, k * w)
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -180,70 +182,62 @@ pub(super) fn conv_backward<T: Real>(
     let (xlen, _) = conv_scratch(cs, cs.group);
     let s = cs.stride;
     let with_bias = cs.bias.is_some();
-    let per_group = |gi: &[T],
-                     xi: &[T],
-                     gxi: Option<&mut [T]>,
-                     scratch: &mut (Vec<T>, Vec<T>, Vec<T>)| {
-        let (gpad, xp, gxw) = scratch;
-        let grp = Group::new(cs, gi.len() / osz);
-        let gs = cs.front + grp.lq;
-        gpad.fill(T::ZERO);
-        // The stride-1 output's gradient: the given one at every `s`-th row and column, 0
-        // elsewhere.
-        for b in 0..grp.n {
-            for c in 0..cs.co {
-                for r in 0..cs.oh {
-                    let dst = c * gs + cs.front + b * grp.plane + r * s * cs.wp;
-                    let at = ((b * cs.co + c) * cs.oh + r) * cs.ow;
-                    let src = &gi[at..at + cs.ow];
-                    match s {
-                        1 => gpad[dst..dst + cs.ow].copy_from_slice(src),
-                        _ => {
-                            for (x, &v) in src.iter().enumerate() {
-                                gpad[dst + x * s] = v;
+    let per_group =
+        |gi: &[T], xi: &[T], gxi: Option<&mut [T]>, scratch: &mut (Vec<T>, Vec<T>, Vec<T>)| {
+            let (gpad, xp, gxw) = scratch;
+            let grp = Group::new(cs, gi.len() / osz);
+            let gs = cs.front + grp.lq;
+            gpad.fill(T::ZERO);
+            // The stride-1 output's gradient: the given one at every `s`-th row and column, 0
+            // elsewhere.
+            for b in 0..grp.n {
+                for c in 0..cs.co {
+                    for r in 0..cs.oh {
+                        let dst = c * gs + cs.front + b * grp.plane + r * s * cs.wp;
+                        let at = ((b * cs.co + c) * cs.oh + r) * cs.ow;
+                        let src = &gi[at..at + cs.ow];
+                        match s {
+                            1 => gpad[dst..dst + cs.ow].copy_from_slice(src),
+                            _ => {
+                                for (x, &v) in src.iter().enumerate() {
+                                    gpad[dst + x * s] = v;
+                                }
                             }
                         }
                     }
                 }
             }
-        }
-        pad_into(cs, &grp, xi, xp);
-        let mut part = vec![T::ZERO; nw + if with_bias { cs.co } else { 0 }];
-        conv::weight_grad(
-            &gpad[cs.front..],
-            gs,
-            cs.co,
-            xp,
-            grp.xs,
-            cs.ci,
-            &cs.off,
-            grp.lwg,
-            &mut part[..nw],
-        );
-        if with_bias {
-            let hw = cs.oh * cs.ow;
-            for c in 0..cs.co {
-                part[nw + c] = gi.chunks(osz).fold(T::ZERO, |s, gb| {
-                    s + gb[c * hw..(c + 1) * hw].iter().fold(T::ZERO, |s, &v| s + v)
-                });
-            }
-        }
-        if let Some(gxi) = gxi {
-            conv::correlate(
-                gpad, gs, cs.co, &wf, None, cs.ci, &cs.off, gxw, grp.lq, grp.lq,
+            pad_into(cs, &grp, xi, xp);
+            let mut part = vec![T::ZERO; nw + if with_bias { cs.co } else { 0 }];
+            conv::weight_grad(
+                &gpad[cs.front..],
+                gs,
+                cs.co,
+                xp,
+                grp.xs,
+                cs.ci,
+                &cs.off,
+                grp.lwg,
+                &mut part[..nw],
             );
-            for b in 0..grp.n {
-                for c in 0..cs.ci {
-                    for r in 0..cs.h {
-                        let src = c * grp.lq + b * grp.plane + (r + cs.pad) * cs.wp + cs.pad;
-                        let at = ((b * cs.ci + c) * cs.h + r) * cs.w;
-                        gxi[at..at + cs.w].copy_from_slice(&gxw[src..src + cs.w]);
-                    }
+            if with_bias {
+                let hw = cs.oh * cs.ow;
+                for c in 0..cs.co {
+                    part[nw + c] = gi.chunks(osz).fold(T::ZERO, |s, gb| {
+                        s + gb[c * hw..(c + 1) * hw].iter().fold(T::ZERO, |s, &v| s + v)
+                    });
                 }
             }
-        }
-        part
-    };
+            if let Some(gxi) = gxi {
+                conv::correlate(
+                    gpad, gs, cs.co, &wf, None, cs.ci, &cs.off, gxw, grp.lq, grp.lq,
+                );
+                for (src, at) in input_rows(cs, &grp, grp.lq) {
+                    gxi[at..at + cs.w].copy_from_slice(&gxw[src..src + cs.w]);
+                }
+            }
+            part
+        };
     let init = || {
         (
             vec![T::ZERO; glen],

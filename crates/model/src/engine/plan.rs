@@ -4,8 +4,8 @@
 use std::sync::Mutex;
 
 use super::buffers::BufferPool;
-use super::real::Real;
 use super::misc;
+use super::real::Real;
 use crate::spec::{Layer, ResolvedLayer};
 
 #[derive(Debug, Clone)]

@@ -265,13 +265,14 @@ fn trained_line(
     let minutes: f64 = runs.iter().map(|r| r.seconds()).sum::<f64>() / 60.0;
     writeln!(
         s,
-        "- **Trained** on {}, {} threads{}. The runs' own training and evaluation time, recorded in their histories, is **{minutes:.1} min** for all {} together; a command's wall time adds loading the data and, when it verifies, the retraining (given below).",
+        "- **Trained** on {}, {} threads{}, with the engine's numerics version {}. The runs' own training and evaluation time, recorded in their histories, is **{minutes:.1} min** for all {} together; a command's wall time adds loading the data and, when it verifies, the retraining (given below).",
         m.cpu,
         m.threads,
         m.trained
             .as_ref()
             .map(|d| format!(", last on {d}"))
             .unwrap_or_default(),
+        super::runs::numerics_of(runs.iter().copied()),
         runs.len()
     )?;
     Ok(())

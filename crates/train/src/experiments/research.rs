@@ -777,14 +777,8 @@ pub fn write(out: &Path) -> Result<()> {
 /// A sentence when the search and the finals were trained with different numerics versions of
 /// the engine (the finals re-accepted after a change, the search kept with `--keep-search`).
 fn numerics_note(s: &mut String, searched: &[Vec<Run>], finals: &[Run]) -> Result<()> {
-    let versions = |runs: &mut dyn Iterator<Item = &Run>| {
-        let mut v: Vec<u32> = runs.map(|r| r.history.numerics).collect();
-        v.sort_unstable();
-        v.dedup();
-        v.iter().map(u32::to_string).collect::<Vec<_>>().join(" and ")
-    };
-    let search = versions(&mut searched.iter().flatten());
-    let last = versions(&mut finals.iter());
+    let search = super::runs::numerics_of(searched.iter().flatten());
+    let last = super::runs::numerics_of(finals.iter());
     if search != last {
         writeln!(
             s,

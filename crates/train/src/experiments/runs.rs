@@ -232,6 +232,17 @@ pub struct Run {
     pub history: History,
 }
 
+/// The engine numerics versions `runs` were trained with, in words: `2`, or `1 and 2`.
+pub(crate) fn numerics_of<'a>(runs: impl Iterator<Item = &'a Run>) -> String {
+    let mut v: Vec<u32> = runs.map(|r| r.history.numerics).collect();
+    v.sort_unstable();
+    v.dedup();
+    v.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
 impl Run {
     /// The best epoch's evaluation accuracy.
     pub fn max_test(&self) -> f64 {
