@@ -290,10 +290,9 @@ fn dots<T: Real, const OB: usize, const KB: usize>(
             }
         }
     }
-    for r in 0..OB {
-        for q in 0..KB {
-            a.acc[(a.o + r) * a.nk + a.k + q] = acc[r][q];
-        }
+    for (r, row) in acc.iter().enumerate() {
+        let at = (a.o + r) * a.nk + a.k;
+        a.acc[at..at + KB].copy_from_slice(row);
     }
 }
 
@@ -385,9 +384,9 @@ mod avx2 {
                 }
             }
         }
-        for r in 0..OB {
-            for q in 0..KB {
-                unsafe { _mm256_storeu_ps(acc[r].add(q * LANES), a[r][q]) };
+        for (r, row) in a.iter().enumerate() {
+            for (q, v) in row.iter().enumerate() {
+                unsafe { _mm256_storeu_ps(acc[r].add(q * LANES), *v) };
             }
         }
     }
