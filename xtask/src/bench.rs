@@ -280,14 +280,14 @@ pub fn run(args: &Args) -> Result<()> {
     if let Some(p) = avx2_peak.filter(|&p| p < peak.flops) {
         println!("       {:.1} GFLOP/s with the AVX2 FMA loop", p / 1e9);
     }
-    let mnist = under8k_cli::data::load(
+    let prepared = under8k_cli::data::load(
         &under8k_cli::data::DataArgs {
             dataset: None,
             dir: Some(args.data.clone()),
         },
         None,
-    )?
-    .data;
+    )?;
+    let mnist = &prepared.data;
     let default_path = KernelPath::active();
     let mut paths: Vec<KernelPath> = KernelPath::available()
         .into_iter()
@@ -298,7 +298,7 @@ pub fn run(args: &Args) -> Result<()> {
     for _ in 0..args.rounds.max(1) {
         for (i, &p) in paths.iter().enumerate() {
             KernelPath::use_path(p)?;
-            rounds[i].push(measure(&mnist, Kernels::Fast, args.batches, 10_000)?);
+            rounds[i].push(measure(mnist, Kernels::Fast, args.batches, 10_000)?);
         }
     }
     KernelPath::use_path(default_path)?;
@@ -317,7 +317,7 @@ pub fn run(args: &Args) -> Result<()> {
             (p, figures)
         })
         .collect();
-    let reference = measure(&mnist, Kernels::Reference, 3, 1_000)?;
+    let reference = measure(mnist, Kernels::Reference, 3, 1_000)?;
     let torch = torch(args, threads);
     let work = per_layer(30)?;
     println!(
@@ -367,7 +367,7 @@ pub fn run(args: &Args) -> Result<()> {
         work.step_ms,
         100.0 * around / work.step_ms
     );
-    scaling(&mnist, args.batches)?;
+    scaling(mnist, args.batches)?;
     for (p, f) in &fast {
         let path_peak = match p {
             KernelPath::Avx2 => avx2_peak.unwrap_or(peak.flops),
@@ -393,11 +393,11 @@ pub fn run(args: &Args) -> Result<()> {
         Some(Err(e)) => println!("PyTorch: failed: {e:#}"),
         None => println!("PyTorch: not importable by python3 (or --no-torch); skipped"),
     }
-    end_to_end(args, threads)
+    end_to_end(args, &prepared, threads)
 }
 
 /// The end-to-end pairs and their two target lines (with `--pairs`).
-fn end_to_end(args: &Args, threads: usize) -> Result<()> {
+fn end_to_end(args: &Args, data: &under8k_train::data::Prepared, threads: usize) -> Result<()> {
     if args.pairs == 0 || args.no_torch || !crate::pytorch::torch_importable() {
         println!(
             "end to end: not measured (needs --pairs N and python3 with torch; a 15-epoch pair takes minutes)"
@@ -409,7 +409,7 @@ fn end_to_end(args: &Args, threads: usize) -> Result<()> {
 end to end: {} alternating pairs of {}-epoch runs of attempt 3, {threads} threads each",
         args.pairs, args.pair_epochs
     );
-    let pairs = crate::endtoend::pairs(&args.data, args.pairs, args.pair_epochs, threads)?;
+    let pairs = crate::endtoend::pairs(&args.data, data, args.pairs, args.pair_epochs, threads)?;
     let mut ratios: Vec<f64> = pairs.iter().map(|p| p.torch / p.ours).collect();
     ratios.sort_by(f64::total_cmp);
     let ratio = ratios[ratios.len() / 2];

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
+use under8k_train::data::Prepared;
 use under8k_train::experiments as ex;
 
 /// One pair: wall seconds of ours and of PyTorch's, and our run's peak resident set (MiB; where
@@ -44,26 +45,26 @@ fn timed(cmd: &mut Command, what: &str) -> Result<(f64, Option<f64>)> {
     Ok((start.elapsed().as_secs_f64(), hwm))
 }
 
-/// `n` alternating pairs of `epochs`-epoch runs of attempt 3, seed 1, on `threads` threads each.
-pub fn pairs(data: &Path, n: usize, epochs: usize, threads: usize) -> Result<Vec<Pair>> {
+/// `n` alternating pairs of `epochs`-epoch runs of attempt 3, seed 1, on `threads` threads each,
+/// on the data in `data` (already loaded and checked as `mnist`).
+pub fn pairs(
+    data: &Path,
+    mnist: &Prepared,
+    n: usize,
+    epochs: usize,
+    threads: usize,
+) -> Result<Vec<Pair>> {
     let under8k = std::env::current_exe()?.with_file_name("under8k");
     ensure!(
         under8k.exists(),
         "{} is missing: `cargo build -p under8k-cli` first",
         under8k.display()
     );
-    let mnist = under8k_cli::data::load(
-        &under8k_cli::data::DataArgs {
-            dataset: None,
-            dir: Some(data.to_path_buf()),
-        },
-        None,
-    )?;
     let recipe = ex::Recipe {
         write_up: false,
         quick: false,
         epochs: Some(epochs),
-        data: &mnist,
+        data: mnist,
         arch: None,
     };
     let config = ex::config(3, 1, &recipe)?;
