@@ -256,7 +256,7 @@ pub(crate) fn config_and_data(args: &RunArgs) -> Result<(TrainConfig, under8k_mn
     let config = build_config(args, file, &loaded)?;
     // Before anything is written: the net must fit the data, and the splits must exist.
     run::check_data(&config, &loaded.data)?;
-    config.splits(&loaded.data)?;
+    config.check_splits(&loaded.data)?;
     Ok((config, loaded.data))
 }
 

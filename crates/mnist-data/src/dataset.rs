@@ -338,10 +338,10 @@ impl Mnist {
     #[cfg(feature = "fetch")]
     pub fn md5s(&self) -> [String; 4] {
         [
-            idx::md5_hex(&idx::encode_images(&self.train.images)),
-            idx::md5_hex(&idx::encode_labels(&self.train.labels)),
-            idx::md5_hex(&idx::encode_images(&self.test.images)),
-            idx::md5_hex(&idx::encode_labels(&self.test.labels)),
+            idx::images_md5(&self.train.images),
+            idx::labels_md5(&self.train.labels),
+            idx::images_md5(&self.test.images),
+            idx::labels_md5(&self.test.labels),
         ]
     }
 }

@@ -139,7 +139,16 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
 
 /// Decodes an image file (raw or gzip) from memory.
 pub fn decode_images(bytes: &[u8]) -> Result<Images, IdxProblem> {
-    let (dims, pixels) = decode(bytes, IMAGES_MAGIC)?;
+    images_of(decode(bytes, IMAGES_MAGIC)?)
+}
+
+/// [`decode_images`] of bytes it may keep: a raw file's pixels stay in the same allocation
+/// (no second copy of a large file in memory).
+pub fn decode_images_owned(bytes: Vec<u8>) -> Result<Images, IdxProblem> {
+    images_of(decode_owned(bytes, IMAGES_MAGIC)?)
+}
+
+fn images_of((dims, pixels): (Vec<usize>, Vec<u8>)) -> Result<Images, IdxProblem> {
     Ok(Images {
         count: dims[0],
         rows: dims[1],
@@ -150,7 +159,15 @@ pub fn decode_images(bytes: &[u8]) -> Result<Images, IdxProblem> {
 
 /// Decodes a label file (raw or gzip) from memory; every label must be below 10 (a digit).
 pub fn decode_labels(bytes: &[u8]) -> Result<Vec<u8>, IdxProblem> {
-    let labels = decode_labels_any(bytes)?;
+    digits(decode_labels_any(bytes)?)
+}
+
+/// [`decode_labels`] of bytes it may keep.
+pub fn decode_labels_owned(bytes: Vec<u8>) -> Result<Vec<u8>, IdxProblem> {
+    digits(decode_owned(bytes, LABELS_MAGIC)?.1)
+}
+
+fn digits(labels: Vec<u8>) -> Result<Vec<u8>, IdxProblem> {
     if let Some((index, &label)) = labels.iter().enumerate().find(|(_, l)| **l >= NUM_CLASSES) {
         return Err(IdxProblem::LabelOutOfRange { index, label });
     }
@@ -167,11 +184,32 @@ pub fn decode_labels_any(bytes: &[u8]) -> Result<Vec<u8>, IdxProblem> {
 /// uncompressed file the data came from.
 #[cfg(feature = "fetch")]
 pub fn md5_hex(bytes: &[u8]) -> String {
+    md5_of(&[bytes])
+}
+
+/// MD5 (lowercase hex) of the raw IDX file of `images`, `md5_hex(&encode_images(images))`
+/// without making that copy.
+#[cfg(feature = "fetch")]
+pub fn images_md5(images: &Images) -> String {
+    let dims = [images.count, images.rows, images.cols];
+    md5_of(&[&header(IMAGES_MAGIC, &dims), &images.pixels])
+}
+
+/// MD5 (lowercase hex) of the raw IDX file of `labels`, without making it.
+#[cfg(feature = "fetch")]
+pub fn labels_md5(labels: &[u8]) -> String {
+    md5_of(&[&header(LABELS_MAGIC, &[labels.len()]), labels])
+}
+
+/// MD5 (lowercase hex) of the parts one after another.
+#[cfg(feature = "fetch")]
+fn md5_of(parts: &[&[u8]]) -> String {
     use md5::{Digest, Md5};
-    Md5::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let mut h = Md5::new();
+    for p in parts {
+        h.update(p);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Encodes images as a raw (uncompressed) IDX byte string.
@@ -191,13 +229,13 @@ pub fn encode_labels(labels: &[u8]) -> Vec<u8> {
 /// Reads and validates an image file.
 pub fn read_images(path: &Path) -> Result<Images, IdxError> {
     let bytes = read_file(path)?;
-    decode_images(&bytes).map_err(|problem| invalid(path, problem))
+    decode_images_owned(bytes).map_err(|problem| invalid(path, problem))
 }
 
 /// Reads and validates a label file (every label a digit).
 pub fn read_labels(path: &Path) -> Result<Vec<u8>, IdxError> {
     let bytes = read_file(path)?;
-    decode_labels(&bytes).map_err(|problem| invalid(path, problem))
+    decode_labels_owned(bytes).map_err(|problem| invalid(path, problem))
 }
 
 /// Reads and validates a label file, any label value.
@@ -221,12 +259,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>, IdxError> {
 }
 
 fn encode(magic: u32, dims: &[usize], data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + 4 * dims.len() + data.len());
-    out.extend_from_slice(&magic.to_be_bytes());
-    for &d in dims {
-        let d = u32::try_from(d).expect("IDX dimensions are u32");
-        out.extend_from_slice(&d.to_be_bytes());
-    }
+    let mut out = header(magic, dims);
     out.extend_from_slice(data);
     out
 }
@@ -280,10 +313,37 @@ fn declared_len(dims: &[usize]) -> u64 {
         .fold(1u64, |acc, &d| acc.saturating_mul(d as u64))
 }
 
+/// A raw IDX header: the magic number, then each dimension, big-endian.
+fn header(magic: u32, dims: &[usize]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + 4 * dims.len());
+    out.extend_from_slice(&magic.to_be_bytes());
+    for &d in dims {
+        let d = u32::try_from(d).expect("IDX dimensions are u32");
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out
+}
+
 fn decode(bytes: &[u8], magic: u32) -> Result<(Vec<usize>, Vec<u8>), IdxProblem> {
     if is_gzip(bytes) {
         return decode_gzip(bytes, magic);
     }
+    let (dims, header_len) = check_raw(bytes, magic)?;
+    Ok((dims, bytes[header_len..].to_vec()))
+}
+
+/// [`decode`] keeping a raw file's data in `bytes`' own allocation.
+fn decode_owned(mut bytes: Vec<u8>, magic: u32) -> Result<(Vec<usize>, Vec<u8>), IdxProblem> {
+    if is_gzip(&bytes) {
+        return decode_gzip(&bytes, magic);
+    }
+    let (dims, header_len) = check_raw(&bytes, magic)?;
+    bytes.drain(..header_len);
+    Ok((dims, bytes))
+}
+
+/// A raw file's dimensions and header length, once its data is exactly the declared size.
+fn check_raw(bytes: &[u8], magic: u32) -> Result<(Vec<usize>, usize), IdxProblem> {
     let (dims, header_len) = parse_header(bytes, magic)?;
     let declared = declared_len(&dims);
     let present = (bytes.len() - header_len) as u64;
@@ -293,7 +353,7 @@ fn decode(bytes: &[u8], magic: u32) -> Result<(Vec<usize>, Vec<u8>), IdxProblem>
     if present > declared {
         return Err(IdxProblem::TrailingBytes { declared });
     }
-    Ok((dims, bytes[header_len..].to_vec()))
+    Ok((dims, header_len))
 }
 
 fn decode_gzip(bytes: &[u8], magic: u32) -> Result<(Vec<usize>, Vec<u8>), IdxProblem> {

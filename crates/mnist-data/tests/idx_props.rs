@@ -102,3 +102,30 @@ fn file_errors_name_the_file() {
         "{e}"
     );
 }
+
+proptest! {
+    /// The decoders that keep their bytes give what the borrowing ones give, on valid files
+    /// (raw and gzip) and on any bytes at all (the same value or the same error).
+    #[test]
+    fn owned_decoders_agree_with_borrowing_ones(
+        img in images(),
+        labels in proptest::collection::vec(0u8..12, 1..200),
+        noise in proptest::collection::vec(any::<u8>(), 0..64),
+        compress in any::<bool>(),
+    ) {
+        let wrap = |b: Vec<u8>| if compress { gz(&b) } else { b };
+        let (bi, bl) = (wrap(idx::encode_images(&img)), wrap(idx::encode_labels(&labels)));
+        prop_assert_eq!(idx::decode_images_owned(bi.clone()), idx::decode_images(&bi));
+        prop_assert_eq!(idx::decode_labels_owned(bl.clone()), idx::decode_labels(&bl));
+        prop_assert_eq!(idx::decode_images_owned(noise.clone()), idx::decode_images(&noise));
+        prop_assert_eq!(idx::decode_labels_owned(noise.clone()), idx::decode_labels(&noise));
+    }
+
+    /// The MD5 of data in memory, hashed without encoding it, is the MD5 of its encoded file.
+    #[cfg(feature = "fetch")]
+    #[test]
+    fn md5_of_data_is_md5_of_its_file(img in images(), labels in proptest::collection::vec(any::<u8>(), 0..300)) {
+        prop_assert_eq!(idx::images_md5(&img), idx::md5_hex(&idx::encode_images(&img)));
+        prop_assert_eq!(idx::labels_md5(&labels), idx::md5_hex(&idx::encode_labels(&labels)));
+    }
+}

@@ -97,10 +97,15 @@ fn run() -> Vec<Vec<u32>> {
             .unwrap_or_else(|| panic!("no gradient for {name}"));
         out.push(bits(g));
     }
-    // The inference path (image by image, nothing kept) against the eval forward that keeps
-    // what backward needs (the batch path): the same bits.
+    // The inference path (a few images at a time through the whole stack, nothing kept)
+    // against the eval forward that keeps what backward needs (the batch path), and against
+    // each image inferred alone (a group of one everywhere): the same bits.
     let inferred = bits(&net.infer(&x).unwrap());
     assert!(inferred == bits(&net.forward_t(&x, false).unwrap()));
+    for i in [0, 16, 36] {
+        let alone = bits(&net.infer(&x.narrow(0, i, 1).unwrap()).unwrap());
+        assert!(alone == inferred[i * 10..(i + 1) * 10], "image {i} alone");
+    }
     out.push(inferred);
     out
 }

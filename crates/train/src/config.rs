@@ -1,6 +1,7 @@
 //! What a training run does, as one serialisable struct; the seed's three attempts are presets.
 
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use under8k_mnist_data::augment::{InvalidAugmentation, RandomAffine, RandomErasing};
 use under8k_mnist_data::{Mnist, Split};
 use under8k_model::{ArchSpec, Kernels};
@@ -357,28 +358,42 @@ impl TrainConfig {
 
     /// The images the run trains on and those it evaluates on: the training split less the
     /// validation split (if any), then its first `train_limit`; the validation split, else the
-    /// test split's first `test_limit`.
-    pub fn splits(&self, data: &Mnist) -> Result<(Split, Split), ConfigError> {
+    /// test split's first `test_limit`. A split that is a whole one of `data` is borrowed, not
+    /// copied (MNIST's training images are 47 MB).
+    pub fn splits<'a>(
+        &self,
+        data: &'a Mnist,
+    ) -> Result<(Cow<'a, Split>, Cow<'a, Split>), ConfigError> {
+        self.check_splits(data)?;
         let n = data.train.len();
         let (train, eval) = match self.validation {
-            Some(v) if v >= n => {
-                return Err(ConfigError::Validation {
-                    validation: v,
-                    train: n,
-                });
-            }
-            Some(v) => (data.train.range(0, n - v), data.train.range(n - v, n)),
+            Some(v) => (
+                Cow::Owned(data.train.range(0, n - v)),
+                Cow::Owned(data.train.range(n - v, n)),
+            ),
             None => (
-                data.train.clone(),
+                Cow::Borrowed(&data.train),
                 self.test_limit
-                    .map_or_else(|| data.test.clone(), |l| data.test.head(l)),
+                    .map_or(Cow::Borrowed(&data.test), |l| Cow::Owned(data.test.head(l))),
             ),
         };
         let train = match self.train_limit {
-            Some(l) => train.head(l),
+            Some(l) => Cow::Owned(train.head(l)),
             None => train,
         };
         Ok((train, eval))
+    }
+
+    /// Whether [`splits`](Self::splits) can be made of `data`, without making them.
+    pub fn check_splits(&self, data: &Mnist) -> Result<(), ConfigError> {
+        let n = data.train.len();
+        match self.validation {
+            Some(v) if v >= n => Err(ConfigError::Validation {
+                validation: v,
+                train: n,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Stretches a per-step schedule (one-cycle) over the whole run on a training split of

@@ -19,9 +19,9 @@
 //!   ([`NUMERICS_VERSION`](crate::NUMERICS_VERSION) 2).
 //! - Every kernel is compiled for each [`KernelPath`] (portable, AVX2, AVX-512), one chosen at
 //!   run time, with the same bits on each.
-//! - Inference (eval mode, nothing kept for backward) runs image by image through the whole
-//!   stack, so activations stay in cache; the same kernels on a group of one image, the same
-//!   bits (an output's sum does not depend on the group).
+//! - Inference (eval mode, nothing kept for backward) runs a few images at a time through the
+//!   whole stack, so activations stay in cache, each convolution taking them in its training
+//!   groups; the same bits as one image alone (an output's sum does not depend on the group).
 //!
 //! [`Net`](crate::Net) compares this path against its reference path (candle's own ops) in
 //! tests, and finite-difference tests check its gradients in `f64`.

@@ -226,17 +226,98 @@ impl Pass {
         (mean, invstd)
     }
 
-    /// The inference forward: eval mode, nothing kept for backward. Each image runs through
-    /// the whole stack before the next (images in parallel), so its activations stay in the
-    /// core's cache instead of a batch's worth going through memory after every step. Every
-    /// step is the same per-image kernel the batch path runs, with BatchNorm's running
-    /// statistics folded into the same per-channel affine map, so the outputs are the same bits.
+    /// The inference forward: eval mode, nothing kept for backward. A few images at a time run
+    /// through the whole stack before the next few (those groups in parallel), so their
+    /// activations stay in the core's cache instead of a batch's worth going through memory
+    /// after every step; each convolution takes them in its own training groups
+    /// ([`ConvStep::group`](super::plan::ConvStep)), so small planes fill the vectors. Every
+    /// step is the same kernel the batch path runs, with BatchNorm's running statistics folded
+    /// into the same per-channel affine map, and an output's sum does not depend on the group,
+    /// so the outputs are the same bits as one image alone.
     fn infer<T: Pooled>(&self, x: &[T], params: &[T], n: usize) -> Vec<T> {
         let e = &*self.engine;
         let (isz, osz) = (e.sizes[0], *e.sizes.last().expect("output size"));
-        // Per act step: its affine map, BatchNorm's from the running statistics, else the
-        // identity (`1·y + 0`, as the batch path applies it).
-        let affine: Vec<Option<(Vec<T>, Vec<T>)>> = e
+        let affine = self.infer_affine::<T>(params);
+        let convs = || {
+            e.steps.iter().filter_map(|s| match s {
+                Step::Conv(cs) => Some(cs),
+                _ => None,
+            })
+        };
+        let group = convs().map(|cs| cs.group).max().unwrap_or(1);
+        let widest = group * e.sizes.iter().copied().max().unwrap_or(0);
+        let scratch = || {
+            let convs: Vec<(Vec<T>, Vec<T>)> = e
+                .steps
+                .iter()
+                .map(|step| match step {
+                    Step::Conv(cs) => {
+                        let (xl, wl) = conv_scratch(cs, cs.group);
+                        (vec![T::ZERO; xl], vec![T::ZERO; wl])
+                    }
+                    _ => (vec![], vec![]),
+                })
+                .collect();
+            let buf = || vec![T::ZERO; widest];
+            (convs, buf(), buf(), vec![0u32; widest])
+        };
+        let mut out = vec![T::ZERO; n * osz];
+        out.par_chunks_mut(group * osz)
+            .zip(x.par_chunks(group * isz))
+            .for_each_init(scratch, |(convs, a, b, arg), (o, xi)| {
+                let m = xi.len() / isz;
+                a[..m * isz].copy_from_slice(xi);
+                for (si, step) in e.steps.iter().enumerate() {
+                    let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
+                    let (xin, y) = (&a[..m * isz], &mut b[..m * osz]);
+                    match step {
+                        Step::Conv(cs) => {
+                            let (xp, wide) = &mut convs[si];
+                            let (gi, go) = (cs.group * isz, cs.group * osz);
+                            for (yc, xc) in y.chunks_mut(go).zip(xin.chunks(gi)) {
+                                conv_group(cs, xc.len() / isz, xc, params, yc, xp, wide);
+                            }
+                        }
+                        Step::Act(s) => {
+                            let (sa, sb) = affine[si].as_ref().expect("an act step's map");
+                            for (yi, xi) in y.chunks_mut(osz).zip(xin.chunks(isz)) {
+                                act::forward(xi, yi, s.c, s.hw, sa, sb, None, s.relu, 0);
+                            }
+                        }
+                        Step::MaxPool(win) => {
+                            for ((yi, xi), ai) in y
+                                .chunks_mut(osz)
+                                .zip(xin.chunks(isz))
+                                .zip(arg.chunks_mut(osz))
+                            {
+                                misc::max_pool(xi, yi, ai, win);
+                            }
+                        }
+                        Step::AvgPool(win) => y
+                            .chunks_mut(osz)
+                            .zip(xin.chunks(isz))
+                            .for_each(|(yi, xi)| misc::avg_pool(xi, yi, win)),
+                        Step::Gap { hw } => y
+                            .chunks_mut(osz)
+                            .zip(xin.chunks(isz))
+                            .for_each(|(yi, xi)| misc::gap(xi, yi, *hw)),
+                        Step::LogSoftmax => y
+                            .chunks_mut(osz)
+                            .zip(xin.chunks(isz))
+                            .for_each(|(yi, xi)| misc::log_softmax(xi, yi)),
+                    }
+                    std::mem::swap(a, b);
+                }
+                o.copy_from_slice(&a[..m * osz]);
+            });
+        out
+    }
+
+    /// Per act step of an inference pass: its affine map, BatchNorm's from the running
+    /// statistics, else the identity (`1·y + 0`, as the batch path applies it).
+    #[allow(clippy::type_complexity)]
+    fn infer_affine<T: Pooled>(&self, params: &[T]) -> Vec<Option<(Vec<T>, Vec<T>)>> {
+        self.engine
             .steps
             .iter()
             .map(|step| match step {
@@ -252,54 +333,7 @@ impl Pass {
                 Step::Act(a) => Some((vec![T::ONE; a.c], vec![T::ZERO; a.c])),
                 _ => None,
             })
-            .collect();
-        let widest = e.sizes.iter().copied().max().unwrap_or(0);
-        let scratch = || {
-            let convs: Vec<(Vec<T>, Vec<T>)> = e
-                .steps
-                .iter()
-                .map(|step| match step {
-                    Step::Conv(cs) => {
-                        let (xl, wl) = conv_scratch(cs, 1);
-                        (vec![T::ZERO; xl], vec![T::ZERO; wl])
-                    }
-                    _ => (vec![], vec![]),
-                })
-                .collect();
-            (
-                convs,
-                vec![T::ZERO; widest],
-                vec![T::ZERO; widest],
-                vec![0u32; widest],
-            )
-        };
-        let mut out = vec![T::ZERO; n * osz];
-        out.par_chunks_mut(osz)
-            .zip(x.par_chunks(isz))
-            .for_each_init(scratch, |(convs, a, b, arg), (o, xi)| {
-                a[..isz].copy_from_slice(xi);
-                for (si, step) in e.steps.iter().enumerate() {
-                    let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
-                    let (xin, y) = (&a[..isz], &mut b[..osz]);
-                    match step {
-                        Step::Conv(cs) => {
-                            let (xp, wide) = &mut convs[si];
-                            conv_group(cs, 1, xin, params, y, xp, wide)
-                        }
-                        Step::Act(s) => {
-                            let (sa, sb) = affine[si].as_ref().expect("an act step's map");
-                            act::forward(xin, y, s.c, s.hw, sa, sb, None, s.relu, 0)
-                        }
-                        Step::MaxPool(win) => misc::max_pool(xin, y, &mut arg[..osz], win),
-                        Step::AvgPool(win) => misc::avg_pool(xin, y, win),
-                        Step::Gap { hw } => misc::gap(xin, y, *hw),
-                        Step::LogSoftmax => misc::log_softmax(xin, y),
-                    }
-                    std::mem::swap(a, b);
-                }
-                o.copy_from_slice(&a[..osz]);
-            });
-        out
+            .collect()
     }
 
     fn drop<T: Pooled>(&self, a: &ActStep) -> Option<act::Drop<T>> {

@@ -67,7 +67,7 @@ pub fn plan(recipes: &[Recipe], seeds: &[u64], data: &Prepared) -> Result<Manife
             c.fit_schedule(data.data.train.len());
             c.validate()?;
             crate::run::check_fit(&c.arch, &data.data)?;
-            c.splits(&data.data)?;
+            c.check_splits(&data.data)?;
             let index = jobs.len();
             jobs.push(SweepJob::new(index, &r.name, c, run_dir(&r.name, seed)));
         }
