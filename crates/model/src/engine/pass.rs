@@ -132,18 +132,10 @@ impl Pass {
                         .for_each(|((o, a), xi)| misc::max_pool(xi, o, a, win));
                     args.push(arg);
                 }
-                Step::AvgPool(win) => out
+                Step::AvgPool(_) | Step::Gap { .. } | Step::LogSoftmax => out
                     .par_chunks_mut(osz)
                     .zip(xin.par_chunks(isz))
-                    .for_each(|(o, xi)| misc::avg_pool(xi, o, win)),
-                Step::Gap { hw } => out
-                    .par_chunks_mut(osz)
-                    .zip(xin.par_chunks(isz))
-                    .for_each(|(o, xi)| misc::gap(xi, o, *hw)),
-                Step::LogSoftmax => out
-                    .chunks_mut(osz)
-                    .zip(xin.chunks(isz))
-                    .for_each(|(o, xi)| misc::log_softmax(xi, o)),
+                    .for_each(|(o, xi)| plain_step(step, xi, o)),
             });
             if !self.save {
                 pool.give(acts.drain(..));
@@ -293,18 +285,10 @@ impl Pass {
                                 misc::max_pool(xi, yi, ai, win);
                             }
                         }
-                        Step::AvgPool(win) => y
+                        Step::AvgPool(_) | Step::Gap { .. } | Step::LogSoftmax => y
                             .chunks_mut(osz)
                             .zip(xin.chunks(isz))
-                            .for_each(|(yi, xi)| misc::avg_pool(xi, yi, win)),
-                        Step::Gap { hw } => y
-                            .chunks_mut(osz)
-                            .zip(xin.chunks(isz))
-                            .for_each(|(yi, xi)| misc::gap(xi, yi, *hw)),
-                        Step::LogSoftmax => y
-                            .chunks_mut(osz)
-                            .zip(xin.chunks(isz))
-                            .for_each(|(yi, xi)| misc::log_softmax(xi, yi)),
+                            .for_each(|(yi, xi)| plain_step(step, xi, yi)),
                     }
                     std::mem::swap(a, b);
                 }
@@ -483,6 +467,17 @@ impl Pass {
         gx.par_chunks_mut(sz)
             .zip(xin.par_chunks(sz))
             .for_each(|(gxi, xi)| act::bn_input_grad(gxi, xi, c, hw, mean, &k));
+    }
+}
+
+/// One image through a step without parameters or saved state: average pool, global average
+/// pool or log-softmax.
+fn plain_step<T: Pooled>(step: &Step, xi: &[T], o: &mut [T]) {
+    match step {
+        Step::AvgPool(win) => misc::avg_pool(xi, o, win),
+        Step::Gap { hw } => misc::gap(xi, o, *hw),
+        Step::LogSoftmax => misc::log_softmax(xi, o),
+        _ => unreachable!("not a plain step"),
     }
 }
 
