@@ -230,13 +230,15 @@ impl Pass {
         let e = &*self.engine;
         let (isz, osz) = (e.sizes[0], *e.sizes.last().expect("output size"));
         let affine = self.infer_affine::<T>(params);
-        let convs = || {
-            e.steps.iter().filter_map(|s| match s {
-                Step::Conv(cs) => Some(cs),
+        let group = e
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Conv(cs) => Some(cs.group),
                 _ => None,
             })
-        };
-        let group = convs().map(|cs| cs.group).max().unwrap_or(1);
+            .max()
+            .unwrap_or(1);
         let widest = group * e.sizes.iter().copied().max().unwrap_or(0);
         let scratch = || {
             let convs: Vec<(Vec<T>, Vec<T>)> = e
