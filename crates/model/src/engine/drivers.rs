@@ -4,9 +4,31 @@
 
 use rayon::prelude::*;
 
+use super::buffers::BufferPool;
 use super::plan::ConvStep;
 use super::real::Real;
 use super::{act, conv};
+
+/// Scratch buffers of one rayon split, taken from the engine's pool and given back when
+/// dropped: a step's scratch is needed again on the next batch, and fresh memory would be
+/// zero-filled (and faulted in) every time.
+struct Scratch<'p, T: Real> {
+    pool: &'p BufferPool<T>,
+    bufs: Vec<Vec<T>>,
+}
+
+impl<'p, T: Real> Scratch<'p, T> {
+    fn take(pool: &'p BufferPool<T>, lens: &[usize]) -> Self {
+        let bufs = lens.iter().map(|&n| pool.take(n)).collect();
+        Scratch { pool, bufs }
+    }
+}
+
+impl<T: Real> Drop for Scratch<'_, T> {
+    fn drop(&mut self) {
+        self.pool.give(self.bufs.drain(..));
+    }
+}
 
 /// The wide layout of `n` images side by side: each channel's row holds the images' padded
 /// planes one after another, so one kernel call covers all of them. Each output of the forward
@@ -45,7 +67,10 @@ impl Group {
 /// A layer's forward over the batch, [`ConvStep::group`] images per kernel call. With `stats`,
 /// also each image's per-channel `(Σy, Σy²)` of the output ([`act::plane_sums`], what a
 /// BatchNorm in training mode next needs), computed while the output is still in cache.
+/// Scratch buffers come from `pool`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn conv_forward<T: Real>(
+    pool: &BufferPool<T>,
     cs: &ConvStep,
     xin: &[T],
     params: &[T],
@@ -60,8 +85,11 @@ pub(super) fn conv_forward<T: Real>(
         .par_chunks_mut(cs.group * osz)
         .zip(xin.par_chunks(cs.group * isz))
         .map_init(
-            || (vec![T::ZERO; xlen], vec![T::ZERO; wlen]),
-            |(xp, wide), (o, xi)| {
+            || Scratch::take(pool, &[xlen, wlen]),
+            |s, (o, xi)| {
+                let [xp, wide] = &mut s.bufs[..] else {
+                    unreachable!("two buffers")
+                };
                 conv_group(cs, o.len() / osz, xi, params, o, xp, wide);
                 match stats {
                     true => o
@@ -117,7 +145,7 @@ fn crop<T: Real>(cs: &ConvStep, g: &Group, wide: &[T], o: &mut [T]) {
                 let at = ((b * cs.co + c) * cs.oh + r) * cs.ow;
                 let dst = &mut o[at..at + cs.ow];
                 match s {
-                    1 => dst.copy_from_slice(&src[..cs.ow]),
+                    1 => copy_run(dst, &src[..cs.ow]),
                     _ => {
                         for (x, d) in dst.iter_mut().enumerate() {
                             *d = src[x * s];
@@ -138,23 +166,56 @@ fn pad_into<T: Real>(cs: &ConvStep, g: &Group, xi: &[T], xp: &mut [T]) {
         xp[..used].fill(T::ZERO);
     }
     xp[used..].fill(T::ZERO);
-    for (dst, src) in input_rows(cs, g, g.xs) {
-        xp[dst..dst + cs.w].copy_from_slice(&xi[src..src + cs.w]);
+    for (dst, src, len) in input_runs(cs, g, g.xs) {
+        copy_run(&mut xp[dst..dst + len], &xi[src..src + len]);
     }
 }
 
-/// Each input row of a group's images: its start in the padded group layout (channels
-/// `stride` apart) and in the images as given (`n×ci×h×w`).
-fn input_rows(cs: &ConvStep, g: &Group, stride: usize) -> impl Iterator<Item = (usize, usize)> {
-    let (ci, h, w, wp, pad, plane) = (cs.ci, cs.h, cs.w, cs.wp, cs.pad, g.plane);
+/// Each contiguous run of a group's input: its start in the padded group layout (channels
+/// `stride` apart), its start in the images as given (`n×ci×h×w`), and its length — one row,
+/// or a whole plane when there is no padding (its rows then follow one another in both).
+fn input_runs(
+    cs: &ConvStep,
+    g: &Group,
+    stride: usize,
+) -> impl Iterator<Item = (usize, usize, usize)> {
+    let (ci, w, wp, pad, plane) = (cs.ci, cs.w, cs.wp, cs.pad, g.plane);
+    let (h, len) = match pad {
+        0 => (1, cs.h * w),
+        _ => (cs.h, w),
+    };
     (0..g.n * ci * h).map(move |k| {
         let (b, c, r) = (k / (ci * h), k / h % ci, k % h);
-        (c * stride + b * plane + (r + pad) * wp + pad, k * w)
+        (c * stride + b * plane + (r + pad) * wp + pad, k * len, len)
     })
 }
 
+/// `dst.copy_from_slice(src)` for the short runs of rows, in fixed-size pieces the compiler
+/// turns into vector moves rather than a call to `memcpy` per row.
+#[inline(always)]
+fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
+    const P: usize = 8;
+    let n = dst.len();
+    if n < P || n > 16 * P {
+        dst.copy_from_slice(src);
+        return;
+    }
+    let src = &src[..n];
+    let mut i = 0;
+    while i + P <= n {
+        dst[i..i + P].copy_from_slice(&src[i..i + P]);
+        i += P;
+    }
+    if i < n {
+        dst[n - P..].copy_from_slice(&src[n - P..]);
+    }
+}
+
+/// A layer's backward over the batch: the weight (and bias) gradient added to `gp`, the input
+/// gradient written to `gx` when given. Scratch buffers come from `pool`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv_backward<T: Real>(
+    pool: &BufferPool<T>,
     cs: &ConvStep,
     xin: &[T],
     params: &[T],
@@ -182,69 +243,64 @@ pub(super) fn conv_backward<T: Real>(
     let (xlen, _) = conv_scratch(cs, cs.group);
     let s = cs.stride;
     let with_bias = cs.bias.is_some();
-    let per_group =
-        |gi: &[T], xi: &[T], gxi: Option<&mut [T]>, scratch: &mut (Vec<T>, Vec<T>, Vec<T>)| {
-            let (gpad, xp, gxw) = scratch;
-            let grp = Group::new(cs, gi.len() / osz);
-            let gs = cs.front + grp.lq;
-            gpad.fill(T::ZERO);
-            // The stride-1 output's gradient: the given one at every `s`-th row and column, 0
-            // elsewhere.
-            for b in 0..grp.n {
-                for c in 0..cs.co {
-                    for r in 0..cs.oh {
-                        let dst = c * gs + cs.front + b * grp.plane + r * s * cs.wp;
-                        let at = ((b * cs.co + c) * cs.oh + r) * cs.ow;
-                        let src = &gi[at..at + cs.ow];
-                        match s {
-                            1 => gpad[dst..dst + cs.ow].copy_from_slice(src),
-                            _ => {
-                                for (x, &v) in src.iter().enumerate() {
-                                    gpad[dst + x * s] = v;
-                                }
+    let per_group = |gi: &[T], xi: &[T], gxi: Option<&mut [T]>, scratch: &mut Scratch<'_, T>| {
+        let [gpad, xp, gxw] = &mut scratch.bufs[..] else {
+            unreachable!("three buffers")
+        };
+        let grp = Group::new(cs, gi.len() / osz);
+        let gs = cs.front + grp.lq;
+        gpad.fill(T::ZERO);
+        // The stride-1 output's gradient: the given one at every `s`-th row and column, 0
+        // elsewhere.
+        for b in 0..grp.n {
+            for c in 0..cs.co {
+                for r in 0..cs.oh {
+                    let dst = c * gs + cs.front + b * grp.plane + r * s * cs.wp;
+                    let at = ((b * cs.co + c) * cs.oh + r) * cs.ow;
+                    let src = &gi[at..at + cs.ow];
+                    match s {
+                        1 => copy_run(&mut gpad[dst..dst + cs.ow], src),
+                        _ => {
+                            for (x, &v) in src.iter().enumerate() {
+                                gpad[dst + x * s] = v;
                             }
                         }
                     }
                 }
             }
-            pad_into(cs, &grp, xi, xp);
-            let mut part = vec![T::ZERO; nw + if with_bias { cs.co } else { 0 }];
-            conv::weight_grad(
-                &gpad[cs.front..],
-                gs,
-                cs.co,
-                xp,
-                grp.xs,
-                cs.ci,
-                &cs.off,
-                grp.lwg,
-                &mut part[..nw],
+        }
+        pad_into(cs, &grp, xi, xp);
+        let mut part = vec![T::ZERO; nw + if with_bias { cs.co } else { 0 }];
+        conv::weight_grad(
+            &gpad[cs.front..],
+            gs,
+            cs.co,
+            xp,
+            grp.xs,
+            cs.ci,
+            &cs.off,
+            grp.lwg,
+            &mut part[..nw],
+        );
+        if with_bias {
+            let hw = cs.oh * cs.ow;
+            for c in 0..cs.co {
+                part[nw + c] = gi.chunks(osz).fold(T::ZERO, |s, gb| {
+                    s + gb[c * hw..(c + 1) * hw].iter().fold(T::ZERO, |s, &v| s + v)
+                });
+            }
+        }
+        if let Some(gxi) = gxi {
+            conv::correlate(
+                gpad, gs, cs.co, &wf, None, cs.ci, &cs.off, gxw, grp.lq, grp.lq,
             );
-            if with_bias {
-                let hw = cs.oh * cs.ow;
-                for c in 0..cs.co {
-                    part[nw + c] = gi.chunks(osz).fold(T::ZERO, |s, gb| {
-                        s + gb[c * hw..(c + 1) * hw].iter().fold(T::ZERO, |s, &v| s + v)
-                    });
-                }
+            for (src, at, len) in input_runs(cs, &grp, grp.lq) {
+                copy_run(&mut gxi[at..at + len], &gxw[src..src + len]);
             }
-            if let Some(gxi) = gxi {
-                conv::correlate(
-                    gpad, gs, cs.co, &wf, None, cs.ci, &cs.off, gxw, grp.lq, grp.lq,
-                );
-                for (src, at) in input_rows(cs, &grp, grp.lq) {
-                    gxi[at..at + cs.w].copy_from_slice(&gxw[src..src + cs.w]);
-                }
-            }
-            part
-        };
-    let init = || {
-        (
-            vec![T::ZERO; glen],
-            vec![T::ZERO; xlen],
-            vec![T::ZERO; cs.ci * most.lq],
-        )
+        }
+        part
     };
+    let init = || Scratch::take(pool, &[glen, xlen, cs.ci * most.lq]);
     let (gsz, isz_g, osz_g) = (cs.group, cs.group * isz, cs.group * osz);
     let parts: Vec<Vec<T>> = match gx {
         Some(gx) => gx

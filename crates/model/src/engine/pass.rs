@@ -114,7 +114,16 @@ impl Pass {
                 Step::Conv(cs) => {
                     let bn_next =
                         matches!(e.steps.get(si + 1), Some(Step::Act(a)) if a.bn.is_some());
-                    sums = conv_forward(cs, xin, params, &mut out, isz, osz, self.train && bn_next);
+                    sums = conv_forward(
+                        pool,
+                        cs,
+                        xin,
+                        params,
+                        &mut out,
+                        isz,
+                        osz,
+                        self.train && bn_next,
+                    );
                 }
                 Step::Act(a) => {
                     let pre = sums.take();
@@ -353,7 +362,7 @@ impl Pass {
             if si == 0 && !self.input_grad && matches!(step, Step::Conv(_)) {
                 if let Step::Conv(cs) = step {
                     e.timed(si, true, || {
-                        conv_backward(cs, xin, params, &g, None, &mut gp, n, isz, osz)
+                        conv_backward(pool, cs, xin, params, &g, None, &mut gp, n, isz, osz)
                     });
                 }
                 pool.give([g]);
@@ -361,9 +370,18 @@ impl Pass {
             }
             let mut gx = pool.take(n * isz);
             e.timed(si, true, || match step {
-                Step::Conv(cs) => {
-                    conv_backward(cs, xin, params, &g, Some(&mut gx[..]), &mut gp, n, isz, osz)
-                }
+                Step::Conv(cs) => conv_backward(
+                    pool,
+                    cs,
+                    xin,
+                    params,
+                    &g,
+                    Some(&mut gx[..]),
+                    &mut gp,
+                    n,
+                    isz,
+                    osz,
+                ),
                 Step::Act(a) => {
                     let nm = if a.bn.is_some() {
                         norm_i -= 1;
