@@ -196,7 +196,7 @@ fn input_runs(
 fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
     const P: usize = 8;
     let n = dst.len();
-    if n < P || n > 16 * P {
+    if !(P..=16 * P).contains(&n) {
         dst.copy_from_slice(src);
         return;
     }
