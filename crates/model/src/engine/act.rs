@@ -93,29 +93,52 @@ pub fn forward<T: Real>(
 }
 
 fma_dispatch! {
-/// `∂L/∂z` of one image into `gz`, from the output gradient `g` and the forward's output.
+/// `∂L/∂z` of one image into `gz`, from the output gradient `g` (or, when `None`, the output
+/// gradient already in `gz`, replaced in place) and the forward's output.
 #[allow(clippy::too_many_arguments)]
 pub fn grad_z<T: Real>(
-    g: &[T],
+    g: Option<&[T]>,
     out: &[T],
     gz: &mut [T],
     drop: Option<Drop<T>>,
     relu: bool,
     base: u32,
 ) {
+    match g {
+        Some(g) => grad_z_pairs(gz.iter_mut().zip(g.iter().copied()), out, drop, relu, base),
+        None => {
+            let pairs = gz.iter_mut().map(|z| {
+                let v = *z;
+                (z, v)
+            });
+            grad_z_pairs(pairs, out, drop, relu, base)
+        }
+    }
+}
+}
+
+/// [`grad_z`] over `(where ∂L/∂z goes, ∂L/∂out)` pairs.
+#[inline(always)]
+fn grad_z_pairs<'a, T: Real + 'a>(
+    pairs: impl Iterator<Item = (&'a mut T, T)>,
+    out: &[T],
+    drop: Option<Drop<T>>,
+    relu: bool,
+    base: u32,
+) {
     match (drop, relu) {
         (Some(d), true) => {
-            for ((z, &gv), &o) in gz.iter_mut().zip(g).zip(out) {
+            for ((z, gv), &o) in pairs.zip(out) {
                 *z = if o > T::ZERO { gv * d.scale } else { T::ZERO };
             }
         }
         (None, true) => {
-            for ((z, &gv), &o) in gz.iter_mut().zip(g).zip(out) {
+            for ((z, gv), &o) in pairs.zip(out) {
                 *z = if o > T::ZERO { gv } else { T::ZERO };
             }
         }
         (Some(d), false) => {
-            for (j, (z, &gv)) in gz.iter_mut().zip(g).enumerate() {
+            for (j, (z, gv)) in pairs.enumerate() {
                 *z = if keep(d.key, base + j as u32, d.threshold) {
                     gv * d.scale
                 } else {
@@ -123,9 +146,12 @@ pub fn grad_z<T: Real>(
                 };
             }
         }
-        (None, false) => gz.copy_from_slice(g),
+        (None, false) => {
+            for (z, gv) in pairs {
+                *z = gv;
+            }
+        }
     }
-}
 }
 
 fma_dispatch! {

@@ -9,6 +9,9 @@ use super::plan::ConvStep;
 use super::real::Real;
 use super::{act, conv};
 
+/// Per image, per channel: a pair of sums (BatchNorm's statistics or its gradient's).
+pub(super) type ImageSums = Vec<Vec<(f64, f64)>>;
+
 /// Scratch buffers of one rayon split, taken from the engine's pool and given back when
 /// dropped: a step's scratch is needed again on the next batch, and fresh memory would be
 /// zero-filled (and faulted in) every time.
@@ -78,10 +81,10 @@ pub(super) fn conv_forward<T: Real>(
     isz: usize,
     osz: usize,
     stats: bool,
-) -> Option<Vec<Vec<(f64, f64)>>> {
+) -> Option<ImageSums> {
     let (xlen, wlen) = conv_scratch(cs, cs.group);
     let hw = cs.oh * cs.ow;
-    let sums: Vec<Vec<Vec<(f64, f64)>>> = out
+    let sums: Vec<ImageSums> = out
         .par_chunks_mut(cs.group * osz)
         .zip(xin.par_chunks(cs.group * isz))
         .map_init(
@@ -211,8 +214,20 @@ fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
     }
 }
 
+/// What a group's input gradient goes through once written, while it is still in cache (the
+/// first backward pass of the step before): called with the group's first image, its input
+/// gradient and its inputs; returns one value per image.
+pub(super) type Then<'a, T> = &'a (dyn Fn(usize, &mut [T], &[T]) -> ImageSums + Sync);
+
+/// Where a convolution's backward writes its input gradient, and what it does with it next.
+pub(super) struct InputGrad<'a, T> {
+    pub(super) gx: &'a mut [T],
+    pub(super) then: Option<Then<'a, T>>,
+}
+
 /// A layer's backward over the batch: the weight (and bias) gradient added to `gp`, the input
-/// gradient written to `gx` when given. Scratch buffers come from `pool`.
+/// gradient written where `gx` says. Returns what `gx.then` returned, per image in order (empty
+/// without it). Scratch buffers come from `pool`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv_backward<T: Real>(
     pool: &BufferPool<T>,
@@ -220,12 +235,12 @@ pub(super) fn conv_backward<T: Real>(
     xin: &[T],
     params: &[T],
     g: &[T],
-    gx: Option<&mut [T]>,
+    gx: Option<InputGrad<'_, T>>,
     gp: &mut [T],
     n: usize,
     isz: usize,
     osz: usize,
-) {
+) -> ImageSums {
     let nt = cs.off.len();
     let nw = cs.co * cs.ci * nt;
     let w = &params[cs.weight..cs.weight + nw];
@@ -243,80 +258,92 @@ pub(super) fn conv_backward<T: Real>(
     let (xlen, _) = conv_scratch(cs, cs.group);
     let s = cs.stride;
     let with_bias = cs.bias.is_some();
-    let per_group = |gi: &[T], xi: &[T], gxi: Option<&mut [T]>, scratch: &mut Scratch<'_, T>| {
-        let [gpad, xp, gxw] = &mut scratch.bufs[..] else {
-            unreachable!("three buffers")
-        };
-        let grp = Group::new(cs, gi.len() / osz);
-        let gs = cs.front + grp.lq;
-        gpad.fill(T::ZERO);
-        // The stride-1 output's gradient: the given one at every `s`-th row and column, 0
-        // elsewhere.
-        for b in 0..grp.n {
-            for c in 0..cs.co {
-                for r in 0..cs.oh {
-                    let dst = c * gs + cs.front + b * grp.plane + r * s * cs.wp;
-                    let at = ((b * cs.co + c) * cs.oh + r) * cs.ow;
-                    let src = &gi[at..at + cs.ow];
-                    match s {
-                        1 => copy_run(&mut gpad[dst..dst + cs.ow], src),
-                        _ => {
-                            for (x, &v) in src.iter().enumerate() {
-                                gpad[dst + x * s] = v;
+    let then = gx.as_ref().and_then(|g| g.then);
+    let per_group =
+        |k: usize, gi: &[T], xi: &[T], gxi: Option<&mut [T]>, scratch: &mut Scratch<'_, T>| {
+            let [gpad, xp, gxw] = &mut scratch.bufs[..] else {
+                unreachable!("three buffers")
+            };
+            let grp = Group::new(cs, gi.len() / osz);
+            let gs = cs.front + grp.lq;
+            gpad.fill(T::ZERO);
+            // The stride-1 output's gradient: the given one at every `s`-th row and column, 0
+            // elsewhere.
+            for b in 0..grp.n {
+                for c in 0..cs.co {
+                    for r in 0..cs.oh {
+                        let dst = c * gs + cs.front + b * grp.plane + r * s * cs.wp;
+                        let at = ((b * cs.co + c) * cs.oh + r) * cs.ow;
+                        let src = &gi[at..at + cs.ow];
+                        match s {
+                            1 => copy_run(&mut gpad[dst..dst + cs.ow], src),
+                            _ => {
+                                for (x, &v) in src.iter().enumerate() {
+                                    gpad[dst + x * s] = v;
+                                }
                             }
                         }
                     }
                 }
             }
-        }
-        pad_into(cs, &grp, xi, xp);
-        let mut part = vec![T::ZERO; nw + if with_bias { cs.co } else { 0 }];
-        conv::weight_grad(
-            &gpad[cs.front..],
-            gs,
-            cs.co,
-            xp,
-            grp.xs,
-            cs.ci,
-            &cs.off,
-            grp.lwg,
-            &mut part[..nw],
-        );
-        if with_bias {
-            let hw = cs.oh * cs.ow;
-            for c in 0..cs.co {
-                part[nw + c] = gi.chunks(osz).fold(T::ZERO, |s, gb| {
-                    s + gb[c * hw..(c + 1) * hw].iter().fold(T::ZERO, |s, &v| s + v)
-                });
-            }
-        }
-        if let Some(gxi) = gxi {
-            conv::correlate(
-                gpad, gs, cs.co, &wf, None, cs.ci, &cs.off, gxw, grp.lq, grp.lq,
+            pad_into(cs, &grp, xi, xp);
+            let mut part = vec![T::ZERO; nw + if with_bias { cs.co } else { 0 }];
+            conv::weight_grad(
+                &gpad[cs.front..],
+                gs,
+                cs.co,
+                xp,
+                grp.xs,
+                cs.ci,
+                &cs.off,
+                grp.lwg,
+                &mut part[..nw],
             );
-            for (src, at, len) in input_runs(cs, &grp, grp.lq) {
-                copy_run(&mut gxi[at..at + len], &gxw[src..src + len]);
+            if with_bias {
+                let hw = cs.oh * cs.ow;
+                for c in 0..cs.co {
+                    part[nw + c] = gi.chunks(osz).fold(T::ZERO, |s, gb| {
+                        s + gb[c * hw..(c + 1) * hw].iter().fold(T::ZERO, |s, &v| s + v)
+                    });
+                }
             }
-        }
-        part
-    };
+            if let Some(gxi) = gxi {
+                conv::correlate(
+                    gpad, gs, cs.co, &wf, None, cs.ci, &cs.off, gxw, grp.lq, grp.lq,
+                );
+                for (src, at, len) in input_runs(cs, &grp, grp.lq) {
+                    copy_run(&mut gxi[at..at + len], &gxw[src..src + len]);
+                }
+                if let Some(then) = then {
+                    return (part, then(k * cs.group, gxi, xi));
+                }
+            }
+            (part, vec![])
+        };
     let init = || Scratch::take(pool, &[glen, xlen, cs.ci * most.lq]);
     let (gsz, isz_g, osz_g) = (cs.group, cs.group * isz, cs.group * osz);
-    let parts: Vec<Vec<T>> = match gx {
+    let parts: Vec<(Vec<T>, ImageSums)> = match gx {
         Some(gx) => gx
+            .gx
             .par_chunks_mut(isz_g)
             .zip(g.par_chunks(osz_g))
             .zip(xin.par_chunks(isz_g))
-            .map_init(init, |s, ((gxi, gi), xi)| per_group(gi, xi, Some(gxi), s))
+            .enumerate()
+            .map_init(init, |s, (k, ((gxi, gi), xi))| {
+                per_group(k, gi, xi, Some(gxi), s)
+            })
             .collect(),
         None => g
             .par_chunks(osz_g)
             .zip(xin.par_chunks(isz_g))
-            .map_init(init, |s, (gi, xi)| per_group(gi, xi, None, s))
+            .enumerate()
+            .map_init(init, |s, (k, (gi, xi))| per_group(k, gi, xi, None, s))
             .collect(),
     };
     debug_assert_eq!(parts.len(), n.div_ceil(gsz));
-    for part in &parts {
+    let mut after = Vec::with_capacity(if then.is_some() { n } else { 0 });
+    for (part, per_image) in parts {
+        after.extend(per_image);
         for (k, v) in part[..nw].iter().enumerate() {
             gp[cs.weight + k] += *v;
         }
@@ -326,4 +353,5 @@ pub(super) fn conv_backward<T: Real>(
             }
         }
     }
+    after
 }

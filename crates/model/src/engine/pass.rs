@@ -5,7 +5,9 @@ use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
-use super::drivers::{conv_backward, conv_forward, conv_group, conv_scratch};
+use super::drivers::{
+    ImageSums, InputGrad, Then, conv_backward, conv_forward, conv_group, conv_scratch,
+};
 use super::plan::Pooled;
 use super::plan::{ActStep, Engine, Step};
 use super::{act, misc};
@@ -179,7 +181,7 @@ impl Pass {
         out: &mut [T],
         n: usize,
         stats: &mut Vec<BatchStats>,
-        pre: Option<Vec<Vec<(f64, f64)>>>,
+        pre: Option<ImageSums>,
     ) -> (Vec<T>, Vec<T>) {
         let (c, hw) = (a.c, a.hw);
         let sz = c * hw;
@@ -187,7 +189,7 @@ impl Pass {
         let (mut sa, mut sb) = (vec![T::ONE; c], vec![T::ZERO; c]);
         if let Some((g, b, bi)) = a.bn {
             let (m64, v64) = if self.train {
-                let parts: Vec<Vec<(f64, f64)>> = pre.unwrap_or_else(|| {
+                let parts: ImageSums = pre.unwrap_or_else(|| {
                     xin.par_chunks(sz)
                         .map(|xi| {
                             let mut s = vec![(0.0, 0.0); c];
@@ -356,6 +358,9 @@ impl Pass {
         g.copy_from_slice(g_out);
         let mut arg_i = s.args.len();
         let mut norm_i = s.norm.len();
+        // The act step's per-image sums when the convolution after it already ran its first
+        // backward pass (`g` then holds ∂L/∂z).
+        let mut fused: Option<ImageSums> = None;
         for (si, step) in e.steps.iter().enumerate().rev() {
             let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
             let (xin, y) = (&s.acts[si], &s.acts[si + 1]);
@@ -368,28 +373,55 @@ impl Pass {
                 pool.give([g]);
                 return (None, gp);
             }
+            let nm = |a: &ActStep, i: usize| a.bn.map(|_| &s.norm[i - 1]);
+            if let (Step::Act(a), Some(parts)) = (step, fused.take()) {
+                let norm = nm(a, norm_i);
+                norm_i -= usize::from(norm.is_some());
+                e.timed(si, true, || {
+                    self.bn_backward(a, xin, &mut g, params, &mut gp, norm, n, parts)
+                });
+                continue;
+            }
             let mut gx = pool.take(n * isz);
             e.timed(si, true, || match step {
-                Step::Conv(cs) => conv_backward(
-                    pool,
-                    cs,
-                    xin,
-                    params,
-                    &g,
-                    Some(&mut gx[..]),
-                    &mut gp,
-                    n,
-                    isz,
-                    osz,
-                ),
-                Step::Act(a) => {
-                    let nm = if a.bn.is_some() {
-                        norm_i -= 1;
-                        Some(&s.norm[norm_i])
-                    } else {
-                        None
+                Step::Conv(cs) => {
+                    // The act step before: its first pass (∂L/∂z and the sums) per group here.
+                    let before = match si.checked_sub(1).map(|p| (p, &e.steps[p])) {
+                        Some((p, Step::Act(a))) => Some((a, nm(a, norm_i), &s.acts[p])),
+                        _ => None,
                     };
-                    self.act_backward(a, xin, y, &g, &mut gx, params, &mut gp, nm, n);
+                    let then = |first: usize, gxg: &mut [T], xg: &[T]| {
+                        let (a, norm, z) = before.expect("an act step before");
+                        gxg.chunks_mut(isz)
+                            .zip(xg.chunks(isz))
+                            .enumerate()
+                            .map(|(j, (gzi, yi))| {
+                                let i = first + j;
+                                let zi = &z[i * isz..(i + 1) * isz];
+                                self.act_grad_image(a, i, None, yi, gzi, zi, norm)
+                            })
+                            .collect()
+                    };
+                    let then: Option<Then<'_, T>> = before.is_some().then_some(&then);
+                    let gxs = InputGrad { gx: &mut gx, then };
+                    let parts =
+                        conv_backward(pool, cs, xin, params, &g, Some(gxs), &mut gp, n, isz, osz);
+                    fused = before.is_some().then_some(parts);
+                }
+                Step::Act(a) => {
+                    let norm = nm(a, norm_i);
+                    norm_i -= usize::from(norm.is_some());
+                    let parts: ImageSums = gx
+                        .par_chunks_mut(isz)
+                        .zip(g.par_chunks(isz))
+                        .zip(y.par_chunks(isz))
+                        .zip(xin.par_chunks(isz))
+                        .enumerate()
+                        .map(|(i, (((gzi, gi), yi), zi))| {
+                            self.act_grad_image(a, i, Some(gi), yi, gzi, zi, norm)
+                        })
+                        .collect();
+                    self.bn_backward(a, xin, &mut gx, params, &mut gp, norm, n, parts);
                 }
                 Step::MaxPool(_) => {
                     arg_i -= 1;
@@ -429,38 +461,45 @@ impl Pass {
         }
     }
 
+    /// An act step's backward for image `i` up to its BatchNorm: `∂L/∂z` into `gz` from the
+    /// output gradient `g` (or in place when `None`) and the step's output `y`; with BatchNorm,
+    /// also the per-channel `(Σgz, Σgz·(x−mean))` over the step's input `x`.
     #[allow(clippy::too_many_arguments)]
-    fn act_backward<T: Pooled>(
+    fn act_grad_image<T: Pooled>(
+        &self,
+        a: &ActStep,
+        i: usize,
+        g: Option<&[T]>,
+        y: &[T],
+        gz: &mut [T],
+        x: &[T],
+        norm: Option<&(Vec<T>, Vec<T>)>,
+    ) -> Vec<(f64, f64)> {
+        let sz = a.c * a.hw;
+        act::grad_z(g, y, gz, self.drop(a), a.relu, (i * sz) as u32);
+        let mut s = vec![(0.0, 0.0); a.c];
+        if let Some((mean, _)) = norm {
+            act::grad_sums(gz, x, a.c, a.hw, mean, &mut s);
+        }
+        s
+    }
+
+    /// An act step's BatchNorm backward from `∂L/∂z` in `gz` (replaced by the input gradient)
+    /// and the per-image sums of [`Self::act_grad_image`]: γ and β's gradients, then the input
+    /// gradient. Nothing to do without BatchNorm.
+    #[allow(clippy::too_many_arguments)]
+    fn bn_backward<T: Pooled>(
         &self,
         a: &ActStep,
         xin: &[T],
-        y: &[T],
-        g: &[T],
-        gx: &mut [T],
+        gz: &mut [T],
         params: &[T],
         gp: &mut [T],
         norm: Option<&(Vec<T>, Vec<T>)>,
         n: usize,
+        parts: ImageSums,
     ) {
         let (c, hw) = (a.c, a.hw);
-        let sz = c * hw;
-        let drop = self.drop(a);
-        let relu = a.relu;
-        let parts: Vec<Vec<(f64, f64)>> = gx
-            .par_chunks_mut(sz)
-            .zip(g.par_chunks(sz))
-            .zip(y.par_chunks(sz))
-            .zip(xin.par_chunks(sz))
-            .enumerate()
-            .map(|(i, (((gxi, gi), yi), xi))| {
-                act::grad_z(gi, yi, gxi, drop, relu, (i * sz) as u32);
-                let mut s = vec![(0.0, 0.0); c];
-                if let Some((mean, _)) = norm {
-                    act::grad_sums(gxi, xi, c, hw, mean, &mut s);
-                }
-                s
-            })
-            .collect();
         let (Some((go, bo, _)), Some((mean, invstd))) = (a.bn, norm) else {
             return;
         };
@@ -484,8 +523,8 @@ impl Pass {
                 (T::from_f64(gamma * is), T::ZERO, T::ZERO)
             };
         }
-        gx.par_chunks_mut(sz)
-            .zip(xin.par_chunks(sz))
+        gz.par_chunks_mut(c * hw)
+            .zip(xin.par_chunks(c * hw))
             .for_each(|(gxi, xi)| act::bn_input_grad(gxi, xi, c, hw, mean, &k));
     }
 }
