@@ -242,6 +242,31 @@ fn dropout_relu_gradients() {
 }
 
 #[test]
+fn act_steps_before_a_convolution_gradients() {
+    // A convolution after an act step runs that step's first backward pass (∂L/∂z, BatchNorm's
+    // sums) on its own input gradient: every kind of act step before one, with and without
+    // padding, through the finite differences. 17 images in training: a 6×6 layer takes 16 per
+    // group, so the second group's images carry their own dropout counters.
+    let acts = [
+        vec![
+            Layer::BatchNorm { num_features: None },
+            Layer::Dropout { p: 0.3 },
+        ],
+        vec![Layer::Relu],
+        vec![Layer::Dropout { p: 0.3 }],
+        vec![Layer::BatchNorm { num_features: None }, Layer::Relu],
+    ];
+    for (i, act) in acts.into_iter().enumerate() {
+        let mut layers = vec![conv(3, 3, 1, 1, false)];
+        layers.extend(act);
+        layers.push(conv(2, 3, 1, i % 2, true));
+        let s = spec([2, 6, 6], layers);
+        check(&s, 17, true, 1000);
+        check(&s, 2, false, 1000);
+    }
+}
+
+#[test]
 fn pooling_gradients() {
     check(
         &spec(
