@@ -199,11 +199,11 @@ fn input_runs(
 fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
     const P: usize = 8;
     let n = dst.len();
+    let src = &src[..n];
     if !(P..=16 * P).contains(&n) {
         dst.copy_from_slice(src);
         return;
     }
-    let src = &src[..n];
     let mut i = 0;
     while i + P <= n {
         dst[i..i + P].copy_from_slice(&src[i..i + P]);
