@@ -390,23 +390,26 @@ impl Pass {
                         Some((p, Step::Act(a))) => Some((a, nm(a, norm_i), &s.acts[p])),
                         _ => None,
                     };
-                    let then = |first: usize, gxg: &mut [T], xg: &[T]| {
-                        let (a, norm, z) = before.expect("an act step before");
-                        gxg.chunks_mut(isz)
-                            .zip(xg.chunks(isz))
-                            .enumerate()
-                            .map(|(j, (gzi, yi))| {
-                                let i = first + j;
-                                let zi = &z[i * isz..(i + 1) * isz];
-                                self.act_grad_image(a, i, None, yi, gzi, zi, norm)
-                            })
-                            .collect()
+                    let then = before.map(|(a, norm, z)| {
+                        move |first: usize, gxg: &mut [T], xg: &[T]| -> ImageSums {
+                            gxg.chunks_mut(isz)
+                                .zip(xg.chunks(isz))
+                                .enumerate()
+                                .map(|(j, (gzi, yi))| {
+                                    let i = first + j;
+                                    let zi = &z[i * isz..(i + 1) * isz];
+                                    self.act_grad_image(a, i, None, yi, gzi, zi, norm)
+                                })
+                                .collect()
+                        }
+                    });
+                    let gxs = InputGrad {
+                        gx: &mut gx,
+                        then: then.as_ref().map(|f| f as Then<'_, T>),
                     };
-                    let then: Option<Then<'_, T>> = before.is_some().then_some(&then);
-                    let gxs = InputGrad { gx: &mut gx, then };
                     let parts =
                         conv_backward(pool, cs, xin, params, &g, Some(gxs), &mut gp, n, isz, osz);
-                    fused = before.is_some().then_some(parts);
+                    fused = then.is_some().then_some(parts);
                 }
                 Step::Act(a) => {
                     let norm = nm(a, norm_i);
