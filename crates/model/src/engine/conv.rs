@@ -201,14 +201,21 @@ pub fn weight_grad<T: Real>(
         .flat_map(|i| off.iter().map(move |d| i * xs + d))
         .map(|s| x[s..s + lw].as_chunks::<LANES>().0)
         .collect();
-    let grads: Vec<&[[T; LANES]]> = (0..no)
-        .map(|o| g[o * gs..o * gs + lw].as_chunks::<LANES>().0)
-        .collect();
     let nk = runs.len();
     // Eight input runs per block on the AVX-512 path (two gradient rows share a zmm, so its
-    // 32 registers hold 4 rows × 8 runs of accumulators), two elsewhere; each dot product's
-    // lanes and their fold are the same either way.
-    let most = if super::KernelPath::active() == super::KernelPath::Avx512 { MAXK } else { 2 };
+    // 32 registers hold 6 rows × 8 runs of accumulators, with the 3 row pairs and a run), two
+    // elsewhere; each dot product's lanes and their fold are the same either way. An odd last
+    // row is paired there with a copy of itself, whose dot products go to a spare row of
+    // accumulators: one row alone would fill half of each register.
+    let wide = super::KernelPath::active() == super::KernelPath::Avx512;
+    let most = if wide { MAXK } else { 2 };
+    let obs: &[usize] = if wide { &[MAXO, 4, 2, 1] } else { &[4, 2, 1] };
+    let no_padded = if wide { no.next_multiple_of(2) } else { no };
+    let grads: Vec<&[[T; LANES]]> = (0..no_padded)
+        .map(|o| o.min(no - 1))
+        .map(|o| g[o * gs..o * gs + lw].as_chunks::<LANES>().0)
+        .collect();
+    let (real, no) = (no * nk, no_padded);
     // The positions in tiles of TILE chunks, every block over one tile before the next: a
     // tile's gradient rows and input runs stay in the core's caches. Each dot product's lane
     // accumulators are kept between tiles, so every lane sums the same terms in the same order
@@ -219,16 +226,20 @@ pub fn weight_grad<T: Real>(
         let span = c0..(c0 + TILE).min(chunks);
         let mut o = 0;
         while o < no {
-            let ob = if no - o >= 4 { 4 } else if no - o >= 2 { 2 } else { 1 };
+            let ob = *obs.iter().find(|&&b| b <= no - o).expect("1 fits");
             let mut k = 0;
             while k < nk {
                 let kb = [most, 4, 2, 1].into_iter().find(|&b| b <= nk - k).expect("1 fits");
-                let g: [&[[T; LANES]]; 4] =
+                let g: [&[[T; LANES]]; MAXO] =
                     std::array::from_fn(|r| &grads[o + r.min(ob - 1)][span.clone()]);
                 let x: [&[[T; LANES]]; MAXK] =
                     std::array::from_fn(|q| &runs[k + q.min(kb - 1)][span.clone()]);
                 let a = Acc { acc: &mut acc, o, k, nk };
                 match (ob, kb) {
+                    (6, 8) => dots::<T, 6, 8>(&g, &x, a),
+                    (6, 4) => dots::<T, 6, 4>(&g, &x, a),
+                    (6, 2) => dots::<T, 6, 2>(&g, &x, a),
+                    (6, 1) => dots::<T, 6, 1>(&g, &x, a),
                     (4, 8) => dots::<T, 4, 8>(&g, &x, a),
                     (2, 8) => dots::<T, 2, 8>(&g, &x, a),
                     (1, 8) => dots::<T, 1, 8>(&g, &x, a),
@@ -247,7 +258,8 @@ pub fn weight_grad<T: Real>(
             o += ob;
         }
     }
-    for (v, a) in gw.iter_mut().zip(&acc) {
+    // `acc[o·nk + k]` is `gw[(o·ni + i)·nt + t]` for `k = i·nt + t`; the spare row is left out.
+    for (v, a) in gw.iter_mut().zip(&acc[..real]) {
         *v += a.iter().fold(T::ZERO, |s, &l| s + l);
     }
 }
@@ -255,6 +267,8 @@ pub fn weight_grad<T: Real>(
 
 /// Input runs per weight-gradient block at most.
 const MAXK: usize = 8;
+/// Gradient rows per weight-gradient block at most (AVX-512 only).
+const MAXO: usize = 6;
 
 /// Chunks of [`LANES`] per tile of the weight gradient's positions (8 KB of each row in `f32`):
 /// measured on a 10→10 and a 10→15 3×3 layer (AVX-512, one thread, best of 30 alternating
@@ -274,7 +288,7 @@ struct Acc<'a, T> {
 /// and `KB` of `runs`), continuing each one's lane accumulators in `a`.
 #[inline(always)]
 fn dots<T: Real, const OB: usize, const KB: usize>(
-    grads: &[&[[T; LANES]]; 4],
+    grads: &[&[[T; LANES]]; MAXO],
     runs: &[&[[T; LANES]]; MAXK],
     a: Acc<'_, T>,
 ) {
@@ -314,7 +328,7 @@ mod avx2 {
     use std::any::TypeId;
     use std::arch::x86_64::*;
 
-    use super::{Acc, LANES, MAXK, Real};
+    use super::{Acc, LANES, MAXK, MAXO, Real};
 
     fn usable<T: 'static>() -> bool {
         TypeId::of::<T>() == TypeId::of::<f32>()
@@ -324,7 +338,7 @@ mod avx2 {
     /// `Ok(())` when it ran (f32 on a CPU with AVX2 and FMA); else the accumulators back.
     #[inline(always)]
     pub fn dots<'a, T: Real, const OB: usize, const KB: usize>(
-        grads: &[&[[T; LANES]]; 4],
+        grads: &[&[[T; LANES]]; MAXO],
         runs: &[&[[T; LANES]]; MAXK],
         a: Acc<'a, T>,
     ) -> Result<(), Acc<'a, T>> {
@@ -344,6 +358,7 @@ mod avx2 {
             std::array::from_fn(|r| a.acc[(a.o + r) * a.nk + a.k..].as_mut_ptr() as *mut f32);
         // SAFETY: as above; the AVX-512 variants only on that path.
         match super::super::KernelPath::active() == super::super::KernelPath::Avx512 {
+            true if OB == 6 => unsafe { pairs512::<3, KB>(&g, x, n, &acc) },
             true if OB == 4 => unsafe { pairs512::<2, KB>(&g, x, n, &acc) },
             true if OB == 2 => unsafe { pairs512::<1, KB>(&g, x, n, &acc) },
             true => unsafe { kernel512::<OB, KB>(g, x, n, acc) },
