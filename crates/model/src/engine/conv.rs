@@ -49,14 +49,22 @@ pub fn correlate<T: Real>(
         assert!(b.len() >= no);
     }
     // Register blocking per path: `OB` outputs × `NV` chunks of accumulators per block, as many
-    // as the path's registers hold (AVX-512: 4 × 4 zmm of its 32; AVX2: 5 × 1 chunk of two ymm,
-    // 10 of its 16; portable: 4 × 1). Every output lane sums the same terms in the same order
-    // whatever the blocking, so the paths give the same bits.
+    // as the path's registers hold (AVX-512: 5 × 4 zmm of its 32, where each block has enough
+    // runs to pay for its 20 stores, else 4 × 4; AVX2: 5 × 1 chunk of two ymm, 10 of its 16;
+    // portable: 4 × 1). Every output lane sums the same terms in the same order whatever the
+    // blocking, so the paths give the same bits.
     let path = super::KernelPath::active();
     let (obs, nvs): (&[usize], &[usize]) = match path {
+        super::KernelPath::Avx512 if rows.len() >= 16 => (&[5, 4, 2, 1], &[4, 2, 1]),
         super::KernelPath::Avx512 => (&[4, 2, 1], &[4, 2, 1]),
         super::KernelPath::Avx2 => (&[5, 4, 2, 1], &[1]),
         super::KernelPath::Portable => (&[4, 2, 1], &[1]),
+    };
+    // Outputs in the next block: the largest that fits, except that 6 and 8 left go as 4 + 2
+    // and 4 + 4 rather than with a block of 1 or 3 at the end.
+    let out_block = |left: usize| match left {
+        6 | 8 if obs[0] == 5 => 4,
+        _ => *obs.iter().find(|&&b| b <= left).expect("1 always fits"),
     };
     // Positions outside, outputs inside: one stretch of positions (its runs, a few KB) stays in
     // the L1 cache while every output block reads it.
@@ -65,10 +73,12 @@ pub fn correlate<T: Real>(
         while p0 + nv * CHUNK <= lw {
             let mut o = 0;
             while o < no {
-                let ob = *obs.iter().find(|&&b| b <= no - o).expect("1 always fits");
+                let ob = out_block(no - o);
                 let args = (x, &rows[..], top, w, bias, o, &mut *out, os, p0);
                 match (ob, nv) {
                     (5, 1) => block::<T, 5, 1>(args),
+                    (5, 4) => block::<T, 5, 4>(args),
+                    (5, 2) => block::<T, 5, 2>(args),
                     (4, 4) => block::<T, 4, 4>(args),
                     (2, 4) => block::<T, 2, 4>(args),
                     (1, 4) => block::<T, 1, 4>(args),
