@@ -213,12 +213,12 @@ pub fn weight_grad<T: Real>(
         .collect();
     let nk = runs.len();
     // Eight input runs per block on the AVX-512 path (two gradient rows share a zmm, so its
-    // 32 registers hold 6 rows × 8 runs of accumulators, with the 3 row pairs and a run), two
+    // 32 registers hold 6 rows × 8 runs of accumulators, with the 3 row pairs and a run), three
     // elsewhere; each dot product's lanes and their fold are the same either way. An odd last
     // row is paired there with a copy of itself, whose dot products go to a spare row of
     // accumulators: one row alone would fill half of each register.
     let wide = super::KernelPath::active() == super::KernelPath::Avx512;
-    let most = if wide { MAXK } else { 2 };
+    let most = if wide { MAXK } else { AVX2_K };
     let obs: &[usize] = if wide { &[MAXO, 4, 2, 1] } else { &[4, 2, 1] };
     let no_padded = if wide { no.next_multiple_of(2) } else { no };
     let grads: Vec<&[[T; LANES]]> = (0..no_padded)
@@ -256,6 +256,9 @@ pub fn weight_grad<T: Real>(
                     (4, 4) => dots::<T, 4, 4>(&g, &x, a),
                     (2, 4) => dots::<T, 2, 4>(&g, &x, a),
                     (1, 4) => dots::<T, 1, 4>(&g, &x, a),
+                    (4, 3) => dots::<T, 4, 3>(&g, &x, a),
+                    (2, 3) => dots::<T, 2, 3>(&g, &x, a),
+                    (1, 3) => dots::<T, 1, 3>(&g, &x, a),
                     (4, 2) => dots::<T, 4, 2>(&g, &x, a),
                     (4, 1) => dots::<T, 4, 1>(&g, &x, a),
                     (2, 2) => dots::<T, 2, 2>(&g, &x, a),
@@ -277,6 +280,9 @@ pub fn weight_grad<T: Real>(
 
 /// Input runs per weight-gradient block at most.
 const MAXK: usize = 8;
+/// Input runs per weight-gradient block off the AVX-512 path (4 rows × 3 runs: 12 ymm
+/// accumulators, 3 runs and a row of the 16 registers).
+const AVX2_K: usize = 3;
 /// Gradient rows per weight-gradient block at most (AVX-512 only).
 const MAXO: usize = 6;
 
