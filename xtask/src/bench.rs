@@ -27,8 +27,9 @@ pub struct Args {
     /// Skip PyTorch even when it is importable.
     #[arg(long)]
     no_torch: bool,
-    /// Rounds of the fast engine's measurements, the kernel paths taking turns; the median is
-    /// reported (the machines are shared and drift).
+    /// Rounds of the fast engine's measurements, the kernel paths taking turns, each after
+    /// measuring the peak again; the medians are reported, shares of peak each against its
+    /// round's peak (the machines are shared and drift).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// End to end: this many alternating pairs of a whole `under8k train --attempt 3` run and
