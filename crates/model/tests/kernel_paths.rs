@@ -1,6 +1,7 @@
 //! Every kernel path this CPU offers (portable, AVX2, AVX-512) gives the same bits on a spec that
 //! uses every kind of step the engine has: padding, a stride-2 convolution, bias, BatchNorm,
-//! dropout, ReLU, overlapping max and average pools, global average pooling and log-softmax —
+//! dropout, ReLU, overlapping and 2×2 max pools, average pools, global average pooling and
+//! log-softmax —
 //! the training forward, its backward to the input and every parameter, and the inference
 //! forward (itself the same bits as the eval forward of the batch path).
 //!
@@ -27,7 +28,11 @@ fn spec() -> ArchSpec {
             Layer::Relu,
         ]
     };
+    // 28 → 28 → 26 (unpadded, a large plane: inferred one image at a time where it lies) → 13
+    // → 6 → 4 → 2 (a 2×2 max pool: its own inference kernel) → 1.
     let mut layers = vec![conv(6, 3, 1, 1, false)];
+    layers.extend(act());
+    layers.push(conv(6, 3, 1, 0, false));
     layers.extend(act());
     layers.push(conv(7, 3, 2, 1, true));
     layers.extend(act());
@@ -37,6 +42,10 @@ fn spec() -> ArchSpec {
     });
     layers.push(conv(9, 3, 1, 0, false));
     layers.extend(act());
+    layers.push(Layer::MaxPool {
+        kernel: 2,
+        stride: 2,
+    });
     layers.push(Layer::AvgPool {
         kernel: 2,
         stride: 1,

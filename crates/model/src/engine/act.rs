@@ -93,6 +93,43 @@ pub fn forward<T: Real>(
 }
 
 fma_dispatch! {
+/// [`forward`] without dropout (inference) on rows read from a convolution's wide output:
+/// image `i`'s channel `ch`, row `r` starts at `src[ch·lw + i·plane + r·wp]` and its `len`
+/// values go to `out` densely (images, channels, rows in order): the crop and the act step in
+/// one pass, each value through the same operations as [`forward`]'s.
+#[allow(clippy::too_many_arguments)]
+pub fn forward_wide<T: Real>(
+    src: &[T],
+    out: &mut [T],
+    n: usize,
+    c: usize,
+    rows: usize,
+    len: usize,
+    lw: usize,
+    plane: usize,
+    wp: usize,
+    a: &[T],
+    b: &[T],
+    relu: bool,
+) {
+    let act = |v: T| if relu && v < T::ZERO { T::ZERO } else { v };
+    let mut dst = out.chunks_exact_mut(len);
+    for i in 0..n {
+        for ch in 0..c {
+            let (ac, bc) = (a[ch], b[ch]);
+            for r in 0..rows {
+                let at = ch * lw + i * plane + r * wp;
+                let o = dst.next().expect("an output row");
+                for (o, &v) in o.iter_mut().zip(&src[at..at + len]) {
+                    *o = act(v.mul_add(ac, bc));
+                }
+            }
+        }
+    }
+}
+}
+
+fma_dispatch! {
 /// `∂L/∂z` of one image into `gz`, from the output gradient `g` (or, when `None`, the output
 /// gradient already in `gz`, replaced in place) and the forward's output.
 #[allow(clippy::too_many_arguments)]

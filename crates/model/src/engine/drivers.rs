@@ -93,7 +93,7 @@ pub(super) fn conv_forward<T: Real>(
                 let [xp, wide] = &mut s.bufs[..] else {
                     unreachable!("two buffers")
                 };
-                conv_group(cs, o.len() / osz, xi, params, o, xp, wide);
+                conv_group(cs, o.len() / osz, xi, params, o, xp, wide, None);
                 match stats {
                     true => o
                         .chunks(osz)
@@ -118,8 +118,18 @@ pub(super) fn conv_scratch(cs: &ConvStep, n: usize) -> (usize, usize) {
     (cs.ci * g.xs + g.lw + cs.front + conv::CHUNK, cs.co * g.lw)
 }
 
+/// An inference act step (no dropout) a stride-1 convolution applies as it crops its wide
+/// output ([`act::forward_wide`]): the per-channel affine map `(a, b)` and the ReLU.
+#[derive(Clone, Copy)]
+pub(super) struct InferAct<'a, T> {
+    pub(super) a: &'a [T],
+    pub(super) b: &'a [T],
+    pub(super) relu: bool,
+}
+
 /// The convolution forward of `n` consecutive images, with scratch buffers at least
-/// [`conv_scratch`]`(cs, n)` long.
+/// [`conv_scratch`]`(cs, n)` long; with `act` (stride 1 only), the act step after it too.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn conv_group<T: Real>(
     cs: &ConvStep,
     n: usize,
@@ -128,13 +138,69 @@ pub(super) fn conv_group<T: Real>(
     o: &mut [T],
     xp: &mut [T],
     wide: &mut [T],
+    act: Option<InferAct<'_, T>>,
 ) {
     let g = Group::new(cs, n);
+    pad_into(cs, &g, xi, xp);
+    correlate_finish(cs, &g, xp, params, o, wide, act);
+}
+
+/// Whether inference runs this convolution one image at a time on its input where it lies
+/// ([`conv_direct`]): unpadded, stride 1, and planes large enough that the training groups hold
+/// few images anyway (small planes are grouped to fill the vectors).
+pub(super) fn direct(cs: &ConvStep) -> bool {
+    cs.pad == 0 && cs.stride == 1 && cs.group <= 4
+}
+
+/// Values [`conv_direct`] reads past its image: the wide span runs on beyond the last row.
+pub(super) fn direct_slack(cs: &ConvStep) -> usize {
+    let g = Group::new(cs, 1);
+    (g.lw + cs.front).saturating_sub(g.plane)
+}
+
+/// The inference forward of one image whose unpadded planes, `ci×h×w` in a row, are already the
+/// group layout of one image: no copy into a padded buffer. `x` starts at the image and runs on
+/// for at least [`direct_slack`] values (any: they feed only cropped positions); `wide` is at
+/// least [`conv_scratch`]`(cs, 1).1` long. The same bits as [`conv_group`].
+pub(super) fn conv_direct<T: Real>(
+    cs: &ConvStep,
+    x: &[T],
+    params: &[T],
+    o: &mut [T],
+    wide: &mut [T],
+    act: Option<InferAct<'_, T>>,
+) {
+    debug_assert!(direct(cs));
+    correlate_finish(cs, &Group::new(cs, 1), x, params, o, wide, act);
+}
+
+/// A group's forward from its padded layout `xp`: the correlation into `wide`, then the wide
+/// output cropped into `o`, with the act step when given.
+fn correlate_finish<T: Real>(
+    cs: &ConvStep,
+    g: &Group,
+    xp: &[T],
+    params: &[T],
+    o: &mut [T],
+    wide: &mut [T],
+    act: Option<InferAct<'_, T>>,
+) {
     let w = &params[cs.weight..cs.weight + cs.co * cs.ci * cs.off.len()];
     let bias = cs.bias.map(|b| &params[b..b + cs.co]);
-    pad_into(cs, &g, xi, xp);
     conv::correlate(xp, g.xs, cs.ci, w, bias, cs.co, &cs.off, wide, g.lw, g.lw);
-    crop(cs, &g, wide, o);
+    match act {
+        Some(t) => {
+            assert_eq!(
+                cs.stride, 1,
+                "the act step is fused into stride-1 convolutions only"
+            );
+            let (n, rows, len) = (g.n, cs.oh, cs.ow);
+            act::forward_wide(
+                wide, o, n, cs.co, rows, len, g.lw, g.plane, cs.wp, t.a, t.b, t.relu,
+            );
+        }
+        None => crop(cs, g, wide, o),
+    }
 }
 
 /// Keeps, of the wide stride-1 output planes, every `stride`-th row and column of each image's

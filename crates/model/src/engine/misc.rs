@@ -103,6 +103,39 @@ fn max_pool2<T: Real>(x: &[T], out: &mut [T], arg: &mut [u32], c: usize, h: usiz
 }
 }
 
+/// [`max_pool`]'s values alone (inference), for `k = s = 2`: the same tournament, so the same
+/// element of each window, without the indices.
+pub fn max_pool2_values<T: Real>(x: &[T], out: &mut [T], win: &Window) {
+    assert!(win.k == 2 && win.s == 2, "a 2×2 window of stride 2");
+    max_pool2_v(x, out, win.c, win.h, win.w)
+}
+
+/// [`later_wins`] on values alone.
+#[inline(always)]
+fn later<T: Real>(a: T, b: T) -> T {
+    if b > a || b.is_nan() { b } else { a }
+}
+
+fma_dispatch! {
+/// [`max_pool2`] without the indices.
+fn max_pool2_v<T: Real>(x: &[T], out: &mut [T], c: usize, h: usize, w: usize) {
+    let (oh, ow) = (h / 2, w / 2);
+    for ch in 0..c {
+        for oy in 0..oh {
+            let top = ch * h * w + 2 * oy * w;
+            let r0 = &x[top..top + 2 * ow];
+            let r1 = &x[top + w..top + w + 2 * ow];
+            let o = ch * oh * ow + oy * ow;
+            for (ox, v) in out[o..o + ow].iter_mut().enumerate() {
+                let up = later(r0[2 * ox], r0[2 * ox + 1]);
+                let down = later(r1[2 * ox], r1[2 * ox + 1]);
+                *v = later(up, down);
+            }
+        }
+    }
+}
+}
+
 /// Average pooling.
 pub fn avg_pool<T: Real>(x: &[T], out: &mut [T], win: &Window) {
     let &Window { c, h, w, k, s } = win;
@@ -193,7 +226,7 @@ mod tests {
         #[test]
         fn max_pool2_is_the_scan(
             (c, h, w, x) in (1usize..4, 2usize..9, 2usize..9).prop_flat_map(|(c, h, w)| {
-                let v = prop_oneof![Just(f32::NAN), Just(-1.0f32), Just(0.0), Just(-0.0), Just(1.0)];
+                let v = prop_oneof![Just(f32::NAN), Just(-f32::NAN), Just(-1.0f32), Just(0.0), Just(-0.0), Just(1.0)];
                 (Just(c), Just(h), Just(w), proptest::collection::vec(v, c * h * w))
             })
         ) {
@@ -205,6 +238,10 @@ mod tests {
             prop_assert_eq!(&a1, &a2);
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             prop_assert_eq!(bits(&o1), bits(&o2));
+            // The values-only tournament (inference) keeps the same elements.
+            let mut o3 = vec![0f32; n];
+            max_pool2_values(&x, &mut o3, &Window { c, h, w, k: 2, s: 2 });
+            prop_assert_eq!(bits(&o3), bits(&o1));
         }
     }
 }

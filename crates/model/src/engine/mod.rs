@@ -24,7 +24,9 @@
 //!   run time, with the same bits on each.
 //! - Inference (eval mode, nothing kept for backward) runs a few images at a time through the
 //!   whole stack, so activations stay in cache, each convolution taking them in its training
-//!   groups; the same bits as one image alone (an output's sum does not depend on the group).
+//!   groups, or one image at a time where it lies when unpadded with large planes; the act step
+//!   after a convolution runs as it crops its output, and 2×2 max pools skip the arg-max. The
+//!   same bits as one image alone (an output's sum does not depend on the group).
 //!
 //! [`Net`](crate::Net) compares this path against its reference path (candle's own ops) in
 //! tests, and finite-difference tests check its gradients in `f64`.

@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use super::drivers::{
-    ImageSums, InputGrad, Then, conv_backward, conv_forward, conv_group, conv_scratch,
+    ImageSums, InferAct, InputGrad, Then, conv_backward, conv_direct, conv_forward, conv_group,
+    conv_scratch, direct, direct_slack,
 };
 use super::plan::Pooled;
 use super::plan::{ActStep, Engine, Step};
@@ -233,10 +234,13 @@ impl Pass {
     /// through the whole stack before the next few (those groups in parallel), so their
     /// activations stay in the core's cache instead of a batch's worth going through memory
     /// after every step; each convolution takes them in its own training groups
-    /// ([`ConvStep::group`](super::plan::ConvStep)), so small planes fill the vectors. Every
-    /// step is the same kernel the batch path runs, with BatchNorm's running statistics folded
-    /// into the same per-channel affine map, and an output's sum does not depend on the group,
-    /// so the outputs are the same bits as one image alone.
+    /// ([`ConvStep::group`](super::plan::ConvStep)), so small planes fill the vectors, or, when
+    /// unpadded with large planes, one image at a time read where it lies (no padded copy). An
+    /// act step after a stride-1 convolution runs as the convolution crops its wide output, and
+    /// a 2×2 max pool keeps no arg-max. Every value goes through the same operations as in the
+    /// batch path, with BatchNorm's running statistics folded into the same per-channel affine
+    /// map, and an output's sum does not depend on the group, so the outputs are the same bits
+    /// as one image alone.
     fn infer<T: Pooled>(&self, x: &[T], params: &[T], n: usize) -> Vec<T> {
         let e = &*self.engine;
         let (isz, osz) = (e.sizes[0], *e.sizes.last().expect("output size"));
@@ -250,7 +254,17 @@ impl Pass {
             })
             .max()
             .unwrap_or(1);
-        let widest = group * e.sizes.iter().copied().max().unwrap_or(0);
+        // Room after the images for what a direct convolution reads past its last one.
+        let slack = e
+            .steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Conv(cs) if direct(cs) => Some(direct_slack(cs)),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        let widest = group * e.sizes.iter().copied().max().unwrap_or(0) + slack;
         let scratch = || {
             let convs: Vec<(Vec<T>, Vec<T>)> = e
                 .steps
@@ -272,21 +286,49 @@ impl Pass {
             .for_each_init(scratch, |(convs, a, b, arg), (o, xi)| {
                 let m = xi.len() / isz;
                 a[..m * isz].copy_from_slice(xi);
+                // An act step after a stride-1 convolution runs as it crops its output.
+                let mut fused = false;
                 for (si, step) in e.steps.iter().enumerate() {
+                    if std::mem::take(&mut fused) {
+                        continue;
+                    }
                     let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
-                    let (xin, y) = (&a[..m * isz], &mut b[..m * osz]);
+                    let (xall, y) = (&a[..], &mut b[..m * osz]);
+                    let xin = &xall[..m * isz];
                     match step {
                         Step::Conv(cs) => {
+                            let act = match (&affine.get(si + 1), &e.steps.get(si + 1)) {
+                                (Some(Some((sa, sb))), Some(Step::Act(s))) if cs.stride == 1 => {
+                                    fused = true;
+                                    Some(InferAct {
+                                        a: sa,
+                                        b: sb,
+                                        relu: s.relu,
+                                    })
+                                }
+                                _ => None,
+                            };
                             let (xp, wide) = &mut convs[si];
-                            let (gi, go) = (cs.group * isz, cs.group * osz);
-                            for (yc, xc) in y.chunks_mut(go).zip(xin.chunks(gi)) {
-                                conv_group(cs, xc.len() / isz, xc, params, yc, xp, wide);
+                            if direct(cs) {
+                                for (i, yi) in y.chunks_mut(osz).enumerate() {
+                                    conv_direct(cs, &xall[i * isz..], params, yi, wide, act);
+                                }
+                            } else {
+                                let (gi, go) = (cs.group * isz, cs.group * osz);
+                                for (yc, xc) in y.chunks_mut(go).zip(xin.chunks(gi)) {
+                                    conv_group(cs, xc.len() / isz, xc, params, yc, xp, wide, act);
+                                }
                             }
                         }
                         Step::Act(s) => {
                             let (sa, sb) = affine[si].as_ref().expect("an act step's map");
                             for (yi, xi) in y.chunks_mut(osz).zip(xin.chunks(isz)) {
                                 act::forward(xi, yi, s.c, s.hw, sa, sb, None, s.relu, 0);
+                            }
+                        }
+                        Step::MaxPool(win) if win.k == 2 && win.s == 2 => {
+                            for (yi, xi) in y.chunks_mut(osz).zip(xin.chunks(isz)) {
+                                misc::max_pool2_values(xi, yi, win);
                             }
                         }
                         Step::MaxPool(win) => {
