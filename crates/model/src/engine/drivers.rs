@@ -84,16 +84,27 @@ pub(super) fn conv_forward<T: Real>(
 ) -> Option<ImageSums> {
     let (xlen, wlen) = conv_scratch(cs, cs.group);
     let hw = cs.oh * cs.ow;
+    // Unpadded large planes one image at a time where they lie (the forward's bits do not
+    // depend on the grouping), except an image too close to the end of the batch for what the
+    // kernel reads past it.
+    let (per, slack) = match direct(cs) {
+        true => (1, direct_slack(cs)),
+        false => (cs.group, 0),
+    };
     let sums: Vec<ImageSums> = out
-        .par_chunks_mut(cs.group * osz)
-        .zip(xin.par_chunks(cs.group * isz))
+        .par_chunks_mut(per * osz)
+        .enumerate()
         .map_init(
             || Scratch::take(pool, &[xlen, wlen]),
-            |s, (o, xi)| {
+            |s, (k, o)| {
                 let [xp, wide] = &mut s.bufs[..] else {
                     unreachable!("two buffers")
                 };
-                conv_group(cs, o.len() / osz, xi, params, o, xp, wide, None);
+                let (n, x) = (o.len() / osz, &xin[k * per * isz..]);
+                match per == 1 && x.len() >= isz + slack {
+                    true => conv_direct(cs, x, params, o, wide, None),
+                    false => conv_group(cs, n, &x[..n * isz], params, o, xp, wide, None),
+                }
                 match stats {
                     true => o
                         .chunks(osz)
@@ -145,7 +156,7 @@ pub(super) fn conv_group<T: Real>(
     correlate_finish(cs, &g, xp, params, o, wide, act);
 }
 
-/// Whether inference runs this convolution one image at a time on its input where it lies
+/// Whether the forward runs this convolution one image at a time on its input where it lies
 /// ([`conv_direct`]): unpadded, stride 1, and planes large enough that the training groups hold
 /// few images anyway (small planes are grouped to fill the vectors).
 pub(super) fn direct(cs: &ConvStep) -> bool {
@@ -158,7 +169,7 @@ pub(super) fn direct_slack(cs: &ConvStep) -> usize {
     (g.lw + cs.front).saturating_sub(g.plane)
 }
 
-/// The inference forward of one image whose unpadded planes, `ci×h×w` in a row, are already the
+/// The forward of one image whose unpadded planes, `ci×h×w` in a row, are already the
 /// group layout of one image: no copy into a padded buffer. `x` starts at the image and runs on
 /// for at least [`direct_slack`] values (any: they feed only cropped positions); `wide` is at
 /// least [`conv_scratch`]`(cs, 1).1` long. The same bits as [`conv_group`].
@@ -170,7 +181,6 @@ pub(super) fn conv_direct<T: Real>(
     wide: &mut [T],
     act: Option<InferAct<'_, T>>,
 ) {
-    debug_assert!(direct(cs));
     correlate_finish(cs, &Group::new(cs, 1), x, params, o, wide, act);
 }
 
