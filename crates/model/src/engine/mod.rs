@@ -11,9 +11,10 @@
 //!   [`conv`]; the first layer's input gradient is skipped unless the input tracks a gradient.
 //! - BatchNorm → Dropout → ReLU runs fused ([`act`]), with counter-based dropout masks
 //!   recomputed rather than stored; pools take any window and stride ([`misc`]). When a
-//!   convolution follows it, the act step's first backward pass (∂L/∂z and BatchNorm's
-//!   per-image sums) runs inside the convolution's backward, on each group's input gradient
-//!   while it is still in cache; only BatchNorm's input gradient is a pass of its own.
+//!   convolution or a max pool follows it, the act step's first backward pass (∂L/∂z and
+//!   BatchNorm's per-image sums) runs inside that step's backward, on each group's or image's
+//!   input gradient while it is still in cache; only BatchNorm's input gradient is a pass of its
+//!   own.
 //! - Images are processed in parallel (rayon), in groups of up to 16 side by side in one
 //!   kernel call ([`drivers`]; the group size depends on the layer's plane alone, so small
 //!   convolutions fill the vectors). Every reduction over the batch (BatchNorm statistics per

@@ -471,15 +471,30 @@ impl Pass {
                 Step::MaxPool(_) => {
                     arg_i -= 1;
                     let arg = &s.args[arg_i];
-                    gx.par_chunks_mut(isz)
+                    // The act step before: its first pass (∂L/∂z and the sums) per image here,
+                    // on the image's input gradient while it is still in cache.
+                    let before = match si.checked_sub(1).map(|p| (p, &e.steps[p])) {
+                        Some((p, Step::Act(a))) => Some((a, nm(a, norm_i), &s.acts[p])),
+                        _ => None,
+                    };
+                    let parts: ImageSums = gx
+                        .par_chunks_mut(isz)
                         .zip(g.par_chunks(osz))
                         .enumerate()
-                        .for_each(|(i, (gxi, gi))| {
+                        .map(|(i, (gxi, gi))| {
                             gxi.fill(T::ZERO);
                             for (&gv, &j) in gi.iter().zip(&arg[i * osz..(i + 1) * osz]) {
                                 gxi[j as usize] += gv;
                             }
-                        });
+                            let Some((a, norm, z)) = before else {
+                                return vec![];
+                            };
+                            let (yi, zi) =
+                                (&xin[i * isz..(i + 1) * isz], &z[i * isz..(i + 1) * isz]);
+                            self.act_grad_image(a, i, None, yi, gxi, zi, norm)
+                        })
+                        .collect();
+                    fused = before.is_some().then_some(parts);
                 }
                 Step::AvgPool(win) => gx
                     .par_chunks_mut(isz)
