@@ -14,7 +14,8 @@
 //!   convolution or a max pool follows it, the act step's first backward pass (∂L/∂z and
 //!   BatchNorm's per-image sums) runs inside that step's backward, on each group's or image's
 //!   input gradient while it is still in cache; only BatchNorm's input gradient is a pass of its
-//!   own.
+//!   own. A max pool after an act step pools each image as soon as the act step has written it
+//!   (its time then counts in the act step's row of the profile).
 //! - Images are processed in parallel (rayon), in groups of up to 16 side by side in one
 //!   kernel call ([`drivers`]; the group size depends on the layer's plane alone, so small
 //!   convolutions fill the vectors). Every reduction over the batch (BatchNorm statistics per

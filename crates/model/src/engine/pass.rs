@@ -109,6 +109,8 @@ impl Pass {
         let mut stats = vec![];
         // Per-image BatchNorm sums a convolution computed for the act step after it.
         let mut sums = None;
+        // A max pool's output and arg-max the act step before it computed.
+        let mut pooled: Option<(misc::Window, Vec<T>, Vec<u32>)> = None;
         for (si, step) in e.steps.iter().enumerate() {
             let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
             let xin = acts.last().expect("input");
@@ -130,18 +132,38 @@ impl Pass {
                 }
                 Step::Act(a) => {
                     let pre = sums.take();
+                    // A max pool next runs on each image as soon as its act step has.
+                    pooled = match e.steps.get(si + 1) {
+                        Some(Step::MaxPool(win)) => {
+                            let len = n * e.sizes[si + 2];
+                            Some((*win, pool.take(len), vec![0u32; len]))
+                        }
+                        _ => None,
+                    };
+                    let then = pooled
+                        .as_mut()
+                        .map(|(w, o, a)| (&*w, &mut o[..], &mut a[..]));
                     let (mean, invstd) =
-                        self.act_forward(a, xin, params, &mut out, n, &mut stats, pre);
+                        self.act_forward(a, xin, params, &mut out, n, &mut stats, pre, then);
                     if a.bn.is_some() {
                         norm.push((mean, invstd));
                     }
                 }
                 Step::MaxPool(win) => {
-                    let mut arg = vec![0u32; n * osz];
-                    out.par_chunks_mut(osz)
-                        .zip(arg.par_chunks_mut(osz))
-                        .zip(xin.par_chunks(isz))
-                        .for_each(|((o, a), xi)| misc::max_pool(xi, o, a, win));
+                    let arg = match pooled.take() {
+                        Some((_, o, arg)) => {
+                            pool.give([std::mem::replace(&mut out, o)]);
+                            arg
+                        }
+                        None => {
+                            let mut arg = vec![0u32; n * osz];
+                            out.par_chunks_mut(osz)
+                                .zip(arg.par_chunks_mut(osz))
+                                .zip(xin.par_chunks(isz))
+                                .for_each(|((o, a), xi)| misc::max_pool(xi, o, a, win));
+                            arg
+                        }
+                    };
                     args.push(arg);
                 }
                 Step::AvgPool(_) | Step::Gap { .. } | Step::LogSoftmax => out
@@ -172,7 +194,8 @@ impl Pass {
     }
 
     /// Returns the mean and inverse std used (BatchNorm steps; empty otherwise). `pre`: the
-    /// per-image sums of `xin` when the convolution before computed them.
+    /// per-image sums of `xin` when the convolution before computed them; `then`: the max pool
+    /// after, run on each image's output while it is in cache (its window, output and arg-max).
     #[allow(clippy::too_many_arguments)]
     fn act_forward<T: Pooled>(
         &self,
@@ -183,6 +206,7 @@ impl Pass {
         n: usize,
         stats: &mut Vec<BatchStats>,
         pre: Option<ImageSums>,
+        then: Option<(&misc::Window, &mut [T], &mut [u32])>,
     ) -> (Vec<T>, Vec<T>) {
         let (c, hw) = (a.c, a.hw);
         let sz = c * hw;
@@ -221,12 +245,28 @@ impl Pass {
         }
         let drop = self.drop(a);
         let relu = a.relu;
-        out.par_chunks_mut(sz)
-            .zip(xin.par_chunks(sz))
-            .enumerate()
-            .for_each(|(i, (o, xi))| {
-                act::forward(xi, o, c, hw, &sa, &sb, drop, relu, (i * sz) as u32)
-            });
+        let one = |i: usize, o: &mut [T], xi: &[T]| {
+            act::forward(xi, o, c, hw, &sa, &sb, drop, relu, (i * sz) as u32)
+        };
+        match then {
+            Some((win, po, pa)) => {
+                let (oh, ow) = win.out();
+                let psz = win.c * oh * ow;
+                out.par_chunks_mut(sz)
+                    .zip(xin.par_chunks(sz))
+                    .zip(po.par_chunks_mut(psz).zip(pa.par_chunks_mut(psz)))
+                    .enumerate()
+                    .for_each(|(i, ((o, xi), (p, pa)))| {
+                        one(i, o, xi);
+                        misc::max_pool(o, p, pa, win);
+                    })
+            }
+            None => out
+                .par_chunks_mut(sz)
+                .zip(xin.par_chunks(sz))
+                .enumerate()
+                .for_each(|(i, (o, xi))| one(i, o, xi)),
+        }
         (mean, invstd)
     }
 
