@@ -82,25 +82,31 @@ fma_dispatch! {
 /// of dependent selects; checked against [`max_pool_scan`] by a property test. Compiled per
 /// kernel path (the compiler vectorises the tournament: 0.64 → 0.29 ms per batch).
 fn max_pool2<T: Real>(x: &[T], out: &mut [T], arg: &mut [u32], c: usize, h: usize, w: usize) {
-    let (oh, ow) = (h / 2, w / 2);
-    for ch in 0..c {
-        for oy in 0..oh {
-            let top = ch * h * w + 2 * oy * w;
-            let r0 = &x[top..top + 2 * ow];
-            let r1 = &x[top + w..top + w + 2 * ow];
-            let o = ch * oh * ow + oy * ow;
-            let (orow, arow) = (&mut out[o..o + ow], &mut arg[o..o + ow]);
-            for ox in 0..ow {
-                let i = top + 2 * ox;
-                let up = later_wins((r0[2 * ox], i), (r0[2 * ox + 1], i + 1));
-                let down = later_wins((r1[2 * ox], i + w), (r1[2 * ox + 1], i + w + 1));
-                let (v, at) = later_wins(up, down);
-                orow[ox] = v;
-                arow[ox] = at as u32;
-            }
+    let ow = w / 2;
+    for (top, o) in pool2_rows(c, h, w) {
+        let (r0, r1) = (&x[top..top + 2 * ow], &x[top + w..top + w + 2 * ow]);
+        let (orow, arow) = (&mut out[o..o + ow], &mut arg[o..o + ow]);
+        for ox in 0..ow {
+            let i = top + 2 * ox;
+            let up = later_wins((r0[2 * ox], i), (r0[2 * ox + 1], i + 1));
+            let down = later_wins((r1[2 * ox], i + w), (r1[2 * ox + 1], i + w + 1));
+            let (v, at) = later_wins(up, down);
+            orow[ox] = v;
+            arow[ox] = at as u32;
         }
     }
 }
+}
+
+/// A 2×2 pool's output rows over `c` planes `h×w`: where each one's top input row starts, and
+/// where it goes.
+#[inline(always)]
+fn pool2_rows(c: usize, h: usize, w: usize) -> impl Iterator<Item = (usize, usize)> {
+    let (oh, ow) = (h / 2, w / 2);
+    (0..c * oh).map(move |k| {
+        let (ch, oy) = (k / oh, k % oh);
+        (ch * h * w + 2 * oy * w, k * ow)
+    })
 }
 
 /// [`max_pool`]'s values alone (inference), for `k = s = 2`: the same tournament, so the same
@@ -119,18 +125,13 @@ fn later<T: Real>(a: T, b: T) -> T {
 fma_dispatch! {
 /// [`max_pool2`] without the indices.
 fn max_pool2_v<T: Real>(x: &[T], out: &mut [T], c: usize, h: usize, w: usize) {
-    let (oh, ow) = (h / 2, w / 2);
-    for ch in 0..c {
-        for oy in 0..oh {
-            let top = ch * h * w + 2 * oy * w;
-            let r0 = &x[top..top + 2 * ow];
-            let r1 = &x[top + w..top + w + 2 * ow];
-            let o = ch * oh * ow + oy * ow;
-            for (ox, v) in out[o..o + ow].iter_mut().enumerate() {
-                let up = later(r0[2 * ox], r0[2 * ox + 1]);
-                let down = later(r1[2 * ox], r1[2 * ox + 1]);
-                *v = later(up, down);
-            }
+    let ow = w / 2;
+    for (top, o) in pool2_rows(c, h, w) {
+        let (r0, r1) = (&x[top..top + 2 * ow], &x[top + w..top + w + 2 * ow]);
+        for (ox, v) in out[o..o + ow].iter_mut().enumerate() {
+            let up = later(r0[2 * ox], r0[2 * ox + 1]);
+            let down = later(r1[2 * ox], r1[2 * ox + 1]);
+            *v = later(up, down);
         }
     }
 }
