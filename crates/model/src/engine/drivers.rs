@@ -87,7 +87,8 @@ pub(super) fn conv_forward<T: Real>(
     // Unpadded large planes one image at a time where they lie (the forward's bits do not
     // depend on the grouping), except an image too close to the end of the batch for what the
     // kernel reads past it.
-    let (per, slack) = match direct(cs) {
+    let one = direct(cs);
+    let (per, slack) = match one {
         true => (1, direct_slack(cs)),
         false => (cs.group, 0),
     };
@@ -101,7 +102,7 @@ pub(super) fn conv_forward<T: Real>(
                     unreachable!("two buffers")
                 };
                 let (n, x) = (o.len() / osz, &xin[k * per * isz..]);
-                match per == 1 && x.len() >= isz + slack {
+                match one && x.len() >= isz + slack {
                     true => conv_direct(cs, x, params, o, wide, None),
                     false => conv_group(cs, n, &x[..n * isz], params, o, xp, wide, None),
                 }
