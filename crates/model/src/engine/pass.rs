@@ -464,14 +464,16 @@ impl Pass {
                 });
                 continue;
             }
+            // The act step before this one (its statistics and its input), whose first backward
+            // pass a convolution or a max pool runs on its input gradient while it is in cache.
+            let before = match si.checked_sub(1).map(|p| (p, &e.steps[p])) {
+                Some((p, Step::Act(a))) => Some((a, nm(a, norm_i), &s.acts[p])),
+                _ => None,
+            };
             let mut gx = pool.take(n * isz);
             e.timed(si, true, || match step {
                 Step::Conv(cs) => {
-                    // The act step before: its first pass (∂L/∂z and the sums) per group here.
-                    let before = match si.checked_sub(1).map(|p| (p, &e.steps[p])) {
-                        Some((p, Step::Act(a))) => Some((a, nm(a, norm_i), &s.acts[p])),
-                        _ => None,
-                    };
+                    // The act step's first pass (∂L/∂z and the sums) per group here.
                     let then = before.map(|(a, norm, z)| {
                         move |first: usize, gxg: &mut [T], xg: &[T]| -> ImageSums {
                             gxg.chunks_mut(isz)
@@ -511,12 +513,7 @@ impl Pass {
                 Step::MaxPool(_) => {
                     arg_i -= 1;
                     let arg = &s.args[arg_i];
-                    // The act step before: its first pass (∂L/∂z and the sums) per image here,
-                    // on the image's input gradient while it is still in cache.
-                    let before = match si.checked_sub(1).map(|p| (p, &e.steps[p])) {
-                        Some((p, Step::Act(a))) => Some((a, nm(a, norm_i), &s.acts[p])),
-                        _ => None,
-                    };
+                    // The act step's first pass (∂L/∂z and the sums) per image here.
                     let parts: ImageSums = gx
                         .par_chunks_mut(isz)
                         .zip(g.par_chunks(osz))
