@@ -15,6 +15,7 @@ pub mod experiments;
 pub mod history;
 pub mod lr_find;
 mod optim;
+mod overlap;
 #[cfg(feature = "plots")]
 pub mod plots;
 pub mod recipe;

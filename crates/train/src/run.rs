@@ -29,6 +29,7 @@ use crate::config::{ConfigError, TrainConfig};
 use crate::ema::{Ema, EmaModel};
 use crate::history::{EpochRecord, History};
 use crate::optim::Opt;
+use crate::overlap::Overlapped;
 
 /// Training failed or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -242,12 +243,12 @@ pub fn evaluate(
     let mut confusion = vec![vec![0usize; classes]; classes];
     let (mut loss, mut correct) = (0.0f64, 0usize);
     let mut predictions = Vec::with_capacity(split.len());
-    // The next batch is assembled on a second thread while this one is evaluated.
-    let batches = EpochBatches::new(split, cfg, stream(0, 0, 0)).on(device);
-    prefetched(batches, |batches| -> Result<(), TrainError> {
-        for batch in batches {
+    // The next batch is assembled beside this one's evaluation, on the engine's threads.
+    let mut batches = Overlapped::new(EpochBatches::new(split, cfg, stream(0, 0, 0)).on(device));
+    (|| -> Result<(), TrainError> {
+        while let Some(batch) = batches.next() {
             let batch = batch?;
-            let logp = net.infer(&batch.images)?;
+            let logp = batches.beside(|| net.infer(&batch.images))?;
             let n = batch.labels.dim(0)?;
             loss += candle_nn::loss::nll(&logp, &batch.labels)?
                 .to_dtype(DType::F64)?
@@ -267,7 +268,7 @@ pub fn evaluate(
             }
         }
         Ok(())
-    })?;
+    })()?;
     Ok(Evaluation {
         loss: loss / split.len() as f64,
         correct,
@@ -534,10 +535,12 @@ pub fn train(
             stream(config.seed, 2, epoch as u64),
         )
         .on(&device);
-        // The next batch is drawn, augmented and assembled on a second thread while this one
-        // trains: the same batches in the same order, from the same stream.
-        let stopped = prefetched(batches, |batches| -> Result<bool, TrainError> {
-            for (i, batch) in batches.enumerate() {
+        // The next batch is drawn, augmented and assembled beside this one's step, on the
+        // engine's threads: the same batches in the same order, from the same stream.
+        let mut batches = Overlapped::new(batches);
+        let stopped = (|| -> Result<bool, TrainError> {
+            for i in 0.. {
+                let Some(batch) = batches.next() else { break };
                 if stop.load(Ordering::Relaxed) {
                     return Ok(true);
                 }
@@ -550,7 +553,7 @@ pub fn train(
                     loss: loss_value,
                     hits,
                     n,
-                } = step(&net, &mut opt, &batch, config.label_smoothing)?;
+                } = batches.beside(|| step(&net, &mut opt, &batch, config.label_smoothing))?;
                 if !loss_value.is_finite() {
                     return Err(TrainError::NonFinite {
                         epoch: epoch + 1,
@@ -579,7 +582,7 @@ pub fn train(
                 });
             }
             Ok(false)
-        })?;
+        })()?;
         if stopped {
             return Ok(Outcome {
                 history,
@@ -628,30 +631,6 @@ pub fn train(
     Ok(Outcome {
         history,
         interrupted: false,
-    })
-}
-
-/// Runs `body` over `items` produced on a second thread, up to two ahead of it, so that making
-/// the next item overlaps with using this one. The items and their order are the iterator's
-/// own; when `body` returns early the producer stops at its next item.
-fn prefetched<I, R>(items: I, body: impl FnOnce(&mut dyn Iterator<Item = I::Item>) -> R) -> R
-where
-    I: Iterator + Send,
-    I::Item: Send,
-{
-    std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        s.spawn(move || {
-            for item in items {
-                if tx.send(item).is_err() {
-                    break;
-                }
-            }
-        });
-        let out = body(&mut rx.iter());
-        // Unblocks a producer waiting to send: its send fails and it ends.
-        drop(rx);
-        out
     })
 }
 
