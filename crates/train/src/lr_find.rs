@@ -23,6 +23,7 @@ use under8k_mnist_data::batch::EpochBatches;
 use under8k_sched::Schedule;
 
 use crate::config::{ConfigError, TrainConfig};
+use crate::overlap::Overlapped;
 use crate::run::{TrainError, batch_config, check_data, fresh, step, stream};
 
 /// fastai's smoothing factor.
@@ -238,9 +239,11 @@ pub fn range_test(
     let (mut i, mut epoch) = (0, 0u64);
     let end = 'test: loop {
         net.set_dropout_rng(stream(config.seed, 1, epoch));
-        let batches =
-            EpochBatches::new(&split, batch_cfg, stream(config.seed, 2, epoch)).on(&device);
-        for batch in batches {
+        // Each next batch is made beside the step (`Overlapped`): the same batches in order.
+        let mut batches = Overlapped::new(
+            EpochBatches::new(&split, batch_cfg, stream(config.seed, 2, epoch)).on(&device),
+        );
+        while let Some(batch) = batches.next() {
             if i == test.steps {
                 break 'test RangeEnd::Completed;
             }
@@ -250,7 +253,9 @@ pub fn range_test(
             let lr = test.lr(i);
             opt.set_lr(lr);
             let batch = batch.map_err(TrainError::from)?;
-            let loss = step(&net, &mut opt, &batch, config.label_smoothing)?.loss;
+            let loss = batches
+                .beside(|| step(&net, &mut opt, &batch, config.label_smoothing))?
+                .loss;
             if !loss.is_finite() {
                 break 'test RangeEnd::NonFinite { step: i, lr };
             }
