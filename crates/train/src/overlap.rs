@@ -4,10 +4,11 @@
 //! range test, between its steps). With the engine's threads busy on every core, that made one
 //! thread more than there are cores, and the operating system switched between them about 140
 //! times per training batch; each time it took a core from the engine, the engine's other
-//! thread waited for it at the end of a layer. Now the batch is made as the second half of a `rayon::join` whose first half is the
-//! step: both run on rayon's pool, whose idle threads steal the batch's work between the
-//! engine's own, and the step runs on a pool thread (each of its parallel layers a local fork,
-//! not a hand-over from the calling thread). The items and their order are the iterator's own.
+//! thread waited for it at the end of a layer. Now the batch is made as the second half of a
+//! `rayon::join` whose first half is the step: both run on rayon's pool, whose idle threads
+//! steal the batch's work between the engine's own, and the step runs on a pool thread (each
+//! of its parallel layers a local fork, not a hand-over from the calling thread). The items
+//! and their order are the iterator's own.
 
 /// An iterator whose next item is made, on request, beside some other work.
 pub(crate) struct Overlapped<I: Iterator> {

@@ -245,30 +245,27 @@ pub fn evaluate(
     let mut predictions = Vec::with_capacity(split.len());
     // The next batch is assembled beside this one's evaluation, on the engine's threads.
     let mut batches = Overlapped::new(EpochBatches::new(split, cfg, stream(0, 0, 0)).on(device));
-    (|| -> Result<(), TrainError> {
-        while let Some(batch) = batches.next() {
-            let batch = batch?;
-            let logp = batches.beside(|| net.infer(&batch.images))?;
-            let n = batch.labels.dim(0)?;
-            loss += candle_nn::loss::nll(&logp, &batch.labels)?
-                .to_dtype(DType::F64)?
-                .to_scalar::<f64>()?
-                * n as f64;
-            let pred = logp.argmax(D::Minus1)?.to_vec1::<u32>()?;
-            let probs = logp.exp()?.to_vec2::<f32>()?;
-            for ((&p, t), probs) in pred.iter().zip(batch.labels.to_vec1::<u32>()?).zip(probs) {
-                confusion[t as usize][p as usize] += 1;
-                correct += (p == t) as usize;
-                predictions.push(Prediction {
-                    label: t,
-                    predicted: p,
-                    probability: probs[p as usize],
-                    label_probability: probs[t as usize],
-                });
-            }
+    while let Some(batch) = batches.next() {
+        let batch = batch?;
+        let logp = batches.beside(|| net.infer(&batch.images))?;
+        let n = batch.labels.dim(0)?;
+        loss += candle_nn::loss::nll(&logp, &batch.labels)?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?
+            * n as f64;
+        let pred = logp.argmax(D::Minus1)?.to_vec1::<u32>()?;
+        let probs = logp.exp()?.to_vec2::<f32>()?;
+        for ((&p, t), probs) in pred.iter().zip(batch.labels.to_vec1::<u32>()?).zip(probs) {
+            confusion[t as usize][p as usize] += 1;
+            correct += (p == t) as usize;
+            predictions.push(Prediction {
+                label: t,
+                predicted: p,
+                probability: probs[p as usize],
+                label_probability: probs[t as usize],
+            });
         }
-        Ok(())
-    })()?;
+    }
     Ok(Evaluation {
         loss: loss / split.len() as f64,
         correct,
@@ -538,55 +535,49 @@ pub fn train(
         // The next batch is drawn, augmented and assembled beside this one's step, on the
         // engine's threads: the same batches in the same order, from the same stream.
         let mut batches = Overlapped::new(batches);
-        let stopped = (|| -> Result<bool, TrainError> {
-            for i in 0.. {
-                let Some(batch) = batches.next() else { break };
-                if stop.load(Ordering::Relaxed) {
-                    return Ok(true);
-                }
-                let batch = batch?;
-                opt.set_lr(sched.lr());
-                if let Some(m) = sched.momentum() {
-                    opt.set_momentum(m);
-                }
-                let Step {
-                    loss: loss_value,
-                    hits,
-                    n,
-                } = batches.beside(|| step(&net, &mut opt, &batch, config.label_smoothing))?;
-                if !loss_value.is_finite() {
-                    return Err(TrainError::NonFinite {
-                        epoch: epoch + 1,
-                        batch: i + 1,
-                        loss: loss_value,
-                    });
-                }
-                if let Some(a) = averaging.as_mut() {
-                    a.ema.update_from(&net)?;
-                }
-                sched.end_step();
-                seen += n;
-                correct += hits;
-                loss_sum += loss_value;
-                let running_acc = 100.0 * correct as f64 / seen as f64;
-                history.batch_loss.push(loss_value);
-                history.batch_acc.push(running_acc);
-                let img_per_s = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
-                observer.batch(&BatchStats {
-                    epoch: epoch + 1,
-                    batch: i + 1,
-                    batches: batches_per_epoch,
-                    loss: loss_value,
-                    running_acc,
-                    img_per_s,
+        for i in 0.. {
+            let Some(batch) = batches.next() else { break };
+            if stop.load(Ordering::Relaxed) {
+                return Ok(Outcome {
+                    history,
+                    interrupted: true,
                 });
             }
-            Ok(false)
-        })()?;
-        if stopped {
-            return Ok(Outcome {
-                history,
-                interrupted: true,
+            let batch = batch?;
+            opt.set_lr(sched.lr());
+            if let Some(m) = sched.momentum() {
+                opt.set_momentum(m);
+            }
+            let Step {
+                loss: loss_value,
+                hits,
+                n,
+            } = batches.beside(|| step(&net, &mut opt, &batch, config.label_smoothing))?;
+            if !loss_value.is_finite() {
+                return Err(TrainError::NonFinite {
+                    epoch: epoch + 1,
+                    batch: i + 1,
+                    loss: loss_value,
+                });
+            }
+            if let Some(a) = averaging.as_mut() {
+                a.ema.update_from(&net)?;
+            }
+            sched.end_step();
+            seen += n;
+            correct += hits;
+            loss_sum += loss_value;
+            let running_acc = 100.0 * correct as f64 / seen as f64;
+            history.batch_loss.push(loss_value);
+            history.batch_acc.push(running_acc);
+            let img_per_s = seen as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            observer.batch(&BatchStats {
+                epoch: epoch + 1,
+                batch: i + 1,
+                batches: batches_per_epoch,
+                loss: loss_value,
+                running_acc,
+                img_per_s,
             });
         }
         sched.end_epoch();
