@@ -29,10 +29,10 @@ impl<T: Real> BufferPool<T> {
         v
     }
 
-    /// Returns buffers for reuse (at most a few dozen are kept).
+    /// Returns buffers for reuse (at most a few dozen are kept; empty ones are dropped).
     pub(super) fn give(&self, bufs: impl IntoIterator<Item = Vec<T>>) {
         let mut pool = self.0.lock().expect("pool lock");
-        pool.extend(bufs);
+        pool.extend(bufs.into_iter().filter(|v| v.capacity() > 0));
         if pool.len() > 64 {
             pool.sort_by_key(|v| std::cmp::Reverse(v.capacity()));
             pool.truncate(64);

@@ -69,8 +69,9 @@ impl Group {
 
 /// A layer's forward over the batch, [`ConvStep::group`] images per kernel call. With `stats`,
 /// also each image's per-channel `(Σy, Σy²)` of the output ([`act::plane_sums`], what a
-/// BatchNorm in training mode next needs), computed while the output is still in cache.
-/// Scratch buffers come from `pool`.
+/// BatchNorm in training mode next needs), computed while the output is still in cache. With
+/// `pre` (direct convolutions only), `xin` is the act step's input and each image goes through
+/// the act step into a scratch buffer first. Scratch buffers come from `pool`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv_forward<T: Real>(
     pool: &BufferPool<T>,
@@ -81,6 +82,7 @@ pub(super) fn conv_forward<T: Real>(
     isz: usize,
     osz: usize,
     stats: bool,
+    pre: Option<PreAct<'_, T>>,
 ) -> Option<ImageSums> {
     let (xlen, wlen) = conv_scratch(cs, cs.group);
     let hw = cs.oh * cs.ow;
@@ -88,23 +90,36 @@ pub(super) fn conv_forward<T: Real>(
     // depend on the grouping), except an image too close to the end of the batch for what the
     // kernel reads past it.
     let one = direct(cs);
+    assert!(
+        one || pre.is_none(),
+        "an act step is folded into direct convolutions only"
+    );
     let (per, slack) = match one {
         true => (1, direct_slack(cs)),
         false => (cs.group, 0),
+    };
+    let lens = match pre {
+        Some(_) => vec![xlen, wlen, isz + slack],
+        None => vec![xlen, wlen],
     };
     let sums: Vec<ImageSums> = out
         .par_chunks_mut(per * osz)
         .enumerate()
         .map_init(
-            || Scratch::take(pool, &[xlen, wlen]),
+            || Scratch::take(pool, &lens),
             |s, (k, o)| {
-                let [xp, wide] = &mut s.bufs[..] else {
-                    unreachable!("two buffers")
+                let (xp, wide, rest) = match &mut s.bufs[..] {
+                    [xp, wide, rest @ ..] => (xp, wide, rest),
+                    _ => unreachable!("two or three buffers"),
                 };
                 let (n, x) = (o.len() / osz, &xin[k * per * isz..]);
-                match one && x.len() >= isz + slack {
-                    true => conv_direct(cs, x, params, o, wide, None),
-                    false => conv_group(cs, n, &x[..n * isz], params, o, xp, wide, None),
+                match (pre, rest) {
+                    (Some(p), [xa]) => {
+                        p.image(k, &x[..isz], &mut xa[..isz]);
+                        conv_direct(cs, xa, params, o, wide, None)
+                    }
+                    _ if one && x.len() >= isz + slack => conv_direct(cs, x, params, o, wide, None),
+                    _ => conv_group(cs, n, &x[..n * isz], params, o, xp, wide, None),
                 }
                 match stats {
                     true => o
@@ -137,6 +152,78 @@ pub(super) struct InferAct<'a, T> {
     pub(super) a: &'a [T],
     pub(super) b: &'a [T],
     pub(super) relu: bool,
+}
+
+/// A training act step a direct convolution ([`direct`]) applies to its input as it reads it,
+/// instead of reading the act step's stored output (which is then never written): the map, the
+/// dropout and the ReLU of [`act::forward`], with the same operations on every value, so the
+/// same bits. The backward recomputes the output the same way.
+#[derive(Clone, Copy)]
+pub(super) struct PreAct<'a, T> {
+    pub(super) a: &'a [T],
+    pub(super) b: &'a [T],
+    pub(super) drop: Option<act::Drop<T>>,
+    pub(super) relu: bool,
+}
+
+impl<T: Real> PreAct<'_, T> {
+    /// Image `i` (all its channels) of the act step's input into `out`.
+    fn image(&self, i: usize, z: &[T], out: &mut [T]) {
+        let c = self.a.len();
+        let hw = z.len() / c;
+        act::forward(
+            z,
+            out,
+            c,
+            hw,
+            self.a,
+            self.b,
+            self.drop,
+            self.relu,
+            (i * c * hw) as u32,
+        );
+    }
+
+    /// Channel `c` of image `i`: `hw` values of the act step's input into `out`.
+    fn plane(&self, i: usize, c: usize, z: &[T], out: &mut [T]) {
+        let hw = z.len();
+        let (a, b) = (&self.a[c..=c], &self.b[c..=c]);
+        let base = ((i * self.a.len() + c) * hw) as u32;
+        act::forward(z, out, 1, hw, a, b, self.drop, self.relu, base);
+    }
+}
+
+/// Planes of an act step's output as a convolution's backward holds them: image `b`'s channel
+/// `c` starts at `b·image + c·channel` (the stored batch, or a group's padded layout).
+#[derive(Clone, Copy)]
+pub(super) struct Planes<'a, T> {
+    data: &'a [T],
+    image: usize,
+    channel: usize,
+}
+
+impl<'a, T> Planes<'a, T> {
+    /// Images of `c·hw` values one after another.
+    pub(super) fn dense(data: &'a [T], c: usize, hw: usize) -> Self {
+        Planes {
+            data,
+            image: c * hw,
+            channel: hw,
+        }
+    }
+
+    /// The same planes from image `b` on (the first `b` images skipped).
+    pub(super) fn skip(self, b: usize) -> Self {
+        Planes {
+            data: &self.data[b * self.image..],
+            ..self
+        }
+    }
+
+    /// The first image's channel `c`: `hw` values.
+    pub(super) fn plane(&self, c: usize, hw: usize) -> &'a [T] {
+        &self.data[c * self.channel..][..hw]
+    }
 }
 
 /// The convolution forward of `n` consecutive images, with scratch buffers at least
@@ -251,6 +338,30 @@ fn pad_into<T: Real>(cs: &ConvStep, g: &Group, xi: &[T], xp: &mut [T]) {
     }
 }
 
+/// [`pad_into`] for an unpadded convolution whose input is an act step's output, computed from
+/// that step's input `z` ([`PreAct`]); `first` is the group's first image in the batch.
+fn act_into<T: Real>(
+    cs: &ConvStep,
+    g: &Group,
+    first: usize,
+    p: PreAct<'_, T>,
+    z: &[T],
+    xp: &mut [T],
+) {
+    assert_eq!(
+        cs.pad, 0,
+        "an act step is folded into unpadded convolutions only"
+    );
+    let hw = cs.h * cs.w;
+    xp[cs.ci * g.xs..].fill(T::ZERO);
+    for b in 0..g.n {
+        for c in 0..cs.ci {
+            let (dst, src) = (c * g.xs + b * g.plane, (b * cs.ci + c) * hw);
+            p.plane(first + b, c, &z[src..src + hw], &mut xp[dst..dst + hw]);
+        }
+    }
+}
+
 /// Each contiguous run of a group's input: its start in the padded group layout (channels
 /// `stride` apart), its start in the images as given (`n×ci×h×w`), and its length — one row,
 /// or a whole plane when there is no padding (its rows then follow one another in both).
@@ -293,8 +404,8 @@ fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
 
 /// What a group's input gradient goes through once written, while it is still in cache (the
 /// first backward pass of the step before): called with the group's first image, its input
-/// gradient and its inputs; returns one value per image.
-pub(super) type Then<'a, T> = &'a (dyn Fn(usize, &mut [T], &[T]) -> ImageSums + Sync);
+/// gradient and its inputs (the act step's output); returns one value per image.
+pub(super) type Then<'a, T> = &'a (dyn Fn(usize, &mut [T], Planes<'_, T>) -> ImageSums + Sync);
 
 /// Where a convolution's backward writes its input gradient, and what it does with it next.
 pub(super) struct InputGrad<'a, T> {
@@ -304,7 +415,8 @@ pub(super) struct InputGrad<'a, T> {
 
 /// A layer's backward over the batch: the weight (and bias) gradient added to `gp`, the input
 /// gradient written where `gx` says. Returns what `gx.then` returned, per image in order (empty
-/// without it). Scratch buffers come from `pool`.
+/// without it). With `pre`, `xin` is the act step's input, as in [`conv_forward`]: each group's
+/// input is recomputed into its padded layout. Scratch buffers come from `pool`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv_backward<T: Real>(
     pool: &BufferPool<T>,
@@ -317,6 +429,7 @@ pub(super) fn conv_backward<T: Real>(
     n: usize,
     isz: usize,
     osz: usize,
+    pre: Option<PreAct<'_, T>>,
 ) -> ImageSums {
     let nt = cs.off.len();
     let nw = cs.co * cs.ci * nt;
@@ -363,7 +476,21 @@ pub(super) fn conv_backward<T: Real>(
                     }
                 }
             }
-            pad_into(cs, &grp, xi, xp);
+            let first = k * cs.group;
+            let inputs = match pre {
+                Some(p) => {
+                    act_into(cs, &grp, first, p, xi, xp);
+                    Planes {
+                        data: &xp[..],
+                        image: grp.plane,
+                        channel: grp.xs,
+                    }
+                }
+                None => {
+                    pad_into(cs, &grp, xi, xp);
+                    Planes::dense(xi, cs.ci, cs.h * cs.w)
+                }
+            };
             let mut part = vec![T::ZERO; nw + if with_bias { cs.co } else { 0 }];
             conv::weight_grad(
                 &gpad[cs.front..],
@@ -392,7 +519,7 @@ pub(super) fn conv_backward<T: Real>(
                     copy_run(&mut gxi[at..at + len], &gxw[src..src + len]);
                 }
                 if let Some(then) = then {
-                    return (part, then(k * cs.group, gxi, xi));
+                    return (part, then(first, gxi, inputs));
                 }
             }
             (part, vec![])

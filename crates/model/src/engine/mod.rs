@@ -15,7 +15,10 @@
 //!   BatchNorm's per-image sums) runs inside that step's backward, on each group's or image's
 //!   input gradient while it is still in cache; only BatchNorm's input gradient is a pass of its
 //!   own. A max pool after an act step pools each image as soon as the act step has written it
-//!   (its time then counts in the act step's row of the profile).
+//!   (its time then counts in the act step's row of the profile). An act step before an
+//!   unpadded convolution on large planes is folded into it in training: the convolution
+//!   applies it to each image as it reads it, forward and backward, and its output is never
+//!   stored (its time then counts in the convolution's row).
 //! - Images are processed in parallel (rayon), in groups of up to 16 side by side in one
 //!   kernel call ([`drivers`]; the group size depends on the layer's plane alone, so small
 //!   convolutions fill the vectors). Every reduction over the batch (BatchNorm statistics per

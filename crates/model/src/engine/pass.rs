@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use super::drivers::{
-    ImageSums, InferAct, InputGrad, Then, conv_backward, conv_direct, conv_forward, conv_group,
-    conv_scratch, direct, direct_slack,
+    ImageSums, InferAct, InputGrad, Planes, PreAct, Then, conv_backward, conv_direct, conv_forward,
+    conv_group, conv_scratch, direct, direct_slack,
 };
 use super::plan::Pooled;
 use super::plan::{ActStep, Engine, Step};
@@ -21,6 +21,9 @@ pub(super) struct Saved<T: Pooled> {
     pub(super) args: Vec<Vec<u32>>,
     /// Per act step with BatchNorm: the mean and `1/√(var+ε)` used.
     pub(super) norm: Vec<(Vec<T>, Vec<T>)>,
+    /// Per step: for an act step folded into the convolution after it ([`folds`]), its affine
+    /// map (its output was never stored: `acts` holds an empty placeholder).
+    pub(super) maps: Vec<Option<(Vec<T>, Vec<T>)>>,
 }
 
 impl<T: Pooled> Drop for Saved<T> {
@@ -58,6 +61,9 @@ pub struct Pass {
     pub(super) input_grad: bool,
     pub(super) saved: Mutex<Option<AnySaved>>,
     pub(super) stats: Arc<Mutex<Vec<BatchStats>>>,
+    /// Fold act steps into the direct convolutions after them when saving ([`folds`]): the
+    /// same bits either way (a test turns it off to compare).
+    pub(super) fold: bool,
 }
 
 impl Pass {
@@ -81,6 +87,7 @@ impl Pass {
             input_grad,
             saved: Mutex::new(None),
             stats: Arc::new(Mutex::new(vec![])),
+            fold: true,
         }
     }
 
@@ -107,18 +114,26 @@ impl Pass {
         let mut args = vec![];
         let mut norm = vec![];
         let mut stats = vec![];
+        let mut maps: Vec<Option<(Vec<T>, Vec<T>)>> = vec![None; e.steps.len()];
         // Per-image BatchNorm sums a convolution computed for the act step after it.
         let mut sums = None;
         // A max pool's output and arg-max the act step before it computed.
         let mut pooled: Option<(misc::Window, Vec<T>, Vec<u32>)> = None;
         for (si, step) in e.steps.iter().enumerate() {
             let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
-            let xin = acts.last().expect("input");
-            let mut out = pool.take(n * osz);
+            // After a folded act step, its input (its output was not stored).
+            let folded = si.checked_sub(1).filter(|&p| maps[p].is_some());
+            let xin = &acts[folded.unwrap_or(si)];
+            let fold = self.fold && self.save && folds(e, si);
+            let mut out = match fold {
+                true => vec![],
+                false => pool.take(n * osz),
+            };
             e.timed(si, false, || match step {
                 Step::Conv(cs) => {
                     let bn_next =
                         matches!(e.steps.get(si + 1), Some(Step::Act(a)) if a.bn.is_some());
+                    let pre = folded.map(|p| self.pre_act(&e.steps[p], &maps[p]));
                     sums = conv_forward(
                         pool,
                         cs,
@@ -128,7 +143,16 @@ impl Pass {
                         isz,
                         osz,
                         self.train && bn_next,
+                        pre,
                     );
+                }
+                Step::Act(a) if fold => {
+                    let (mean, invstd, sa, sb) =
+                        self.act_map(a, xin, params, n, &mut stats, sums.take());
+                    if a.bn.is_some() {
+                        norm.push((mean, invstd));
+                    }
+                    maps[si] = Some((sa, sb));
                 }
                 Step::Act(a) => {
                     let pre = sums.take();
@@ -184,6 +208,7 @@ impl Pass {
                 acts,
                 args,
                 norm,
+                maps,
             }),
             false => {
                 pool.give(acts);
@@ -210,39 +235,7 @@ impl Pass {
     ) -> (Vec<T>, Vec<T>) {
         let (c, hw) = (a.c, a.hw);
         let sz = c * hw;
-        let (mut mean, mut invstd) = (vec![T::ZERO; c], vec![T::ONE; c]);
-        let (mut sa, mut sb) = (vec![T::ONE; c], vec![T::ZERO; c]);
-        if let Some((g, b, bi)) = a.bn {
-            let (m64, v64) = if self.train {
-                let parts: ImageSums = pre.unwrap_or_else(|| {
-                    xin.par_chunks(sz)
-                        .map(|xi| {
-                            let mut s = vec![(0.0, 0.0); c];
-                            act::plane_sums(xi, c, hw, &mut s);
-                            s
-                        })
-                        .collect()
-                });
-                let count = n * hw;
-                let (mut m, mut v) = (vec![0.0; c], vec![0.0; c]);
-                for ch in 0..c {
-                    let (s1, s2) = parts
-                        .iter()
-                        .fold((0.0, 0.0), |(a1, a2), p| (a1 + p[ch].0, a2 + p[ch].1));
-                    m[ch] = s1 / count as f64;
-                    v[ch] = (s2 / count as f64 - m[ch] * m[ch]).max(0.0);
-                }
-                stats.push(BatchStats {
-                    mean: m.clone(),
-                    var: v.clone(),
-                    count,
-                });
-                (m, v)
-            } else {
-                self.running[bi].clone()
-            };
-            (mean, invstd, sa, sb) = bn_affine(&params[g..g + c], &params[b..b + c], &m64, &v64);
-        }
+        let (mean, invstd, sa, sb) = self.act_map(a, xin, params, n, stats, pre);
         let drop = self.drop(a);
         let relu = a.relu;
         let one = |i: usize, o: &mut [T], xi: &[T]| {
@@ -268,6 +261,77 @@ impl Pass {
                 .for_each(|(i, (o, xi))| one(i, o, xi)),
         }
         (mean, invstd)
+    }
+
+    /// An act step's per-channel affine map `(a, b)`, with the mean and inverse std behind it
+    /// (identity map and empty statistics without BatchNorm); in training, from the batch
+    /// statistics of `xin` (pushed to `stats`; `pre`: its per-image sums when the convolution
+    /// before computed them).
+    #[allow(clippy::type_complexity)]
+    fn act_map<T: Pooled>(
+        &self,
+        a: &ActStep,
+        xin: &[T],
+        params: &[T],
+        n: usize,
+        stats: &mut Vec<BatchStats>,
+        pre: Option<ImageSums>,
+    ) -> (Vec<T>, Vec<T>, Vec<T>, Vec<T>) {
+        let (c, hw) = (a.c, a.hw);
+        let Some((g, b, bi)) = a.bn else {
+            return (
+                vec![T::ZERO; c],
+                vec![T::ONE; c],
+                vec![T::ONE; c],
+                vec![T::ZERO; c],
+            );
+        };
+        let (m64, v64) = if self.train {
+            let parts: ImageSums = pre.unwrap_or_else(|| {
+                xin.par_chunks(c * hw)
+                    .map(|xi| {
+                        let mut s = vec![(0.0, 0.0); c];
+                        act::plane_sums(xi, c, hw, &mut s);
+                        s
+                    })
+                    .collect()
+            });
+            let count = n * hw;
+            let (mut m, mut v) = (vec![0.0; c], vec![0.0; c]);
+            for ch in 0..c {
+                let (s1, s2) = parts
+                    .iter()
+                    .fold((0.0, 0.0), |(a1, a2), p| (a1 + p[ch].0, a2 + p[ch].1));
+                m[ch] = s1 / count as f64;
+                v[ch] = (s2 / count as f64 - m[ch] * m[ch]).max(0.0);
+            }
+            stats.push(BatchStats {
+                mean: m.clone(),
+                var: v.clone(),
+                count,
+            });
+            (m, v)
+        } else {
+            self.running[bi].clone()
+        };
+        bn_affine(&params[g..g + c], &params[b..b + c], &m64, &v64)
+    }
+
+    /// A folded act step's map as the convolution after it applies it ([`PreAct`]).
+    fn pre_act<'m, T: Pooled>(
+        &self,
+        step: &Step,
+        map: &'m Option<(Vec<T>, Vec<T>)>,
+    ) -> PreAct<'m, T> {
+        let (Step::Act(a), Some((sa, sb))) = (step, map) else {
+            unreachable!("a folded act step has its map")
+        };
+        PreAct {
+            a: sa,
+            b: sb,
+            drop: self.drop(a),
+            relu: a.relu,
+        }
     }
 
     /// The inference forward: eval mode, nothing kept for backward. A few images at a time run
@@ -445,11 +509,14 @@ impl Pass {
         let mut fused: Option<ImageSums> = None;
         for (si, step) in e.steps.iter().enumerate().rev() {
             let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
-            let (xin, y) = (&s.acts[si], &s.acts[si + 1]);
+            // After a folded act step, its input and the map that recomputes its output.
+            let folded = si.checked_sub(1).filter(|&p| s.maps[p].is_some());
+            let pre = folded.map(|p| self.pre_act(&e.steps[p], &s.maps[p]));
+            let (xin, y) = (&s.acts[folded.unwrap_or(si)], &s.acts[si + 1]);
             if si == 0 && !self.input_grad && matches!(step, Step::Conv(_)) {
                 if let Step::Conv(cs) = step {
                     e.timed(si, true, || {
-                        conv_backward(pool, cs, xin, params, &g, None, &mut gp, n, isz, osz)
+                        conv_backward(pool, cs, xin, params, &g, None, &mut gp, n, isz, osz, None)
                     });
                 }
                 pool.give([g]);
@@ -475,13 +542,13 @@ impl Pass {
                 Step::Conv(cs) => {
                     // The act step's first pass (∂L/∂z and the sums) per group here.
                     let then = before.map(|(a, norm, z)| {
-                        move |first: usize, gxg: &mut [T], xg: &[T]| -> ImageSums {
+                        move |first: usize, gxg: &mut [T], ys: Planes<'_, T>| -> ImageSums {
                             gxg.chunks_mut(isz)
-                                .zip(xg.chunks(isz))
                                 .enumerate()
-                                .map(|(j, (gzi, yi))| {
+                                .map(|(j, gzi)| {
                                     let i = first + j;
                                     let zi = &z[i * isz..(i + 1) * isz];
+                                    let yi = ys.skip(j);
                                     self.act_grad_image(a, i, None, yi, gzi, zi, norm)
                                 })
                                 .collect()
@@ -491,11 +558,26 @@ impl Pass {
                         gx: &mut gx,
                         then: then.as_ref().map(|f| f as Then<'_, T>),
                     };
-                    let parts =
-                        conv_backward(pool, cs, xin, params, &g, Some(gxs), &mut gp, n, isz, osz);
+                    let parts = conv_backward(
+                        pool,
+                        cs,
+                        xin,
+                        params,
+                        &g,
+                        Some(gxs),
+                        &mut gp,
+                        n,
+                        isz,
+                        osz,
+                        pre,
+                    );
                     fused = then.is_some().then_some(parts);
                 }
                 Step::Act(a) => {
+                    assert!(
+                        s.maps[si].is_none(),
+                        "a folded act step's backward runs in the convolution's after it"
+                    );
                     let norm = nm(a, norm_i);
                     norm_i -= usize::from(norm.is_some());
                     let parts: ImageSums = gx
@@ -505,6 +587,7 @@ impl Pass {
                         .zip(xin.par_chunks(isz))
                         .enumerate()
                         .map(|(i, (((gzi, gi), yi), zi))| {
+                            let yi = Planes::dense(yi, a.c, a.hw);
                             self.act_grad_image(a, i, Some(gi), yi, gzi, zi, norm)
                         })
                         .collect();
@@ -528,6 +611,7 @@ impl Pass {
                             };
                             let (yi, zi) =
                                 (&xin[i * isz..(i + 1) * isz], &z[i * isz..(i + 1) * isz]);
+                            let yi = Planes::dense(yi, a.c, a.hw);
                             self.act_grad_image(a, i, None, yi, gxi, zi, norm)
                         })
                         .collect();
@@ -559,21 +643,25 @@ impl Pass {
     }
 
     /// An act step's backward for image `i` up to its BatchNorm: `∂L/∂z` into `gz` from the
-    /// output gradient `g` (or in place when `None`) and the step's output `y`; with BatchNorm,
-    /// also the per-channel `(Σgz, Σgz·(x−mean))` over the step's input `x`.
+    /// output gradient `g` (or in place when `None`) and the step's output planes `y`; with
+    /// BatchNorm, also the per-channel `(Σgz, Σgz·(x−mean))` over the step's input `x`.
     #[allow(clippy::too_many_arguments)]
     fn act_grad_image<T: Pooled>(
         &self,
         a: &ActStep,
         i: usize,
         g: Option<&[T]>,
-        y: &[T],
+        y: Planes<'_, T>,
         gz: &mut [T],
         x: &[T],
         norm: Option<&(Vec<T>, Vec<T>)>,
     ) -> Vec<(f64, f64)> {
-        let sz = a.c * a.hw;
-        act::grad_z(g, y, gz, self.drop(a), a.relu, (i * sz) as u32);
+        let (hw, drop) = (a.hw, self.drop(a));
+        for (ch, gzc) in gz.chunks_mut(hw).enumerate() {
+            let gc = g.map(|g| &g[ch * hw..(ch + 1) * hw]);
+            let at = ((i * a.c + ch) * hw) as u32;
+            act::grad_z(gc, y.plane(ch, hw), gzc, drop, a.relu, at);
+        }
         let mut s = vec![(0.0, 0.0); a.c];
         if let Some((mean, _)) = norm {
             act::grad_sums(gz, x, a.c, a.hw, mean, &mut s);
@@ -626,6 +714,15 @@ impl Pass {
     }
 }
 
+/// Whether a training pass folds act step `si` into the convolution after it: that convolution
+/// runs one image at a time ([`direct`]), so it can compute each image's input from the act
+/// step's input as it reads it (forward and backward), and the act step's output is never
+/// stored: a pass over the batch and its buffer saved, the same operations on every value.
+fn folds(e: &Engine, si: usize) -> bool {
+    matches!(e.steps[si], Step::Act(_))
+        && matches!(e.steps.get(si + 1), Some(Step::Conv(cs)) if direct(cs))
+}
+
 /// One image through a step without parameters or saved state: average pool, global average
 /// pool or log-softmax.
 fn plain_step<T: Pooled>(step: &Step, xi: &[T], o: &mut [T]) {
@@ -657,4 +754,71 @@ fn bn_affine<T: Pooled>(
         sb[ch] = beta[ch] - mean[ch] * sa[ch];
     }
     (mean, invstd, sa, sb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::ArchSpec;
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    fn same(a: &[u32], b: &[u32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}: lengths");
+        let differ = a.iter().zip(b).filter(|(x, y)| x != y).count();
+        assert_eq!(differ, 0, "{what}: {differ} of {} values differ", a.len());
+    }
+
+    /// A training step of the seed net with its act steps folded into the direct convolutions
+    /// after them, and with them stored: the output, the batch statistics, the input gradient
+    /// and every parameter gradient are the same bits. 7 images: the backward's groups of 3
+    /// end in a partial one, and every image carries its own dropout counters.
+    #[test]
+    fn folded_act_steps_give_the_same_bits() {
+        let e = Arc::new(Engine::new(&ArchSpec::seed().resolve().unwrap()).unwrap());
+        let n = 7;
+        // Fixed patterns: any values do (scaled so no ReLU is always on or off).
+        let pattern = |len: usize, k: usize| -> Vec<f32> {
+            (0..len)
+                .map(|i| ((i * k) % 1000) as f32 / 1000.0 - 0.4)
+                .collect()
+        };
+        let (x, params) = (pattern(n * e.sizes[0], 7919), pattern(e.n_params, 104_729));
+        let g_out = pattern(n * e.sizes[e.steps.len()], 31);
+        let drops = e
+            .steps
+            .iter()
+            .filter(|s| matches!(s, Step::Act(a) if a.dropout.is_some()));
+        let keys: Vec<u64> = (1..=drops.count() as u64)
+            .map(|k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect();
+        let run = |fold: bool| {
+            let mut pass = Pass::new(e.clone(), true, keys.clone(), vec![], true, true);
+            pass.fold = fold;
+            let (out, saved) = pass.forward(&x, &params, n);
+            let saved = saved.expect("saved");
+            let folded = saved.maps.iter().filter(|m| m.is_some()).count();
+            let (gx, gp) = pass.backward(&saved, &params, &g_out, n);
+            let stats = pass.stats.lock().unwrap().clone();
+            (
+                folded,
+                bits(&out),
+                bits(&gx.expect("input gradient")),
+                bits(&gp),
+                stats,
+            )
+        };
+        let (folded, unfolded) = (run(true), run(false));
+        assert_eq!(
+            (folded.0, unfolded.0),
+            (2, 0),
+            "the seed net folds its first two act steps"
+        );
+        same(&folded.1, &unfolded.1, "outputs");
+        assert_eq!(folded.4, unfolded.4, "batch statistics");
+        same(&folded.2, &unfolded.2, "input gradients");
+        same(&folded.3, &unfolded.3, "parameter gradients");
+    }
 }
