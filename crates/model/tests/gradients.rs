@@ -242,7 +242,7 @@ fn dropout_relu_gradients() {
 }
 
 #[test]
-fn act_steps_before_a_convolution_gradients() {
+fn act_steps_before_a_convolution_or_pool_gradients() {
     // A convolution after an act step runs that step's first backward pass (∂L/∂z, BatchNorm's
     // sums) on its own input gradient: every kind of act step before one, with and without
     // padding, through the finite differences. 17 images in training: a 6×6 layer takes 16 per
@@ -255,6 +255,11 @@ fn act_steps_before_a_convolution_gradients() {
         vec![Layer::Relu],
         vec![Layer::Dropout { p: 0.3 }],
         vec![Layer::BatchNorm { num_features: None }, Layer::Relu],
+        vec![
+            Layer::BatchNorm { num_features: None },
+            Layer::Dropout { p: 0.3 },
+            Layer::Relu,
+        ],
     ];
     for (i, act) in acts.iter().enumerate() {
         let mut layers = vec![conv(3, 3, 1, 1, false)];
@@ -267,12 +272,18 @@ fn act_steps_before_a_convolution_gradients() {
     // Before an unpadded convolution on large planes (24×24: one image per forward call,
     // groups of 3 in the backward), a training pass folds the act step into the convolution:
     // its output is recomputed from its input, forward and backward, never stored. 5 images:
-    // a partial last group, and dropout counters past the first group.
-    for act in acts {
+    // a partial last group, and dropout counters past the first group. Before a max pool
+    // (overlapping windows too), which runs the act step's first backward pass per image.
+    for (i, act) in acts.into_iter().enumerate() {
         let mut layers = vec![conv(3, 3, 1, 1, false)];
-        layers.extend(act);
+        layers.extend(act.clone());
         layers.push(conv(2, 3, 1, 0, true));
         check(&spec([2, 24, 24], layers), 5, true, 200);
+        let mut layers = vec![conv(3, 3, 1, 1, false)];
+        layers.extend(act);
+        let (kernel, stride) = [(2, 2), (3, 2)][i % 2];
+        layers.push(Layer::MaxPool { kernel, stride });
+        check(&spec([2, 7, 7], layers), 5, true, 1000);
     }
 }
 
