@@ -352,13 +352,11 @@ fn act_into<T: Real>(
         cs.pad, 0,
         "an act step is folded into unpadded convolutions only"
     );
-    let hw = cs.h * cs.w;
     xp[cs.ci * g.xs..].fill(T::ZERO);
-    for b in 0..g.n {
-        for c in 0..cs.ci {
-            let (dst, src) = (c * g.xs + b * g.plane, (b * cs.ci + c) * hw);
-            p.plane(first + b, c, &z[src..src + hw], &mut xp[dst..dst + hw]);
-        }
+    // Unpadded, each run is a whole plane: the `k`-th is image `k / ci`'s channel `k % ci`.
+    for (k, (dst, src, len)) in input_runs(cs, g, g.xs).enumerate() {
+        let (b, c) = (k / cs.ci, k % cs.ci);
+        p.plane(first + b, c, &z[src..src + len], &mut xp[dst..dst + len]);
     }
 }
 

@@ -146,31 +146,28 @@ impl Pass {
                         pre,
                     );
                 }
-                Step::Act(a) if fold => {
+                Step::Act(a) => {
                     let (mean, invstd, sa, sb) =
                         self.act_map(a, xin, params, n, &mut stats, sums.take());
                     if a.bn.is_some() {
                         norm.push((mean, invstd));
                     }
-                    maps[si] = Some((sa, sb));
-                }
-                Step::Act(a) => {
-                    let pre = sums.take();
-                    // A max pool next runs on each image as soon as its act step has.
-                    pooled = match e.steps.get(si + 1) {
-                        Some(Step::MaxPool(win)) => {
-                            let len = n * e.sizes[si + 2];
-                            Some((*win, pool.take(len), vec![0u32; len]))
-                        }
-                        _ => None,
-                    };
-                    let then = pooled
-                        .as_mut()
-                        .map(|(w, o, a)| (&*w, &mut o[..], &mut a[..]));
-                    let (mean, invstd) =
-                        self.act_forward(a, xin, params, &mut out, n, &mut stats, pre, then);
-                    if a.bn.is_some() {
-                        norm.push((mean, invstd));
+                    if fold {
+                        // The convolution after it applies the map as it reads.
+                        maps[si] = Some((sa, sb));
+                    } else {
+                        // A max pool next runs on each image as soon as its act step has.
+                        pooled = match e.steps.get(si + 1) {
+                            Some(Step::MaxPool(win)) => {
+                                let len = n * e.sizes[si + 2];
+                                Some((*win, pool.take(len), vec![0u32; len]))
+                            }
+                            _ => None,
+                        };
+                        let then = pooled
+                            .as_mut()
+                            .map(|(w, o, a)| (&*w, &mut o[..], &mut a[..]));
+                        self.act_forward(a, (&sa, &sb), xin, &mut out, then);
                     }
                 }
                 Step::MaxPool(win) => {
@@ -218,28 +215,23 @@ impl Pass {
         (out, saved)
     }
 
-    /// Returns the mean and inverse std used (BatchNorm steps; empty otherwise). `pre`: the
-    /// per-image sums of `xin` when the convolution before computed them; `then`: the max pool
-    /// after, run on each image's output while it is in cache (its window, output and arg-max).
-    #[allow(clippy::too_many_arguments)]
+    /// Applies an act step's affine map `(sa, sb)`, dropout and ReLU to `xin` into `out`; `then`:
+    /// the max pool after, run on each image's output while it is in cache (its window, output
+    /// and arg-max).
     fn act_forward<T: Pooled>(
         &self,
         a: &ActStep,
+        (sa, sb): (&[T], &[T]),
         xin: &[T],
-        params: &[T],
         out: &mut [T],
-        n: usize,
-        stats: &mut Vec<BatchStats>,
-        pre: Option<ImageSums>,
         then: Option<(&misc::Window, &mut [T], &mut [u32])>,
-    ) -> (Vec<T>, Vec<T>) {
+    ) {
         let (c, hw) = (a.c, a.hw);
         let sz = c * hw;
-        let (mean, invstd, sa, sb) = self.act_map(a, xin, params, n, stats, pre);
         let drop = self.drop(a);
         let relu = a.relu;
         let one = |i: usize, o: &mut [T], xi: &[T]| {
-            act::forward(xi, o, c, hw, &sa, &sb, drop, relu, (i * sz) as u32)
+            act::forward(xi, o, c, hw, sa, sb, drop, relu, (i * sz) as u32)
         };
         match then {
             Some((win, po, pa)) => {
@@ -260,7 +252,6 @@ impl Pass {
                 .enumerate()
                 .for_each(|(i, (o, xi))| one(i, o, xi)),
         }
-        (mean, invstd)
     }
 
     /// An act step's per-channel affine map `(a, b)`, with the mean and inverse std behind it
