@@ -86,6 +86,9 @@ fn max_pool2<T: Real>(x: &[T], out: &mut [T], arg: &mut [u32], c: usize, h: usiz
     for (top, o) in pool2_rows(c, h, w) {
         let (r0, r1) = (&x[top..top + 2 * ow], &x[top + w..top + w + 2 * ow]);
         let (orow, arow) = (&mut out[o..o + ow], &mut arg[o..o + ow]);
+        if simd_pool_row(orow, r0, r1, Some((arow, top, w))) {
+            continue;
+        }
         for ox in 0..ow {
             let i = top + 2 * ox;
             let up = later_wins((r0[2 * ox], i), (r0[2 * ox + 1], i + 1));
@@ -128,13 +131,58 @@ fn max_pool2_v<T: Real>(x: &[T], out: &mut [T], c: usize, h: usize, w: usize) {
     let ow = w / 2;
     for (top, o) in pool2_rows(c, h, w) {
         let (r0, r1) = (&x[top..top + 2 * ow], &x[top + w..top + w + 2 * ow]);
-        for (ox, v) in out[o..o + ow].iter_mut().enumerate() {
+        let row = &mut out[o..o + ow];
+        if simd_pool_row(row, r0, r1, None) {
+            continue;
+        }
+        for (ox, v) in row.iter_mut().enumerate() {
             let up = later(r0[2 * ox], r0[2 * ox + 1]);
             let down = later(r1[2 * ox], r1[2 * ox + 1]);
             *v = later(up, down);
         }
     }
 }
+}
+
+/// A row of [`max_pool2`] (with each winner's index: `arg`, the row's first window's top-left
+/// index and the plane's width) or of [`max_pool2_v`] (without) for `f32` on the AVX-512 path,
+/// with explicit vectors ([`super::simd::max_pool2_row512`]); `false` when it does not apply
+/// (the caller then runs the generic loop, with the same bits).
+#[allow(unsafe_code)]
+#[inline(always)]
+fn simd_pool_row<T: Real>(
+    row: &mut [T],
+    r0: &[T],
+    r1: &[T],
+    arg: Option<(&mut [u32], usize, usize)>,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::any::TypeId;
+        if TypeId::of::<T>() != TypeId::of::<f32>()
+            || super::KernelPath::active() != super::KernelPath::Avx512
+        {
+            return false;
+        }
+        let args = arg.map(|(arg, top, w)| super::simd::PoolArgs {
+            arg,
+            top: u32::try_from(top).expect("pool indices fit in u32"),
+            w: w as u32,
+        });
+        // SAFETY: T is f32 (checked above), so each slice is the same memory viewed as f32;
+        // the AVX-512 path runs only on a CPU with its features.
+        unsafe {
+            let f = |s: &[T]| std::slice::from_raw_parts(s.as_ptr() as *const f32, s.len());
+            let o = std::slice::from_raw_parts_mut(row.as_mut_ptr() as *mut f32, row.len());
+            super::simd::max_pool2_row512(o, f(r0), f(r1), args);
+        }
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (row, r0, r1, arg);
+        false
+    }
 }
 
 /// Average pooling.
@@ -223,10 +271,12 @@ mod tests {
 
     proptest! {
         /// The 2×2 tournament picks the same element as the row-major scan, on values drawn
-        /// from a small set so that ties and NaNs are common.
+        /// from a small set so that ties and NaNs are common. Rows up to 39 wide: on the
+        /// AVX-512 path (the default where the CPU has it) an output row goes in pieces of 16,
+        /// the last one masked, each reading 32 inputs as two halves.
         #[test]
         fn max_pool2_is_the_scan(
-            (c, h, w, x) in (1usize..4, 2usize..9, 2usize..9).prop_flat_map(|(c, h, w)| {
+            (c, h, w, x) in (1usize..4, 2usize..7, 2usize..40).prop_flat_map(|(c, h, w)| {
                 let v = prop_oneof![Just(f32::NAN), Just(-f32::NAN), Just(-1.0f32), Just(0.0), Just(-0.0), Just(1.0)];
                 (Just(c), Just(h), Just(w), proptest::collection::vec(v, c * h * w))
             })

@@ -117,3 +117,75 @@ pub(super) unsafe fn block256<const OB: usize, const NV: usize>(b: Block<'_>) {
         }
     }
 }
+
+/// A mask of the first `n` of 16 lanes (all of them from 16 on).
+#[inline(always)]
+fn lanes(n: usize) -> __mmask16 {
+    if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 }
+}
+
+/// Where [`max_pool2_row512`] writes each window's winner: its index in the image, given the
+/// index of the row's first window's top-left element and the input rows' width.
+pub(super) struct PoolArgs<'a> {
+    pub arg: &'a mut [u32],
+    pub top: u32,
+    pub w: u32,
+}
+
+/// One output row of a 2×2, stride-2 max pool from its two input rows, 16 outputs at a time
+/// and the last piece masked; with `args`, also each winner's index. Each window is the same
+/// tournament as the generic code's: `later(a, b)` takes `b` when `b > a` or `b` is NaN,
+/// applied to the top pair, the bottom pair, then the two winners. The same values and
+/// indices, so the same bits.
+///
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+pub(super) unsafe fn max_pool2_row512(
+    dst: &mut [f32],
+    r0: &[f32],
+    r1: &[f32],
+    mut args: Option<PoolArgs<'_>>,
+) {
+    let n = dst.len();
+    assert!(r0.len() >= 2 * n && r1.len() >= 2 * n);
+    if let Some(a) = &args {
+        assert!(a.arg.len() >= n);
+    }
+    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    // `later(a, b)`, and where it took `b`.
+    let later = |a: __m512, b: __m512| {
+        let take = _mm512_cmp_ps_mask(b, a, _CMP_GT_OQ) | _mm512_cmp_ps_mask(b, b, _CMP_UNORD_Q);
+        (_mm512_mask_blend_ps(take, a, b), take)
+    };
+    for at in (0..n).step_by(16) {
+        let m = 2 * (n - at).min(16);
+        let (k0, k1) = (lanes(m), lanes(m.saturating_sub(16)));
+        // SAFETY: the masks keep every read below `2n`, within both rows.
+        let pair = |r: &[f32]| unsafe {
+            let lo = _mm512_maskz_loadu_ps(k0, r.as_ptr().add(2 * at));
+            let hi = _mm512_maskz_loadu_ps(k1, r.as_ptr().add(2 * at + 16));
+            later(
+                _mm512_permutex2var_ps(lo, even, hi),
+                _mm512_permutex2var_ps(lo, odd, hi),
+            )
+        };
+        let ((up, t_up), (down, t_down)) = (pair(r0), pair(r1));
+        let (v, t) = later(up, down);
+        let k = lanes(n - at);
+        unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr().add(at), k, v) };
+        if let Some(a) = &mut args {
+            // Each window's top-left index, then + 1 where the right one won, + w for the
+            // bottom pair.
+            let first = _mm512_set1_epi32((a.top + 2 * at as u32) as i32);
+            let left = _mm512_add_epi32(first, even);
+            let one = _mm512_set1_epi32(1);
+            let i_up = _mm512_mask_add_epi32(left, t_up, left, one);
+            let left_down = _mm512_add_epi32(left, _mm512_set1_epi32(a.w as i32));
+            let i_down = _mm512_mask_add_epi32(left_down, t_down, left_down, one);
+            let i = _mm512_mask_blend_epi32(t, i_up, i_down);
+            unsafe { _mm512_mask_storeu_epi32(a.arg.as_mut_ptr().add(at) as *mut i32, k, i) };
+        }
+    }
+}
