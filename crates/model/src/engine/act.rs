@@ -191,6 +191,36 @@ fn grad_z_pairs<'a, T: Real + 'a>(
     }
 }
 
+/// [`grad_z`] of one value: `∂L/∂z` from the output gradient `gv` and the forward's output
+/// `out` at dropout counter `index`, by the same operations.
+#[inline(always)]
+pub fn grad_z_one<T: Real>(gv: T, out: T, drop: Option<Drop<T>>, relu: bool, index: u32) -> T {
+    match (drop, relu) {
+        (Some(d), true) => {
+            if out > T::ZERO {
+                gv * d.scale
+            } else {
+                T::ZERO
+            }
+        }
+        (None, true) => {
+            if out > T::ZERO {
+                gv
+            } else {
+                T::ZERO
+            }
+        }
+        (Some(d), false) => {
+            if keep(d.key, index, d.threshold) {
+                gv * d.scale
+            } else {
+                T::ZERO
+            }
+        }
+        (None, false) => gv,
+    }
+}
+
 fma_dispatch! {
 /// Per-channel `(Σgz, Σgz·(y−mean))` of one image, in f64.
 pub fn grad_sums<T: Real>(gz: &[T], y: &[T], c: usize, hw: usize, mean: &[T], out: &mut [(f64, f64)]) {
@@ -240,4 +270,35 @@ pub fn bn_input_grad<T: Real>(
         }
     }
 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// [`grad_z_one`] gives each value's bits as [`grad_z`] does over the whole run, in all
+        /// four dropout/ReLU cases (outputs drawn with signed zeros and NaN; the dropout
+        /// counters from `base`).
+        #[test]
+        fn grad_z_one_is_grad_z(
+            g in proptest::collection::vec(-2.0f32..2.0, 1..40),
+            pick in proptest::collection::vec(0usize..5, 40),
+            base in 0u32..1000,
+            key in any::<u64>(),
+            case in 0usize..4,
+        ) {
+            let outs = [0.0f32, -0.0, 1.5, -1.5, f32::NAN];
+            let out: Vec<f32> = g.iter().zip(&pick).map(|(_, &k)| outs[k]).collect();
+            let drop = (case < 2).then_some(Drop { key, threshold: 1 << 31, scale: 2.0 });
+            let relu = case % 2 == 0;
+            let mut gz = vec![0f32; g.len()];
+            grad_z(Some(&g), &out, &mut gz, drop, relu, base);
+            for (j, (&gv, &o)) in g.iter().zip(&out).enumerate() {
+                let one = grad_z_one(gv, o, drop, relu, base + j as u32);
+                prop_assert_eq!(one.to_bits(), gz[j].to_bits(), "value {}", j);
+            }
+        }
+    }
 }

@@ -584,7 +584,7 @@ impl Pass {
                         .collect();
                     self.bn_backward(a, xin, &mut gx, params, &mut gp, norm, n, parts);
                 }
-                Step::MaxPool(_) => {
+                Step::MaxPool(win) => {
                     arg_i -= 1;
                     let arg = &s.args[arg_i];
                     // The act step's first pass (∂L/∂z and the sums) per image here.
@@ -593,17 +593,27 @@ impl Pass {
                         .zip(g.par_chunks(osz))
                         .enumerate()
                         .map(|(i, (gxi, gi))| {
+                            let ai = &arg[i * osz..(i + 1) * osz];
                             gxi.fill(T::ZERO);
-                            for (&gv, &j) in gi.iter().zip(&arg[i * osz..(i + 1) * osz]) {
+                            for (&gv, &j) in gi.iter().zip(ai) {
                                 gxi[j as usize] += gv;
                             }
                             let Some((a, norm, z)) = before else {
                                 return vec![];
                             };
-                            let (yi, zi) =
-                                (&xin[i * isz..(i + 1) * isz], &z[i * isz..(i + 1) * isz]);
-                            let yi = Planes::dense(yi, a.c, a.hw);
-                            self.act_grad_image(a, i, None, yi, gxi, zi, norm)
+                            let zi = &z[i * isz..(i + 1) * isz];
+                            match win.k <= win.s {
+                                // Windows apart: only each window's winner has a gradient, and
+                                // its value is the pool's output.
+                                true => {
+                                    let yo = &y[i * osz..(i + 1) * osz];
+                                    self.act_grad_winners(a, i, yo, ai, gxi, zi, norm)
+                                }
+                                false => {
+                                    let yi = Planes::dense(&xin[i * isz..], a.c, a.hw);
+                                    self.act_grad_image(a, i, None, yi, gxi, zi, norm)
+                                }
+                            }
                         })
                         .collect();
                     fused = before.is_some().then_some(parts);
@@ -631,6 +641,34 @@ impl Pass {
                 (None, gp)
             }
         }
+    }
+
+    /// [`act_grad_image`](Self::act_grad_image) in place of a max pool's input gradient `gz`
+    /// when the pool's windows do not overlap: every value but each window's winner (`arg`)
+    /// is the +0 the pool's backward wrote, which `∂L/∂z` keeps whatever the act step's output
+    /// there; at a winner, that output is the pool's output `pooled`. So the act step's output
+    /// is never read, and only the winners are touched: the same bits.
+    #[allow(clippy::too_many_arguments)]
+    fn act_grad_winners<T: Pooled>(
+        &self,
+        a: &ActStep,
+        i: usize,
+        pooled: &[T],
+        arg: &[u32],
+        gz: &mut [T],
+        x: &[T],
+        norm: Option<&(Vec<T>, Vec<T>)>,
+    ) -> Vec<(f64, f64)> {
+        let (drop, first) = (self.drop(a), i * a.c * a.hw);
+        for (&o, &j) in pooled.iter().zip(arg) {
+            let j = j as usize;
+            gz[j] = act::grad_z_one(gz[j], o, drop, a.relu, (first + j) as u32);
+        }
+        let mut s = vec![(0.0, 0.0); a.c];
+        if let Some((mean, _)) = norm {
+            act::grad_sums(gz, x, a.c, a.hw, mean, &mut s);
+        }
+        s
     }
 
     /// An act step's backward for image `i` up to its BatchNorm: `∂L/∂z` into `gz` from the

@@ -121,7 +121,11 @@ pub(super) unsafe fn block256<const OB: usize, const NV: usize>(b: Block<'_>) {
 /// A mask of the first `n` of 16 lanes (all of them from 16 on).
 #[inline(always)]
 fn lanes(n: usize) -> __mmask16 {
-    if n >= 16 { 0xffff } else { ((1u32 << n) - 1) as __mmask16 }
+    if n >= 16 {
+        0xffff
+    } else {
+        ((1u32 << n) - 1) as __mmask16
+    }
 }
 
 /// Where [`max_pool2_row512`] writes each window's winner: its index in the image, given the
