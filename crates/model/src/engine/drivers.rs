@@ -400,6 +400,52 @@ fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
     }
 }
 
+/// The stride-1 output's gradient of a group in its padded layout `gpad` (channels `gs`
+/// apart, each after `front` zeros): the given gradient `gi` at every `s`-th row and column, 0
+/// everywhere else. With stride 1, the rows are copied and only the gaps between them zeroed
+/// (a short gap as one whole piece, which the next row's copy then overwrites), rather than
+/// the whole buffer zeroed first: the same contents.
+fn grad_into<T: Real>(cs: &ConvStep, g: &Group, gi: &[T], gpad: &mut [T], gs: usize) {
+    const P: usize = 8;
+    let (s, ow) = (cs.stride, cs.ow);
+    let row = |b: usize, c: usize, r: usize| {
+        let src = ((b * cs.co + c) * cs.oh + r) * ow;
+        (
+            c * gs + cs.front + b * g.plane + r * s * cs.wp,
+            &gi[src..src + ow],
+        )
+    };
+    if s != 1 {
+        gpad.fill(T::ZERO);
+        for (c, b, r) in rows_of(cs, g) {
+            let (dst, src) = row(b, c, r);
+            for (x, &v) in src.iter().enumerate() {
+                gpad[dst + x * s] = v;
+            }
+        }
+        return;
+    }
+    // Rows in memory order; everything before `at` is written.
+    let mut at = 0;
+    for (c, b, r) in rows_of(cs, g) {
+        let (dst, src) = row(b, c, r);
+        debug_assert!(at <= dst, "rows in memory order");
+        match dst - at <= P && at + P <= gpad.len() {
+            true => gpad[at..at + P].copy_from_slice(&[T::ZERO; P]),
+            false => gpad[at..dst].fill(T::ZERO),
+        }
+        copy_run(&mut gpad[dst..dst + ow], src);
+        at = dst + ow;
+    }
+    gpad[at..].fill(T::ZERO);
+}
+
+/// A group's output rows `(channel, image, row)` in the order they lie in the padded layout.
+fn rows_of(cs: &ConvStep, g: &Group) -> impl Iterator<Item = (usize, usize, usize)> {
+    let (n, oh) = (g.n, cs.oh);
+    (0..cs.co * n * oh).map(move |k| (k / (n * oh), k / oh % n, k % oh))
+}
+
 /// What a group's input gradient goes through once written, while it is still in cache (the
 /// first backward pass of the step before): called with the group's first image, its input
 /// gradient and its inputs (the act step's output); returns one value per image.
@@ -444,7 +490,6 @@ pub(super) fn conv_backward<T: Real>(
     let most = Group::new(cs, cs.group);
     let glen = cs.co * (cs.front + most.lq) + cs.front + conv::CHUNK;
     let (xlen, _) = conv_scratch(cs, cs.group);
-    let s = cs.stride;
     let with_bias = cs.bias.is_some();
     let then = gx.as_ref().and_then(|g| g.then);
     let per_group =
@@ -454,26 +499,7 @@ pub(super) fn conv_backward<T: Real>(
             };
             let grp = Group::new(cs, gi.len() / osz);
             let gs = cs.front + grp.lq;
-            gpad.fill(T::ZERO);
-            // The stride-1 output's gradient: the given one at every `s`-th row and column, 0
-            // elsewhere.
-            for b in 0..grp.n {
-                for c in 0..cs.co {
-                    for r in 0..cs.oh {
-                        let dst = c * gs + cs.front + b * grp.plane + r * s * cs.wp;
-                        let at = ((b * cs.co + c) * cs.oh + r) * cs.ow;
-                        let src = &gi[at..at + cs.ow];
-                        match s {
-                            1 => copy_run(&mut gpad[dst..dst + cs.ow], src),
-                            _ => {
-                                for (x, &v) in src.iter().enumerate() {
-                                    gpad[dst + x * s] = v;
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            grad_into(cs, &grp, gi, gpad, gs);
             let first = k * cs.group;
             let inputs = match pre {
                 Some(p) => {
