@@ -38,9 +38,10 @@
 //!
 //! Files by job, each importing only what is below it: [`real`] (the float trait) and
 //! [`dispatch`] (the kernel paths) are leaves; the kernels ([`conv`] with its explicit-vector
-//! blocks in `simd`, [`act`], [`misc`]) use them alone; [`plan`] compiles a spec into steps,
-//! [`buffers`] keeps activation buffers, [`profile`] times steps, [`drivers`] run the convolution kernels over a batch, [`pass`] runs
-//! a whole forward and backward, and [`op`] is the candle glue.
+//! blocks in `simd`, which also holds the max pool's rows, [`act`], [`misc`]) use them alone;
+//! [`plan`] compiles a spec into steps, [`buffers`] keeps activation buffers, [`profile`] times
+//! steps, [`drivers`] run the convolution kernels over a batch, [`pass`] runs a whole forward
+//! and backward, and [`op`] is the candle glue.
 
 #[macro_use]
 mod dispatch;

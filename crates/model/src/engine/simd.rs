@@ -3,6 +3,10 @@
 //! chunk and one weight broadcast per output for each run. The compiler's own code for the
 //! generic block kept part of the accumulators in memory. Each lane is `x·w + acc` rounded once,
 //! in the same order as the generic block, so the same bits.
+//!
+//! Also a 2×2 max pool's output row ([`max_pool2_row512`], for [`misc`](super::misc)), 16
+//! windows per piece: the compiler's code for the pool's short rows was a vector loop with a
+//! scalar tail.
 
 #![allow(unsafe_code)]
 
