@@ -3,9 +3,10 @@
 //! candle's autograd accumulates every node's gradient as `zeros_like + add`, a full pass over
 //! memory per activation, and its CPU convolution backward is a naive loop. This engine runs the
 //! spec's layers with hand-written kernels ([`conv`], [`act`], [`misc`]) inside one
-//! [`CustomOp2`](candle_core::CustomOp2) of `(input, all parameters flattened)`, keeping the activations it needs for
-//! backward to itself. To candle it is one differentiable op: `loss.backward()` reaches every
-//! parameter [`Var`](candle_core::Var) through the `cat` that flattened them.
+//! [`CustomOp2`](candle_core::CustomOp2) of `(input, all parameters flattened)`, keeping the
+//! activations it needs for backward to itself. To candle it is one differentiable op:
+//! `loss.backward()` reaches every parameter [`Var`](candle_core::Var) through the `cat` that
+//! flattened them.
 //!
 //! - Convolutions (any stride and padding, with or without bias) use the wide-plane kernels of
 //!   [`conv`]; the first layer's input gradient is skipped unless the input tracks a gradient.
