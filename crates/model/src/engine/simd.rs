@@ -5,8 +5,8 @@
 //! in the same order as the generic block, so the same bits.
 //!
 //! Also a 2×2 max pool's output row ([`max_pool2_row512`], for [`misc`](super::misc)), 16
-//! windows per piece: the compiler's code for the pool's short rows went one window at a
-//! time.
+//! windows per piece: the compiler's code for the pool's short rows went 4 windows at a time
+//! with a scalar tail (training) or one at a time (inference).
 
 #![allow(unsafe_code)]
 
