@@ -80,7 +80,8 @@ fma_dispatch! {
 /// the bottom pair, then the two winners. The same window element as the row-major scan
 /// (first maximum; with NaNs, the last NaN, as the scan replaces NaN by NaN), without its chain
 /// of dependent selects; checked against [`max_pool_scan`] by a property test. Compiled per
-/// kernel path (the compiler vectorises the tournament: 0.64 → 0.29 ms per batch).
+/// kernel path (the compiler vectorises the tournament: 0.64 → 0.29 ms per batch); on the
+/// AVX-512 path each row goes through explicit vectors instead ([`simd_pool_row`]).
 fn max_pool2<T: Real>(x: &[T], out: &mut [T], arg: &mut [u32], c: usize, h: usize, w: usize) {
     let ow = w / 2;
     for (top, o) in pool2_rows(c, h, w) {
