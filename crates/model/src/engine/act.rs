@@ -163,36 +163,34 @@ fn grad_z_pairs<'a, T: Real + 'a>(
     relu: bool,
     base: u32,
 ) {
+    // The case chosen outside each loop, so that every loop is straight-line code.
     match (drop, relu) {
         (Some(d), true) => {
             for ((z, gv), &o) in pairs.zip(out) {
-                *z = if o > T::ZERO { gv * d.scale } else { T::ZERO };
+                *z = grad_z_one(gv, o, Some(d), true, 0);
             }
         }
         (None, true) => {
             for ((z, gv), &o) in pairs.zip(out) {
-                *z = if o > T::ZERO { gv } else { T::ZERO };
+                *z = grad_z_one(gv, o, None, true, 0);
             }
         }
         (Some(d), false) => {
             for (j, (z, gv)) in pairs.enumerate() {
-                *z = if keep(d.key, base + j as u32, d.threshold) {
-                    gv * d.scale
-                } else {
-                    T::ZERO
-                };
+                *z = grad_z_one(gv, T::ZERO, Some(d), false, base + j as u32);
             }
         }
         (None, false) => {
             for (z, gv) in pairs {
-                *z = gv;
+                *z = grad_z_one(gv, T::ZERO, None, false, 0);
             }
         }
     }
 }
 
-/// [`grad_z`] of one value: `∂L/∂z` from the output gradient `gv` and the forward's output
-/// `out` at dropout counter `index`, by the same operations.
+/// `∂L/∂z` of one value (what [`grad_z`] computes for each): from the output gradient `gv`
+/// and the forward's output `out` (read only with a ReLU), at dropout counter `index` (read
+/// only with dropout and no ReLU, where the output cannot tell the mask).
 #[inline(always)]
 pub fn grad_z_one<T: Real>(gv: T, out: T, drop: Option<Drop<T>>, relu: bool, index: u32) -> T {
     match (drop, relu) {
