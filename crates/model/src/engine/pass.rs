@@ -664,11 +664,7 @@ impl Pass {
             let j = j as usize;
             gz[j] = act::grad_z_one(gz[j], o, drop, a.relu, (first + j) as u32);
         }
-        let mut s = vec![(0.0, 0.0); a.c];
-        if let Some((mean, _)) = norm {
-            act::grad_sums(gz, x, a.c, a.hw, mean, &mut s);
-        }
-        s
+        bn_sums(a, gz, x, norm)
     }
 
     /// An act step's backward for image `i` up to its BatchNorm: `∂L/∂z` into `gz` from the
@@ -691,11 +687,7 @@ impl Pass {
             let at = ((i * a.c + ch) * hw) as u32;
             act::grad_z(gc, y.plane(ch, hw), gzc, drop, a.relu, at);
         }
-        let mut s = vec![(0.0, 0.0); a.c];
-        if let Some((mean, _)) = norm {
-            act::grad_sums(gz, x, a.c, a.hw, mean, &mut s);
-        }
-        s
+        bn_sums(a, gz, x, norm)
     }
 
     /// An act step's BatchNorm backward from `∂L/∂z` in `gz` (replaced by the input gradient)
@@ -783,6 +775,21 @@ fn bn_affine<T: Pooled>(
         sb[ch] = beta[ch] - mean[ch] * sa[ch];
     }
     (mean, invstd, sa, sb)
+}
+
+/// An act step's per-channel `(Σgz, Σgz·(x−mean))` of one image from its `∂L/∂z` and its input
+/// `x`, with BatchNorm (`norm`: its mean and inverse std); zeros without.
+fn bn_sums<T: Pooled>(
+    a: &ActStep,
+    gz: &[T],
+    x: &[T],
+    norm: Option<&(Vec<T>, Vec<T>)>,
+) -> Vec<(f64, f64)> {
+    let mut s = vec![(0.0, 0.0); a.c];
+    if let Some((mean, _)) = norm {
+        act::grad_sums(gz, x, a.c, a.hw, mean, &mut s);
+    }
+    s
 }
 
 #[cfg(test)]
