@@ -119,21 +119,19 @@ type BlockArgs<'a, T> = (
 fn simd_block<T: Real, const OB: usize, const NV: usize>(args: &mut BlockArgs<'_, T>) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::any::TypeId;
-        if TypeId::of::<T>() != TypeId::of::<f32>() {
-            return false;
-        }
+        use super::real::{as_f32, as_f32_mut};
         let (x, rows, top, w, bias, o, out, os, p0) = args;
-        // SAFETY: T is f32 (checked above), so each slice is the same memory viewed as f32.
-        let f = |s: &[T]| unsafe { std::slice::from_raw_parts(s.as_ptr() as *const f32, s.len()) };
+        let (Some(x), Some(w), Some(out)) = (as_f32(x), as_f32(w), as_f32_mut(out)) else {
+            return false;
+        };
         let b = super::simd::Block {
-            x: f(x),
+            x,
             rows,
             top: *top,
-            w: f(w),
-            bias: bias.map(f),
+            w,
+            bias: bias.map(|b| as_f32(b).expect("f32, as the weights")),
             o: *o,
-            out: unsafe { std::slice::from_raw_parts_mut(out.as_mut_ptr() as *mut f32, out.len()) },
+            out,
             os: *os,
             p0: *p0,
         };

@@ -159,24 +159,20 @@ fn simd_pool_row<T: Real>(
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        use std::any::TypeId;
-        if TypeId::of::<T>() != TypeId::of::<f32>()
-            || super::KernelPath::active() != super::KernelPath::Avx512
-        {
+        use super::real::{as_f32, as_f32_mut};
+        if super::KernelPath::active() != super::KernelPath::Avx512 {
             return false;
         }
+        let (Some(o), Some(r0), Some(r1)) = (as_f32_mut(row), as_f32(r0), as_f32(r1)) else {
+            return false;
+        };
         let args = arg.map(|(arg, top, w)| super::simd::PoolArgs {
             arg,
             top: u32::try_from(top).expect("pool indices fit in u32"),
             w: w as u32,
         });
-        // SAFETY: T is f32 (checked above), so each slice is the same memory viewed as f32;
-        // the AVX-512 path runs only on a CPU with its features.
-        unsafe {
-            let f = |s: &[T]| std::slice::from_raw_parts(s.as_ptr() as *const f32, s.len());
-            let o = std::slice::from_raw_parts_mut(row.as_mut_ptr() as *mut f32, row.len());
-            super::simd::max_pool2_row512(o, f(r0), f(r1), args);
-        }
+        // SAFETY: the AVX-512 path runs only on a CPU with its features.
+        unsafe { super::simd::max_pool2_row512(o, r0, r1, args) };
         true
     }
     #[cfg(not(target_arch = "x86_64"))]

@@ -67,3 +67,28 @@ macro_rules! real {
 }
 real!(f32);
 real!(f64);
+
+/// `s` viewed as `f32` values when `T` is `f32` (what the explicit-vector kernels take), else
+/// `None`.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline(always)]
+pub fn as_f32<T: Real>(s: &[T]) -> Option<&[f32]> {
+    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<f32>() {
+        return None;
+    }
+    // SAFETY: T is f32, so the slice is the same memory with the same layout.
+    Some(unsafe { std::slice::from_raw_parts(s.as_ptr() as *const f32, s.len()) })
+}
+
+/// [`as_f32`] of a mutable slice.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+#[inline(always)]
+pub fn as_f32_mut<T: Real>(s: &mut [T]) -> Option<&mut [f32]> {
+    if std::any::TypeId::of::<T>() != std::any::TypeId::of::<f32>() {
+        return None;
+    }
+    // SAFETY: T is f32, so the slice is the same memory with the same layout.
+    Some(unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut f32, s.len()) })
+}
