@@ -11,6 +11,7 @@
 //! Every sum runs in a fixed order (inputs, then taps, in index order; lanes folded left to
 //! right), so results do not depend on the instruction set or on the thread count.
 
+use super::places::{Epilogue, Listed, Places, Run};
 use super::real::Real;
 
 /// Outputs per accumulator chunk.
@@ -37,59 +38,25 @@ pub fn correlate<T: Real>(
     lw: usize,
 ) {
     assert_eq!(lw % CHUNK, 0);
-    let nt = off.len();
-    // Start of each (input, tap) run; every read below is `rows[k] + p` with `p < lw`.
-    let rows: Vec<usize> = (0..ni)
-        .flat_map(|i| off.iter().map(move |d| i * xs + d))
-        .collect();
+    let rows = runs(xs, ni, off);
     let top = rows.iter().max().copied().unwrap_or(0);
     assert!(top + lw <= x.len(), "correlate: input too short");
-    assert!(w.len() >= no * ni * nt && (no == 0 || (no - 1) * os + lw <= out.len()));
+    assert!(w.len() >= no * ni * off.len() && (no == 0 || (no - 1) * os + lw <= out.len()));
     if let Some(b) = bias {
         assert!(b.len() >= no);
     }
-    // Register blocking per path: `OB` outputs × `NV` chunks of accumulators per block, as many
-    // as the path's registers hold (AVX-512: 5 × 4 zmm of its 32, where each block has enough
-    // runs to pay for its 20 stores, else 4 × 4; AVX2: 5 × 1 chunk of two ymm, 10 of its 16;
-    // portable: 4 × 1). Every output lane sums the same terms in the same order whatever the
-    // blocking, so the paths give the same bits.
-    let path = super::KernelPath::active();
-    let (obs, nvs): (&[usize], &[usize]) = match path {
-        super::KernelPath::Avx512 if rows.len() >= 16 => (&[5, 4, 2, 1], &[4, 2, 1]),
-        super::KernelPath::Avx512 => (&[4, 2, 1], &[4, 2, 1]),
-        super::KernelPath::Avx2 => (&[5, 4, 2, 1], &[1]),
-        super::KernelPath::Portable => (&[4, 2, 1], &[1]),
-    };
-    // Outputs in the next block: the largest that fits, except that 6 and 8 left go as 4 + 2
-    // and 4 + 4 rather than with a block of 1 or 3 at the end.
-    let out_block = |left: usize| match left {
-        6 | 8 if obs[0] == 5 => 4,
-        _ => *obs.iter().find(|&&b| b <= left).expect("1 always fits"),
-    };
+    let (obs, nvs) = blocking(rows.len());
     // Positions outside, outputs inside: one stretch of positions (its runs, a few KB) stays in
     // the L1 cache while every output block reads it.
     let mut p0 = 0;
     for &nv in nvs {
         while p0 + nv * CHUNK <= lw {
+            let at = Run { p0, chunk: CHUNK };
             let mut o = 0;
             while o < no {
-                let ob = out_block(no - o);
-                let args = (x, &rows[..], top, w, bias, o, &mut *out, os, p0);
-                match (ob, nv) {
-                    (5, 1) => block::<T, 5, 1>(args),
-                    (5, 4) => block::<T, 5, 4>(args),
-                    (5, 2) => block::<T, 5, 2>(args),
-                    (4, 4) => block::<T, 4, 4>(args),
-                    (2, 4) => block::<T, 2, 4>(args),
-                    (1, 4) => block::<T, 1, 4>(args),
-                    (4, 2) => block::<T, 4, 2>(args),
-                    (2, 2) => block::<T, 2, 2>(args),
-                    (1, 2) => block::<T, 1, 2>(args),
-                    (4, 1) => block::<T, 4, 1>(args),
-                    (2, 1) => block::<T, 2, 1>(args),
-                    (1, 1) => block::<T, 1, 1>(args),
-                    _ => unreachable!("no {ob}×{nv} block on any path"),
-                }
+                let ob = out_block(obs, no - o);
+                let args = Args { x, rows: &rows, top, w, bias, o, out: &mut *out, os, at, act: None };
+                run_block(ob, nv, args);
                 o += ob;
             }
             p0 += nv * CHUNK;
@@ -98,67 +65,186 @@ pub fn correlate<T: Real>(
 }
 }
 
-/// A block's inputs: the input, its runs' starts and the largest of them, the weights, the bias,
-/// the first output, the output and its stride, the first position.
-type BlockArgs<'a, T> = (
-    &'a [T],
-    &'a [usize],
-    usize,
-    &'a [T],
-    Option<&'a [T]>,
-    usize,
-    &'a mut [T],
-    usize,
-    usize,
-);
-
-/// [`block`] for `f32` on the AVX2 and AVX-512 paths, with explicit vectors ([`super::simd`]);
-/// `false` when it does not apply.
-#[allow(unsafe_code)]
-#[inline(always)]
-fn simd_block<T: Real, const OB: usize, const NV: usize>(args: &mut BlockArgs<'_, T>) -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use super::real::{as_f32, as_f32_mut};
-        let (x, rows, top, w, bias, o, out, os, p0) = args;
-        let (Some(x), Some(w), Some(out)) = (as_f32(x), as_f32(w), as_f32_mut(out)) else {
-            return false;
-        };
-        let b = super::simd::Block {
-            x,
-            rows,
-            top: *top,
-            w,
-            bias: bias.map(|b| as_f32(b).expect("f32, as the weights")),
-            o: *o,
-            out,
-            os: *os,
-            p0: *p0,
-        };
-        // SAFETY: each path runs only on a CPU with its features (`KernelPath::active`).
-        match super::KernelPath::active() {
-            super::KernelPath::Avx512 => unsafe { super::simd::block512::<OB, NV>(b) },
-            super::KernelPath::Avx2 => unsafe { super::simd::block256::<OB, NV>(b) },
-            super::KernelPath::Portable => return false,
+fma_dispatch! {
+/// [`correlate`] at listed places, with an act step applied before each store: for each
+/// `(i, q)` of `places` and `j <` [`CHUNK`], `out[o·os + q + j] = act(bias[o] + Σ_i Σ_t
+/// w[(o·ni + i)·nt + t] · x[i·xs + i + off[t] + j])`. With the images in the lanes, a place is
+/// one position of [`CHUNK`] images: every lane sums the same terms in the same order as
+/// [`correlate`]'s lane for that image and position, so the same bits.
+#[allow(clippy::too_many_arguments)]
+pub fn correlate_at<T: Real>(
+    x: &[T],
+    xs: usize,
+    ni: usize,
+    w: &[T],
+    bias: Option<&[T]>,
+    no: usize,
+    off: &[usize],
+    out: &mut [T],
+    os: usize,
+    places: &[(usize, usize)],
+    act: Option<Epilogue<'_, T>>,
+) {
+    let rows = runs(xs, ni, off);
+    let top = rows.iter().max().copied().unwrap_or(0);
+    let (last_in, last_out) = places.iter().fold((0, 0), |(a, b), &(i, q)| (a.max(i), b.max(q)));
+    assert!(places.is_empty() || top + last_in + CHUNK <= x.len(), "correlate_at: input too short");
+    assert!(no == 0 || places.is_empty() || (no - 1) * os + last_out + CHUNK <= out.len());
+    assert!(w.len() >= no * ni * off.len());
+    assert!(bias.is_none_or(|b| b.len() >= no));
+    assert!(act.is_none_or(|e| e.a.len() >= no && e.b.len() >= no));
+    let (obs, nvs) = blocking(rows.len());
+    let mut p = 0;
+    for &nv in nvs {
+        while p + nv <= places.len() {
+            let mut at = Listed::default();
+            for (v, &(i, q)) in places[p..p + nv].iter().enumerate() {
+                (at.input[v], at.output[v]) = (i, q);
+            }
+            let mut o = 0;
+            while o < no {
+                let ob = out_block(obs, no - o);
+                let args = Args { x, rows: &rows, top, w, bias, o, out: &mut *out, os, at, act };
+                run_block(ob, nv, args);
+                o += ob;
+            }
+            p += nv;
         }
-        true
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = args;
-        false
+}
+}
+
+/// Start of each (input, tap) run, input-major: every read is `runs[k] + p`.
+fn runs(xs: usize, ni: usize, off: &[usize]) -> Vec<usize> {
+    (0..ni)
+        .flat_map(|i| off.iter().map(move |d| i * xs + d))
+        .collect()
+}
+
+/// Register blocking per path for `nk` runs: `OB` outputs × `NV` chunks of accumulators per
+/// block, as many as the path's registers hold (AVX-512: 5 × 4 zmm of its 32, where each block
+/// has enough runs to pay for its 20 stores, else 4 × 4; AVX2: 5 × 1 chunk of two ymm, 10 of its
+/// 16; portable: 4 × 1). Every output lane sums the same terms in the same order whatever the
+/// blocking, so the paths give the same bits.
+fn blocking(nk: usize) -> (&'static [usize], &'static [usize]) {
+    match super::KernelPath::active() {
+        super::KernelPath::Avx512 if nk >= 16 => (&[5, 4, 2, 1], &[4, 2, 1]),
+        super::KernelPath::Avx512 => (&[4, 2, 1], &[4, 2, 1]),
+        super::KernelPath::Avx2 => (&[5, 4, 2, 1], &[1]),
+        super::KernelPath::Portable => (&[4, 2, 1], &[1]),
     }
 }
 
-/// `OB` outputs × `NV` chunks at `p0`, over all runs. The caller ([`correlate`]) has checked
-/// every index.
+/// Outputs in the next block: the largest of `obs` that fits, except that 6 and 8 left go as
+/// 4 + 2 and 4 + 4 rather than with a block of 1 or 3 at the end.
+#[inline(always)]
+fn out_block(obs: &[usize], left: usize) -> usize {
+    match left {
+        6 | 8 if obs[0] == 5 => 4,
+        _ => *obs.iter().find(|&&b| b <= left).expect("1 always fits"),
+    }
+}
+
+/// One `ob × nv` block.
+#[inline(always)]
+fn run_block<T: Real, P: Places>(ob: usize, nv: usize, args: Args<'_, T, P>) {
+    match (ob, nv) {
+        (5, 1) => block::<T, 5, 1, P>(args),
+        (5, 4) => block::<T, 5, 4, P>(args),
+        (5, 2) => block::<T, 5, 2, P>(args),
+        (4, 4) => block::<T, 4, 4, P>(args),
+        (2, 4) => block::<T, 2, 4, P>(args),
+        (1, 4) => block::<T, 1, 4, P>(args),
+        (4, 2) => block::<T, 4, 2, P>(args),
+        (2, 2) => block::<T, 2, 2, P>(args),
+        (1, 2) => block::<T, 1, 2, P>(args),
+        (4, 1) => block::<T, 4, 1, P>(args),
+        (2, 1) => block::<T, 2, 1, P>(args),
+        (1, 1) => block::<T, 1, 1, P>(args),
+        _ => unreachable!("no {ob}×{nv} block on any path"),
+    }
+}
+
+/// A block's inputs: the input, its runs' starts and the largest of them, the weights, the bias,
+/// the first output, the output and its stride, where its vectors lie, and the act step before
+/// the stores.
+struct Args<'a, T, P> {
+    x: &'a [T],
+    rows: &'a [usize],
+    top: usize,
+    w: &'a [T],
+    bias: Option<&'a [T]>,
+    o: usize,
+    out: &'a mut [T],
+    os: usize,
+    at: P,
+    act: Option<Epilogue<'a, T>>,
+}
+
+/// [`block`] for `f32` on the AVX2 and AVX-512 paths, with explicit vectors ([`super::simd`]);
+/// the arguments back when it does not apply.
 #[allow(unsafe_code)]
 #[inline(always)]
-fn block<T: Real, const OB: usize, const NV: usize>(mut args: BlockArgs<'_, T>) {
-    if simd_block::<T, OB, NV>(&mut args) {
-        return;
+fn simd_block<'a, T: Real, const OB: usize, const NV: usize, P: Places>(
+    args: Args<'a, T, P>,
+) -> Option<Args<'a, T, P>> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::real::{as_f32, as_f32_mut};
+        let path = super::KernelPath::active();
+        if path == super::KernelPath::Portable || as_f32(args.x).is_none() {
+            return Some(args);
+        }
+        let f32s = |v: &'a [T]| as_f32(v).expect("f32, as the input");
+        let b = super::simd::Block {
+            x: f32s(args.x),
+            rows: args.rows,
+            top: args.top,
+            w: f32s(args.w),
+            bias: args.bias.map(f32s),
+            o: args.o,
+            out: as_f32_mut(args.out).expect("f32, as the input"),
+            os: args.os,
+            at: args.at,
+            act: args.act.map(|e| Epilogue {
+                a: f32s(e.a),
+                b: f32s(e.b),
+                relu: e.relu,
+            }),
+        };
+        // SAFETY: each path runs only on a CPU with its features (`KernelPath::active`).
+        match path {
+            super::KernelPath::Avx512 => unsafe { super::simd::block512::<OB, NV, P>(b) },
+            _ => unsafe { super::simd::block256::<OB, NV, P>(b) },
+        }
+        None
     }
-    let (x, rows, _, w, bias, o, out, os, p0) = args;
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Some(args)
+    }
+}
+
+/// `OB` outputs × `NV` vectors at `args.at`, over all runs. The caller ([`correlate`],
+/// [`correlate_at`]) has checked every index.
+#[allow(unsafe_code)]
+#[inline(always)]
+fn block<T: Real, const OB: usize, const NV: usize, P: Places>(args: Args<'_, T, P>) {
+    let Some(Args {
+        x,
+        rows,
+        w,
+        bias,
+        o,
+        out,
+        os,
+        at,
+        act,
+        ..
+    }) = simd_block::<T, OB, NV, P>(args)
+    else {
+        return;
+    };
     let wk = rows.len();
     let mut acc = [[[T::ZERO; CHUNK]; NV]; OB];
     if let Some(b) = bias {
@@ -167,10 +253,10 @@ fn block<T: Real, const OB: usize, const NV: usize>(mut args: BlockArgs<'_, T>) 
         }
     }
     for (k, &row) in rows.iter().enumerate() {
-        // SAFETY: row + p0 + NV·CHUNK ≤ max(rows) + lw ≤ x.len() and (o+r)·wk + k < no·ni·nt ≤
-        // w.len(), both asserted in `correlate`.
+        // SAFETY: row + at.input(v) + CHUNK ≤ max(rows) + last input offset + CHUNK ≤ x.len()
+        // and (o+r)·wk + k < no·ni·nt ≤ w.len(), both asserted by the caller.
         let xv: [&[T; CHUNK]; NV] = std::array::from_fn(|v| unsafe {
-            &*(x.as_ptr().add(row + p0 + v * CHUNK) as *const [T; CHUNK])
+            &*(x.as_ptr().add(row + at.input(v)) as *const [T; CHUNK])
         });
         for (r, a) in acc.iter_mut().enumerate() {
             let c = unsafe { *w.get_unchecked((o + r) * wk + k) };
@@ -181,9 +267,16 @@ fn block<T: Real, const OB: usize, const NV: usize>(mut args: BlockArgs<'_, T>) 
             }
         }
     }
-    for (r, a) in acc.iter().enumerate() {
+    for (r, a) in acc.iter_mut().enumerate() {
+        if let Some(e) = act {
+            let (ea, eb) = (e.a[o + r], e.b[o + r]);
+            for y in a.as_flattened_mut() {
+                let v = y.mul_add(ea, eb);
+                *y = if e.relu && v < T::ZERO { T::ZERO } else { v };
+            }
+        }
         for (v, av) in a.iter().enumerate() {
-            let at = (o + r) * os + p0 + v * CHUNK;
+            let at = (o + r) * os + at.output(v);
             out[at..at + CHUNK].copy_from_slice(av);
         }
     }

@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 
 use super::buffers::BufferPool;
+use super::places::Epilogue;
 use super::plan::ConvStep;
 use super::real::Real;
 use super::{act, conv};
@@ -15,13 +16,13 @@ pub(super) type ImageSums = Vec<Vec<(f64, f64)>>;
 /// Scratch buffers of one rayon split, taken from the engine's pool and given back when
 /// dropped: a step's scratch is needed again on the next batch, and fresh memory would be
 /// zero-filled (and faulted in) every time.
-struct Scratch<'p, T: Real> {
+pub(super) struct Scratch<'p, T: Real> {
     pool: &'p BufferPool<T>,
-    bufs: Vec<Vec<T>>,
+    pub(super) bufs: Vec<Vec<T>>,
 }
 
 impl<'p, T: Real> Scratch<'p, T> {
-    fn take(pool: &'p BufferPool<T>, lens: &[usize]) -> Self {
+    pub(super) fn take(pool: &'p BufferPool<T>, lens: &[usize]) -> Self {
         let bufs = lens.iter().map(|&n| pool.take(n)).collect();
         Scratch { pool, bufs }
     }
@@ -145,15 +146,6 @@ pub(super) fn conv_scratch(cs: &ConvStep, n: usize) -> (usize, usize) {
     (cs.ci * g.xs + g.lw + cs.front + conv::CHUNK, cs.co * g.lw)
 }
 
-/// An inference act step (no dropout) a stride-1 convolution applies as it crops its wide
-/// output ([`act::forward_wide`]): the per-channel affine map `(a, b)` and the ReLU.
-#[derive(Clone, Copy)]
-pub(super) struct InferAct<'a, T> {
-    pub(super) a: &'a [T],
-    pub(super) b: &'a [T],
-    pub(super) relu: bool,
-}
-
 /// A training act step a direct convolution ([`direct`]) applies to its input as it reads it,
 /// instead of reading the act step's stored output (which is then never written): the map, the
 /// dropout and the ReLU of [`act::forward`], with the same operations on every value, so the
@@ -237,7 +229,7 @@ pub(super) fn conv_group<T: Real>(
     o: &mut [T],
     xp: &mut [T],
     wide: &mut [T],
-    act: Option<InferAct<'_, T>>,
+    act: Option<Epilogue<'_, T>>,
 ) {
     let g = Group::new(cs, n);
     pad_into(cs, &g, xi, xp);
@@ -267,7 +259,7 @@ pub(super) fn conv_direct<T: Real>(
     params: &[T],
     o: &mut [T],
     wide: &mut [T],
-    act: Option<InferAct<'_, T>>,
+    act: Option<Epilogue<'_, T>>,
 ) {
     correlate_finish(cs, &Group::new(cs, 1), x, params, o, wide, act);
 }
@@ -281,7 +273,7 @@ fn correlate_finish<T: Real>(
     params: &[T],
     o: &mut [T],
     wide: &mut [T],
-    act: Option<InferAct<'_, T>>,
+    act: Option<Epilogue<'_, T>>,
 ) {
     let w = &params[cs.weight..cs.weight + cs.co * cs.ci * cs.off.len()];
     let bias = cs.bias.map(|b| &params[b..b + cs.co]);

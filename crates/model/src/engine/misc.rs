@@ -145,6 +145,29 @@ fn max_pool2_v<T: Real>(x: &[T], out: &mut [T], c: usize, h: usize, w: usize) {
 }
 }
 
+fma_dispatch! {
+/// [`max_pool2_values`] on `c` planes of `h×w` positions in the lanes layout (`lanes` images
+/// side by side at each position): the same tournament for each image, so the same bits.
+pub fn max_pool2_lanes<T: Real>(x: &[T], out: &mut [T], c: usize, h: usize, w: usize, lanes: usize) {
+    let (oh, ow) = (h / 2, w / 2);
+    assert!(x.len() >= c * h * w * lanes && out.len() >= c * oh * ow * lanes);
+    let at = |ch: usize, y: usize, x: usize| ((ch * h + y) * w + x) * lanes;
+    for ch in 0..c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (y, x0) = (2 * oy, 2 * ox);
+                let (a, b) = (&x[at(ch, y, x0)..][..lanes], &x[at(ch, y, x0 + 1)..][..lanes]);
+                let (d, e) = (&x[at(ch, y + 1, x0)..][..lanes], &x[at(ch, y + 1, x0 + 1)..][..lanes]);
+                let o = &mut out[((ch * oh + oy) * ow + ox) * lanes..][..lanes];
+                for j in 0..lanes {
+                    o[j] = later(later(a[j], b[j]), later(d[j], e[j]));
+                }
+            }
+        }
+    }
+}
+}
+
 /// A row of [`max_pool2`] (with each winner's index: `arg`, the row's first window's top-left
 /// index and the plane's width) or of [`max_pool2_v`] (without) for `f32` on the AVX-512 path,
 /// with explicit vectors ([`super::simd::max_pool2_row512`]); `false` when it does not apply
@@ -270,7 +293,8 @@ mod tests {
         /// The 2×2 tournament picks the same element as the row-major scan, on values drawn
         /// from a small set so that ties and NaNs are common. Rows up to 39 wide: on the
         /// AVX-512 path (the default where the CPU has it) an output row goes in pieces of 16,
-        /// the last one masked, each reading 32 inputs as two halves.
+        /// the last one masked, each reading 32 inputs as two halves. The values-only and lanes
+        /// tournaments (inference) keep the same elements.
         #[test]
         fn max_pool2_is_the_scan(
             (c, h, w, x) in (1usize..4, 2usize..7, 2usize..40).prop_flat_map(|(c, h, w)| {
@@ -290,6 +314,20 @@ mod tests {
             let mut o3 = vec![0f32; n];
             max_pool2_values(&x, &mut o3, &Window { c, h, w, k: 2, s: 2 });
             prop_assert_eq!(bits(&o3), bits(&o1));
+            // The lanes layout: lane `i` holds the planes rotated by `i` values, and each lane
+            // pools as the values-only tournament pools that image alone.
+            const L: usize = 3;
+            let len = x.len();
+            let image = |i: usize| (0..len).map(|j| x[(j + i) % len]).collect::<Vec<_>>();
+            let lanes: Vec<f32> = (0..len * L).map(|q| image(q % L)[q / L]).collect();
+            let mut o4 = vec![0f32; n * L];
+            max_pool2_lanes(&lanes, &mut o4, c, h, w, L);
+            for i in 0..L {
+                let mut alone = vec![0f32; n];
+                max_pool2_values(&image(i), &mut alone, &Window { c, h, w, k: 2, s: 2 });
+                let lane: Vec<f32> = (0..n).map(|j| o4[j * L + i]).collect();
+                prop_assert_eq!(bits(&lane), bits(&alone), "lane {}", i);
+            }
         }
     }
 }

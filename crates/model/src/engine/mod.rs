@@ -28,21 +28,27 @@
 //!   ([`NUMERICS_VERSION`](crate::NUMERICS_VERSION) 2).
 //! - Every kernel is compiled for each [`KernelPath`] (portable, AVX2, AVX-512), one chosen at
 //!   run time, with the same bits on each.
-//! - Inference (eval mode, nothing kept for backward) runs a few images at a time through the
-//!   whole stack, so activations stay in cache, each convolution taking them in its training
-//!   groups, or one image at a time where it lies when unpadded with large planes; the act step
-//!   after a convolution runs as it crops its output, and 2×2 max pools skip the arg-max. The
-//!   same bits as one image alone (an output's sum does not depend on the group).
+//! - Inference (eval mode, nothing kept for backward, [`infer`]) runs a few images at a time
+//!   through the whole stack, so activations stay in cache. Where the convolutions' largest
+//!   group is 16 images, a group runs with its images in the vector lanes ([`lanes`]) through
+//!   every unpadded stride-1 convolution and 2×2 max pool: only the positions kept are
+//!   computed, and the act step after a convolution is applied before its stores. Elsewhere
+//!   each convolution takes the images in its training groups, or one image at a time where it
+//!   lies when unpadded with large planes; the act step after a convolution runs as it crops
+//!   its output, and 2×2 max pools skip the arg-max. The same bits as one image alone, in
+//!   either layout (an output's sum does not depend on the group or the layout).
 //!
 //! [`Net`](crate::Net) compares this path against its reference path (candle's own ops) in
 //! tests, and finite-difference tests check its gradients in `f64`.
 //!
 //! Files by job, each importing only what is below it: [`real`] (the float trait) and
-//! [`dispatch`] (the kernel paths) are leaves; the kernels ([`conv`] with its explicit-vector
-//! blocks in `simd`, which also holds the max pool's rows, [`act`], [`misc`]) use them alone;
-//! [`plan`] compiles a spec into steps, [`buffers`] keeps activation buffers, [`profile`] times
-//! steps, [`drivers`] run the convolution kernels over a batch, [`pass`] runs a whole forward
-//! and backward, and [`op`] is the candle glue.
+//! [`dispatch`] (the kernel paths) are leaves, as is [`places`] (where a convolution block's
+//! vectors lie, and the act step it applies before storing); the kernels ([`conv`] with its
+//! explicit-vector blocks in `simd`, which also holds the max pool's rows, [`act`], [`misc`])
+//! use them alone; [`plan`] compiles a spec into steps, [`buffers`] keeps activation buffers,
+//! [`profile`] times steps, [`drivers`] run the convolution kernels over a batch, [`lanes`]
+//! over a group with the images in the lanes, [`infer`] runs the inference forward, [`pass`] a
+//! whole forward and backward, and [`op`] is the candle glue.
 
 #[macro_use]
 mod dispatch;
@@ -54,8 +60,11 @@ pub(crate) mod misc;
 
 mod buffers;
 mod drivers;
+mod infer;
+mod lanes;
 mod op;
 mod pass;
+mod places;
 mod plan;
 mod profile;
 #[cfg(target_arch = "x86_64")]

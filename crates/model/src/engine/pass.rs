@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use super::drivers::{
-    ImageSums, InferAct, InputGrad, Planes, PreAct, Then, conv_backward, conv_direct, conv_forward,
-    conv_group, conv_scratch, direct, direct_slack,
+    ImageSums, InputGrad, Planes, PreAct, Then, conv_backward, conv_forward, direct,
 };
+use super::infer;
 use super::plan::Pooled;
 use super::plan::{ActStep, Engine, Step};
 use super::{act, misc};
@@ -190,7 +190,7 @@ impl Pass {
                 Step::AvgPool(_) | Step::Gap { .. } | Step::LogSoftmax => out
                     .par_chunks_mut(osz)
                     .zip(xin.par_chunks(isz))
-                    .for_each(|(o, xi)| plain_step(step, xi, o)),
+                    .for_each(|(o, xi)| step.plain(xi, o)),
             });
             if !self.save {
                 pool.give(acts.drain(..));
@@ -325,126 +325,9 @@ impl Pass {
         }
     }
 
-    /// The inference forward: eval mode, nothing kept for backward. A few images at a time run
-    /// through the whole stack before the next few (those groups in parallel), so their
-    /// activations stay in the core's cache instead of a batch's worth going through memory
-    /// after every step; each convolution takes them in its own training groups
-    /// ([`ConvStep::group`](super::plan::ConvStep)), so small planes fill the vectors, or, when
-    /// unpadded with large planes, one image at a time read where it lies (no padded copy). An
-    /// act step after a stride-1 convolution runs as the convolution crops its wide output, and
-    /// a 2×2 max pool keeps no arg-max. Every value goes through the same operations as in the
-    /// batch path, with BatchNorm's running statistics folded into the same per-channel affine
-    /// map, and an output's sum does not depend on the group, so the outputs are the same bits
-    /// as one image alone.
+    /// The inference forward ([`infer`]).
     fn infer<T: Pooled>(&self, x: &[T], params: &[T], n: usize) -> Vec<T> {
-        let e = &*self.engine;
-        let (isz, osz) = (e.sizes[0], *e.sizes.last().expect("output size"));
-        let affine = self.infer_affine::<T>(params);
-        let group = e
-            .steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::Conv(cs) => Some(cs.group),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(1);
-        // Room after the images for what a direct convolution reads past its last one.
-        let slack = e
-            .steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::Conv(cs) if direct(cs) => Some(direct_slack(cs)),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(0);
-        let widest = group * e.sizes.iter().copied().max().unwrap_or(0) + slack;
-        let scratch = || {
-            let convs: Vec<(Vec<T>, Vec<T>)> = e
-                .steps
-                .iter()
-                .map(|step| match step {
-                    Step::Conv(cs) => {
-                        let (xl, wl) = conv_scratch(cs, cs.group);
-                        (vec![T::ZERO; xl], vec![T::ZERO; wl])
-                    }
-                    _ => (vec![], vec![]),
-                })
-                .collect();
-            let buf = || vec![T::ZERO; widest];
-            (convs, buf(), buf(), vec![0u32; widest])
-        };
-        let mut out = vec![T::ZERO; n * osz];
-        out.par_chunks_mut(group * osz)
-            .zip(x.par_chunks(group * isz))
-            .for_each_init(scratch, |(convs, a, b, arg), (o, xi)| {
-                let m = xi.len() / isz;
-                a[..m * isz].copy_from_slice(xi);
-                // An act step after a stride-1 convolution runs as it crops its output.
-                let mut fused = false;
-                for (si, step) in e.steps.iter().enumerate() {
-                    if std::mem::take(&mut fused) {
-                        continue;
-                    }
-                    let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
-                    let (xall, y) = (&a[..], &mut b[..m * osz]);
-                    let xin = &xall[..m * isz];
-                    match step {
-                        Step::Conv(cs) => {
-                            let act = match (&affine.get(si + 1), &e.steps.get(si + 1)) {
-                                (Some(Some((sa, sb))), Some(Step::Act(s))) if cs.stride == 1 => {
-                                    fused = true;
-                                    Some(InferAct {
-                                        a: sa,
-                                        b: sb,
-                                        relu: s.relu,
-                                    })
-                                }
-                                _ => None,
-                            };
-                            let (xp, wide) = &mut convs[si];
-                            if direct(cs) {
-                                for (i, yi) in y.chunks_mut(osz).enumerate() {
-                                    conv_direct(cs, &xall[i * isz..], params, yi, wide, act);
-                                }
-                            } else {
-                                let (gi, go) = (cs.group * isz, cs.group * osz);
-                                for (yc, xc) in y.chunks_mut(go).zip(xin.chunks(gi)) {
-                                    conv_group(cs, xc.len() / isz, xc, params, yc, xp, wide, act);
-                                }
-                            }
-                        }
-                        Step::Act(s) => {
-                            let (sa, sb) = affine[si].as_ref().expect("an act step's map");
-                            for (yi, xi) in y.chunks_mut(osz).zip(xin.chunks(isz)) {
-                                act::forward(xi, yi, s.c, s.hw, sa, sb, None, s.relu, 0);
-                            }
-                        }
-                        Step::MaxPool(win) if win.k == 2 && win.s == 2 => {
-                            for (yi, xi) in y.chunks_mut(osz).zip(xin.chunks(isz)) {
-                                misc::max_pool2_values(xi, yi, win);
-                            }
-                        }
-                        Step::MaxPool(win) => {
-                            for ((yi, xi), ai) in y
-                                .chunks_mut(osz)
-                                .zip(xin.chunks(isz))
-                                .zip(arg.chunks_mut(osz))
-                            {
-                                misc::max_pool(xi, yi, ai, win);
-                            }
-                        }
-                        Step::AvgPool(_) | Step::Gap { .. } | Step::LogSoftmax => y
-                            .chunks_mut(osz)
-                            .zip(xin.chunks(isz))
-                            .for_each(|(yi, xi)| plain_step(step, xi, yi)),
-                    }
-                    std::mem::swap(a, b);
-                }
-                o.copy_from_slice(&a[..m * osz]);
-            });
-        out
+        infer::forward(&self.engine, &self.infer_affine::<T>(params), x, params, n)
     }
 
     /// Per act step of an inference pass: its affine map, BatchNorm's from the running
@@ -742,17 +625,6 @@ impl Pass {
 fn folds(e: &Engine, si: usize) -> bool {
     matches!(e.steps[si], Step::Act(_))
         && matches!(e.steps.get(si + 1), Some(Step::Conv(cs)) if direct(cs))
-}
-
-/// One image through a step without parameters or saved state: average pool, global average
-/// pool or log-softmax.
-fn plain_step<T: Pooled>(step: &Step, xi: &[T], o: &mut [T]) {
-    match step {
-        Step::AvgPool(win) => misc::avg_pool(xi, o, win),
-        Step::Gap { hw } => misc::gap(xi, o, *hw),
-        Step::LogSoftmax => misc::log_softmax(xi, o),
-        _ => unreachable!("not a plain step"),
-    }
 }
 
 /// BatchNorm as a per-channel affine map from its statistics (batch or running): the mean and

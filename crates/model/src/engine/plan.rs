@@ -63,6 +63,19 @@ pub(super) enum Step {
     LogSoftmax,
 }
 
+impl Step {
+    /// One image through a step without parameters or saved state: average pool, global
+    /// average pool or log-softmax.
+    pub(super) fn plain<T: Real>(&self, xi: &[T], o: &mut [T]) {
+        match self {
+            Step::AvgPool(win) => misc::avg_pool(xi, o, win),
+            Step::Gap { hw } => misc::gap(xi, o, *hw),
+            Step::LogSoftmax => misc::log_softmax(xi, o),
+            _ => unreachable!("not a plain step"),
+        }
+    }
+}
+
 /// A compiled layer stack.
 pub(crate) struct Engine {
     pub(super) steps: Vec<Step>,

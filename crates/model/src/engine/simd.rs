@@ -12,13 +12,16 @@
 
 use std::arch::x86_64::*;
 
+use super::places::{Epilogue, Places};
+
 /// Outputs per accumulator chunk: [`conv::CHUNK`](super::conv::CHUNK), which checks that the two
 /// agree (this module does not import its caller).
 pub(super) const CHUNK: usize = 16;
 
 /// Where a block reads and writes: the input, its runs' starts, the weights (`wk` per output),
-/// the bias, the first output, the output and its stride, the first position.
-pub(super) struct Block<'a> {
+/// the bias, the first output, the output and its stride, where each vector lies, and the act
+/// step applied before the stores.
+pub(super) struct Block<'a, P> {
     pub x: &'a [f32],
     pub rows: &'a [usize],
     /// The largest of `rows`.
@@ -28,19 +31,25 @@ pub(super) struct Block<'a> {
     pub o: usize,
     pub out: &'a mut [f32],
     pub os: usize,
-    pub p0: usize,
+    pub at: P,
+    pub act: Option<Epilogue<'a, f32>>,
 }
 
-impl Block<'_> {
+impl<P: Places> Block<'_, P> {
     /// Checks every index the kernels below read or write.
     fn check<const OB: usize, const NV: usize>(&self) {
         let wk = self.rows.len();
         debug_assert_eq!(self.rows.iter().max().copied().unwrap_or(0), self.top);
-        assert!(self.top + self.p0 + NV * CHUNK <= self.x.len());
+        for v in 0..NV {
+            assert!(self.top + self.at.input(v) + CHUNK <= self.x.len());
+            assert!((self.o + OB - 1) * self.os + self.at.output(v) + CHUNK <= self.out.len());
+        }
         assert!((self.o + OB) * wk <= self.w.len());
-        assert!((self.o + OB - 1) * self.os + self.p0 + NV * CHUNK <= self.out.len());
         if let Some(b) = self.bias {
             assert!(self.o + OB <= b.len());
+        }
+        if let Some(e) = &self.act {
+            assert!(self.o + OB <= e.a.len() && self.o + OB <= e.b.len());
         }
     }
 }
@@ -50,7 +59,7 @@ impl Block<'_> {
 /// # Safety
 /// The CPU must have AVX-512 F.
 #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
-pub(super) unsafe fn block512<const OB: usize, const NV: usize>(b: Block<'_>) {
+pub(super) unsafe fn block512<const OB: usize, const NV: usize, P: Places>(b: Block<'_, P>) {
     b.check::<OB, NV>();
     let wk = b.rows.len();
     let mut acc = [[_mm512_setzero_ps(); NV]; OB];
@@ -63,7 +72,7 @@ pub(super) unsafe fn block512<const OB: usize, const NV: usize>(b: Block<'_>) {
     for (k, &row) in b.rows.iter().enumerate() {
         // SAFETY: indices checked in `check`.
         let xv: [__m512; NV] =
-            std::array::from_fn(|v| unsafe { _mm512_loadu_ps(x.add(row + b.p0 + v * CHUNK)) });
+            std::array::from_fn(|v| unsafe { _mm512_loadu_ps(x.add(row + b.at.input(v))) });
         for (r, a) in acc.iter_mut().enumerate() {
             let c = _mm512_set1_ps(unsafe { *w.add((b.o + r) * wk + k) });
             for v in 0..NV {
@@ -71,10 +80,28 @@ pub(super) unsafe fn block512<const OB: usize, const NV: usize>(b: Block<'_>) {
             }
         }
     }
+    let zero = _mm512_setzero_ps();
     for (r, a) in acc.iter().enumerate() {
-        for (v, av) in a.iter().enumerate() {
-            let at = (b.o + r) * b.os + b.p0 + v * CHUNK;
-            unsafe { _mm512_storeu_ps(b.out.as_mut_ptr().add(at), *av) };
+        let act = b.act.map(|e| {
+            let o = b.o + r;
+            (_mm512_set1_ps(e.a[o]), _mm512_set1_ps(e.b[o]), e.relu)
+        });
+        for (v, &av) in a.iter().enumerate() {
+            let y = match act {
+                // `v < 0 → 0` keeps −0 and NaN, as the act step's select does.
+                Some((ea, eb, relu)) => {
+                    let y = _mm512_fmadd_ps(av, ea, eb);
+                    let neg = _mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ);
+                    if relu {
+                        _mm512_mask_mov_ps(y, neg, zero)
+                    } else {
+                        y
+                    }
+                }
+                None => av,
+            };
+            let at = (b.o + r) * b.os + b.at.output(v);
+            unsafe { _mm512_storeu_ps(b.out.as_mut_ptr().add(at), y) };
         }
     }
 }
@@ -85,7 +112,7 @@ pub(super) unsafe fn block512<const OB: usize, const NV: usize>(b: Block<'_>) {
 /// # Safety
 /// The CPU must have AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn block256<const OB: usize, const NV: usize>(b: Block<'_>) {
+pub(super) unsafe fn block256<const OB: usize, const NV: usize, P: Places>(b: Block<'_, P>) {
     const H: usize = CHUNK / 8;
     b.check::<OB, NV>();
     let wk = b.rows.len();
@@ -99,9 +126,7 @@ pub(super) unsafe fn block256<const OB: usize, const NV: usize>(b: Block<'_>) {
     for (k, &row) in b.rows.iter().enumerate() {
         // SAFETY: indices checked in `check`.
         let xv: [[__m256; H]; NV] = std::array::from_fn(|v| {
-            std::array::from_fn(|h| unsafe {
-                _mm256_loadu_ps(x.add(row + b.p0 + v * CHUNK + h * 8))
-            })
+            std::array::from_fn(|h| unsafe { _mm256_loadu_ps(x.add(row + b.at.input(v) + h * 8)) })
         });
         for (r, a) in acc.iter_mut().enumerate() {
             let c = _mm256_set1_ps(unsafe { *w.add((b.o + r) * wk + k) });
@@ -112,11 +137,28 @@ pub(super) unsafe fn block256<const OB: usize, const NV: usize>(b: Block<'_>) {
             }
         }
     }
+    let zero = _mm256_setzero_ps();
     for (r, a) in acc.iter().enumerate() {
+        let act = b.act.map(|e| {
+            let o = b.o + r;
+            (_mm256_set1_ps(e.a[o]), _mm256_set1_ps(e.b[o]), e.relu)
+        });
         for (v, av) in a.iter().enumerate() {
-            for (h, ah) in av.iter().enumerate() {
-                let at = (b.o + r) * b.os + b.p0 + v * CHUNK + h * 8;
-                unsafe { _mm256_storeu_ps(b.out.as_mut_ptr().add(at), *ah) };
+            for (h, &ah) in av.iter().enumerate() {
+                let y = match act {
+                    Some((ea, eb, relu)) => {
+                        let y = _mm256_fmadd_ps(ah, ea, eb);
+                        let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(y, zero);
+                        if relu {
+                            _mm256_blendv_ps(y, zero, neg)
+                        } else {
+                            y
+                        }
+                    }
+                    None => ah,
+                };
+                let at = (b.o + r) * b.os + b.at.output(v) + h * 8;
+                unsafe { _mm256_storeu_ps(b.out.as_mut_ptr().add(at), y) };
             }
         }
     }

@@ -1,0 +1,179 @@
+//! Inference with the images in the vector lanes.
+//!
+//! The wide layout computes positions for nothing: the cropped columns, the last rows of each
+//! image, the chunk at the end (a sixth of a 26×26 plane, half of a 7×7 one), and the act step
+//! after a convolution is a pass of its own over the wide output as it crops it. Here a group of
+//! up to [`LANES`] images lies with position `j` of every image side by side
+//! (`[channel][position][image]`): one vector holds one position of all the images, the kernel
+//! computes exactly the positions kept ([`conv::correlate_at`]), and it applies the act step
+//! after the convolution before each store. Each lane sums the same terms in the same order as
+//! the wide layout's lane for that image and position, and the act step is the same
+//! multiply-add and select: the same bits. 2×2 max pools run in the same layout
+//! ([`misc::max_pool2_lanes`](super::misc::max_pool2_lanes)).
+
+use super::conv;
+use super::places::Epilogue;
+use super::plan::ConvStep;
+use super::real::Real;
+
+/// Images per group in the lanes layout: a kernel vector's lanes.
+pub(super) const LANES: usize = conv::CHUNK;
+
+/// Whether inference can run this convolution in the lanes layout: stride 1, unpadded.
+pub(super) fn fits(cs: &ConvStep) -> bool {
+    cs.stride == 1 && cs.pad == 0
+}
+
+/// `m ≤ LANES` images of `size` values each (one after another in `src`) into the lanes layout:
+/// `dst[j·LANES + i]` is value `j` of image `i`; the lanes from `m` on are zero.
+pub(super) fn gather<T: Real>(src: &[T], m: usize, size: usize, dst: &mut [T]) {
+    assert!(m <= LANES && src.len() >= m * size && dst.len() >= size * LANES);
+    for (j, d) in dst[..size * LANES].chunks_exact_mut(LANES).enumerate() {
+        for (i, v) in d.iter_mut().enumerate() {
+            *v = if i < m { src[i * size + j] } else { T::ZERO };
+        }
+    }
+}
+
+/// The inverse of [`gather`]: the first `m` images back one after another.
+pub(super) fn scatter<T: Real>(src: &[T], m: usize, size: usize, dst: &mut [T]) {
+    assert!(m <= LANES && dst.len() >= m * size && src.len() >= size * LANES);
+    for (j, s) in src[..size * LANES].chunks_exact(LANES).enumerate() {
+        for (i, &v) in s[..m].iter().enumerate() {
+            dst[i * size + j] = v;
+        }
+    }
+}
+
+/// The forward of a convolution that [`fits`], from `x` (`ci` planes in the lanes layout) into
+/// `out` (`co` planes of `oh·ow` positions), with the act step after it when given.
+pub(super) fn conv<T: Real>(
+    cs: &ConvStep,
+    x: &[T],
+    params: &[T],
+    out: &mut [T],
+    act: Option<Epilogue<'_, T>>,
+) {
+    assert!(fits(cs));
+    let w = &params[cs.weight..cs.weight + cs.co * cs.ci * cs.off.len()];
+    let bias = cs.bias.map(|b| &params[b..b + cs.co]);
+    let off: Vec<usize> = cs.off.iter().map(|d| d * LANES).collect();
+    let places: Vec<(usize, usize)> = (0..cs.oh)
+        .flat_map(|r| (0..cs.ow).map(move |c| (r * cs.wp + c, r * cs.ow + c)))
+        .map(|(i, q)| (i * LANES, q * LANES))
+        .collect();
+    let (xs, os) = (cs.hp * cs.wp * LANES, cs.oh * cs.ow * LANES);
+    conv::correlate_at(x, xs, cs.ci, w, bias, cs.co, &off, out, os, &places, act);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A value of the test data: mostly ordinary, sometimes −0, NaN or ±∞.
+    fn value() -> impl Strategy<Value = f32> {
+        prop_oneof![
+            8 => -2.0f32..2.0,
+            1 => Just(-0.0f32),
+            1 => Just(f32::NAN),
+            1 => Just(f32::INFINITY),
+            1 => Just(f32::NEG_INFINITY),
+        ]
+    }
+
+    /// A `k×k` unpadded stride-1 convolution of `ci` channels of `h×w` into `co`.
+    fn step(ci: usize, co: usize, k: usize, h: usize, w: usize, bias: bool) -> ConvStep {
+        ConvStep {
+            ci,
+            co,
+            pad: 0,
+            h,
+            w,
+            hp: h,
+            wp: w,
+            oh: h - k + 1,
+            ow: w - k + 1,
+            stride: 1,
+            rows: h - k + 1,
+            weight: 0,
+            bias: bias.then_some(co * ci * k * k),
+            off: (0..k * k).map(|t| (t / k) * w + t % k).collect(),
+            front: (k - 1) * w + k - 1,
+            group: LANES,
+        }
+    }
+
+    proptest! {
+        /// The lanes convolution with its act step against the definition, one image, output
+        /// and position at a time (`bias + Σ_i Σ_t x·w`, each term a multiply-add in that
+        /// order, then `relu(s·a + b)` as a multiply-add and a select): the same bits, NaN, ±∞
+        /// and −0 included (a NaN for a NaN). Channels with `a = 0, b = −0` make −0 outputs, which a ReLU must
+        /// keep.
+        #[test]
+        fn lanes_convolution_is_the_definition(
+            (ci, co, k, h, w) in (1usize..4, 1usize..12, 1usize..4)
+                .prop_flat_map(|(ci, co, k)| (Just(ci), Just(co), Just(k), k..10, k..10)),
+            m in 1usize..=LANES,
+            bias in any::<bool>(),
+            relu in any::<bool>(),
+            seed in prop::collection::vec(value(), 64),
+            maps in prop::collection::vec((value(), value(), 0u8..4), 12),
+        ) {
+            let cs = step(ci, co, k, h, w, bias);
+            let pick = |j: usize| seed[(j * 7 + j / 64) % 64] * (1.0 + (j % 5) as f32 / 8.0);
+            let params: Vec<f32> = (0..co * ci * k * k + co).map(|j| pick(j + 1000)).collect();
+            let x: Vec<f32> = (0..m * ci * h * w).map(pick).collect();
+            let (a, b): (Vec<f32>, Vec<f32>) = maps[..co]
+                .iter()
+                .map(|&(a, b, kind)| if kind == 0 { (0.0, -0.0) } else { (a, b) })
+                .unzip();
+            let mut xl = vec![f32::NAN; ci * h * w * LANES];
+            gather(&x, m, ci * h * w, &mut xl);
+            let osz = co * cs.oh * cs.ow;
+            let mut yl = vec![f32::NAN; osz * LANES];
+            conv(&cs, &xl, &params, &mut yl, Some(Epilogue { a: &a, b: &b, relu }));
+            let mut y = vec![f32::NAN; m * osz];
+            scatter(&yl, m, osz, &mut y);
+            for (i, o, p) in triples(m, co, cs.oh * cs.ow) {
+                let (r, c) = (p / cs.ow, p % cs.ow);
+                let mut s = if bias { params[co * ci * k * k + o] } else { 0.0 };
+                for ch in 0..ci {
+                    for t in 0..k * k {
+                        let xv = x[((i * ci + ch) * h + r + t / k) * w + c + t % k];
+                        s = xv.mul_add(params[(o * ci + ch) * k * k + t], s);
+                    }
+                }
+                let v = s.mul_add(a[o], b[o]);
+                let want = if relu && v < 0.0 { 0.0 } else { v };
+                let got = y[(i * co + o) * cs.oh * cs.ow + p];
+                // A NaN's sign and payload depend on the instruction (x86's fused multiply-add
+                // makes −NaN from ∞·0, the software one +NaN): any NaN for a NaN.
+                let same = got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan());
+                prop_assert!(same, "image {} output {} at {}: {} for {}", i, o, p, got, want);
+            }
+        }
+
+        /// `scatter` undoes `gather`, and the lanes past `m` are zero.
+        #[test]
+        fn scatter_undoes_gather(m in 1usize..=LANES, size in 1usize..40, seed in any::<u32>()) {
+            let src: Vec<f32> = (0..m * size).map(|k| (k as u32 ^ seed) as f32).collect();
+            let mut lanes = vec![f32::NAN; size * LANES];
+            gather(&src, m, size, &mut lanes);
+            for j in 0..size {
+                for i in 0..LANES {
+                    let want = if i < m { src[i * size + j] } else { 0.0 };
+                    prop_assert_eq!(lanes[j * LANES + i].to_bits(), want.to_bits());
+                }
+            }
+            let mut back = vec![f32::NAN; m * size];
+            scatter(&lanes, m, size, &mut back);
+            prop_assert_eq!(back, src);
+        }
+    }
+
+    /// Every (image, output, position) triple.
+    fn triples(m: usize, co: usize, hw: usize) -> impl Iterator<Item = (usize, usize, usize)> {
+        (0..m).flat_map(move |i| (0..co).flat_map(move |o| (0..hw).map(move |p| (i, o, p))))
+    }
+}
