@@ -52,13 +52,8 @@ pub fn correlate<T: Real>(
     for &nv in nvs {
         while p0 + nv * CHUNK <= lw {
             let at = Run { p0, chunk: CHUNK };
-            let mut o = 0;
-            while o < no {
-                let ob = out_block(obs, no - o);
-                let args = Args { x, rows: &rows, top, w, bias, o, out: &mut *out, os, at, act: None };
-                run_block(ob, nv, args);
-                o += ob;
-            }
+            let args = Args { x, rows: &rows, top, w, bias, o: 0, out: &mut *out, os, at, act: None };
+            every_output(args, no, nv, obs);
             p0 += nv * CHUNK;
         }
     }
@@ -101,13 +96,8 @@ pub fn correlate_at<T: Real>(
             for (v, &(i, q)) in places[p..p + nv].iter().enumerate() {
                 (at.input[v], at.output[v]) = (i, q);
             }
-            let mut o = 0;
-            while o < no {
-                let ob = out_block(obs, no - o);
-                let args = Args { x, rows: &rows, top, w, bias, o, out: &mut *out, os, at, act };
-                run_block(ob, nv, args);
-                o += ob;
-            }
+            let args = Args { x, rows: &rows, top, w, bias, o: 0, out: &mut *out, os, at, act };
+            every_output(args, no, nv, obs);
             p += nv;
         }
     }
@@ -142,6 +132,44 @@ fn out_block(obs: &[usize], left: usize) -> usize {
     match left {
         6 | 8 if obs[0] == 5 => 4,
         _ => *obs.iter().find(|&&b| b <= left).expect("1 always fits"),
+    }
+}
+
+/// The blocks of `nv` vectors at `args.at` for every output from `args.o` to `no`, `obs` at a
+/// time ([`out_block`]).
+#[inline(always)]
+fn every_output<T: Real, P: Places>(args: Args<'_, T, P>, no: usize, nv: usize, obs: &[usize]) {
+    let Args {
+        x,
+        rows,
+        top,
+        w,
+        bias,
+        mut o,
+        out,
+        os,
+        at,
+        act,
+    } = args;
+    while o < no {
+        let ob = out_block(obs, no - o);
+        run_block(
+            ob,
+            nv,
+            Args {
+                x,
+                rows,
+                top,
+                w,
+                bias,
+                o,
+                out: &mut *out,
+                os,
+                at,
+                act,
+            },
+        );
+        o += ob;
     }
 }
 
