@@ -275,8 +275,7 @@ fn correlate_finish<T: Real>(
     wide: &mut [T],
     act: Option<Epilogue<'_, T>>,
 ) {
-    let w = &params[cs.weight..cs.weight + cs.co * cs.ci * cs.off.len()];
-    let bias = cs.bias.map(|b| &params[b..b + cs.co]);
+    let (w, bias) = cs.weights(params);
     conv::correlate(xp, g.xs, cs.ci, w, bias, cs.co, &cs.off, wide, g.lw, g.lw);
     match act {
         Some(t) => {
@@ -468,8 +467,8 @@ pub(super) fn conv_backward<T: Real>(
     pre: Option<PreAct<'_, T>>,
 ) -> ImageSums {
     let nt = cs.off.len();
-    let nw = cs.co * cs.ci * nt;
-    let w = &params[cs.weight..cs.weight + nw];
+    let (w, _) = cs.weights(params);
+    let nw = w.len();
     // Flipped, transposed kernel: wf[(i·co + o)·nt + t] = w[(o·ci + i)·nt + nt−1−t].
     let mut wf = vec![T::ZERO; nw];
     for o in 0..cs.co {

@@ -55,8 +55,7 @@ pub(super) fn conv<T: Real>(
     act: Option<Epilogue<'_, T>>,
 ) {
     assert!(fits(cs));
-    let w = &params[cs.weight..cs.weight + cs.co * cs.ci * cs.off.len()];
-    let bias = cs.bias.map(|b| &params[b..b + cs.co]);
+    let (w, bias) = cs.weights(params);
     let off: Vec<usize> = cs.off.iter().map(|d| d * LANES).collect();
     let places: Vec<(usize, usize)> = (0..cs.oh)
         .flat_map(|r| (0..cs.ow).map(move |c| (r * cs.wp + c, r * cs.ow + c)))

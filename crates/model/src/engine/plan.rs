@@ -40,6 +40,14 @@ pub(super) struct ConvStep {
 /// until their images fill it.
 pub(super) const GROUP_SPAN: usize = 2048;
 
+impl ConvStep {
+    /// The convolution's weights (`co × ci × k²`) and bias among the flattened parameters.
+    pub(super) fn weights<'p, T>(&self, params: &'p [T]) -> (&'p [T], Option<&'p [T]>) {
+        let w = &params[self.weight..self.weight + self.co * self.ci * self.off.len()];
+        (w, self.bias.map(|b| &params[b..b + self.co]))
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(super) struct ActStep {
     pub(super) c: usize,
