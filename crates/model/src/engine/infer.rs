@@ -24,23 +24,28 @@ use super::{act, misc};
 /// Per act step: its affine map (BatchNorm's from the running statistics, else the identity).
 pub(super) type Maps<T> = [Option<(Vec<T>, Vec<T>)>];
 
-/// What every group of images shares: the steps, their maps and parameters, and where each
-/// step's scratch lies among a group's buffers (the two activation buffers first, then a padded
-/// input and a wide output per convolution that runs in the wide layout).
+/// What every group of images shares: the steps, their maps and parameters, how each
+/// convolution runs, and the lengths of a group's buffers (the two activation buffers first,
+/// then a padded input and a wide output per convolution that runs in the wide layout).
 struct Plan<'a, T> {
     e: &'a Engine,
     maps: &'a Maps<T>,
     params: &'a [T],
     /// Images per group: the largest training group of the convolutions.
     group: usize,
-    /// Whether the groups run in the lanes layout where a step allows it.
-    lanes: bool,
+    /// Per step: how it runs, for a convolution.
+    convs: Vec<Option<ConvRun>>,
     /// Lengths of a group's buffers.
     lens: Vec<usize>,
-    /// Per step: the index of its padded input buffer (its wide output is the next).
-    slots: Vec<Option<usize>>,
     /// Length of a general max pool's arg-max scratch (0 without one).
     arg: usize,
+}
+
+/// How inference runs a convolution: in the wide layout, its padded input in the group's buffer
+/// `slot` and its wide output in the next, or in the lanes.
+enum ConvRun {
+    Wide { slot: usize },
+    Lanes(lanes::Geometry),
 }
 
 /// The inference forward of `n` images `x` with parameters `params` and act-step maps `maps`.
@@ -79,16 +84,22 @@ impl<'a, T: Pooled> Plan<'a, T> {
             .max()
             .unwrap_or(0);
         let widest = group * e.sizes.iter().copied().max().unwrap_or(0) + slack;
+        // The lanes layout where the groups fill the vectors' lanes.
         let lanes = group == LANES;
         let mut lens = vec![widest, widest];
-        let slots = e
+        let convs = e
             .steps
             .iter()
             .map(|step| match step {
-                Step::Conv(cs) if !(lanes && lanes::fits(cs)) => {
+                Step::Conv(cs) if lanes && lanes::fits(cs) => {
+                    Some(ConvRun::Lanes(lanes::Geometry::new(cs)))
+                }
+                Step::Conv(cs) => {
                     let (xl, wl) = conv_scratch(cs, cs.group);
                     lens.extend([xl, wl]);
-                    Some(lens.len() - 2)
+                    Some(ConvRun::Wide {
+                        slot: lens.len() - 2,
+                    })
                 }
                 _ => None,
             })
@@ -103,9 +114,8 @@ impl<'a, T: Pooled> Plan<'a, T> {
             maps,
             params,
             group,
-            lanes,
+            convs,
             lens,
-            slots,
             arg,
         }
     }
@@ -122,13 +132,12 @@ impl<'a, T: Pooled> Plan<'a, T> {
     }
 
     /// Whether step `si` runs in the lanes layout, given whether the group is in it now.
-    fn in_lanes(&self, step: &Step, now: bool) -> bool {
-        self.lanes
-            && match step {
-                Step::Conv(cs) => lanes::fits(cs),
-                Step::MaxPool(w) => now && pool2(w),
-                _ => false,
-            }
+    fn in_lanes(&self, si: usize, step: &Step, now: bool) -> bool {
+        match step {
+            Step::Conv(_) => matches!(self.convs[si], Some(ConvRun::Lanes(_))),
+            Step::MaxPool(w) => now && pool2(w),
+            _ => false,
+        }
     }
 
     /// One group: images `xi` through every step into `o`.
@@ -148,7 +157,7 @@ impl<'a, T: Pooled> Plan<'a, T> {
             let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
             // Into the lanes layout before a step that runs there, out of it before one that
             // does not.
-            let next = self.in_lanes(step, now);
+            let next = self.in_lanes(si, step, now);
             if next != now {
                 match next {
                     true => lanes::gather(&a[..m * isz], m, isz, b),
@@ -174,8 +183,11 @@ impl<'a, T: Pooled> Plan<'a, T> {
     fn lanes_step(&self, si: usize, step: &Step, x: &[T], y: &mut [T]) -> bool {
         match step {
             Step::Conv(cs) => {
+                let Some(ConvRun::Lanes(g)) = &self.convs[si] else {
+                    unreachable!("a convolution in the lanes has its geometry")
+                };
                 let act = self.then(si, cs);
-                lanes::conv(cs, x, self.params, y, act);
+                g.conv(cs, x, self.params, y, act);
                 act.is_some()
             }
             Step::MaxPool(w) => {
@@ -205,7 +217,10 @@ impl<'a, T: Pooled> Plan<'a, T> {
         match step {
             Step::Conv(cs) => {
                 let act = self.then(si, cs);
-                let j = self.slots[si].expect("a wide convolution's scratch") - 2;
+                let Some(ConvRun::Wide { slot }) = self.convs[si] else {
+                    unreachable!("a wide convolution has its scratch")
+                };
+                let j = slot - 2;
                 let (xp, wide) = convs[j..j + 2].split_at_mut(1);
                 let (xp, wide) = (&mut xp[0], &mut wide[0]);
                 if direct(cs) {

@@ -5,7 +5,7 @@
 //! after a convolution is a pass of its own over the wide output as it crops it. Here a group of
 //! up to [`LANES`] images lies with position `j` of every image side by side
 //! (`[channel][position][image]`): one vector holds one position of all the images, the kernel
-//! computes exactly the positions kept ([`conv::correlate_at`]), and it applies the act step
+//! computes exactly the positions kept ([`Geometry`], [`conv::correlate_at`]), and it applies the act step
 //! after the convolution before each store. Each lane sums the same terms in the same order as
 //! the wide layout's lane for that image and position, and the act step is the same
 //! multiply-add and select: the same bits. 2×2 max pools run in the same layout
@@ -45,24 +45,57 @@ pub(super) fn scatter<T: Real>(src: &[T], m: usize, size: usize, dst: &mut [T]) 
     }
 }
 
-/// The forward of a convolution that [`fits`], from `x` (`ci` planes in the lanes layout) into
-/// `out` (`co` planes of `oh·ow` positions), with the act step after it when given.
-pub(super) fn conv<T: Real>(
-    cs: &ConvStep,
-    x: &[T],
-    params: &[T],
-    out: &mut [T],
-    act: Option<Epilogue<'_, T>>,
-) {
-    assert!(fits(cs));
-    let (w, bias) = cs.weights(params);
-    let off: Vec<usize> = cs.off.iter().map(|d| d * LANES).collect();
-    let places: Vec<(usize, usize)> = (0..cs.oh)
-        .flat_map(|r| (0..cs.ow).map(move |c| (r * cs.wp + c, r * cs.ow + c)))
-        .map(|(i, q)| (i * LANES, q * LANES))
-        .collect();
-    let (xs, os) = (cs.hp * cs.wp * LANES, cs.oh * cs.ow * LANES);
-    conv::correlate_at(x, xs, cs.ci, w, bias, cs.co, &off, out, os, &places, act);
+/// A convolution that [`fits`], laid out for the lanes once per pass: its tap offsets, its
+/// channels' strides and the places it computes (each kept position's input and output offset).
+pub(super) struct Geometry {
+    off: Vec<usize>,
+    places: Vec<(usize, usize)>,
+    xs: usize,
+    os: usize,
+}
+
+impl Geometry {
+    pub(super) fn new(cs: &ConvStep) -> Self {
+        assert!(fits(cs));
+        let places = (0..cs.oh)
+            .flat_map(|r| (0..cs.ow).map(move |c| (r * cs.wp + c, r * cs.ow + c)))
+            .map(|(i, q)| (i * LANES, q * LANES))
+            .collect();
+        Geometry {
+            off: cs.off.iter().map(|d| d * LANES).collect(),
+            places,
+            xs: cs.hp * cs.wp * LANES,
+            os: cs.oh * cs.ow * LANES,
+        }
+    }
+
+    /// The forward of `cs` (this geometry's convolution) from `x` (`ci` planes in the lanes
+    /// layout) into `out` (`co` planes of `oh·ow` positions), with the act step after it when
+    /// given.
+    pub(super) fn conv<T: Real>(
+        &self,
+        cs: &ConvStep,
+        x: &[T],
+        params: &[T],
+        out: &mut [T],
+        act: Option<Epilogue<'_, T>>,
+    ) {
+        let (w, bias) = cs.weights(params);
+        let (xs, os, ci, co) = (self.xs, self.os, cs.ci, cs.co);
+        conv::correlate_at(
+            x,
+            xs,
+            ci,
+            w,
+            bias,
+            co,
+            &self.off,
+            out,
+            os,
+            &self.places,
+            act,
+        );
+    }
 }
 
 #[cfg(test)]
@@ -131,7 +164,7 @@ mod tests {
             gather(&x, m, ci * h * w, &mut xl);
             let osz = co * cs.oh * cs.ow;
             let mut yl = vec![f32::NAN; osz * LANES];
-            conv(&cs, &xl, &params, &mut yl, Some(Epilogue { a: &a, b: &b, relu }));
+            Geometry::new(&cs).conv(&cs, &xl, &params, &mut yl, Some(Epilogue { a: &a, b: &b, relu }));
             let mut y = vec![f32::NAN; m * osz];
             scatter(&yl, m, osz, &mut y);
             for (i, o, p) in triples(m, co, cs.oh * cs.ow) {
