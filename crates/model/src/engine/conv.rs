@@ -138,37 +138,11 @@ fn out_block(obs: &[usize], left: usize) -> usize {
 /// The blocks of `nv` vectors at `args.at` for every output from `args.o` to `no`, `obs` at a
 /// time ([`out_block`]).
 #[inline(always)]
-fn every_output<T: Real, P: Places>(args: Args<'_, T, P>, no: usize, nv: usize, obs: &[usize]) {
-    let Args {
-        x,
-        rows,
-        top,
-        w,
-        bias,
-        mut o,
-        out,
-        os,
-        at,
-        act,
-    } = args;
+fn every_output<T: Real, P: Places>(mut args: Args<'_, T, P>, no: usize, nv: usize, obs: &[usize]) {
+    let mut o = args.o;
     while o < no {
         let ob = out_block(obs, no - o);
-        run_block(
-            ob,
-            nv,
-            Args {
-                x,
-                rows,
-                top,
-                w,
-                bias,
-                o,
-                out: &mut *out,
-                os,
-                at,
-                act,
-            },
-        );
+        run_block(ob, nv, args.at_output(o));
         o += ob;
     }
 }
@@ -207,6 +181,18 @@ struct Args<'a, T, P> {
     os: usize,
     at: P,
     act: Option<Epilogue<'a, T>>,
+}
+
+impl<T: Copy, P: Copy> Args<'_, T, P> {
+    /// The same block arguments from output `o` on, the output reborrowed.
+    fn at_output(&mut self, o: usize) -> Args<'_, T, P> {
+        Args {
+            o,
+            out: &mut *self.out,
+            act: self.act,
+            ..*self
+        }
+    }
 }
 
 /// [`block`] for `f32` on the AVX2 and AVX-512 paths, with explicit vectors ([`super::simd`]);

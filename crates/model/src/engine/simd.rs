@@ -91,11 +91,11 @@ pub(super) unsafe fn block512<const OB: usize, const NV: usize, P: Places>(b: Bl
                 // `v < 0 → 0` keeps −0 and NaN, as the act step's select does.
                 Some((ea, eb, relu)) => {
                     let y = _mm512_fmadd_ps(av, ea, eb);
-                    let neg = _mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ);
-                    if relu {
-                        _mm512_mask_mov_ps(y, neg, zero)
-                    } else {
-                        y
+                    match relu {
+                        true => {
+                            _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(y, zero, _CMP_LT_OQ), zero)
+                        }
+                        false => y,
                     }
                 }
                 None => av,
@@ -148,11 +148,9 @@ pub(super) unsafe fn block256<const OB: usize, const NV: usize, P: Places>(b: Bl
                 let y = match act {
                     Some((ea, eb, relu)) => {
                         let y = _mm256_fmadd_ps(ah, ea, eb);
-                        let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(y, zero);
-                        if relu {
-                            _mm256_blendv_ps(y, zero, neg)
-                        } else {
-                            y
+                        match relu {
+                            true => _mm256_blendv_ps(y, zero, _mm256_cmp_ps::<_CMP_LT_OQ>(y, zero)),
+                            false => y,
                         }
                     }
                     None => ah,
