@@ -24,29 +24,103 @@ fma_dispatch! {
 /// Per-channel `(Σy, Σy²)` of one image's `c` planes of `hw` values, in f64 (lanes of `T`
 /// folded in order).
 pub fn plane_sums<T: Real>(y: &[T], c: usize, hw: usize, out: &mut [(f64, f64)]) {
-    const L: usize = 8;
-    for ch in 0..c {
-        let plane = &y[ch * hw..(ch + 1) * hw];
-        let (mut s1, mut s2) = ([T::ZERO; L], [T::ZERO; L]);
-        let mut chunks = plane.chunks_exact(L);
-        for v in &mut chunks {
-            for j in 0..L {
-                s1[j] += v[j];
-                s2[j] = v[j].mul_add(v[j], s2[j]);
-            }
-        }
-        let (mut t1, mut t2) = (0.0, 0.0);
-        for j in 0..L {
-            t1 += s1[j].to_f64();
-            t2 += s2[j].to_f64();
-        }
-        for &v in chunks.remainder() {
-            t1 += v.to_f64();
-            t2 += v.to_f64() * v.to_f64();
-        }
-        out[ch] = (t1, t2);
+    let mut ch = 0;
+    while ch + 4 <= c {
+        sums::<T, 4, _>(planes(y, ch, hw), Squares, &mut out[ch..]);
+        ch += 4;
+    }
+    for ch in ch..c {
+        sums::<T, 1, _>(planes(y, ch, hw), Squares, &mut out[ch..]);
     }
 }
+}
+
+/// Lanes per channel of [`plane_sums`] and [`grad_sums`].
+const L: usize = 8;
+
+/// Channels `ch..ch + G` of planes of `hw` values.
+#[inline(always)]
+fn planes<T, const G: usize>(v: &[T], ch: usize, hw: usize) -> [&[T]; G] {
+    std::array::from_fn(|g| &v[(ch + g) * hw..][..hw])
+}
+
+/// What [`sums`] multiplies each value by for the second sum.
+trait Factor<T> {
+    /// For value `x` at `k` of channel `g`.
+    fn at(&self, g: usize, k: usize, x: T) -> T;
+
+    /// For the values `xv` of chunk `i` of channel `g`.
+    fn chunk(&self, g: usize, i: usize, xv: &[T; L]) -> [T; L];
+}
+
+/// `x` itself: `Σx²`.
+struct Squares;
+
+impl<T: Copy> Factor<T> for Squares {
+    #[inline(always)]
+    fn at(&self, _: usize, _: usize, x: T) -> T {
+        x
+    }
+
+    #[inline(always)]
+    fn chunk(&self, _: usize, _: usize, xv: &[T; L]) -> [T; L] {
+        *xv
+    }
+}
+
+/// `y − mean` of `G` channels: `Σg·(y − mean)`.
+struct Centred<'a, T, const G: usize> {
+    ys: [&'a [T]; G],
+    mean: &'a [T],
+}
+
+impl<T: Real, const G: usize> Factor<T> for Centred<'_, T, G> {
+    #[inline(always)]
+    fn at(&self, g: usize, k: usize, _: T) -> T {
+        self.ys[g][k] - self.mean[g]
+    }
+
+    #[inline(always)]
+    fn chunk(&self, g: usize, i: usize, _: &[T; L]) -> [T; L] {
+        let (y, m): (&[T; L], T) = (
+            self.ys[g][i * L..][..L].try_into().expect("a chunk"),
+            self.mean[g],
+        );
+        y.map(|v| v - m)
+    }
+}
+
+/// `(Σx, Σx·f(x))` of each of `G` channels `xs` into `out[..G]`. Each channel's `L` lanes sum its
+/// chunks in order and are folded left to right in f64, the remainder added after: the same
+/// bits whatever `G`. Several channels at once are independent chains, so their adds and
+/// multiply-adds overlap instead of each waiting for the one before (one channel alone is bound
+/// by their latency).
+#[inline(always)]
+fn sums<T: Real, const G: usize, F: Factor<T>>(xs: [&[T]; G], f: F, out: &mut [(f64, f64)]) {
+    let n = xs[0].len() / L;
+    let (mut s1, mut s2) = ([[T::ZERO; L]; G], [[T::ZERO; L]; G]);
+    for i in 0..n {
+        for (g, x) in xs.iter().enumerate() {
+            let xv: &[T; L] = x[i * L..][..L].try_into().expect("a chunk");
+            let by = f.chunk(g, i, xv);
+            for j in 0..L {
+                s1[g][j] += xv[j];
+                s2[g][j] = xv[j].mul_add(by[j], s2[g][j]);
+            }
+        }
+    }
+    for (g, x) in xs.iter().enumerate() {
+        let (mut t1, mut t2) = (0.0, 0.0);
+        for j in 0..L {
+            t1 += s1[g][j].to_f64();
+            t2 += s2[g][j].to_f64();
+        }
+        for (k, &v) in x.iter().enumerate().skip(n * L) {
+            t1 += v.to_f64();
+            t2 += v.to_f64() * f.at(g, k, v).to_f64();
+        }
+        out[g] = (t1, t2);
+    }
 }
 
 fma_dispatch! {
@@ -222,29 +296,15 @@ pub fn grad_z_one<T: Real>(gv: T, out: T, drop: Option<Drop<T>>, relu: bool, ind
 fma_dispatch! {
 /// Per-channel `(Σgz, Σgz·(y−mean))` of one image, in f64.
 pub fn grad_sums<T: Real>(gz: &[T], y: &[T], c: usize, hw: usize, mean: &[T], out: &mut [(f64, f64)]) {
-    const L: usize = 8;
-    for ch in 0..c {
-        let (gp, yp) = (&gz[ch * hw..(ch + 1) * hw], &y[ch * hw..(ch + 1) * hw]);
-        let m = mean[ch];
-        let (mut s1, mut s2) = ([T::ZERO; L], [T::ZERO; L]);
-        let mut gc = gp.chunks_exact(L);
-        let mut yc = yp.chunks_exact(L);
-        for (gv, yv) in (&mut gc).zip(&mut yc) {
-            for j in 0..L {
-                s1[j] += gv[j];
-                s2[j] = gv[j].mul_add(yv[j] - m, s2[j]);
-            }
-        }
-        let (mut t1, mut t2) = (0.0, 0.0);
-        for j in 0..L {
-            t1 += s1[j].to_f64();
-            t2 += s2[j].to_f64();
-        }
-        for (&gv, &yv) in gc.remainder().iter().zip(yc.remainder()) {
-            t1 += gv.to_f64();
-            t2 += gv.to_f64() * (yv - m).to_f64();
-        }
-        out[ch] = (t1, t2);
+    let mut ch = 0;
+    while ch + 4 <= c {
+        let f = Centred::<T, 4> { ys: planes(y, ch, hw), mean: &mean[ch..] };
+        sums::<T, 4, _>(planes(gz, ch, hw), f, &mut out[ch..]);
+        ch += 4;
+    }
+    for ch in ch..c {
+        let f = Centred::<T, 1> { ys: planes(y, ch, hw), mean: &mean[ch..] };
+        sums::<T, 1, _>(planes(gz, ch, hw), f, &mut out[ch..]);
     }
 }
 }
@@ -275,7 +335,49 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// One channel's `(Σx, Σx·f(k))` as [`plane_sums`] and [`grad_sums`] define it, written
+    /// out independently: 8 lanes each summing its values in order (`+` and a multiply-add in
+    /// `f32`), the lanes folded left to right in f64, then the remainder added in f64.
+    fn one_channel(x: &[f32], f: impl Fn(usize) -> f32) -> (f64, f64) {
+        let n = x.len() / 8 * 8;
+        let (mut s1, mut s2) = ([0f32; 8], [0f32; 8]);
+        for k in 0..n {
+            s1[k % 8] += x[k];
+            s2[k % 8] = x[k].mul_add(f(k), s2[k % 8]);
+        }
+        let mut t = s1
+            .iter()
+            .zip(&s2)
+            .fold((0.0, 0.0), |(a, b), (&p, &q)| (a + p as f64, b + q as f64));
+        for k in n..x.len() {
+            t = (t.0 + x[k] as f64, t.1 + x[k] as f64 * f(k) as f64);
+        }
+        t
+    }
+
     proptest! {
+        /// [`plane_sums`] and [`grad_sums`] give every channel the bits of [`one_channel`],
+        /// whatever the channel count (four channels at a time, then one at a time).
+        #[test]
+        fn sums_are_each_channels_own(
+            c in 1usize..10,
+            hw in 1usize..40,
+            v in proptest::collection::vec(-3.0f32..3.0, 2 * 9 * 40),
+            mean in proptest::collection::vec(-1.0f32..1.0, 9),
+        ) {
+            let (x, y) = (&v[..c * hw], &v[9 * 40..][..c * hw]);
+            let (mut squares, mut centred) = (vec![(0.0, 0.0); c], vec![(0.0, 0.0); c]);
+            plane_sums(x, c, hw, &mut squares);
+            grad_sums(x, y, c, hw, &mean, &mut centred);
+            for ch in 0..c {
+                let (xc, yc) = (&x[ch * hw..][..hw], &y[ch * hw..][..hw]);
+                let want = one_channel(xc, |k| xc[k]);
+                prop_assert_eq!((squares[ch].0.to_bits(), squares[ch].1.to_bits()), (want.0.to_bits(), want.1.to_bits()), "Σx² of channel {}", ch);
+                let want = one_channel(xc, |k| yc[k] - mean[ch]);
+                prop_assert_eq!((centred[ch].0.to_bits(), centred[ch].1.to_bits()), (want.0.to_bits(), want.1.to_bits()), "Σg(y−m) of channel {}", ch);
+            }
+        }
+
         /// [`grad_z_one`] gives each value's bits as [`grad_z`] does over the whole run, in all
         /// four dropout/ReLU cases (outputs drawn with signed zeros and NaN; the dropout
         /// counters from `base`).
