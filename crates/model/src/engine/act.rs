@@ -349,8 +349,8 @@ mod tests {
             .iter()
             .zip(&s2)
             .fold((0.0, 0.0), |(a, b), (&p, &q)| (a + p as f64, b + q as f64));
-        for k in n..x.len() {
-            t = (t.0 + x[k] as f64, t.1 + x[k] as f64 * f(k) as f64);
+        for (k, &v) in x.iter().enumerate().skip(n) {
+            t = (t.0 + v as f64, t.1 + v as f64 * f(k) as f64);
         }
         t
     }
