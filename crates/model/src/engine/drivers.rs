@@ -292,14 +292,15 @@ fn correlate_finish<T: Real>(
     }
 }
 
+fma_dispatch! {
 /// Keeps, of the wide stride-1 output planes, every `stride`-th row and column of each image's
 /// output.
-fn crop<T: Real>(cs: &ConvStep, g: &Group, wide: &[T], o: &mut [T]) {
+fn crop<T: Real>(cs: &ConvStep, g: &Group, planes: &[T], o: &mut [T]) {
     let s = cs.stride;
     for b in 0..g.n {
         for c in 0..cs.co {
             for r in 0..cs.oh {
-                let src = &wide[c * g.lw + b * g.plane + r * s * cs.wp..];
+                let src = &planes[c * g.lw + b * g.plane + r * s * cs.wp..];
                 let at = ((b * cs.co + c) * cs.oh + r) * cs.ow;
                 let dst = &mut o[at..at + cs.ow];
                 match s {
@@ -314,7 +315,9 @@ fn crop<T: Real>(cs: &ConvStep, g: &Group, wide: &[T], o: &mut [T]) {
         }
     }
 }
+}
 
+fma_dispatch! {
 /// Copies `n` images' `ci×h×w` planes into the zero-padded group layout; everything after it in
 /// `xp` is zeroed too (a larger group may have left values there, and the weight gradient
 /// multiplies them by zeros).
@@ -328,7 +331,9 @@ fn pad_into<T: Real>(cs: &ConvStep, g: &Group, xi: &[T], xp: &mut [T]) {
         copy_run(&mut xp[dst..dst + len], &xi[src..src + len]);
     }
 }
+}
 
+fma_dispatch! {
 /// [`pad_into`] for an unpadded convolution whose input is an act step's output, computed from
 /// that step's input `z` ([`PreAct`]); `first` is the group's first image in the batch.
 fn act_into<T: Real>(
@@ -349,6 +354,7 @@ fn act_into<T: Real>(
         let (b, c) = (k / cs.ci, k % cs.ci);
         p.plane(first + b, c, &z[src..src + len], &mut xp[dst..dst + len]);
     }
+}
 }
 
 /// Each contiguous run of a group's input: its start in the padded group layout (channels
@@ -391,6 +397,7 @@ fn copy_run<T: Copy>(dst: &mut [T], src: &[T]) {
     }
 }
 
+fma_dispatch! {
 /// The stride-1 output's gradient of a group in its padded layout `gpad` (channels `gs`
 /// apart, each after `front` zeros): the given gradient `gi` at every `s`-th row and column, 0
 /// everywhere else. With stride 1, the rows are copied and only the gaps between them zeroed
@@ -429,6 +436,7 @@ fn grad_into<T: Real>(cs: &ConvStep, g: &Group, gi: &[T], gpad: &mut [T], gs: us
         at = dst + ow;
     }
     gpad[at..].fill(T::ZERO);
+}
 }
 
 /// A group's output rows `(channel, image, row)` in the order they lie in the padded layout.
