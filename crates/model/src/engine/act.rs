@@ -26,11 +26,11 @@ fma_dispatch! {
 pub fn plane_sums<T: Real>(y: &[T], c: usize, hw: usize, out: &mut [(f64, f64)]) {
     let mut ch = 0;
     while ch + 4 <= c {
-        sums::<T, 4, _>(planes(y, ch, hw), Squares, &mut out[ch..]);
+        sums::<T, 4>(planes(y, ch, hw), None, &mut out[ch..]);
         ch += 4;
     }
     for ch in ch..c {
-        sums::<T, 1, _>(planes(y, ch, hw), Squares, &mut out[ch..]);
+        sums::<T, 1>(planes(y, ch, hw), None, &mut out[ch..]);
     }
 }
 }
@@ -44,71 +44,29 @@ fn planes<T, const G: usize>(v: &[T], ch: usize, hw: usize) -> [&[T]; G] {
     std::array::from_fn(|g| &v[(ch + g) * hw..][..hw])
 }
 
-/// What [`sums`] multiplies each value by for the second sum.
-trait Factor<T> {
-    /// For value `x` at `k` of channel `g`.
-    fn at(&self, g: usize, k: usize, x: T) -> T;
+/// `G` channels' `y` and mean, for the second sum's `x·(y − mean)`.
+type Centre<'a, T, const G: usize> = ([&'a [T]; G], [T; G]);
 
-    /// For the values `xv` of chunk `i` of channel `g`.
-    fn chunk(&self, g: usize, i: usize, xv: &[T; L]) -> [T; L];
-}
+/// Each of `G` channels' `L` lane accumulators of `Σx` and `Σx·x` (or `Σx·(y − mean)`).
+type Lanes<T, const G: usize> = ([[T; L]; G], [[T; L]; G]);
 
-/// `x` itself: `Σx²`.
-struct Squares;
-
-impl<T: Copy> Factor<T> for Squares {
-    #[inline(always)]
-    fn at(&self, _: usize, _: usize, x: T) -> T {
-        x
-    }
-
-    #[inline(always)]
-    fn chunk(&self, _: usize, _: usize, xv: &[T; L]) -> [T; L] {
-        *xv
-    }
-}
-
-/// `y − mean` of `G` channels: `Σg·(y − mean)`.
-struct Centred<'a, T, const G: usize> {
-    ys: [&'a [T]; G],
-    mean: &'a [T],
-}
-
-impl<T: Real, const G: usize> Factor<T> for Centred<'_, T, G> {
-    #[inline(always)]
-    fn at(&self, g: usize, k: usize, _: T) -> T {
-        self.ys[g][k] - self.mean[g]
-    }
-
-    #[inline(always)]
-    fn chunk(&self, g: usize, i: usize, _: &[T; L]) -> [T; L] {
-        let (y, m): (&[T; L], T) = (
-            self.ys[g][i * L..][..L].try_into().expect("a chunk"),
-            self.mean[g],
-        );
-        y.map(|v| v - m)
-    }
-}
-
-/// `(Σx, Σx·f(x))` of each of `G` channels `xs` into `out[..G]`. Each channel's `L` lanes sum its
-/// chunks in order and are folded left to right in f64, the remainder added after: the same
-/// bits whatever `G`. Several channels at once are independent chains, so their adds and
-/// multiply-adds overlap instead of each waiting for the one before (one channel alone is bound
-/// by their latency).
+/// `(Σx, Σx²)`, or with `centre` `(Σx, Σx·(y − mean))`, of each of `G` channels `xs` into
+/// `out[..G]`. Each channel's `L` lanes sum its chunks in order and are folded left to right in
+/// f64, the remainder added after: the same bits whatever `G`. Several channels at once are
+/// independent chains, so their adds and multiply-adds overlap instead of each waiting for the
+/// one before (one channel alone is bound by their latency).
 #[inline(always)]
-fn sums<T: Real, const G: usize, F: Factor<T>>(xs: [&[T]; G], f: F, out: &mut [(f64, f64)]) {
+fn sums<T: Real, const G: usize>(
+    xs: [&[T]; G],
+    centre: Option<Centre<'_, T, G>>,
+    out: &mut [(f64, f64)],
+) {
     let n = xs[0].len() / L;
-    let (mut s1, mut s2) = ([[T::ZERO; L]; G], [[T::ZERO; L]; G]);
-    for i in 0..n {
-        for (g, x) in xs.iter().enumerate() {
-            let xv: &[T; L] = x[i * L..][..L].try_into().expect("a chunk");
-            let by = f.chunk(g, i, xv);
-            for j in 0..L {
-                s1[g][j] += xv[j];
-                s2[g][j] = xv[j].mul_add(by[j], s2[g][j]);
-            }
-        }
-    }
+    let (s1, s2) = lane_sums(xs, centre, n);
+    let by = |g: usize, k: usize, v: T| match centre {
+        Some((ys, m)) => ys[g][k] - m[g],
+        None => v,
+    };
     for (g, x) in xs.iter().enumerate() {
         let (mut t1, mut t2) = (0.0, 0.0);
         for j in 0..L {
@@ -117,9 +75,127 @@ fn sums<T: Real, const G: usize, F: Factor<T>>(xs: [&[T]; G], f: F, out: &mut [(
         }
         for (k, &v) in x.iter().enumerate().skip(n * L) {
             t1 += v.to_f64();
-            t2 += v.to_f64() * f.at(g, k, v).to_f64();
+            t2 += v.to_f64() * by(g, k, v).to_f64();
         }
         out[g] = (t1, t2);
+    }
+}
+
+/// [`sums`]' lane accumulators over the first `n` chunks.
+#[inline(always)]
+fn lane_sums<T: Real, const G: usize>(
+    xs: [&[T]; G],
+    centre: Option<Centre<'_, T, G>>,
+    n: usize,
+) -> Lanes<T, G> {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(lanes) = vectors::lane_sums(xs, centre, n) {
+        return lanes;
+    }
+    let (mut s1, mut s2) = ([[T::ZERO; L]; G], [[T::ZERO; L]; G]);
+    for i in 0..n {
+        for (g, x) in xs.iter().enumerate() {
+            let xv: &[T; L] = x[i * L..][..L].try_into().expect("a chunk");
+            let by: [T; L] = match centre {
+                Some((ys, m)) => std::array::from_fn(|j| ys[g][i * L + j] - m[g]),
+                None => *xv,
+            };
+            for j in 0..L {
+                s1[g][j] += xv[j];
+                s2[g][j] = xv[j].mul_add(by[j], s2[g][j]);
+            }
+        }
+    }
+    (s1, s2)
+}
+
+/// [`lane_sums`] for `f32` with explicit 256-bit vectors on the AVX2 and AVX-512 paths: the
+/// compiler's own code for several channels at once moved lanes between registers on the
+/// AVX-512 path. Each lane is the same add and multiply-add (and `y − mean`) in the same order,
+/// so the same bits.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod vectors {
+    use std::arch::x86_64::*;
+
+    use super::{Centre, L, Lanes};
+    use crate::engine::KernelPath;
+    use crate::engine::real::{Real, as_f32};
+
+    /// `None` where it does not apply (not `f32`, or the portable path).
+    #[inline(always)]
+    pub(super) fn lane_sums<T: Real, const G: usize>(
+        xs: [&[T]; G],
+        centre: Option<Centre<'_, T, G>>,
+        n: usize,
+    ) -> Option<Lanes<T, G>> {
+        if KernelPath::active() == KernelPath::Portable {
+            return None;
+        }
+        let xs = f32s(xs)?;
+        let centre = match centre {
+            Some((ys, m)) => Some((f32s(ys)?, m.map(|v| v.to_f64() as f32))),
+            None => None,
+        };
+        for g in 0..G {
+            assert!(xs[g].len() >= n * L && centre.is_none_or(|(ys, _)| ys[g].len() >= n * L));
+        }
+        // SAFETY: the lengths are checked above, and both paths' CPUs have AVX2 and FMA.
+        let (s1, s2) = unsafe { lanes256(xs, centre, n) };
+        let back = |s: [[f32; L]; G]| s.map(|a| a.map(|v| T::from_f64(v as f64)));
+        Some((back(s1), back(s2)))
+    }
+
+    /// The slices as `f32` when `T` is.
+    fn f32s<T: Real, const G: usize>(v: [&[T]; G]) -> Option<[&[f32]; G]> {
+        let v = v.map(as_f32);
+        v.iter()
+            .all(Option::is_some)
+            .then(|| v.map(|s| s.expect("checked")))
+    }
+
+    /// # Safety
+    /// Every `xs[g]` (and `ys[g]`) holds `n·L` values; the CPU has AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn lanes256<const G: usize>(
+        xs: [&[f32]; G],
+        centre: Option<([&[f32]; G], [f32; G])>,
+        n: usize,
+    ) -> ([[f32; L]; G], [[f32; L]; G]) {
+        let (mut s1, mut s2) = ([_mm256_setzero_ps(); G], [_mm256_setzero_ps(); G]);
+        // SAFETY (every load): `i < n`, within the lengths the caller checked.
+        let load = |v: &[f32], i: usize| unsafe { _mm256_loadu_ps(v.as_ptr().add(i * L)) };
+        match centre {
+            None => {
+                for i in 0..n {
+                    for g in 0..G {
+                        let x = load(xs[g], i);
+                        s1[g] = _mm256_add_ps(s1[g], x);
+                        s2[g] = _mm256_fmadd_ps(x, x, s2[g]);
+                    }
+                }
+            }
+            Some((ys, m)) => {
+                let m = m.map(|v| _mm256_set1_ps(v));
+                for i in 0..n {
+                    for g in 0..G {
+                        let x = load(xs[g], i);
+                        let by = _mm256_sub_ps(load(ys[g], i), m[g]);
+                        s1[g] = _mm256_add_ps(s1[g], x);
+                        s2[g] = _mm256_fmadd_ps(x, by, s2[g]);
+                    }
+                }
+            }
+        }
+        let out = |v: [__m256; G]| {
+            v.map(|r| {
+                let mut a = [0f32; L];
+                // SAFETY: `a` holds L = 8 floats.
+                unsafe { _mm256_storeu_ps(a.as_mut_ptr(), r) };
+                a
+            })
+        };
+        (out(s1), out(s2))
     }
 }
 
@@ -298,13 +374,13 @@ fma_dispatch! {
 pub fn grad_sums<T: Real>(gz: &[T], y: &[T], c: usize, hw: usize, mean: &[T], out: &mut [(f64, f64)]) {
     let mut ch = 0;
     while ch + 4 <= c {
-        let f = Centred::<T, 4> { ys: planes(y, ch, hw), mean: &mean[ch..] };
-        sums::<T, 4, _>(planes(gz, ch, hw), f, &mut out[ch..]);
+        let centre = (planes(y, ch, hw), std::array::from_fn(|g| mean[ch + g]));
+        sums::<T, 4>(planes(gz, ch, hw), Some(centre), &mut out[ch..]);
         ch += 4;
     }
     for ch in ch..c {
-        let f = Centred::<T, 1> { ys: planes(y, ch, hw), mean: &mean[ch..] };
-        sums::<T, 1, _>(planes(gz, ch, hw), f, &mut out[ch..]);
+        let centre = (planes(y, ch, hw), [mean[ch]]);
+        sums::<T, 1>(planes(gz, ch, hw), Some(centre), &mut out[ch..]);
     }
 }
 }
@@ -366,16 +442,22 @@ mod tests {
             mean in proptest::collection::vec(-1.0f32..1.0, 9),
         ) {
             let (x, y) = (&v[..c * hw], &v[9 * 40..][..c * hw]);
-            let (mut squares, mut centred) = (vec![(0.0, 0.0); c], vec![(0.0, 0.0); c]);
-            plane_sums(x, c, hw, &mut squares);
-            grad_sums(x, y, c, hw, &mean, &mut centred);
-            for ch in 0..c {
-                let (xc, yc) = (&x[ch * hw..][..hw], &y[ch * hw..][..hw]);
-                let want = one_channel(xc, |k| xc[k]);
-                prop_assert_eq!((squares[ch].0.to_bits(), squares[ch].1.to_bits()), (want.0.to_bits(), want.1.to_bits()), "Σx² of channel {}", ch);
-                let want = one_channel(xc, |k| yc[k] - mean[ch]);
-                prop_assert_eq!((centred[ch].0.to_bits(), centred[ch].1.to_bits()), (want.0.to_bits(), want.1.to_bits()), "Σg(y−m) of channel {}", ch);
+            // Every kernel path of this CPU (the vectors of `f32` on the AVX paths).
+            for path in crate::engine::KernelPath::available() {
+                crate::engine::KernelPath::use_path(path).expect("available");
+                let (mut squares, mut centred) = (vec![(0.0, 0.0); c], vec![(0.0, 0.0); c]);
+                plane_sums(x, c, hw, &mut squares);
+                grad_sums(x, y, c, hw, &mean, &mut centred);
+                for ch in 0..c {
+                    let (xc, yc) = (&x[ch * hw..][..hw], &y[ch * hw..][..hw]);
+                    let bits = |t: (f64, f64)| (t.0.to_bits(), t.1.to_bits());
+                    let want = one_channel(xc, |k| xc[k]);
+                    prop_assert_eq!(bits(squares[ch]), bits(want), "Σx² of channel {} ({})", ch, path);
+                    let want = one_channel(xc, |k| yc[k] - mean[ch]);
+                    prop_assert_eq!(bits(centred[ch]), bits(want), "Σg(y−m) of channel {} ({})", ch, path);
+                }
             }
+            crate::engine::KernelPath::use_path(crate::engine::KernelPath::best()).expect("best");
         }
 
         /// [`grad_z_one`] gives each value's bits as [`grad_z`] does over the whole run, in all
