@@ -269,6 +269,17 @@ fn act_steps_before_a_convolution_or_pool_gradients() {
         check(&s, 17, true, 1000);
         check(&s, 2, false, 1000);
     }
+    // BatchNorm's input gradient is applied by the convolution before it, as that convolution's
+    // backward copies its output gradient into its padded layout (above); after a convolution
+    // with a bias or a stride, it is a pass of its own.
+    for before in [conv(3, 3, 1, 1, true), conv(3, 3, 2, 1, false)] {
+        let mut layers = vec![before];
+        layers.extend(acts[4].clone());
+        layers.push(conv(2, 3, 1, 1, true));
+        let s = spec([2, 6, 6], layers);
+        check(&s, 17, true, 1000);
+        check(&s, 2, false, 1000);
+    }
     // Before an unpadded convolution on large planes (24×24: one image per forward call,
     // groups of 3 in the backward), a training pass folds the act step into the convolution:
     // its output is recomputed from its input, forward and backward, never stored. 5 images:

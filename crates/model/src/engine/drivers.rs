@@ -402,22 +402,31 @@ fma_dispatch! {
 /// apart, each after `front` zeros): the given gradient `gi` at every `s`-th row and column, 0
 /// everywhere else. With stride 1, the rows are copied and only the gaps between them zeroed
 /// (a short gap as one whole piece, which the next row's copy then overwrites), rather than
-/// the whole buffer zeroed first: the same contents.
-fn grad_into<T: Real>(cs: &ConvStep, g: &Group, gi: &[T], gpad: &mut [T], gs: usize) {
+/// the whole buffer zeroed first: the same contents. With `bn` (stride 1 only), each row goes
+/// through BatchNorm's input gradient ([`BnGrad`]) as it is copied.
+fn grad_into<T: Real>(
+    cs: &ConvStep,
+    g: &Group,
+    gi: &[T],
+    gpad: &mut [T],
+    gs: usize,
+    bn: Option<BnRows<'_, T>>,
+) {
     const P: usize = 8;
     let (s, ow) = (cs.stride, cs.ow);
+    // Where row `r` of image `b`'s channel `c` goes in `gpad`, and where it lies in `gi`.
     let row = |b: usize, c: usize, r: usize| {
-        let src = ((b * cs.co + c) * cs.oh + r) * ow;
         (
             c * gs + cs.front + b * g.plane + r * s * cs.wp,
-            &gi[src..src + ow],
+            ((b * cs.co + c) * cs.oh + r) * ow,
         )
     };
     if s != 1 {
+        assert!(bn.is_none(), "BatchNorm's input gradient at stride 1 only");
         gpad.fill(T::ZERO);
         for (c, b, r) in rows_of(cs, g) {
             let (dst, src) = row(b, c, r);
-            for (x, &v) in src.iter().enumerate() {
+            for (x, &v) in gi[src..src + ow].iter().enumerate() {
                 gpad[dst + x * s] = v;
             }
         }
@@ -432,11 +441,49 @@ fn grad_into<T: Real>(cs: &ConvStep, g: &Group, gi: &[T], gpad: &mut [T], gs: us
             true => gpad[at..at + P].copy_from_slice(&[T::ZERO; P]),
             false => gpad[at..dst].fill(T::ZERO),
         }
-        copy_run(&mut gpad[dst..dst + ow], src);
+        let (to, from) = (&mut gpad[dst..dst + ow], &gi[src..src + ow]);
+        match bn {
+            None => copy_run(to, from),
+            Some(m) => bn_run(to, from, &m.y[src..src + ow], m.mean[c], m.k[c]),
+        }
         at = dst + ow;
     }
     gpad[at..].fill(T::ZERO);
 }
+}
+
+/// A group's part of a [`BnGrad`]: its images' `y`, with the per-channel mean and coefficients.
+#[derive(Clone, Copy)]
+struct BnRows<'a, T> {
+    y: &'a [T],
+    mean: &'a [T],
+    k: &'a [(T, T, T)],
+}
+
+/// `dst = g·k1 + (y − mean)·k2 + k3` over a row, each value as [`act::bn_input_grad`] computes
+/// it, in fixed-size pieces (the last one overlapping the one before: the same values written
+/// again) that the compiler turns into vector instructions, as [`copy_run`] copies.
+#[inline(always)]
+fn bn_run<T: Real>(dst: &mut [T], g: &[T], y: &[T], mean: T, k: (T, T, T)) {
+    const P: usize = 8;
+    #[inline(always)]
+    fn values<T: Real>(dst: &mut [T], g: &[T], y: &[T], mean: T, (k1, k2, k3): (T, T, T)) {
+        for ((d, &g), &y) in dst.iter_mut().zip(g).zip(y) {
+            *d = g.mul_add(k1, (y - mean).mul_add(k2, k3));
+        }
+    }
+    let n = dst.len();
+    if n < P {
+        return values(dst, g, y, mean, k);
+    }
+    let mut i = 0;
+    while i + P <= n {
+        values(&mut dst[i..i + P], &g[i..i + P], &y[i..i + P], mean, k);
+        i += P;
+    }
+    if i < n {
+        values(&mut dst[n - P..], &g[n - P..], &y[n - P..], mean, k);
+    }
 }
 
 /// A group's output rows `(channel, image, row)` in the order they lie in the padded layout.
@@ -456,6 +503,17 @@ pub(super) struct InputGrad<'a, T> {
     pub(super) then: Option<Then<'a, T>>,
 }
 
+/// BatchNorm's input gradient, still to be applied to the output gradient of the convolution
+/// before it (the BatchNorm's input `y`, that convolution's output): `k1·g + k2·(y − mean) +
+/// k3` per channel, as [`act::bn_input_grad`] computes it. The convolution's backward applies
+/// it to each row as it copies the gradient into its padded layout ([`grad_into`]), instead of
+/// a pass over the batch of its own: the same operations on every value.
+pub(super) struct BnGrad<'a, T> {
+    pub(super) y: &'a [T],
+    pub(super) mean: &'a [T],
+    pub(super) k: Vec<(T, T, T)>,
+}
+
 /// A layer's backward over the batch: the weight (and bias) gradient added to `gp`, the input
 /// gradient written where `gx` says. Returns what `gx.then` returned, per image in order (empty
 /// without it). With `pre`, `xin` is the act step's input, as in [`conv_forward`]: each group's
@@ -473,7 +531,12 @@ pub(super) fn conv_backward<T: Real>(
     isz: usize,
     osz: usize,
     pre: Option<PreAct<'_, T>>,
+    bn: Option<BnGrad<'_, T>>,
 ) -> ImageSums {
+    assert!(
+        bn.is_none() || (cs.stride == 1 && cs.bias.is_none()),
+        "BatchNorm's input gradient is applied in stride-1 convolutions without bias only"
+    );
     let nt = cs.off.len();
     let (w, _) = cs.weights(params);
     let nw = w.len();
@@ -498,7 +561,12 @@ pub(super) fn conv_backward<T: Real>(
             };
             let grp = Group::new(cs, gi.len() / osz);
             let gs = cs.front + grp.lq;
-            grad_into(cs, &grp, gi, gpad, gs);
+            let rows = bn.as_ref().map(|b| BnRows {
+                y: &b.y[k * cs.group * osz..][..gi.len()],
+                mean: b.mean,
+                k: &b.k,
+            });
+            grad_into(cs, &grp, gi, gpad, gs, rows);
             let first = k * cs.group;
             let inputs = match pre {
                 Some(p) => {

@@ -14,8 +14,10 @@
 //!   recomputed rather than stored; pools take any window and stride ([`misc`]). When a
 //!   convolution or a max pool follows it, the act step's first backward pass (∂L/∂z and
 //!   BatchNorm's per-image sums) runs inside that step's backward, on each group's or image's
-//!   input gradient while it is still in cache; only BatchNorm's input gradient is a pass of its
-//!   own. A max pool after an act step pools each image as soon as the act step has written it
+//!   input gradient while it is still in cache. BatchNorm's input gradient is applied by the
+//!   convolution before it (stride 1, no bias), as its backward copies that gradient into its
+//!   padded layout (its time then counts in the convolution's row); elsewhere it is a pass of
+//!   its own. A max pool after an act step pools each image as soon as the act step has written it
 //!   (its time then counts in the act step's row of the profile). An act step before an
 //!   unpadded convolution on large planes is folded into it in training: the convolution
 //!   applies it to each image as it reads it, forward and backward, and its output is never

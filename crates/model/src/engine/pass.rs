@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use super::drivers::{
-    ImageSums, InputGrad, Planes, PreAct, Then, conv_backward, conv_forward, direct,
+    BnGrad, ImageSums, InputGrad, Planes, PreAct, Then, conv_backward, conv_forward, direct,
 };
 use super::infer;
 use super::plan::Pooled;
@@ -381,6 +381,8 @@ impl Pass {
         // The act step's per-image sums when the convolution after it already ran its first
         // backward pass (`g` then holds ∂L/∂z).
         let mut fused: Option<ImageSums> = None;
+        // BatchNorm's input gradient, left for the convolution before it to apply ([`defers`]).
+        let mut deferred: Option<BnGrad<'_, T>> = None;
         for (si, step) in e.steps.iter().enumerate().rev() {
             let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
             // After a folded act step, its input and the map that recomputes its output.
@@ -389,8 +391,11 @@ impl Pass {
             let (xin, y) = (&s.acts[folded.unwrap_or(si)], &s.acts[si + 1]);
             if si == 0 && !self.input_grad && matches!(step, Step::Conv(_)) {
                 if let Step::Conv(cs) = step {
+                    let bn = deferred.take();
                     e.timed(si, true, || {
-                        conv_backward(pool, cs, xin, params, &g, None, &mut gp, n, isz, osz, None)
+                        conv_backward(
+                            pool, cs, xin, params, &g, None, &mut gp, n, isz, osz, None, bn,
+                        )
                     });
                 }
                 pool.give([g]);
@@ -401,7 +406,14 @@ impl Pass {
                 let norm = nm(a, norm_i);
                 norm_i -= usize::from(norm.is_some());
                 e.timed(si, true, || {
-                    self.bn_backward(a, xin, &mut g, params, &mut gp, norm, n, parts)
+                    let k = self.bn_grads(a, params, &mut gp, norm, n, parts);
+                    match (k, norm) {
+                        (Some(k), Some((mean, _))) if defers(e, si) => {
+                            deferred = Some(BnGrad { y: xin, mean, k });
+                        }
+                        (Some(k), Some((mean, _))) => bn_input_grad(a, xin, &mut g, mean, &k),
+                        _ => {}
+                    }
                 });
                 continue;
             }
@@ -444,6 +456,7 @@ impl Pass {
                         isz,
                         osz,
                         pre,
+                        deferred.take(),
                     );
                     fused = then.is_some().then_some(parts);
                 }
@@ -588,9 +601,26 @@ impl Pass {
         n: usize,
         parts: ImageSums,
     ) {
+        if let (Some(k), Some((mean, _))) = (self.bn_grads(a, params, gp, norm, n, parts), norm) {
+            bn_input_grad(a, xin, gz, mean, &k);
+        }
+    }
+
+    /// [`bn_backward`](Self::bn_backward) up to the input gradient: γ and β's gradients added
+    /// to `gp`, and the input gradient's per-channel coefficients returned (`None` without
+    /// BatchNorm).
+    fn bn_grads<T: Pooled>(
+        &self,
+        a: &ActStep,
+        params: &[T],
+        gp: &mut [T],
+        norm: Option<&(Vec<T>, Vec<T>)>,
+        n: usize,
+        parts: ImageSums,
+    ) -> Option<Vec<(T, T, T)>> {
         let (c, hw) = (a.c, a.hw);
-        let (Some((go, bo, _)), Some((mean, invstd))) = (a.bn, norm) else {
-            return;
+        let (Some((go, bo, _)), Some((_, invstd))) = (a.bn, norm) else {
+            return None;
         };
         let count = (n * hw) as f64;
         let mut k = vec![(T::ZERO, T::ZERO, T::ZERO); c];
@@ -612,10 +642,25 @@ impl Pass {
                 (T::from_f64(gamma * is), T::ZERO, T::ZERO)
             };
         }
-        gz.par_chunks_mut(c * hw)
-            .zip(xin.par_chunks(c * hw))
-            .for_each(|(gxi, xi)| act::bn_input_grad(gxi, xi, c, hw, mean, &k));
+        Some(k)
     }
+}
+
+/// BatchNorm's input gradient of act step `a` in place of `∂L/∂z` in `gz`, image by image, from
+/// its input `xin`, its batch mean and the coefficients of [`Pass::bn_grads`].
+fn bn_input_grad<T: Pooled>(a: &ActStep, xin: &[T], gz: &mut [T], mean: &[T], k: &[(T, T, T)]) {
+    let (c, hw) = (a.c, a.hw);
+    gz.par_chunks_mut(c * hw)
+        .zip(xin.par_chunks(c * hw))
+        .for_each(|(gxi, xi)| act::bn_input_grad(gxi, xi, c, hw, mean, k));
+}
+
+/// Whether act step `si`'s BatchNorm input gradient is left to the convolution before it
+/// ([`BnGrad`]): a stride-1 convolution without bias, whose backward reads the output gradient
+/// only as it copies it into its padded layout.
+fn defers(e: &Engine, si: usize) -> bool {
+    let before = si.checked_sub(1).map(|p| &e.steps[p]);
+    matches!(before, Some(Step::Conv(cs)) if cs.stride == 1 && cs.bias.is_none())
 }
 
 /// Whether a training pass folds act step `si` into the convolution after it: that convolution
