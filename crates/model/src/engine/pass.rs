@@ -384,6 +384,10 @@ impl Pass {
         // BatchNorm's input gradient, left for the convolution before it to apply ([`defers`]).
         let mut deferred: Option<BnGrad<'_, T>> = None;
         for (si, step) in e.steps.iter().enumerate().rev() {
+            assert!(
+                deferred.is_none() || matches!(step, Step::Conv(_)),
+                "a deferred BatchNorm input gradient goes to the convolution before it"
+            );
             let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
             // After a folded act step, its input and the map that recomputes its output.
             let folded = si.checked_sub(1).filter(|&p| s.maps[p].is_some());
@@ -405,15 +409,9 @@ impl Pass {
             if let (Step::Act(a), Some(parts)) = (step, fused.take()) {
                 let norm = nm(a, norm_i);
                 norm_i -= usize::from(norm.is_some());
-                e.timed(si, true, || {
-                    let k = self.bn_grads(a, params, &mut gp, norm, n, parts);
-                    match (k, norm) {
-                        (Some(k), Some((mean, _))) if defers(e, si) => {
-                            deferred = Some(BnGrad { y: xin, mean, k });
-                        }
-                        (Some(k), Some((mean, _))) => bn_input_grad(a, xin, &mut g, mean, &k),
-                        _ => {}
-                    }
+                let defer = defers(e, si);
+                deferred = e.timed(si, true, || {
+                    self.bn_backward(a, xin, &mut g, params, &mut gp, norm, n, parts, defer)
                 });
                 continue;
             }
@@ -478,7 +476,9 @@ impl Pass {
                             self.act_grad_image(a, i, Some(gi), yi, gzi, zi, norm)
                         })
                         .collect();
-                    self.bn_backward(a, xin, &mut gx, params, &mut gp, norm, n, parts);
+                    let defer = defers(e, si);
+                    deferred =
+                        self.bn_backward(a, xin, &mut gx, params, &mut gp, norm, n, parts, defer);
                 }
                 Step::MaxPool(win) => {
                     arg_i -= 1;
@@ -586,27 +586,36 @@ impl Pass {
         bn_sums(a, gz, x, norm)
     }
 
-    /// An act step's BatchNorm backward from `∂L/∂z` in `gz` (replaced by the input gradient)
-    /// and the per-image sums of [`Self::act_grad_image`]: γ and β's gradients, then the input
-    /// gradient. Nothing to do without BatchNorm.
+    /// An act step's BatchNorm backward from `∂L/∂z` in `gz` and the per-image sums of
+    /// [`Self::act_grad_image`]: γ and β's gradients, then the input gradient in place of `gz`,
+    /// or, with `defer`, returned for the convolution before the step to apply ([`BnGrad`]).
+    /// Nothing to do without BatchNorm.
     #[allow(clippy::too_many_arguments)]
-    fn bn_backward<T: Pooled>(
+    fn bn_backward<'s, T: Pooled>(
         &self,
         a: &ActStep,
-        xin: &[T],
+        xin: &'s [T],
         gz: &mut [T],
         params: &[T],
         gp: &mut [T],
-        norm: Option<&(Vec<T>, Vec<T>)>,
+        norm: Option<&'s (Vec<T>, Vec<T>)>,
         n: usize,
         parts: ImageSums,
-    ) {
-        if let (Some(k), Some((mean, _))) = (self.bn_grads(a, params, gp, norm, n, parts), norm) {
-            bn_input_grad(a, xin, gz, mean, &k);
+        defer: bool,
+    ) -> Option<BnGrad<'s, T>> {
+        let k = self.bn_grads(a, params, gp, norm, n, parts)?;
+        let (mean, _) = norm?;
+        if defer {
+            return Some(BnGrad { y: xin, mean, k });
         }
+        let (c, hw) = (a.c, a.hw);
+        gz.par_chunks_mut(c * hw)
+            .zip(xin.par_chunks(c * hw))
+            .for_each(|(gxi, xi)| act::bn_input_grad(gxi, xi, c, hw, mean, &k));
+        None
     }
 
-    /// [`bn_backward`](Self::bn_backward) up to the input gradient: γ and β's gradients added
+    /// [`bn_backward`](Self::bn_backward) up to its input gradient: γ and β's gradients added
     /// to `gp`, and the input gradient's per-channel coefficients returned (`None` without
     /// BatchNorm).
     fn bn_grads<T: Pooled>(
@@ -644,15 +653,6 @@ impl Pass {
         }
         Some(k)
     }
-}
-
-/// BatchNorm's input gradient of act step `a` in place of `∂L/∂z` in `gz`, image by image, from
-/// its input `xin`, its batch mean and the coefficients of [`Pass::bn_grads`].
-fn bn_input_grad<T: Pooled>(a: &ActStep, xin: &[T], gz: &mut [T], mean: &[T], k: &[(T, T, T)]) {
-    let (c, hw) = (a.c, a.hw);
-    gz.par_chunks_mut(c * hw)
-        .zip(xin.par_chunks(c * hw))
-        .for_each(|(gxi, xi)| act::bn_input_grad(gxi, xi, c, hw, mean, k));
 }
 
 /// Whether act step `si`'s BatchNorm input gradient is left to the convolution before it
