@@ -33,8 +33,9 @@ pub struct Args {
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// End to end: this many alternating pairs of a whole `under8k train --attempt 3` run and
-    /// the same recipe in PyTorch (needs torch); the median ratio and our peak memory are
-    /// checked against the targets. 0 skips it (a 15-epoch pair takes minutes).
+    /// the same recipe in PyTorch (needs torch), with `under8k` built from this checkout first;
+    /// the median ratio and our peak memory are checked against the targets. 0 skips it (a
+    /// 15-epoch pair takes minutes).
     #[arg(long, default_value_t = 0)]
     pairs: usize,
     /// Epochs of each end-to-end run.
@@ -336,6 +337,12 @@ fn targets(f: &PathFigures, work: &Work, default: bool) {
 
 pub fn run(args: &Args) -> Result<()> {
     let threads = rayon::current_num_threads();
+    // Built before any measurement, so that a failed build does not cost the bench's minutes.
+    let cli = if pairs_wanted(args) {
+        Some(crate::endtoend::build_cli()?)
+    } else {
+        None
+    };
     println!(
         "machine: {}, {threads} threads",
         under8k_train::experiments::cpu_description()
@@ -482,23 +489,34 @@ pub fn run(args: &Args) -> Result<()> {
         Some(Err(e)) => println!("PyTorch: failed: {e:#}"),
         None => println!("PyTorch: not importable by python3 (or --no-torch); skipped"),
     }
-    end_to_end(args, &prepared, threads)
+    end_to_end(args, cli.as_deref(), &prepared, threads)
 }
 
-/// The end-to-end pairs and their two target lines (with `--pairs`).
-fn end_to_end(args: &Args, data: &under8k_train::data::Prepared, threads: usize) -> Result<()> {
-    if args.pairs == 0 || args.no_torch || !crate::pytorch::torch_importable() {
+/// Whether this bench runs the end-to-end pairs: `--pairs N` and PyTorch importable.
+fn pairs_wanted(args: &Args) -> bool {
+    args.pairs > 0 && !args.no_torch && crate::pytorch::torch_importable()
+}
+
+/// The end-to-end pairs with the binary `cli` and their two target lines (with `--pairs`).
+fn end_to_end(
+    args: &Args,
+    cli: Option<&std::path::Path>,
+    data: &under8k_train::data::Prepared,
+    threads: usize,
+) -> Result<()> {
+    let Some(cli) = cli else {
         println!(
             "end to end: not measured (needs --pairs N and python3 with torch; a 15-epoch pair takes minutes)"
         );
         return Ok(());
-    }
+    };
     println!(
         "
 end to end: {} alternating pairs of {}-epoch runs of attempt 3, {threads} threads each",
         args.pairs, args.pair_epochs
     );
-    let pairs = crate::endtoend::pairs(&args.data, data, args.pairs, args.pair_epochs, threads)?;
+    let pairs =
+        crate::endtoend::pairs(cli, &args.data, data, args.pairs, args.pair_epochs, threads)?;
     let mut ratios: Vec<f64> = pairs.iter().map(|p| p.torch / p.ours).collect();
     ratios.sort_by(f64::total_cmp);
     let ratio = ratios[ratios.len() / 2];

@@ -45,21 +45,48 @@ fn timed(cmd: &mut Command, what: &str) -> Result<(f64, Option<f64>)> {
     Ok((start.elapsed().as_secs_f64(), hwm))
 }
 
+/// Builds the `under8k` binary from this checkout, in the profile this xtask was built in, and
+/// returns its path: the pairs must time the engine of the tree they sit in, never an older
+/// binary left in `target/`.
+pub fn build_cli() -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let profile = match exe
+        .parent()
+        .and_then(|d| d.file_name())
+        .and_then(|n| n.to_str())
+    {
+        Some("debug") | None => "dev",
+        Some(other) => other,
+    };
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "under8k-cli", "--bin", "under8k"])
+        .args(["--profile", profile])
+        .status()
+        .context("running cargo build -p under8k-cli")?;
+    ensure!(
+        status.success(),
+        "cargo build -p under8k-cli failed ({status})"
+    );
+    let under8k = exe.with_file_name("under8k");
+    ensure!(
+        under8k.exists(),
+        "{} is missing after the build",
+        under8k.display()
+    );
+    Ok(under8k)
+}
+
 /// `n` alternating pairs of `epochs`-epoch runs of attempt 3, seed 1, on `threads` threads each,
-/// on the data in `data` (already loaded and checked as `mnist`).
+/// with the binary `under8k` ([`build_cli`]) on the data in `data` (already loaded and checked
+/// as `mnist`).
 pub fn pairs(
+    under8k: &Path,
     data: &Path,
     mnist: &Prepared,
     n: usize,
     epochs: usize,
     threads: usize,
 ) -> Result<Vec<Pair>> {
-    let under8k = std::env::current_exe()?.with_file_name("under8k");
-    ensure!(
-        under8k.exists(),
-        "{} is missing: `cargo build -p under8k-cli` first",
-        under8k.display()
-    );
     let recipe = ex::Recipe {
         write_up: false,
         quick: false,
@@ -73,7 +100,7 @@ pub fn pairs(
     for i in 0..n {
         let run = scratch.path().join(format!("run{i}"));
         let (ours, rss_mib) = timed(
-            Command::new(&under8k)
+            Command::new(under8k)
                 .args(["train", "--attempt", "3", "--seed", "1"])
                 .args(["--epochs", &epochs.to_string()])
                 .arg("--data")
