@@ -152,12 +152,16 @@ fn measure(
     })
 }
 
-/// PyTorch's figures: its bare step (no augmentation, its best case) and with the rotation.
-fn torch(args: &Args, threads: usize) -> Option<Result<(Figures, f64)>> {
-    if args.no_torch {
-        return None;
-    }
-    if !crate::pytorch::torch_importable() {
+/// Whether this bench runs PyTorch: not `--no-torch`, and `python3` imports torch (asked once:
+/// the import takes seconds).
+fn with_torch(args: &Args) -> bool {
+    !args.no_torch && crate::pytorch::torch_importable()
+}
+
+/// PyTorch's figures (with [`with_torch`]): its bare step (no augmentation, its best case) and
+/// with the rotation.
+fn torch(args: &Args, threads: usize, with_torch: bool) -> Option<Result<(Figures, f64)>> {
+    if !with_torch {
         return None;
     }
     Some((|| {
@@ -337,8 +341,9 @@ fn targets(f: &PathFigures, work: &Work, default: bool) {
 
 pub fn run(args: &Args) -> Result<()> {
     let threads = rayon::current_num_threads();
+    let with_torch = with_torch(args);
     // Built before any measurement, so that a failed build does not cost the bench's minutes.
-    let cli = if pairs_wanted(args) {
+    let cli = if args.pairs > 0 && with_torch {
         Some(crate::endtoend::build_cli()?)
     } else {
         None
@@ -391,7 +396,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     KernelPath::use_path(default_path)?;
     let reference = measure(mnist, Kernels::Reference, 3, 1_000)?;
-    let torch = torch(args, threads);
+    let torch = torch(args, threads, with_torch);
     let work = per_layer(30)?;
     let fast: Vec<PathFigures> = paths
         .iter()
@@ -492,12 +497,8 @@ pub fn run(args: &Args) -> Result<()> {
     end_to_end(args, cli.as_deref(), &prepared, threads)
 }
 
-/// Whether this bench runs the end-to-end pairs: `--pairs N` and PyTorch importable.
-fn pairs_wanted(args: &Args) -> bool {
-    args.pairs > 0 && !args.no_torch && crate::pytorch::torch_importable()
-}
-
-/// The end-to-end pairs with the binary `cli` and their two target lines (with `--pairs`).
+/// The end-to-end pairs with the binary `cli` (built with `--pairs` and PyTorch) and their two
+/// target lines.
 fn end_to_end(
     args: &Args,
     cli: Option<&std::path::Path>,
