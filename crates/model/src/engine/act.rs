@@ -385,9 +385,17 @@ pub fn grad_sums<T: Real>(gz: &[T], y: &[T], c: usize, hw: usize, mean: &[T], ou
 }
 }
 
+/// BatchNorm's input gradient of one value, `k1·g + (k2·(y − mean) + k3)` as two multiply-adds:
+/// the one definition that [`bn_input_grad`] and the convolution's backward
+/// (`drivers::grad_into`, which applies it as it copies) both use, so their bits agree.
+#[inline(always)]
+pub fn bn_input_value<T: Real>(g: T, y: T, mean: T, (k1, k2, k3): (T, T, T)) -> T {
+    g.mul_add(k1, (y - mean).mul_add(k2, k3))
+}
+
 fma_dispatch! {
 /// BatchNorm input gradient of one image in place of `gz`:
-/// `gy = k1_c·gz + k2_c·(y − mean_c) + k3_c`.
+/// `gy = k1_c·gz + k2_c·(y − mean_c) + k3_c` ([`bn_input_value`]).
 pub fn bn_input_grad<T: Real>(
     gz: &mut [T],
     y: &[T],
@@ -397,10 +405,8 @@ pub fn bn_input_grad<T: Real>(
     k: &[(T, T, T)],
 ) {
     for ch in 0..c {
-        let (k1, k2, k3) = k[ch];
-        let m = mean[ch];
         for (g, &v) in gz[ch * hw..(ch + 1) * hw].iter_mut().zip(&y[ch * hw..(ch + 1) * hw]) {
-            *g = g.mul_add(k1, (v - m).mul_add(k2, k3));
+            *g = bn_input_value(*g, v, mean[ch], k[ch]);
         }
     }
 }

@@ -460,16 +460,16 @@ struct BnRows<'a, T> {
     k: &'a [(T, T, T)],
 }
 
-/// `dst = g·k1 + (y − mean)·k2 + k3` over a row, each value as [`act::bn_input_grad`] computes
-/// it, in fixed-size pieces (the last one overlapping the one before: the same values written
+/// `dst = g·k1 + (y − mean)·k2 + k3` over a row, each value by [`act::bn_input_value`], in
+/// fixed-size pieces (the last one overlapping the one before: the same values written
 /// again) that the compiler turns into vector instructions, as [`copy_run`] copies.
 #[inline(always)]
 fn bn_run<T: Real>(dst: &mut [T], g: &[T], y: &[T], mean: T, k: (T, T, T)) {
     const P: usize = 8;
     #[inline(always)]
-    fn values<T: Real>(dst: &mut [T], g: &[T], y: &[T], mean: T, (k1, k2, k3): (T, T, T)) {
+    fn values<T: Real>(dst: &mut [T], g: &[T], y: &[T], mean: T, k: (T, T, T)) {
         for ((d, &g), &y) in dst.iter_mut().zip(g).zip(y) {
-            *d = g.mul_add(k1, (y - mean).mul_add(k2, k3));
+            *d = act::bn_input_value(g, y, mean, k);
         }
     }
     let n = dst.len();
@@ -514,6 +514,13 @@ pub(super) struct BnGrad<'a, T> {
     pub(super) k: Vec<(T, T, T)>,
 }
 
+/// Whether convolution `cs`'s backward can apply the input gradient of the BatchNorm after it
+/// ([`BnGrad`]): stride 1 (its rows are copied whole into the padded layout) and no bias (the
+/// bias gradient sums the output gradient as given, before it would be applied).
+pub(super) fn takes_bn_grad(cs: &ConvStep) -> bool {
+    cs.stride == 1 && cs.bias.is_none()
+}
+
 /// A layer's backward over the batch: the weight (and bias) gradient added to `gp`, the input
 /// gradient written where `gx` says. Returns what `gx.then` returned, per image in order (empty
 /// without it). With `pre`, `xin` is the act step's input, as in [`conv_forward`]: each group's
@@ -534,7 +541,7 @@ pub(super) fn conv_backward<T: Real>(
     bn: Option<BnGrad<'_, T>>,
 ) -> ImageSums {
     assert!(
-        bn.is_none() || (cs.stride == 1 && cs.bias.is_none()),
+        bn.is_none() || takes_bn_grad(cs),
         "BatchNorm's input gradient is applied in stride-1 convolutions without bias only"
     );
     let nt = cs.off.len();

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use super::drivers::{
     BnGrad, ImageSums, InputGrad, Planes, PreAct, Then, conv_backward, conv_forward, direct,
+    takes_bn_grad,
 };
 use super::infer;
 use super::plan::Pooled;
@@ -656,11 +657,10 @@ impl Pass {
 }
 
 /// Whether act step `si`'s BatchNorm input gradient is left to the convolution before it
-/// ([`BnGrad`]): a stride-1 convolution without bias, whose backward reads the output gradient
-/// only as it copies it into its padded layout.
+/// ([`BnGrad`]): one that [`takes_bn_grad`].
 fn defers(e: &Engine, si: usize) -> bool {
     let before = si.checked_sub(1).map(|p| &e.steps[p]);
-    matches!(before, Some(Step::Conv(cs)) if cs.stride == 1 && cs.bias.is_none())
+    matches!(before, Some(Step::Conv(cs)) if takes_bn_grad(cs))
 }
 
 /// Whether a training pass folds act step `si` into the convolution after it: that convolution
