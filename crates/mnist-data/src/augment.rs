@@ -80,44 +80,53 @@ pub fn affine_into(img: &[u8], rows: usize, cols: usize, t: &Affine, out: &mut [
         m4 / (0.5 * h),
         m5 / (0.5 * h),
     );
-    for i in 0..rows {
+    let xs: Vec<f32> = (0..cols)
+        .map(|j| j as f32 - cols as f32 * 0.5 + 0.5)
+        .collect();
+    // Each row in two loops: where every pixel is read from (float operations without branches
+    // or calls, which the compiler turns into vector instructions), then the reads.
+    let mut from = vec![(0.0f32, 0.0f32); cols];
+    for (i, row) in out.chunks_exact_mut(cols.max(1)).enumerate() {
         let y = i as f32 - rows as f32 * 0.5 + 0.5;
-        for j in 0..cols {
-            let x = j as f32 - cols as f32 * 0.5 + 0.5;
-            // `base_grid.bmm(rescaled_theta)`: x·r0 + y·r1 + 1·r2.
-            let gx = x * r00 + y * r10 + r20;
-            let gy = x * r01 + y * r11 + r21;
-            // grid_sample's unnormalisation with align_corners=False, then nearest (half to even).
-            let sx = round_ties_even(((gx + 1.0) * w - 1.0) / 2.0);
-            let sy = round_ties_even(((gy + 1.0) * h - 1.0) / 2.0);
-            // Branch-free (the edge is crossed at every row): a pixel index, read, then kept or
-            // replaced by the fill; inside the image both coordinates are small whole numbers,
-            // so the `i32` conversions are exact.
-            let inside = sx >= 0.0 && sx < w && sy >= 0.0 && sy < h;
-            let at = if inside {
-                sy as i32 as usize * cols + sx as i32 as usize
-            } else {
-                0
+        // `base_grid.bmm(rescaled_theta)`: x·r0 + y·r1 + 1·r2, in that order.
+        let (yx, yy) = (y * r10, y * r11);
+        for (f, &x) in from.iter_mut().zip(&xs) {
+            *f = source(x * r00 + yx + r20, x * r01 + yy + r21, w, h);
+        }
+        for (o, &(sx, sy)) in row.iter_mut().zip(&from) {
+            // Inside the image both coordinates are small whole numbers: exact conversions.
+            *o = match sx >= 0.0 {
+                true => img[sy as usize * cols + sx as usize],
+                false => 0,
             };
-            out[i * cols + j] = if inside { img[at] } else { 0 };
         }
     }
 }
 
+/// The pixel grid_sample reads at normalised coordinates `(gx, gy)` of a `w × h` image, as
+/// (column, row): its unnormalisation with align_corners=False, then nearest (half to even);
+/// a column of −1 outside the image, where the output is the fill.
+#[inline(always)]
+fn source(gx: f32, gy: f32, w: f32, h: f32) -> (f32, f32) {
+    let sx = round_ties_even(((gx + 1.0) * w - 1.0) / 2.0);
+    let sy = round_ties_even(((gy + 1.0) * h - 1.0) / 2.0);
+    let inside = sx >= 0.0 && sx < w && sy >= 0.0 && sy < h;
+    (if inside { sx } else { -1.0 }, sy)
+}
+
 /// `v.round_ties_even()` without a call to the C library's `rintf` (which is what it compiles to
-/// for a baseline x86-64 CPU, without SSE4.1's `roundss`), the same value for every `v`: when
-/// `|v| < 2²²`, `v + 1.5·2²³` lies in `[2²³, 2²⁴)`, where the float spacing is 1, so the
-/// addition itself rounds `v` to an integer, to even on a tie (`1.5·2²³` is even), and the
-/// subtraction is exact. (A rounded −0.4 gives +0 instead of −0; both compare and convert
-/// alike below.) Larger values, infinities and NaN take `round_ties_even`.
+/// for a baseline x86-64 CPU, without SSE4.1's `roundss`), and without a branch, so that a loop
+/// of them becomes vector instructions; the same value for every `v`, signed zeros included:
+/// when `|v| < 2²³`, `|v| + 2²³` lies in `[2²³, 2²⁴)`, where the float spacing is 1, so the
+/// addition itself rounds `|v|` to an integer, to even on a tie (`2²³` is even), the
+/// subtraction is exact, and the sign goes back on. From `2²³` on every float is a whole
+/// number already; infinities and NaN are kept as they are.
 #[inline(always)]
 fn round_ties_even(v: f32) -> f32 {
-    const MAGIC: f32 = 12_582_912.0;
-    if v.abs() < 4_194_304.0 {
-        (v + MAGIC) - MAGIC
-    } else {
-        v.round_ties_even()
-    }
+    const TWO_23: f32 = 8_388_608.0;
+    let a = v.abs();
+    let r = ((a + TWO_23) - TWO_23).copysign(v);
+    if a < TWO_23 { r } else { v }
 }
 
 /// [`affine_into`], into a new image of the same size.
@@ -442,6 +451,51 @@ mod tests {
         }
     }
 
+    /// torchvision's sampling transcribed one pixel at a time, as [`affine_into`] did before
+    /// its coordinates became a loop of vector instructions: the standard library's rounding,
+    /// a branch per pixel.
+    fn per_pixel(img: &[u8], rows: usize, cols: usize, t: &Affine) -> Vec<u8> {
+        let [m0, m1, m2, m3, m4, m5] = t.inverse_matrix();
+        let (w, h) = (cols as f32, rows as f32);
+        let (r0, r1) = (
+            (m0 / (0.5 * w), m1 / (0.5 * w), m2 / (0.5 * w)),
+            (m3 / (0.5 * h), m4 / (0.5 * h), m5 / (0.5 * h)),
+        );
+        let mut out = vec![0; rows * cols];
+        for i in 0..rows {
+            let y = i as f32 - h * 0.5 + 0.5;
+            for j in 0..cols {
+                let x = j as f32 - w * 0.5 + 0.5;
+                let gx = x * r0.0 + y * r0.1 + r0.2;
+                let gy = x * r1.0 + y * r1.1 + r1.2;
+                let sx = (((gx + 1.0) * w - 1.0) / 2.0).round_ties_even();
+                let sy = (((gy + 1.0) * h - 1.0) / 2.0).round_ties_even();
+                if sx >= 0.0 && sx < w && sy >= 0.0 && sy < h {
+                    out[i * cols + j] = img[sy as usize * cols + sx as usize];
+                }
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn affine_equals_the_per_pixel_transcription(
+            rows in 0usize..40,
+            cols in 0usize..40,
+            angle in -180.0f32..180.0,
+            translate in (-12i32..12, -12i32..12),
+            scale in 0.25f32..4.0,
+            seed in proptest::num::u64::ANY,
+        ) {
+            let img: Vec<u8> = (0..rows * cols)
+                .map(|k| (seed.wrapping_mul(k as u64 * 2 + 1) >> 56) as u8)
+                .collect();
+            let t = Affine { angle, translate, scale };
+            proptest::prop_assert_eq!(affine(&img, rows, cols, &t), per_pixel(&img, rows, cols, &t));
+        }
+    }
+
     #[test]
     fn rounding_ties_and_edges() {
         // Every half and whole number in [−64, 64] (the ties go to the even neighbour), then the
@@ -451,6 +505,8 @@ mod tests {
             4_194_303.5,
             4_194_304.0,
             8_388_607.5,
+            8_388_608.0,
+            8_388_609.0,
             1e30,
             f32::MAX,
             f32::INFINITY,
