@@ -50,7 +50,8 @@
 //! use them alone; [`plan`] compiles a spec into steps, [`buffers`] keeps activation buffers,
 //! [`profile`] times steps, [`drivers`] run the convolution kernels over a batch, [`lanes`]
 //! over a group with the images in the lanes, [`infer`] runs the inference forward, [`pass`] a
-//! whole forward and backward, and [`op`] is the candle glue.
+//! whole forward and backward, and [`op`] is the candle glue. `winograd_probe` (tests only,
+//! not used by the engine) times a candidate kernel for the next numerics change.
 
 #[macro_use]
 mod dispatch;
@@ -71,6 +72,9 @@ mod plan;
 mod profile;
 #[cfg(target_arch = "x86_64")]
 mod simd;
+#[cfg(all(test, target_arch = "x86_64"))]
+#[allow(unsafe_code)]
+mod winograd_probe;
 
 pub use dispatch::{KernelPath, PathUnavailable};
 pub(crate) use pass::Pass;
