@@ -1,7 +1,7 @@
 //! A probe for the next numerics change, not used by the engine: row-wise Winograd F(2,3) for
-//! 3×3 stride-1 convolutions, timed against the direct kernel ([`conv::correlate`]) on one
-//! training group of the seed net's 10→10 convolution on 26×26 planes (`docs/PERFORMANCE.md`,
-//! round three, thirteenth pass).
+//! 3×3 stride-1 convolutions, forward and weight gradient, timed against the direct kernels
+//! ([`conv::correlate`], [`conv::weight_grad`]) on one training group of the seed net's 10→10
+//! convolution on 26×26 planes (`docs/PERFORMANCE.md`, round three, thirteenth pass).
 //!
 //! Each kernel row `(g0, g1, g2)` gives two outputs from four inputs `d0..d3` with four
 //! multiplies instead of six: `t = (d0 − d2, d1 + d2, d2 − d1, d1 − d3)`, `u = (g0, (g0 + g1 +
@@ -14,8 +14,11 @@
 //!   a few outputs × a few vectors, one load per vector and one broadcast (of the 4 `u`) per
 //!   output for each input channel and kernel row. The inverse transform runs before the
 //!   store.
-//! - Every path does the same operations in the same order: the test holds the two kernels'
-//!   outputs equal bit for bit, and both within 1e-5 of the direct kernel's.
+//! - The weight gradient ([`wgrad512`], [`wgrad256`]) takes the same transformed input and
+//!   the output gradient transformed as it is copied ([`grad_transform`]): 4 products per pair
+//!   of positions instead of 6, then the 3 taps from the 4 sums ([`wgrad_finish`]).
+//! - Every path does the same operations in the same order: the test holds the two paths'
+//!   outputs equal bit for bit, and both within 1e-5 of the direct kernels'.
 //!
 //! Run it with `cargo test --release -p under8k-model --lib winograd_probe -- --ignored
 //! --nocapture`.
@@ -228,6 +231,157 @@ fn store256(a: &[__m256; 2], to: &mut [f32]) {
     unsafe { _mm256_storeu_ps(to.as_mut_ptr(), m) };
 }
 
+/// The output gradient transformed as it is copied: `s[(o·lp + q)·4 + i]` for pair `q` of row
+/// `o` (`(g0, g1) = g[o·gs + 2q..]`): `(g0, g0 + g1, g0 − g1, −g1)`.
+fn grad_transform(g: &[f32], co: usize, gs: usize, lp: usize, s: &mut [f32]) {
+    for o in 0..co {
+        let row = &g[o * gs..][..2 * lp];
+        for (q, v) in s[o * lp * 4..][..lp * 4].chunks_exact_mut(4).enumerate() {
+            let (g0, g1) = (row[2 * q], row[2 * q + 1]);
+            v.copy_from_slice(&[g0, g0 + g1, g0 - g1, -g1]);
+        }
+    }
+}
+
+/// A weight gradient's operands: the transformed output gradient `s` (`co` rows of `lp` pairs)
+/// and input `t` (channels `xs` pairs apart, rows `half` pairs apart).
+#[derive(Clone, Copy)]
+struct Wg<'a> {
+    s: &'a [f32],
+    t: &'a [f32],
+    xs: usize,
+    ci: usize,
+    half: usize,
+    co: usize,
+    lp: usize,
+}
+
+impl Wg<'_> {
+    /// Checks every index a kernel with blocks of `rows` × `runs` reads or writes; returns the
+    /// runs `ci·3`.
+    fn check(&self, rows: usize, runs: usize, acc: &[[f32; 8]]) -> usize {
+        let nk = self.ci * 3;
+        assert!(self.co.is_multiple_of(rows) && nk.is_multiple_of(runs));
+        assert!(self.lp.is_multiple_of(2) && self.s.len() >= self.co * self.lp * 4);
+        assert!(self.t.len() >= ((self.ci - 1) * self.xs + 2 * self.half + self.lp) * 4);
+        assert!(acc.len() >= self.co * nk);
+        nk
+    }
+
+    /// Where runs `kb..kb + K` (`k = c·3 + kh`) start in `t`.
+    fn runs<const K: usize>(&self, kb: usize) -> [usize; K] {
+        std::array::from_fn(|q| ((kb + q) / 3 * self.xs + (kb + q) % 3 * self.half) * 4)
+    }
+}
+
+/// The weight gradient's 8 lanes per output row `o` and run `k = c·3 + kh`: lane `4l + i` sums
+/// `s[o][2j + l][i] · t[c][2j + l + kh·half][i]` over `j` in order (one multiply-add each).
+/// `acc[o·nk + k]` receives them.
+///
+/// # Safety
+/// The CPU must have AVX2 and FMA.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn wgrad256(g: &Wg<'_>, acc: &mut [[f32; 8]]) {
+    const OBW: usize = 2;
+    const KBW: usize = 5;
+    let (nk, Wg { s, t, co, lp, .. }) = (g.check(OBW, KBW, acc), *g);
+    for ob in (0..co).step_by(OBW) {
+        for kb in (0..nk).step_by(KBW) {
+            let mut a = [[_mm256_setzero_ps(); KBW]; OBW];
+            let runs: [usize; KBW] = g.runs(kb);
+            for j in (0..lp).step_by(2) {
+                // SAFETY: every index is within the lengths asserted above.
+                let sv: [__m256; OBW] = std::array::from_fn(|r| unsafe {
+                    _mm256_loadu_ps(s.as_ptr().add(((ob + r) * lp + j) * 4))
+                });
+                for (q, &run) in runs.iter().enumerate() {
+                    // SAFETY: as above.
+                    let tv = unsafe { _mm256_loadu_ps(t.as_ptr().add(run + j * 4)) };
+                    for r in 0..OBW {
+                        a[r][q] = _mm256_fmadd_ps(sv[r], tv, a[r][q]);
+                    }
+                }
+            }
+            for (r, row) in a.iter().enumerate() {
+                for (q, v) in row.iter().enumerate() {
+                    // SAFETY: the 8 values of one accumulator.
+                    unsafe { _mm256_storeu_ps(acc[(ob + r) * nk + kb + q].as_mut_ptr(), *v) };
+                }
+            }
+        }
+    }
+}
+
+/// [`wgrad256`] with AVX-512: two output rows share a zmm (low and high halves), and each run's
+/// 8 values are broadcast to both halves, so every lane does the same multiply-adds in the same
+/// order: the same bits.
+///
+/// # Safety
+/// The CPU must have AVX-512 F.
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+unsafe fn wgrad512(g: &Wg<'_>, acc: &mut [[f32; 8]]) {
+    // Row pairs and runs per block: 5 × 5 accumulators, 5 gradient pairs and a run.
+    const PW: usize = 5;
+    const KBW: usize = 5;
+    let (nk, Wg { s, t, co, lp, .. }) = (g.check(2 * PW, KBW, acc), *g);
+    for ob in (0..co).step_by(2 * PW) {
+        for kb in (0..nk).step_by(KBW) {
+            let mut a = [[_mm512_setzero_ps(); KBW]; PW];
+            let runs: [usize; KBW] = g.runs(kb);
+            for j in (0..lp).step_by(2) {
+                // SAFETY: every index is within the lengths asserted above.
+                let sv: [__m512; PW] = std::array::from_fn(|r| unsafe {
+                    let lo = s.as_ptr().add(((ob + 2 * r) * lp + j) * 4);
+                    let hi = s.as_ptr().add(((ob + 2 * r + 1) * lp + j) * 4);
+                    let lo = _mm512_castps256_ps512(_mm256_loadu_ps(lo));
+                    _mm512_castpd_ps(_mm512_insertf64x4::<1>(
+                        _mm512_castps_pd(lo),
+                        _mm256_castps_pd(_mm256_loadu_ps(hi)),
+                    ))
+                });
+                for (q, &run) in runs.iter().enumerate() {
+                    // SAFETY: as above.
+                    let tv =
+                        unsafe { _mm256_castps_pd(_mm256_loadu_ps(t.as_ptr().add(run + j * 4))) };
+                    let tv = _mm512_castpd_ps(_mm512_broadcast_f64x4(tv));
+                    for r in 0..PW {
+                        a[r][q] = _mm512_fmadd_ps(sv[r], tv, a[r][q]);
+                    }
+                }
+            }
+            for (r, row) in a.iter().enumerate() {
+                for (q, v) in row.iter().enumerate() {
+                    let hi = _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(*v));
+                    // SAFETY: the 8 values of each of the two accumulators.
+                    unsafe {
+                        _mm256_storeu_ps(
+                            acc[(ob + 2 * r) * nk + kb + q].as_mut_ptr(),
+                            _mm512_castps512_ps256(*v),
+                        );
+                        _mm256_storeu_ps(
+                            acc[(ob + 2 * r + 1) * nk + kb + q].as_mut_ptr(),
+                            _mm256_castpd_ps(hi),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The weight gradient `gw[((o·ci + c)·3 + kh)·3 + kw]` from the lanes of [`wgrad256`]: the two
+/// pairs' lanes added (`m_i`), then `(m0 + ½(m1 + m2), ½(m1 − m2), ½(m1 + m2) + m3)`.
+fn wgrad_finish(acc: &[[f32; 8]], gw: &mut [f32]) {
+    for (a, w) in acc.iter().zip(gw.chunks_exact_mut(3)) {
+        let m: [f32; 4] = std::array::from_fn(|i| a[i] + a[4 + i]);
+        let sum = 0.5 * (m[1] + m[2]);
+        w.copy_from_slice(&[m[0] + sum, 0.5 * (m[1] - m[2]), sum + m[3]]);
+    }
+}
+
+/// [`wgrad512`] or [`wgrad256`].
+type Wgrad = unsafe fn(&Wg<'_>, &mut [[f32; 8]]);
+
 /// The best of 5 rounds of `reps` calls, in seconds per call.
 fn best(reps: usize, f: &mut dyn FnMut()) -> f64 {
     (0..5)
@@ -323,6 +477,82 @@ fn row_winograd_against_the_direct_kernel() {
             t_transform * 1e6,
             t_copy * 1e6
         );
+    }
+    // The weight gradient, from the same input and a fixed output gradient in [-1, 1) at the
+    // kept positions, 0 elsewhere, as the engine's padded gradient.
+    let gs = lw + 16;
+    let kept = |p: usize| {
+        let (b, r, c) = (p / plane, p % plane / w, p % w);
+        b < n && r < oh && c < ow
+    };
+    let g: Vec<f32> = (0..co * gs)
+        .map(|i| match kept(i % gs) {
+            true => (i * 6007 % 1000) as f32 / 500.0 - 1.0,
+            false => 0.0,
+        })
+        .collect();
+    let lp = lw / 2;
+    let mut s = vec![0.0; co * lp * 4];
+    grad_transform(&g, co, gs, lp, &mut s);
+    let mut grads: Vec<Vec<f32>> = vec![];
+    let wg = Wg {
+        s: &s,
+        t: &t,
+        xs: per,
+        ci,
+        half,
+        co,
+        lp,
+    };
+    for (path, kernel) in [
+        (KernelPath::Avx512, wgrad512 as Wgrad),
+        (KernelPath::Avx2, wgrad256 as Wgrad),
+    ] {
+        if !KernelPath::available().contains(&path) {
+            continue;
+        }
+        KernelPath::use_path(path).expect("available");
+        let mut direct = vec![0.0; co * ci * 9];
+        let t_direct = best(reps, &mut || {
+            direct.fill(0.0);
+            conv::weight_grad(&g, gs, co, &x, xs, ci, &off, lw, &mut direct)
+        });
+        let mut acc = vec![[0.0; 8]; co * ci * 3];
+        let mut gw = vec![0.0; co * ci * 9];
+        // SAFETY: the CPU has `path`'s features (checked above).
+        let t_kernel = best(reps, &mut || {
+            unsafe { kernel(&wg, &mut acc) };
+            wgrad_finish(&acc, &mut gw)
+        });
+        let top = direct.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let diff = direct
+            .iter()
+            .zip(&gw)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(
+            diff <= 1e-5 * top,
+            "{path} weight gradient: off by {diff} of {top}"
+        );
+        println!(
+            "{path}: direct weight gradient {:.1} µs, Winograd {:.1} µs: {:.2}× its time; \
+             largest difference {diff:.1e} of {top:.2}",
+            t_direct * 1e6,
+            t_kernel * 1e6,
+            t_kernel / t_direct
+        );
+        grads.push(gw);
+    }
+    let mut copy = vec![0.0; g.len()];
+    let t_gcopy = best(reps, &mut || copy.copy_from_slice(&g));
+    let t_gtransform = best(reps, &mut || grad_transform(&g, co, gs, lp, &mut s));
+    println!(
+        "the output gradient's transform {:.1} µs (scalar), a plain copy of it {:.1} µs",
+        t_gtransform * 1e6,
+        t_gcopy * 1e6
+    );
+    if let [a, b] = &grads[..] {
+        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        println!("AVX-512 and AVX2 weight gradients: the same bits");
     }
     if let [a, b] = &outs[..] {
         assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
