@@ -395,6 +395,18 @@ fn best(reps: usize, f: &mut dyn FnMut()) -> f64 {
         .fold(f64::MAX, f64::min)
 }
 
+/// Whether `a` and `b` hold the same bits.
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// The largest `|want − got|` and the largest `|want|` over the pairs.
+fn largest_difference(pairs: impl Iterator<Item = (f32, f32)>) -> (f32, f32) {
+    pairs.fold((0.0f32, 0.0f32), |(d, m), (want, got)| {
+        (d.max((want - got).abs()), m.max(want.abs()))
+    })
+}
+
 /// [`kernel512`] or [`kernel256`].
 type Kernel = unsafe fn(&[f32], usize, usize, usize, &[f32], usize, &mut [f32], usize, usize);
 
@@ -410,6 +422,11 @@ fn row_winograd_against_the_direct_kernel() {
     let (xs, per) = (n * plane, n * h * half);
     let lw = ((n - 1) * plane + oh * w).next_multiple_of(32);
     let off: Vec<usize> = (0..9).map(|t| (t / 3) * w + t % 3).collect();
+    // Whether wide position `p` of a group is an output kept.
+    let kept = |p: usize| {
+        let (b, r, c) = (p / plane, p % plane / w, p % w);
+        b < n && r < oh && c < ow
+    };
     // Fixed patterns in [-1, 1) and [-0.5, 0.5): the timings do not depend on the values.
     let x: Vec<f32> = (0..ci * xs + lw + 2 * w + 2 + conv::CHUNK)
         .map(|i| (i * 7919 % 1000) as f32 / 500.0 - 1.0)
@@ -442,13 +459,8 @@ fn row_winograd_against_the_direct_kernel() {
         });
         // Every kept output against the direct kernel's, within f32 rounding of sums of 90
         // terms.
-        let kept = (0..co * n * oh * ow).map(|k| {
-            let (o, b, r, c) = (k / (n * oh * ow), k / (oh * ow) % n, k / ow % oh, k % ow);
-            o * lw + b * plane + r * w + c
-        });
-        let (diff, top) = kept.fold((0.0f32, 0.0f32), |(d, m), at| {
-            (d.max((direct[at] - out[at]).abs()), m.max(direct[at].abs()))
-        });
+        let at = (0..co * lw).filter(|at| kept(at % lw));
+        let (diff, top) = largest_difference(at.map(|at| (direct[at], out[at])));
         assert!(diff <= 1e-5 * top, "{path}: off by {diff} of {top}");
         println!(
             "{path}: direct kernel {:.1} µs, Winograd kernel {:.1} µs: {:.2}× its time; \
@@ -463,13 +475,7 @@ fn row_winograd_against_the_direct_kernel() {
         let mut tv = vec![0.0; t.len()];
         // SAFETY: the CPU has AVX-512 F (checked above).
         let t_transform = best(reps, &mut || unsafe { transform512(&x, ci, per, &mut tv) });
-        let used = ci * per * 4;
-        assert!(
-            t[..used]
-                .iter()
-                .zip(&tv)
-                .all(|(a, b)| a.to_bits() == b.to_bits())
-        );
+        assert!(same_bits(&t[..ci * per * 4], &tv));
         let mut copy = vec![0.0; ci * xs];
         let t_copy = best(reps, &mut || copy.copy_from_slice(&x[..ci * xs]));
         println!(
@@ -481,10 +487,6 @@ fn row_winograd_against_the_direct_kernel() {
     // The weight gradient, from the same input and a fixed output gradient in [-1, 1) at the
     // kept positions, 0 elsewhere, as the engine's padded gradient.
     let gs = lw + 16;
-    let kept = |p: usize| {
-        let (b, r, c) = (p / plane, p % plane / w, p % w);
-        b < n && r < oh && c < ow
-    };
     let g: Vec<f32> = (0..co * gs)
         .map(|i| match kept(i % gs) {
             true => (i * 6007 % 1000) as f32 / 500.0 - 1.0,
@@ -524,11 +526,7 @@ fn row_winograd_against_the_direct_kernel() {
             unsafe { kernel(&wg, &mut acc) };
             wgrad_finish(&acc, &mut gw)
         });
-        let top = direct.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let diff = direct
-            .iter()
-            .zip(&gw)
-            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        let (diff, top) = largest_difference(direct.iter().copied().zip(gw.iter().copied()));
         assert!(
             diff <= 1e-5 * top,
             "{path} weight gradient: off by {diff} of {top}"
@@ -551,11 +549,11 @@ fn row_winograd_against_the_direct_kernel() {
         t_gcopy * 1e6
     );
     if let [a, b] = &grads[..] {
-        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        assert!(same_bits(a, b));
         println!("AVX-512 and AVX2 weight gradients: the same bits");
     }
     if let [a, b] = &outs[..] {
-        assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()));
+        assert!(same_bits(a, b));
         println!("AVX-512 and AVX2 kernels: the same bits");
     }
     KernelPath::use_path(before).expect("was active");
