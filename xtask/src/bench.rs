@@ -199,7 +199,9 @@ struct Work {
     step_ms: f64,
 }
 
-fn per_layer(batches: usize) -> Result<Work> {
+/// The seed net on the fast engine with numerics `version`, a fixed batch of 128 and its
+/// labels.
+fn seed_net(version: u32) -> Result<(Net, Tensor, Tensor)> {
     let dev = Device::Cpu;
     let net = Net::new(
         &ArchSpec::seed(),
@@ -207,29 +209,38 @@ fn per_layer(batches: usize) -> Result<Work> {
         ChaCha8Rng::seed_from_u64(2),
         DType::F32,
         &dev,
-    )?;
+    )?
+    .with_numerics(version)?;
     // A fixed pattern, not candle's unseedable RNG: the timings do not depend on the values.
     let pattern = (0..128 * 28 * 28).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5);
     let x = Tensor::from_vec(pattern.collect::<Vec<_>>(), (128, 1, 28, 28), &dev)?;
     let y = Tensor::from_vec((0..128u32).map(|i| i % 10).collect::<Vec<_>>(), 128, &dev)?;
-    anyhow::ensure!(net.set_profiling(false), "the seed net runs on the engine");
-    let mut opt = Sgd::new(net.named_params(), SgdConfig::momentum(0.01, 0.9))?;
-    // The training loop's step (`run::step`): forward, loss, backward, optimizer, accuracy; on
-    // a thread of rayon's pool, as the loop runs it (beside the next batch's assembly).
-    let mut step = || -> Result<()> {
-        let logp = net.forward_t(&x, true)?;
-        let loss = candle_nn::loss::nll(&logp, &y)?;
+    Ok((net, x, y))
+}
+
+/// The training loop's step (`run::step`): forward, loss, backward, optimizer, accuracy; on a
+/// thread of rayon's pool, as the loop runs it (beside the next batch's assembly).
+fn train_step(net: &Net, opt: &mut Sgd, x: &Tensor, y: &Tensor) -> Result<()> {
+    rayon::scope(|_| {
+        let logp = net.forward_t(x, true)?;
+        let loss = candle_nn::loss::nll(&logp, y)?;
         let _ = loss.to_scalar::<f32>()?;
         opt.step(&loss.backward()?)?;
         let _ = logp
             .argmax(candle_core::D::Minus1)?
-            .eq(&y)?
+            .eq(y)?
             .to_dtype(DType::U32)?
             .sum_all()?
             .to_scalar::<u32>()?;
         Ok(())
-    };
-    let mut step = || rayon::scope(|_| step());
+    })
+}
+
+fn per_layer(batches: usize) -> Result<Work> {
+    let (net, x, y) = seed_net(under8k_model::NUMERICS_VERSION)?;
+    anyhow::ensure!(net.set_profiling(false), "the seed net runs on the engine");
+    let mut opt = Sgd::new(net.named_params(), SgdConfig::momentum(0.01, 0.9))?;
+    let mut step = || train_step(&net, &mut opt, &x, &y);
     step()?;
     net.set_profiling(true);
     let t = Instant::now();
@@ -300,6 +311,55 @@ fn scaling(mnist: &under8k_mnist_data::Mnist, batches: usize) -> Result<()> {
         50.0 * two.train / one.train,
         50.0 * two.eval / one.eval
     );
+    Ok(())
+}
+
+/// The engine's next numerics ([`under8k_model::NEXT_NUMERICS`], not yet trained with) against
+/// the current on the training step ([`train_step`]) of each path: alternating rounds of
+/// `batches` steps, the median of the paired ratios, and what it makes of the path's training
+/// share (an effective share: the FLOPs counted are the direct kernels').
+fn next_numerics(fast: &[PathFigures], batches: usize) -> Result<()> {
+    println!(
+        "\nthe next numerics (version {}, not yet trained with) against the current (version {}):",
+        under8k_model::NEXT_NUMERICS,
+        under8k_model::NUMERICS_VERSION
+    );
+    let default_path = KernelPath::active();
+    for f in fast {
+        KernelPath::use_path(f.path)?;
+        let mut nets = vec![];
+        for v in [
+            under8k_model::NUMERICS_VERSION,
+            under8k_model::NEXT_NUMERICS,
+        ] {
+            let (net, x, y) = seed_net(v)?;
+            let opt = Sgd::new(net.named_params(), SgdConfig::momentum(0.01, 0.9))?;
+            nets.push((net, opt, x, y));
+        }
+        let mut ratios = vec![];
+        for _ in 0..5 {
+            let mut ms = [0.0; 2];
+            for (m, (net, opt, x, y)) in ms.iter_mut().zip(&mut nets) {
+                train_step(net, opt, x, y)?;
+                let t = Instant::now();
+                for _ in 0..batches {
+                    train_step(net, opt, x, y)?;
+                }
+                *m = t.elapsed().as_secs_f64() * 1e3 / batches as f64;
+            }
+            ratios.push(ms[0] / ms[1]);
+        }
+        let r = median(ratios.clone());
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::MAX, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
+        println!(
+            "- {} kernels: the step {r:.3}× as fast (median of 5 alternating rounds, {lo:.2}–{hi:.2}): training about {:.1} % of peak, effective",
+            f.path,
+            f.shares.train * r
+        );
+    }
+    KernelPath::use_path(default_path)?;
     Ok(())
 }
 
@@ -476,6 +536,7 @@ pub fn run(args: &Args) -> Result<()> {
     for f in &fast {
         targets(f, &work, f.path == fast[0].path);
     }
+    next_numerics(&fast, 20)?;
     match torch {
         Some(Ok((t, aug))) => {
             row("PyTorch eager, step without augmentation", &t, &shares(&t));

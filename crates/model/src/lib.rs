@@ -45,3 +45,12 @@ pub use summary::Summary;
 ///   over a whole group, then over groups in order. Forward and input gradients are the same
 ///   bits as in version 1.
 pub const NUMERICS_VERSION: u32 = 2;
+
+/// The next numerics version, while it is built: [`Net::with_numerics`] selects it for
+/// measurements and tests; no run is trained with it, and it becomes [`NUMERICS_VERSION`] when
+/// the committed runs are re-accepted with it (`docs/PERFORMANCE.md`, round three).
+///
+/// - 3: in training, the large 3×3 stride-1 convolutions (unpadded, without bias, taken one
+///   image at a time forward) run on row-wise Winograd F(2,3) kernels: forward, input gradient
+///   and weight gradient. Evaluation and inference compute what version 2 does.
+pub const NEXT_NUMERICS: u32 = 3;

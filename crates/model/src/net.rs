@@ -174,7 +174,9 @@ impl Net {
             });
         }
         let engine = match (dtype, device) {
-            (DType::F32 | DType::F64, Device::Cpu) => Engine::new(&layers).map(Arc::new),
+            (DType::F32 | DType::F64, Device::Cpu) => {
+                Engine::new(&layers, crate::NUMERICS_VERSION).map(Arc::new)
+            }
             _ => None,
         };
         let kernels = match engine {
@@ -201,6 +203,24 @@ impl Net {
             ));
         }
         self.kernels = kernels;
+        Ok(self)
+    }
+
+    /// Makes the fast engine compute numerics `version`: [`NUMERICS_VERSION`](crate::NUMERICS_VERSION)
+    /// (the default, what runs train with) or [`NEXT_NUMERICS`](crate::NEXT_NUMERICS), the
+    /// next version while it is built, for measurements and tests. Nothing else is kept of the
+    /// engine's state: call it before training.
+    pub fn with_numerics(mut self, version: u32) -> Result<Self, ModelError> {
+        if ![crate::NUMERICS_VERSION, crate::NEXT_NUMERICS].contains(&version) {
+            return Err(ModelError::Unsupported(format!(
+                "the engine computes numerics versions {} and {}, not {version}",
+                crate::NUMERICS_VERSION,
+                crate::NEXT_NUMERICS
+            )));
+        }
+        if self.engine.is_some() {
+            self.engine = Engine::new(&self.layers, version).map(Arc::new);
+        }
         Ok(self)
     }
 

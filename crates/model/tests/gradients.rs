@@ -10,7 +10,7 @@ use rand_chacha::{
     rand_core::{RngCore, SeedableRng},
 };
 use under8k_model::spec::{ArchSpec, Block, Layer};
-use under8k_model::{KernelPath, Kernels, Net};
+use under8k_model::{KernelPath, Kernels, NEXT_NUMERICS, NUMERICS_VERSION, Net};
 
 mod common;
 use common::conv;
@@ -76,7 +76,43 @@ fn check(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
     }
 }
 
+/// [`check`] on the engine's next numerics too ([`under8k_model::NEXT_NUMERICS`]), on every
+/// kernel path.
+fn check_next(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
+    check(spec, batch, train, max_per_tensor);
+    for path in KernelPath::available() {
+        let _one_at_a_time = PATH.lock().unwrap_or_else(|e| e.into_inner());
+        KernelPath::use_path(path).unwrap();
+        check_numerics(
+            spec,
+            batch,
+            train,
+            max_per_tensor,
+            Kernels::Fast,
+            NEXT_NUMERICS,
+        );
+    }
+}
+
 fn check_with(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize, kernels: Kernels) {
+    check_numerics(
+        spec,
+        batch,
+        train,
+        max_per_tensor,
+        kernels,
+        NUMERICS_VERSION,
+    );
+}
+
+fn check_numerics(
+    spec: &ArchSpec,
+    batch: usize,
+    train: bool,
+    max_per_tensor: usize,
+    kernels: Kernels,
+    numerics: u32,
+) {
     let dev = Device::Cpu;
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     let net = Net::new(
@@ -88,6 +124,8 @@ fn check_with(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize,
     )
     .unwrap()
     .with_kernels(kernels)
+    .unwrap()
+    .with_numerics(numerics)
     .unwrap();
     // Non-trivial BatchNorm affine parameters and running stats, so eval mode is tested too.
     for (name, v) in net.named_params() {
@@ -148,7 +186,7 @@ fn check_with(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize,
             let tol = 1e-6 + 1e-5 * numeric.abs().max(analytic[i].abs());
             assert!(
                 (analytic[i] - numeric).abs() <= tol,
-                "{name}[{i}]: analytic {} vs numeric {numeric} (train={train}, {kernels:?}, {} kernels)",
+                "{name}[{i}]: analytic {} vs numeric {numeric} (train={train}, {kernels:?}, {} kernels, numerics {numerics})",
                 analytic[i],
                 KernelPath::active()
             );
@@ -215,6 +253,15 @@ fn conv_gradients() {
     check(
         &spec([2, 6, 6], vec![conv(3, 3, 2, 0, false)]),
         19,
+        true,
+        1000,
+    );
+    // The Winograd kernels of training (the next numerics): 3×3, stride 1, unpadded, no bias, on planes of 24×24
+    // (3 images a group, so 4 images make a partial last group), with an odd output count (a
+    // weight-gradient row paired with a copy of itself on the vector paths).
+    check_next(
+        &spec([3, 24, 24], vec![conv(5, 3, 1, 0, false)]),
+        4,
         true,
         1000,
     );
@@ -362,6 +409,6 @@ fn log_softmax_nll_gradients() {
 #[test]
 fn seed_net_loss_gradients() {
     // The whole 7,684-parameter net, NLL on log-softmax, in both modes; ~60 elements per tensor.
-    check(&ArchSpec::seed(), 3, true, 60);
+    check_next(&ArchSpec::seed(), 3, true, 60);
     check(&ArchSpec::seed(), 2, false, 60);
 }

@@ -6,7 +6,7 @@
 //! forward (itself the same bits as the eval forward of the batch path).
 //!
 //! Its own test binary: the kernel path is process-wide, and no other test may switch it while
-//! this one runs. (`gradients.rs` checks the same kinds of steps against finite differences on
+//! one of these runs (they take turns). (`gradients.rs` checks the same kinds of steps against finite differences on
 //! the default path; with this test, that covers every path.)
 
 use candle_core::{DType, Device, Tensor, Var};
@@ -15,7 +15,10 @@ use rand_chacha::{
     rand_core::{RngCore, SeedableRng},
 };
 use under8k_model::spec::{ArchSpec, Block, Layer};
-use under8k_model::{KernelPath, Net};
+use under8k_model::{KernelPath, NEXT_NUMERICS, NUMERICS_VERSION, Net};
+
+/// Held by each test while it switches the process-wide kernel path.
+static PATH: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 mod common;
 use common::conv;
@@ -69,8 +72,8 @@ fn spec() -> ArchSpec {
 }
 
 /// The bits of the training output, the gradients of the input and every parameter, and the
-/// inference output, on the active kernel path.
-fn run() -> Vec<Vec<u32>> {
+/// inference output, on the active kernel path, with the engine's numerics `version`.
+fn run(version: u32) -> Vec<Vec<u32>> {
     let dev = Device::Cpu;
     let net = Net::new(
         &spec(),
@@ -79,6 +82,8 @@ fn run() -> Vec<Vec<u32>> {
         DType::F32,
         &dev,
     )
+    .unwrap()
+    .with_numerics(version)
     .unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     // 37 images: several kernel groups of every layer's size and a partial last one.
@@ -141,6 +146,7 @@ fn paths_this_cpu_has() -> usize {
 #[test]
 #[allow(clippy::print_stderr)] // saying what was compared
 fn every_kernel_path_gives_the_same_bits_on_every_kind_of_step() {
+    let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
     let paths = KernelPath::available();
     assert_eq!(
         paths.len(),
@@ -148,12 +154,12 @@ fn every_kernel_path_gives_the_same_bits_on_every_kind_of_step() {
         "paths offered: {paths:?}"
     );
     KernelPath::use_path(paths[0]).unwrap();
-    let want = run();
+    let want = run(NUMERICS_VERSION);
     assert!(want.iter().all(|v| !v.is_empty()));
     let mut compared = 0;
     for &path in &paths[1..] {
         KernelPath::use_path(path).unwrap();
-        let got = run();
+        let got = run(NUMERICS_VERSION);
         assert_eq!(got.len(), want.len(), "{path}: tensors");
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(g == w, "tensor {i}: {path} differs from {}", paths[0]);
@@ -166,4 +172,41 @@ fn every_kernel_path_gives_the_same_bits_on_every_kind_of_step() {
         0 => eprintln!("skipped: this CPU has only the portable path (no AVX2 with FMA)"),
         n => eprintln!("compared {n} kernel paths with portable: {:?}", &paths[1..]),
     }
+}
+
+/// The engine's next numerics ([`NEXT_NUMERICS`]: Winograd kernels in training for the
+/// unpadded 36×36 convolution here, whose last image of the batch has no room after it where
+/// it lies) give the same bits on every kernel path and on 1 and 2 threads, and change every
+/// training output and gradient. (Inference runs version 2's kernels; its output here differs
+/// too, through the BatchNorm running statistics the training forward updated.)
+#[test]
+fn the_next_numerics_give_the_same_bits_on_every_path_and_thread_count() {
+    let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
+    let paths = KernelPath::available();
+    let on = |path: KernelPath, threads: usize| {
+        KernelPath::use_path(path).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| run(NEXT_NUMERICS))
+    };
+    let want = on(paths[0], 1);
+    for &path in &paths {
+        for threads in [1, 2] {
+            let got = on(path, threads);
+            assert!(
+                got == want,
+                "{path} on {threads} threads differs from {} on 1",
+                paths[0]
+            );
+        }
+    }
+    KernelPath::use_path(paths[0]).unwrap();
+    // The training output and every gradient differ from the current version's.
+    let now = run(NUMERICS_VERSION);
+    for (i, (a, b)) in want.iter().zip(&now).take(want.len() - 1).enumerate() {
+        assert!(a != b, "tensor {i}: the next numerics change training");
+    }
+    KernelPath::use_path(KernelPath::best()).unwrap();
 }

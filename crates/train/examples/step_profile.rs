@@ -1,6 +1,7 @@
 //! Times training steps (forward + backward, batch 128) of the seed net on the fast engine,
 //! with its per-step breakdown, and optionally (`--reference`) on candle's own ops.
-//! `--portable`, `--avx2` or `--avx512` force a kernel path (default: the widest available).
+//! `--portable`, `--avx2` or `--avx512` force a kernel path (default: the widest available);
+//! `--next` runs the engine's next numerics ([`under8k_model::NEXT_NUMERICS`]).
 #![allow(clippy::print_stdout)]
 use std::time::Instant;
 
@@ -36,7 +37,11 @@ fn main() -> anyhow::Result<()> {
         DType::F32,
         &dev,
     )?
-    .with_kernels(kernels)?;
+    .with_kernels(kernels)?
+    .with_numerics(match std::env::args().any(|a| a == "--next") {
+        true => under8k_model::NEXT_NUMERICS,
+        false => under8k_model::NUMERICS_VERSION,
+    })?;
     // A fixed pattern, not candle's unseedable RNG: the timings do not depend on the values.
     let pattern = (0..128 * 28 * 28).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5);
     let x = Tensor::from_vec(pattern.collect::<Vec<_>>(), (128, 1, 28, 28), &dev)?;

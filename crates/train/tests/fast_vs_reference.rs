@@ -14,7 +14,7 @@ use rand_chacha::{
     ChaCha8Rng,
     rand_core::{RngCore, SeedableRng},
 };
-use under8k_model::{ArchSpec, Kernels, Net};
+use under8k_model::{ArchSpec, Kernels, NEXT_NUMERICS, NUMERICS_VERSION, Net};
 use under8k_train::sgd::{Sgd, SgdConfig};
 
 fn net(kernels: Kernels, dtype: DType) -> Net {
@@ -64,9 +64,13 @@ fn batch(seed: u64, n: usize) -> (Tensor, Tensor) {
 
 #[test]
 fn fast_path_matches_reference_outputs_gradients_and_buffers() {
-    for (dtype, tol) in CASES {
+    // The engine's numerics now and next (Winograd kernels in training), each in both dtypes.
+    let cases = [NUMERICS_VERSION, NEXT_NUMERICS]
+        .into_iter()
+        .flat_map(|v| CASES.map(|c| (v, c)));
+    for (version, (dtype, tol)) in cases {
         let (fast, reference) = (
-            net(Kernels::Fast, dtype),
+            net(Kernels::Fast, dtype).with_numerics(version).unwrap(),
             net(Kernels::Reference, DType::F64),
         );
         let (x, y) = batch(1, 24);
@@ -78,7 +82,10 @@ fn fast_path_matches_reference_outputs_gradients_and_buffers() {
         );
         assert_eq!(lf.dims(), lr.dims());
         let e = rel_err(&vec(&lr), &vec(&lf));
-        assert!(e < tol, "{dtype:?}: train-mode log-probs differ: {e}");
+        assert!(
+            e < tol,
+            "{dtype:?}, numerics {version}: train-mode log-probs differ: {e}"
+        );
         let (gf, gr) = (
             candle_nn::loss::nll(&lf, &y).unwrap().backward().unwrap(),
             candle_nn::loss::nll(&lr, &y).unwrap().backward().unwrap(),
@@ -87,7 +94,10 @@ fn fast_path_matches_reference_outputs_gradients_and_buffers() {
         for ((name, vf), (_, vr)) in fast.named_params().iter().zip(reference.named_params()) {
             let (a, b) = (vec(gr.get(&vr).unwrap()), vec(gf.get(vf).unwrap()));
             let e = rel_err(&a, &b);
-            assert!(e < tol, "{dtype:?}: gradient of {name} differs: {e}");
+            assert!(
+                e < tol,
+                "{dtype:?}, numerics {version}: gradient of {name} differs: {e}"
+            );
         }
         assert_eq!(fast.bn_buffers().len(), reference.bn_buffers().len());
         for ((p, bf), (_, br)) in fast.bn_buffers().iter().zip(reference.bn_buffers()) {
@@ -97,14 +107,20 @@ fn fast_path_matches_reference_outputs_gradients_and_buffers() {
                 (&br.running_var, &bf.running_var),
             ] {
                 let e = rel_err(&vec(a), &vec(b));
-                assert!(e < tol, "{dtype:?}: running stats of {p} differ: {e}");
+                assert!(
+                    e < tol,
+                    "{dtype:?}, numerics {version}: running stats of {p} differ: {e}"
+                );
             }
         }
         let e = rel_err(
             &vec(&reference.infer(&x.to_dtype(DType::F64).unwrap()).unwrap()),
             &vec(&fast.infer(&x.to_dtype(dtype).unwrap()).unwrap()),
         );
-        assert!(e < tol, "{dtype:?}: eval-mode log-probs differ: {e}");
+        assert!(
+            e < tol,
+            "{dtype:?}, numerics {version}: eval-mode log-probs differ: {e}"
+        );
     }
 }
 

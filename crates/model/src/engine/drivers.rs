@@ -8,7 +8,7 @@ use super::buffers::BufferPool;
 use super::places::Epilogue;
 use super::plan::ConvStep;
 use super::real::Real;
-use super::{act, conv};
+use super::{act, conv, winograd};
 
 /// Per image, per channel: a pair of sums (BatchNorm's statistics or its gradient's).
 pub(super) type ImageSums = Vec<Vec<(f64, f64)>>;
@@ -68,9 +68,19 @@ impl Group {
     }
 }
 
-/// A layer's forward over the batch, [`ConvStep::group`] images per kernel call. With `stats`,
-/// also each image's per-channel `(Σy, Σy²)` of the output ([`act::plane_sums`], what a
-/// BatchNorm in training mode next needs), computed while the output is still in cache. With
+/// What a forward is for: training, with each image's BatchNorm statistics of the output when
+/// `stats`, or evaluation.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Purpose {
+    Train { stats: bool },
+    Eval,
+}
+
+/// A layer's forward over the batch, [`ConvStep::group`] images per kernel call. In training,
+/// with the Winograd kernels where the step says ([`ConvStep::winograd`]; evaluation computes
+/// what inference does), and with `stats` also each image's per-channel `(Σy, Σy²)` of the
+/// output ([`act::plane_sums`], what a BatchNorm in training mode next needs), computed while
+/// the output is still in cache. With
 /// `pre` (direct convolutions only), `xin` is the act step's input and each image goes through
 /// the act step into a scratch buffer first. Scratch buffers come from `pool`.
 #[allow(clippy::too_many_arguments)]
@@ -82,9 +92,10 @@ pub(super) fn conv_forward<T: Real>(
     out: &mut [T],
     isz: usize,
     osz: usize,
-    stats: bool,
+    purpose: Purpose,
     pre: Option<PreAct<'_, T>>,
 ) -> Option<ImageSums> {
+    let stats = matches!(purpose, Purpose::Train { stats: true });
     let (xlen, wlen) = conv_scratch(cs, cs.group);
     let hw = cs.oh * cs.ow;
     // Unpadded large planes one image at a time where they lie (the forward's bits do not
@@ -99,27 +110,48 @@ pub(super) fn conv_forward<T: Real>(
         true => (1, direct_slack(cs)),
         false => (cs.group, 0),
     };
-    let lens = match pre {
-        Some(_) => vec![xlen, wlen, isz + slack],
-        None => vec![xlen, wlen],
-    };
+    // With the Winograd kernels: the transformed weights, every image through a buffer with
+    // room after it when it has none where it lies, and one for the transformed input.
+    let u = (cs.winograd && matches!(purpose, Purpose::Train { .. }))
+        .then(|| winograd::weights(cs.weights(params).0, cs.co * cs.ci));
+    let mut lens = vec![xlen, wlen];
+    if pre.is_some() || u.is_some() {
+        lens.push(isz + slack);
+    }
+    if u.is_some() {
+        lens.push(4 * transformed_pairs(cs, &Group::new(cs, 1), false));
+    }
     let sums: Vec<ImageSums> = out
         .par_chunks_mut(per * osz)
         .enumerate()
         .map_init(
             || Scratch::take(pool, &lens),
             |s, (k, o)| {
-                let (xp, wide, rest) = match &mut s.bufs[..] {
-                    [xp, wide, rest @ ..] => (xp, wide, rest),
-                    _ => unreachable!("two or three buffers"),
+                let (xp, wide, xa, t) = match &mut s.bufs[..] {
+                    [xp, wide] => (xp, wide, None, None),
+                    [xp, wide, xa] => (xp, wide, Some(xa), None),
+                    [xp, wide, xa, t] => (xp, wide, Some(xa), Some(t)),
+                    _ => unreachable!("two to four buffers"),
                 };
                 let (n, x) = (o.len() / osz, &xin[k * per * isz..]);
-                match (pre, rest) {
-                    (Some(p), [xa]) => {
+                let room = x.len() >= isz + slack;
+                match (pre, xa, t, u.as_deref()) {
+                    (Some(p), Some(xa), t, u) => {
                         p.image(k, &x[..isz], &mut xa[..isz]);
-                        conv_direct(cs, xa, params, o, wide, None)
+                        match (t, u) {
+                            (Some(t), Some(u)) => winograd_direct(cs, xa, u, o, wide, t),
+                            _ => conv_direct(cs, xa, params, o, wide, None),
+                        }
                     }
-                    _ if one && x.len() >= isz + slack => conv_direct(cs, x, params, o, wide, None),
+                    (None, Some(xa), Some(t), Some(u)) => match room {
+                        true => winograd_direct(cs, x, u, o, wide, t),
+                        false => {
+                            xa[..isz].copy_from_slice(&x[..isz]);
+                            xa[isz..].fill(T::ZERO);
+                            winograd_direct(cs, xa, u, o, wide, t)
+                        }
+                    },
+                    _ if one && room => conv_direct(cs, x, params, o, wide, None),
                     _ => conv_group(cs, n, &x[..n * isz], params, o, xp, wide, None),
                 }
                 match stats {
@@ -262,6 +294,40 @@ pub(super) fn conv_direct<T: Real>(
     act: Option<Epilogue<'_, T>>,
 ) {
     correlate_finish(cs, &Group::new(cs, 1), x, params, o, wide, act);
+}
+
+/// [`conv_direct`] with the Winograd kernels ([`ConvStep::winograd`]): the image transformed
+/// into `t` first, then the correlation into `wide` and the crop into `o`; `u` holds the
+/// transformed weights.
+fn winograd_direct<T: Real>(
+    cs: &ConvStep,
+    x: &[T],
+    u: &[T],
+    o: &mut [T],
+    wide: &mut [T],
+    t: &mut [T],
+) {
+    let g = Group::new(cs, 1);
+    winograd::transform(x, transformed_pairs(cs, &g, false), t);
+    winograd::correlate(input(cs, &g, t), u, cs.co, wide, g.lw, g.lw / 2);
+    crop(cs, &g, wide, o);
+}
+
+/// Pairs of a group's input the Winograd kernels read: the last channel's first two rows and
+/// the forward's positions (`weights`: the weight gradient's, no more than those).
+fn transformed_pairs(cs: &ConvStep, g: &Group, weights: bool) -> usize {
+    let span = if weights { g.lwg } else { g.lw };
+    (cs.ci - 1) * g.xs / 2 + cs.wp + span / 2
+}
+
+/// A group's transformed input `t` as the Winograd kernels read it.
+fn input<'a, T>(cs: &ConvStep, g: &Group, t: &'a [T]) -> winograd::Input<'a, T> {
+    winograd::Input {
+        t,
+        xs: g.xs / 2,
+        ci: cs.ci,
+        half: cs.wp / 2,
+    }
 }
 
 /// A group's forward from its padded layout `xp`: the correlation into `wide`, then the wide
@@ -521,6 +587,12 @@ pub(super) fn takes_bn_grad(cs: &ConvStep) -> bool {
     cs.stride == 1 && cs.bias.is_none()
 }
 
+/// Pairs of a group's padded output gradient (channels `front + lq` apart) the Winograd input
+/// gradient reads: the last channel's first two rows and the input gradient's positions.
+fn grad_pairs(cs: &ConvStep, g: &Group) -> usize {
+    (cs.co - 1) * (cs.front + g.lq) / 2 + cs.wp + g.lq / 2
+}
+
 /// A layer's backward over the batch: the weight (and bias) gradient added to `gp`, the input
 /// gradient written where `gx` says. Returns what `gx.then` returned, per image in order (empty
 /// without it). With `pre`, `xin` is the act step's input, as in [`conv_forward`]: each group's
@@ -558,13 +630,15 @@ pub(super) fn conv_backward<T: Real>(
     }
     let most = Group::new(cs, cs.group);
     let glen = cs.co * (cs.front + most.lq) + cs.front + conv::CHUNK;
+    let uf = cs.winograd.then(|| winograd::weights(&wf, cs.ci * cs.co));
     let (xlen, _) = conv_scratch(cs, cs.group);
     let with_bias = cs.bias.is_some();
     let then = gx.as_ref().and_then(|g| g.then);
     let per_group =
         |k: usize, gi: &[T], xi: &[T], gxi: Option<&mut [T]>, scratch: &mut Scratch<'_, T>| {
-            let [gpad, xp, gxw] = &mut scratch.bufs[..] else {
-                unreachable!("three buffers")
+            let (gpad, xp, gxw, wino) = match &mut scratch.bufs[..] {
+                [gpad, xp, gxw, wino @ ..] => (gpad, xp, gxw, wino),
+                _ => unreachable!("three buffers or six"),
             };
             let grp = Group::new(cs, gi.len() / osz);
             let gs = cs.front + grp.lq;
@@ -590,17 +664,25 @@ pub(super) fn conv_backward<T: Real>(
                 }
             };
             let mut part = vec![T::ZERO; nw + if with_bias { cs.co } else { 0 }];
-            conv::weight_grad(
-                &gpad[cs.front..],
-                gs,
-                cs.co,
-                xp,
-                grp.xs,
-                cs.ci,
-                &cs.off,
-                grp.lwg,
-                &mut part[..nw],
-            );
+            match wino {
+                [tx, sg, _] => {
+                    let lp = grp.lwg / 2;
+                    winograd::transform(xp, transformed_pairs(cs, &grp, true), tx);
+                    winograd::grad_transform(&gpad[cs.front..], gs, cs.co, lp, sg);
+                    winograd::weight_grad(sg, cs.co, lp, input(cs, &grp, tx), &mut part[..nw]);
+                }
+                _ => conv::weight_grad(
+                    &gpad[cs.front..],
+                    gs,
+                    cs.co,
+                    xp,
+                    grp.xs,
+                    cs.ci,
+                    &cs.off,
+                    grp.lwg,
+                    &mut part[..nw],
+                ),
+            }
             if with_bias {
                 let hw = cs.oh * cs.ow;
                 for c in 0..cs.co {
@@ -610,9 +692,21 @@ pub(super) fn conv_backward<T: Real>(
                 }
             }
             if let Some(gxi) = gxi {
-                conv::correlate(
-                    gpad, gs, cs.co, &wf, None, cs.ci, &cs.off, gxw, grp.lq, grp.lq,
-                );
+                match (wino, &uf) {
+                    ([_, _, tg], Some(uf)) => {
+                        winograd::transform(gpad, grad_pairs(cs, &grp), tg);
+                        let g = winograd::Input {
+                            t: &tg[..],
+                            xs: gs / 2,
+                            ci: cs.co,
+                            half: cs.wp / 2,
+                        };
+                        winograd::correlate(g, uf, cs.ci, gxw, grp.lq, grp.lq / 2);
+                    }
+                    _ => conv::correlate(
+                        gpad, gs, cs.co, &wf, None, cs.ci, &cs.off, gxw, grp.lq, grp.lq,
+                    ),
+                }
                 for (src, at, len) in input_runs(cs, &grp, grp.lq) {
                     copy_run(&mut gxi[at..at + len], &gxw[src..src + len]);
                 }
@@ -622,7 +716,13 @@ pub(super) fn conv_backward<T: Real>(
             }
             (part, vec![])
         };
-    let init = || Scratch::take(pool, &[glen, xlen, cs.ci * most.lq]);
+    let mut lens = vec![glen, xlen, cs.ci * most.lq];
+    if cs.winograd {
+        let lp = most.lwg / 2;
+        let tx = 4 * transformed_pairs(cs, &most, true);
+        lens.extend([tx, cs.co * lp * 4, 4 * grad_pairs(cs, &most)]);
+    }
+    let init = || Scratch::take(pool, &lens);
     let (gsz, isz_g, osz_g) = (cs.group, cs.group * isz, cs.group * osz);
     let parts: Vec<(Vec<T>, ImageSums)> = match gx {
         Some(gx) => gx

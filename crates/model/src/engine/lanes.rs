@@ -133,6 +133,7 @@ mod tests {
             off: (0..k * k).map(|t| (t / k) * w + t % k).collect(),
             front: (k - 1) * w + k - 1,
             group: LANES,
+            winograd: false,
         }
     }
 

@@ -28,6 +28,11 @@
 //!   image, weight gradients per group) sums its partials in image or group order, so results
 //!   are the same for any thread count. The grouping is part of the numerics
 //!   ([`NUMERICS_VERSION`](crate::NUMERICS_VERSION) 2).
+//! - With the next numerics ([`NEXT_NUMERICS`](crate::NEXT_NUMERICS) 3, selected by
+//!   [`Net::with_numerics`](crate::Net::with_numerics)), training runs the large unpadded 3×3
+//!   stride-1 convolutions without bias on row-wise Winograd F(2,3) kernels ([`winograd`]):
+//!   forward, input gradient and weight gradient, each input transformed by a pass of its own.
+//!   Evaluation and inference compute what version 2 does.
 //! - Every kernel is compiled for each [`KernelPath`] (portable, AVX2, AVX-512), one chosen at
 //!   run time, with the same bits on each.
 //! - Inference (eval mode, nothing kept for backward, [`infer`]) runs a few images at a time
@@ -50,8 +55,8 @@
 //! use them alone; [`plan`] compiles a spec into steps, [`buffers`] keeps activation buffers,
 //! [`profile`] times steps, [`drivers`] run the convolution kernels over a batch, [`lanes`]
 //! over a group with the images in the lanes, [`infer`] runs the inference forward, [`pass`] a
-//! whole forward and backward, and [`op`] is the candle glue. `winograd_probe` (tests only,
-//! not used by the engine) times a candidate kernel for the next numerics change.
+//! whole forward and backward, and [`op`] is the candle glue. [`winograd`] (with its own
+//! explicit-vector kernels) sits beside [`conv`].
 
 #[macro_use]
 mod dispatch;
@@ -72,9 +77,7 @@ mod plan;
 mod profile;
 #[cfg(target_arch = "x86_64")]
 mod simd;
-#[cfg(all(test, target_arch = "x86_64"))]
-#[allow(unsafe_code)]
-mod winograd_probe;
+pub(crate) mod winograd;
 
 pub use dispatch::{KernelPath, PathUnavailable};
 pub(crate) use pass::Pass;

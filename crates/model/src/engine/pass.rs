@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use super::drivers::{
-    BnGrad, ImageSums, InputGrad, Planes, PreAct, Then, conv_backward, conv_forward, direct,
-    takes_bn_grad,
+    BnGrad, ImageSums, InputGrad, Planes, PreAct, Purpose, Then, conv_backward, conv_forward,
+    direct, takes_bn_grad,
 };
 use super::infer;
 use super::plan::Pooled;
@@ -143,7 +143,10 @@ impl Pass {
                         &mut out,
                         isz,
                         osz,
-                        self.train && bn_next,
+                        match self.train {
+                            true => Purpose::Train { stats: bn_next },
+                            false => Purpose::Eval,
+                        },
                         pre,
                     );
                 }
@@ -730,7 +733,13 @@ mod tests {
     /// end in a partial one, and every image carries its own dropout counters.
     #[test]
     fn folded_act_steps_give_the_same_bits() {
-        let e = Arc::new(Engine::new(&ArchSpec::seed().resolve().unwrap()).unwrap());
+        let e = Arc::new(
+            Engine::new(
+                &ArchSpec::seed().resolve().unwrap(),
+                crate::NUMERICS_VERSION,
+            )
+            .unwrap(),
+        );
         let n = 7;
         // Fixed patterns: any values do (scaled so no ReLU is always on or off).
         let pattern = |len: usize, k: usize| -> Vec<f32> {

@@ -34,6 +34,10 @@ pub(super) struct ConvStep {
     /// a function of the layer's shape alone, as the weight gradient's order of sums depends on
     /// it.
     pub(super) group: usize,
+    /// Whether training runs it with the row-wise Winograd kernels ([`winograd`](super::winograd);
+    /// numerics version 3): 3×3, stride 1, unpadded, without bias, even rows and planes, and
+    /// large planes (taken one image at a time forward, [`direct`](super::drivers::direct)).
+    pub(super) winograd: bool,
 }
 
 /// About how many wide positions one training kernel call covers: small planes are grouped
@@ -99,9 +103,10 @@ pub(crate) struct Engine {
 }
 
 impl Engine {
-    /// Compiles resolved layers (`None` when there are none); parameters are expected
-    /// flattened in `named_params` order.
-    pub(crate) fn new(layers: &[ResolvedLayer]) -> Option<Self> {
+    /// Compiles resolved layers (`None` when there are none) for numerics `version`
+    /// ([`NUMERICS_VERSION`](crate::NUMERICS_VERSION) or [`NEXT_NUMERICS`](crate::NEXT_NUMERICS));
+    /// parameters are expected flattened in `named_params` order.
+    pub(crate) fn new(layers: &[ResolvedLayer], version: u32) -> Option<Self> {
         let mut steps = Vec::new();
         let mut names = Vec::new();
         let mut sizes = vec![layers.first()?.input.c * layers[0].input.h * layers[0].input.w];
@@ -134,6 +139,15 @@ impl Engine {
                         s => format!("conv {c}→{co} {k}x{k} /{s}"),
                     });
                     let rows = hp - k + 1;
+                    let group = (GROUP_SPAN / (hp * wp)).clamp(1, 16);
+                    let winograd = version >= 3
+                        && k == 3
+                        && stride == 1
+                        && pad == 0
+                        && bias.is_none()
+                        && group <= 4
+                        && wp % 2 == 0
+                        && (hp * wp) % 2 == 0;
                     Step::Conv(ConvStep {
                         ci: c,
                         co,
@@ -150,7 +164,8 @@ impl Engine {
                         bias,
                         off: (0..k * k).map(|t| (t / k) * wp + t % k).collect(),
                         front: (k - 1) * wp + k - 1,
-                        group: (GROUP_SPAN / (hp * wp)).clamp(1, 16),
+                        group,
+                        winograd,
                     })
                 }
                 Layer::BatchNorm { .. } | Layer::Dropout { .. } | Layer::Relu => {
