@@ -52,5 +52,6 @@ pub const NUMERICS_VERSION: u32 = 2;
 ///
 /// - 3: in training, the large 3×3 stride-1 convolutions (unpadded, without bias, taken one
 ///   image at a time forward) run on row-wise Winograd F(2,3) kernels: forward, input gradient
-///   and weight gradient. Evaluation and inference compute what version 2 does.
+///   and weight gradient (also in a backward after an evaluation forward). The evaluation
+///   forward and inference compute what version 2 does.
 pub const NEXT_NUMERICS: u32 = 3;

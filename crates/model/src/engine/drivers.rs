@@ -80,9 +80,9 @@ pub(super) enum Purpose {
 /// with the Winograd kernels where the step says ([`ConvStep::winograd`]; evaluation computes
 /// what inference does), and with `stats` also each image's per-channel `(Σy, Σy²)` of the
 /// output ([`act::plane_sums`], what a BatchNorm in training mode next needs), computed while
-/// the output is still in cache. With
-/// `pre` (direct convolutions only), `xin` is the act step's input and each image goes through
-/// the act step into a scratch buffer first. Scratch buffers come from `pool`.
+/// the output is still in cache. With `pre` (direct convolutions only), `xin` is the act
+/// step's input and each image goes through the act step into a scratch buffer first. Scratch
+/// buffers come from `pool`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv_forward<T: Real>(
     pool: &BufferPool<T>,
@@ -119,7 +119,8 @@ pub(super) fn conv_forward<T: Real>(
         lens.push(isz + slack);
     }
     if u.is_some() {
-        lens.push(4 * transformed_pairs(cs, &Group::new(cs, 1), false));
+        let image = Group::new(cs, 1);
+        lens.push(4 * transformed_pairs(cs, &image, image.lw));
     }
     let sums: Vec<ImageSums> = out
         .par_chunks_mut(per * osz)
@@ -308,15 +309,15 @@ fn winograd_direct<T: Real>(
     t: &mut [T],
 ) {
     let g = Group::new(cs, 1);
-    winograd::transform(x, transformed_pairs(cs, &g, false), t);
+    winograd::transform(x, transformed_pairs(cs, &g, g.lw), t);
     winograd::correlate(input(cs, &g, t), u, cs.co, wide, g.lw, g.lw / 2);
     crop(cs, &g, wide, o);
 }
 
-/// Pairs of a group's input the Winograd kernels read: the last channel's first two rows and
-/// the forward's positions (`weights`: the weight gradient's, no more than those).
-fn transformed_pairs(cs: &ConvStep, g: &Group, weights: bool) -> usize {
-    let span = if weights { g.lwg } else { g.lw };
+/// Pairs of a group's input the Winograd kernels read for `span` positions (the forward's
+/// [`Group::lw`], or the weight gradient's `lwg`, no more than those): the last channel's first
+/// two rows and the positions.
+fn transformed_pairs(cs: &ConvStep, g: &Group, span: usize) -> usize {
     (cs.ci - 1) * g.xs / 2 + cs.wp + span / 2
 }
 
@@ -593,6 +594,61 @@ fn grad_pairs(cs: &ConvStep, g: &Group) -> usize {
     (cs.co - 1) * (cs.front + g.lq) / 2 + cs.wp + g.lq / 2
 }
 
+/// A group's weight gradient added to `gw`, from its padded output gradient `gpad` and padded
+/// input `xp`: with the Winograd kernels when `wino` holds their three scratch buffers (the
+/// transformed input, the transformed gradient and, unused here, the input gradient's), else
+/// with the direct kernel.
+fn group_weight_grad<T: Real>(
+    cs: &ConvStep,
+    g: &Group,
+    gpad: &[T],
+    xp: &[T],
+    wino: &mut [Vec<T>],
+    gw: &mut [T],
+) {
+    let gs = cs.front + g.lq;
+    match wino {
+        [tx, sg, _] => {
+            let lp = g.lwg / 2;
+            winograd::transform(xp, transformed_pairs(cs, g, g.lwg), tx);
+            winograd::grad_transform(&gpad[cs.front..], gs, cs.co, lp, sg);
+            winograd::weight_grad(sg, cs.co, lp, input(cs, g, tx), gw);
+        }
+        _ => conv::weight_grad(
+            &gpad[cs.front..],
+            gs,
+            cs.co,
+            xp,
+            g.xs,
+            cs.ci,
+            &cs.off,
+            g.lwg,
+            gw,
+        ),
+    }
+}
+
+/// A group's wide input gradient `gxw` with the Winograd kernels: its padded output gradient
+/// `gpad` transformed into `tg`, correlated with the flipped, transposed kernel's transformed
+/// weights `uf`.
+fn group_input_grad<T: Real>(
+    cs: &ConvStep,
+    g: &Group,
+    gpad: &[T],
+    uf: &[T],
+    tg: &mut [T],
+    gxw: &mut [T],
+) {
+    winograd::transform(gpad, grad_pairs(cs, g), tg);
+    let input = winograd::Input {
+        t: &tg[..],
+        xs: (cs.front + g.lq) / 2,
+        ci: cs.co,
+        half: cs.wp / 2,
+    };
+    winograd::correlate(input, uf, cs.ci, gxw, g.lq, g.lq / 2);
+}
+
 /// A layer's backward over the batch: the weight (and bias) gradient added to `gp`, the input
 /// gradient written where `gx` says. Returns what `gx.then` returned, per image in order (empty
 /// without it). With `pre`, `xin` is the act step's input, as in [`conv_forward`]: each group's
@@ -664,25 +720,7 @@ pub(super) fn conv_backward<T: Real>(
                 }
             };
             let mut part = vec![T::ZERO; nw + if with_bias { cs.co } else { 0 }];
-            match wino {
-                [tx, sg, _] => {
-                    let lp = grp.lwg / 2;
-                    winograd::transform(xp, transformed_pairs(cs, &grp, true), tx);
-                    winograd::grad_transform(&gpad[cs.front..], gs, cs.co, lp, sg);
-                    winograd::weight_grad(sg, cs.co, lp, input(cs, &grp, tx), &mut part[..nw]);
-                }
-                _ => conv::weight_grad(
-                    &gpad[cs.front..],
-                    gs,
-                    cs.co,
-                    xp,
-                    grp.xs,
-                    cs.ci,
-                    &cs.off,
-                    grp.lwg,
-                    &mut part[..nw],
-                ),
-            }
+            group_weight_grad(cs, &grp, gpad, xp, wino, &mut part[..nw]);
             if with_bias {
                 let hw = cs.oh * cs.ow;
                 for c in 0..cs.co {
@@ -693,16 +731,7 @@ pub(super) fn conv_backward<T: Real>(
             }
             if let Some(gxi) = gxi {
                 match (wino, &uf) {
-                    ([_, _, tg], Some(uf)) => {
-                        winograd::transform(gpad, grad_pairs(cs, &grp), tg);
-                        let g = winograd::Input {
-                            t: &tg[..],
-                            xs: gs / 2,
-                            ci: cs.co,
-                            half: cs.wp / 2,
-                        };
-                        winograd::correlate(g, uf, cs.ci, gxw, grp.lq, grp.lq / 2);
-                    }
+                    ([_, _, tg], Some(uf)) => group_input_grad(cs, &grp, gpad, uf, tg, gxw),
                     _ => conv::correlate(
                         gpad, gs, cs.co, &wf, None, cs.ci, &cs.off, gxw, grp.lq, grp.lq,
                     ),
@@ -719,7 +748,7 @@ pub(super) fn conv_backward<T: Real>(
     let mut lens = vec![glen, xlen, cs.ci * most.lq];
     if cs.winograd {
         let lp = most.lwg / 2;
-        let tx = 4 * transformed_pairs(cs, &most, true);
+        let tx = 4 * transformed_pairs(cs, &most, most.lwg);
         lens.extend([tx, cs.co * lp * 4, 4 * grad_pairs(cs, &most)]);
     }
     let init = || Scratch::take(pool, &lens);
