@@ -68,41 +68,32 @@ static PATH: Mutex<()> = Mutex::new(());
 /// `max_per_tensor` evenly spread elements per tensor: on the reference path, and on the fast
 /// path with each kernel path this CPU has (portable, AVX2, AVX-512).
 fn check(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
-    check_with(spec, batch, train, max_per_tensor, Kernels::Reference);
-    for path in KernelPath::available() {
-        let _one_at_a_time = PATH.lock().unwrap_or_else(|e| e.into_inner());
-        KernelPath::use_path(path).unwrap();
-        check_with(spec, batch, train, max_per_tensor, Kernels::Fast);
-    }
+    check_versions(spec, batch, train, max_per_tensor, &[NUMERICS_VERSION]);
 }
 
-/// [`check`] on the engine's next numerics too ([`under8k_model::NEXT_NUMERICS`]), on every
-/// kernel path.
+/// [`check`] on the engine's next numerics too ([`under8k_model::NEXT_NUMERICS`]).
 fn check_next(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
-    check(spec, batch, train, max_per_tensor);
-    for path in KernelPath::available() {
-        let _one_at_a_time = PATH.lock().unwrap_or_else(|e| e.into_inner());
-        KernelPath::use_path(path).unwrap();
-        check_numerics(
-            spec,
-            batch,
-            train,
-            max_per_tensor,
-            Kernels::Fast,
-            NEXT_NUMERICS,
-        );
-    }
+    let versions = [NUMERICS_VERSION, NEXT_NUMERICS];
+    check_versions(spec, batch, train, max_per_tensor, &versions);
 }
 
-fn check_with(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize, kernels: Kernels) {
+/// [`check`] with the fast path on each of the engine's numerics `versions`.
+fn check_versions(spec: &ArchSpec, batch: usize, train: bool, most: usize, versions: &[u32]) {
     check_numerics(
         spec,
         batch,
         train,
-        max_per_tensor,
-        kernels,
+        most,
+        Kernels::Reference,
         NUMERICS_VERSION,
     );
+    for path in KernelPath::available() {
+        let _one_at_a_time = PATH.lock().unwrap_or_else(|e| e.into_inner());
+        KernelPath::use_path(path).unwrap();
+        for &v in versions {
+            check_numerics(spec, batch, train, most, Kernels::Fast, v);
+        }
+    }
 }
 
 fn check_numerics(

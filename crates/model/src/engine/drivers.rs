@@ -101,7 +101,7 @@ pub(super) fn conv_forward<T: Real>(
     // Unpadded large planes one image at a time where they lie (the forward's bits do not
     // depend on the grouping), except an image too close to the end of the batch for what the
     // kernel reads past it.
-    let one = direct(cs);
+    let one = cs.direct();
     assert!(
         one || pre.is_none(),
         "an act step is folded into direct convolutions only"
@@ -136,23 +136,18 @@ pub(super) fn conv_forward<T: Real>(
                 };
                 let (n, x) = (o.len() / osz, &xin[k * per * isz..]);
                 let room = x.len() >= isz + slack;
-                match (pre, xa, t, u.as_deref()) {
-                    (Some(p), Some(xa), t, u) => {
+                let wino = u.as_deref().zip(t);
+                match (pre, xa) {
+                    (Some(p), Some(xa)) => {
                         p.image(k, &x[..isz], &mut xa[..isz]);
-                        match (t, u) {
-                            (Some(t), Some(u)) => winograd_direct(cs, xa, u, o, wide, t),
-                            _ => conv_direct(cs, xa, params, o, wide, None),
-                        }
+                        one_image(cs, xa, params, wino, o, wide)
                     }
-                    (None, Some(xa), Some(t), Some(u)) => match room {
-                        true => winograd_direct(cs, x, u, o, wide, t),
-                        false => {
-                            xa[..isz].copy_from_slice(&x[..isz]);
-                            xa[isz..].fill(T::ZERO);
-                            winograd_direct(cs, xa, u, o, wide, t)
-                        }
-                    },
-                    _ if one && room => conv_direct(cs, x, params, o, wide, None),
+                    (None, Some(xa)) if !room && wino.is_some() => {
+                        xa[..isz].copy_from_slice(&x[..isz]);
+                        xa[isz..].fill(T::ZERO);
+                        one_image(cs, xa, params, wino, o, wide)
+                    }
+                    _ if one && room => one_image(cs, x, params, wino, o, wide),
                     _ => conv_group(cs, n, &x[..n * isz], params, o, xp, wide, None),
                 }
                 match stats {
@@ -269,13 +264,6 @@ pub(super) fn conv_group<T: Real>(
     correlate_finish(cs, &g, xp, params, o, wide, act);
 }
 
-/// Whether the forward runs this convolution one image at a time on its input where it lies
-/// ([`conv_direct`]): unpadded, stride 1, and planes large enough that the training groups hold
-/// few images anyway (small planes are grouped to fill the vectors).
-pub(super) fn direct(cs: &ConvStep) -> bool {
-    cs.pad == 0 && cs.stride == 1 && cs.group <= 4
-}
-
 /// Values [`conv_direct`] reads past its image: the wide span runs on beyond the last row.
 pub(super) fn direct_slack(cs: &ConvStep) -> usize {
     let g = Group::new(cs, 1);
@@ -295,6 +283,23 @@ pub(super) fn conv_direct<T: Real>(
     act: Option<Epilogue<'_, T>>,
 ) {
     correlate_finish(cs, &Group::new(cs, 1), x, params, o, wide, act);
+}
+
+/// A training forward of one image where it lies, with room after it: [`winograd_direct`]
+/// given the transformed weights and a buffer for the transformed input, else
+/// [`conv_direct`].
+fn one_image<T: Real>(
+    cs: &ConvStep,
+    x: &[T],
+    params: &[T],
+    wino: Option<(&[T], &mut Vec<T>)>,
+    o: &mut [T],
+    wide: &mut [T],
+) {
+    match wino {
+        Some((u, t)) => winograd_direct(cs, x, u, o, wide, t),
+        None => conv_direct(cs, x, params, o, wide, None),
+    }
 }
 
 /// [`conv_direct`] with the Winograd kernels ([`ConvStep::winograd`]): the image transformed
@@ -323,12 +328,7 @@ fn transformed_pairs(cs: &ConvStep, g: &Group, span: usize) -> usize {
 
 /// A group's transformed input `t` as the Winograd kernels read it.
 fn input<'a, T>(cs: &ConvStep, g: &Group, t: &'a [T]) -> winograd::Input<'a, T> {
-    winograd::Input {
-        t,
-        xs: g.xs / 2,
-        ci: cs.ci,
-        half: cs.wp / 2,
-    }
+    winograd::Input::of(t, g.xs, cs.ci, cs.wp)
 }
 
 /// A group's forward from its padded layout `xp`: the correlation into `wide`, then the wide
@@ -640,12 +640,7 @@ fn group_input_grad<T: Real>(
     gxw: &mut [T],
 ) {
     winograd::transform(gpad, grad_pairs(cs, g), tg);
-    let input = winograd::Input {
-        t: &tg[..],
-        xs: (cs.front + g.lq) / 2,
-        ci: cs.co,
-        half: cs.wp / 2,
-    };
+    let input = winograd::Input::of(tg, cs.front + g.lq, cs.co, cs.wp);
     winograd::correlate(input, uf, cs.ci, gxw, g.lq, g.lq / 2);
 }
 
@@ -686,7 +681,8 @@ pub(super) fn conv_backward<T: Real>(
     }
     let most = Group::new(cs, cs.group);
     let glen = cs.co * (cs.front + most.lq) + cs.front + conv::CHUNK;
-    let uf = cs.winograd.then(|| winograd::weights(&wf, cs.ci * cs.co));
+    // The input gradient's transformed weights, when it is computed.
+    let uf = (cs.winograd && gx.is_some()).then(|| winograd::weights(&wf, cs.ci * cs.co));
     let (xlen, _) = conv_scratch(cs, cs.group);
     let with_bias = cs.bias.is_some();
     let then = gx.as_ref().and_then(|g| g.then);

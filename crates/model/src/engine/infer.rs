@@ -15,7 +15,7 @@
 
 use rayon::prelude::*;
 
-use super::drivers::{Scratch, conv_direct, conv_group, conv_scratch, direct, direct_slack};
+use super::drivers::{Scratch, conv_direct, conv_group, conv_scratch, direct_slack};
 use super::lanes::{self, LANES};
 use super::places::Epilogue;
 use super::plan::{ConvStep, Engine, Pooled, Step};
@@ -79,7 +79,7 @@ impl<'a, T: Pooled> Plan<'a, T> {
         let group = convs().map(|cs| cs.group).max().unwrap_or(1);
         // Room after the images for what a direct convolution reads past its last one.
         let slack = convs()
-            .filter(|cs| direct(cs))
+            .filter(|cs| cs.direct())
             .map(direct_slack)
             .max()
             .unwrap_or(0);
@@ -223,7 +223,7 @@ impl<'a, T: Pooled> Plan<'a, T> {
                 let j = slot - 2;
                 let (xp, wide) = convs[j..j + 2].split_at_mut(1);
                 let (xp, wide) = (&mut xp[0], &mut wide[0]);
-                if direct(cs) {
+                if cs.direct() {
                     for (i, yi) in y.chunks_mut(osz).enumerate() {
                         conv_direct(cs, &xall[i * isz..], params, yi, wide, act);
                     }

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::drivers::{
     BnGrad, ImageSums, InputGrad, Planes, PreAct, Purpose, Then, conv_backward, conv_forward,
-    direct, takes_bn_grad,
+    takes_bn_grad,
 };
 use super::infer;
 use super::plan::Pooled;
@@ -672,7 +672,7 @@ fn defers(e: &Engine, si: usize) -> bool {
 /// stored: a pass over the batch and its buffer saved, the same operations on every value.
 fn folds(e: &Engine, si: usize) -> bool {
     matches!(e.steps[si], Step::Act(_))
-        && matches!(e.steps.get(si + 1), Some(Step::Conv(cs)) if direct(cs))
+        && matches!(e.steps.get(si + 1), Some(Step::Conv(cs)) if cs.direct())
 }
 
 /// BatchNorm as a per-channel affine map from its statistics (batch or running): the mean and

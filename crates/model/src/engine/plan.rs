@@ -35,8 +35,8 @@ pub(super) struct ConvStep {
     /// it.
     pub(super) group: usize,
     /// Whether training runs it with the row-wise Winograd kernels ([`winograd`](super::winograd);
-    /// numerics version 3): 3×3, stride 1, unpadded, without bias, even rows and planes, and
-    /// large planes (taken one image at a time forward, [`direct`](super::drivers::direct)).
+    /// numerics version 3): 3×3, [`direct`](Self::direct), without bias, with rows of even
+    /// length.
     pub(super) winograd: bool,
 }
 
@@ -45,6 +45,14 @@ pub(super) struct ConvStep {
 pub(super) const GROUP_SPAN: usize = 2048;
 
 impl ConvStep {
+    /// Whether the forward runs this convolution one image at a time on its input where it lies
+    /// ([`conv_direct`](super::drivers::conv_direct)): unpadded, stride 1, and planes large
+    /// enough that the training groups hold few images anyway (small planes are grouped to fill
+    /// the vectors).
+    pub(super) fn direct(&self) -> bool {
+        self.pad == 0 && self.stride == 1 && self.group <= 4
+    }
+
     /// The convolution's weights (`co × ci × k²`) and bias among the flattened parameters.
     pub(super) fn weights<'p, T>(&self, params: &'p [T]) -> (&'p [T], Option<&'p [T]>) {
         let w = &params[self.weight..self.weight + self.co * self.ci * self.off.len()];
@@ -139,16 +147,7 @@ impl Engine {
                         s => format!("conv {c}→{co} {k}x{k} /{s}"),
                     });
                     let rows = hp - k + 1;
-                    let group = (GROUP_SPAN / (hp * wp)).clamp(1, 16);
-                    let winograd = version >= 3
-                        && k == 3
-                        && stride == 1
-                        && pad == 0
-                        && bias.is_none()
-                        && group <= 4
-                        && wp % 2 == 0
-                        && (hp * wp) % 2 == 0;
-                    Step::Conv(ConvStep {
+                    let mut conv = ConvStep {
                         ci: c,
                         co,
                         pad,
@@ -164,9 +163,16 @@ impl Engine {
                         bias,
                         off: (0..k * k).map(|t| (t / k) * wp + t % k).collect(),
                         front: (k - 1) * wp + k - 1,
-                        group,
-                        winograd,
-                    })
+                        group: (GROUP_SPAN / (hp * wp)).clamp(1, 16),
+                        winograd: false,
+                    };
+                    // Rows of even length: the pairs of positions never straddle a row, and planes are even.
+                    conv.winograd = version >= 3
+                        && k == 3
+                        && conv.direct()
+                        && conv.bias.is_none()
+                        && wp.is_multiple_of(2);
+                    Step::Conv(conv)
                 }
                 Layer::BatchNorm { .. } | Layer::Dropout { .. } | Layer::Relu => {
                     let mut a = ActStep {

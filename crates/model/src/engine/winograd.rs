@@ -76,17 +76,42 @@ pub fn grad_transform<T: Real>(g: &[T], gs: usize, no: usize, lp: usize, s: &mut
 }
 }
 
-/// Where a correlation reads its transformed input: channels `xs` pairs apart, kernel rows
-/// `half` pairs apart.
+/// Where a correlation reads its transformed input ([`Input::of`]): channels `xs` pairs apart,
+/// kernel rows `half` pairs apart.
 #[derive(Clone, Copy, Debug)]
 pub struct Input<'a, T> {
-    pub t: &'a [T],
-    pub xs: usize,
-    pub ci: usize,
-    pub half: usize,
+    t: &'a [T],
+    xs: usize,
+    ci: usize,
+    half: usize,
 }
 
-impl<T> Input<'_, T> {
+impl<'a, T> Input<'a, T> {
+    /// The transformed input `t` of `ci` channels `xs` values apart with rows `wp` values apart,
+    /// both even: the strides in pairs.
+    pub fn of(t: &'a [T], xs: usize, ci: usize, wp: usize) -> Self {
+        assert!(
+            xs.is_multiple_of(2) && wp.is_multiple_of(2),
+            "winograd: odd strides"
+        );
+        Input {
+            t,
+            xs: xs / 2,
+            ci,
+            half: wp / 2,
+        }
+    }
+
+    /// The same strides over `t` (the same values, seen as another type).
+    fn over<U>(&self, t: &'a [U]) -> Input<'a, U> {
+        Input {
+            t,
+            xs: self.xs,
+            ci: self.ci,
+            half: self.half,
+        }
+    }
+
     /// Checks that `lp` pairs from every channel and kernel row lie in `t`.
     fn check(&self, lp: usize) {
         assert!(self.ci > 0);
@@ -148,7 +173,9 @@ pub fn weight_grad<T: Real>(s: &[T], no: usize, lp: usize, x: Input<'_, T>, gw: 
     x.check(lp);
     let nk = x.ci * 3;
     assert!(s.len() >= no * lp * 4 && gw.len() >= no * nk * 3, "weight_grad: too short");
-    let mut acc = vec![[T::ZERO; 8]; no * nk];
+    // Rows rounded up to pairs: the vector kernels pair an odd last row with a copy of itself,
+    // whose lanes go to the spare row.
+    let mut acc = vec![[T::ZERO; 8]; no.next_multiple_of(2) * nk];
     #[cfg(target_arch = "x86_64")]
     let done = simd::weight_grad(s, no, lp, x, &mut acc);
     #[cfg(not(target_arch = "x86_64"))]
@@ -167,7 +194,7 @@ pub fn weight_grad<T: Real>(s: &[T], no: usize, lp: usize, x: Input<'_, T>, gw: 
         }
     }
     let half = T::from_f64(0.5);
-    for (a, w) in acc.iter().zip(gw.chunks_exact_mut(3)) {
+    for (a, w) in acc[..no * nk].iter().zip(gw.chunks_exact_mut(3)) {
         let m: [T; 4] = std::array::from_fn(|i| a[i] + a[4 + i]);
         let sum = half * (m[1] + m[2]);
         w[0] += m[0] + sum;

@@ -165,12 +165,7 @@ pub(super) fn correlate<T: Real>(
     let Some(path) = vector_path::<T>() else {
         return false;
     };
-    let x = Input {
-        t: f32s(x.t),
-        xs: x.xs,
-        ci: x.ci,
-        half: x.half,
-    };
+    let x = x.over(f32s(x.t));
     let (u, out) = (f32s(u), super::super::real::as_f32_mut(out).expect("f32"));
     let f = Fwd {
         x,
@@ -301,7 +296,7 @@ unsafe fn fwd256<const OB: usize>(f: &Fwd<'_>, o: usize, p: usize) {
 /// The weight gradient's lanes ([`super::weight_grad`]) into `acc[o·nk + k]`, with rows in
 /// pairs: AVX-512 puts two rows in one zmm (low and high halves) with each input run broadcast
 /// to both; AVX2 takes two rows × a few runs of ymm. An odd last row is paired with a copy of
-/// itself, whose lanes are dropped.
+/// itself, whose lanes go to a spare row of `acc` (which holds the rows rounded up to pairs).
 pub(super) fn weight_grad<T: Real>(
     s: &[T],
     no: usize,
@@ -312,23 +307,19 @@ pub(super) fn weight_grad<T: Real>(
     let Some(path) = vector_path::<T>() else {
         return false;
     };
-    let x = Input {
-        t: f32s(x.t),
-        xs: x.xs,
-        ci: x.ci,
-        half: x.half,
-    };
+    let x = x.over(f32s(x.t));
     let s = f32s(s);
     let nk = x.ci * 3;
     let pairs = no.div_ceil(2);
-    let mut lanes = vec![[0.0f32; 8]; 2 * pairs * nk];
+    let acc = super::super::real::as_f32_mut(acc.as_flattened_mut()).expect("f32");
+    assert!(acc.len() >= 2 * pairs * nk * 8);
     let w = Wg {
         s,
         lp,
         x,
         nk,
         no,
-        acc: lanes.as_mut_ptr() as *mut f32,
+        acc: acc.as_mut_ptr(),
     };
     let mut rp = 0;
     while rp < pairs {
@@ -365,8 +356,6 @@ pub(super) fn weight_grad<T: Real>(
         }
         rp += pb;
     }
-    let acc = super::super::real::as_f32_mut(acc.as_flattened_mut()).expect("f32");
-    acc[..no * nk * 8].copy_from_slice(&lanes.as_flattened()[..no * nk * 8]);
     true
 }
 

@@ -46,12 +46,7 @@ fn winograd<T: Real>(s: Shape, x: &[T], w: &[T], g: &[T]) -> (Vec<T>, Vec<T>, Ve
     let pairs = (input_len(s) - 18) / 2;
     let mut t = vec![T::ZERO; 4 * pairs];
     transform(x, pairs, &mut t);
-    let input = Input {
-        t: &t,
-        xs: s.xs / 2,
-        ci: s.ci,
-        half: s.wp / 2,
-    };
+    let input = Input::of(&t, s.xs, s.ci, s.wp);
     let mut out = vec![T::ZERO; s.no * 2 * s.lp];
     correlate(
         input,
