@@ -174,10 +174,10 @@ pub(super) fn conv_scratch(cs: &ConvStep, n: usize) -> (usize, usize) {
     (cs.ci * g.xs + g.lw + cs.front + conv::CHUNK, cs.co * g.lw)
 }
 
-/// A training act step a direct convolution ([`direct`]) applies to its input as it reads it,
-/// instead of reading the act step's stored output (which is then never written): the map, the
-/// dropout and the ReLU of [`act::forward`], with the same operations on every value, so the
-/// same bits. The backward recomputes the output the same way.
+/// A training act step a direct convolution ([`ConvStep::direct`]) applies to its input as it
+/// reads it, instead of reading the act step's stored output (which is then never written): the
+/// map, the dropout and the ReLU of [`act::forward`], with the same operations on every value,
+/// so the same bits. The backward recomputes the output the same way.
 #[derive(Clone, Copy)]
 pub(super) struct PreAct<'a, T> {
     pub(super) a: &'a [T],

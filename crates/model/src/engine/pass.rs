@@ -667,9 +667,10 @@ fn defers(e: &Engine, si: usize) -> bool {
 }
 
 /// Whether a training pass folds act step `si` into the convolution after it: that convolution
-/// runs one image at a time ([`direct`]), so it can compute each image's input from the act
-/// step's input as it reads it (forward and backward), and the act step's output is never
-/// stored: a pass over the batch and its buffer saved, the same operations on every value.
+/// runs one image at a time ([`ConvStep::direct`](super::plan::ConvStep::direct)), so it can
+/// compute each image's input from the act step's input as it reads it (forward and backward),
+/// and the act step's output is never stored: a pass over the batch and its buffer saved, the
+/// same operations on every value.
 fn folds(e: &Engine, si: usize) -> bool {
     matches!(e.steps[si], Step::Act(_))
         && matches!(e.steps.get(si + 1), Some(Step::Conv(cs)) if cs.direct())
