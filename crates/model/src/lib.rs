@@ -44,14 +44,13 @@ pub use summary::Summary;
 ///   in groups (up to 16 images, by plane size), and the weight gradient's dot products run
 ///   over a whole group, then over groups in order. Forward and input gradients are the same
 ///   bits as in version 1.
-pub const NUMERICS_VERSION: u32 = 2;
-
-/// The next numerics version, while it is built: [`Net::with_numerics`] selects it for
-/// measurements and tests; no run is trained with it, and it becomes [`NUMERICS_VERSION`] when
-/// the committed runs are re-accepted with it (`docs/PERFORMANCE.md`, round three).
-///
 /// - 3: in training, the large 3×3 stride-1 convolutions (unpadded, without bias, taken one
 ///   image at a time forward) run on row-wise Winograd F(2,3) kernels: forward, input gradient
 ///   and weight gradient (also in a backward after an evaluation forward). The evaluation
 ///   forward and inference compute what version 2 does.
-pub const NEXT_NUMERICS: u32 = 3;
+pub const NUMERICS_VERSION: u32 = 3;
+
+/// The version before [`NUMERICS_VERSION`], which the engine still computes:
+/// [`Net::with_numerics`] selects it, to measure the change and to test that it is one.
+/// Runs train with [`NUMERICS_VERSION`].
+pub const PREVIOUS_NUMERICS: u32 = 2;

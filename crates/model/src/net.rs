@@ -207,15 +207,15 @@ impl Net {
     }
 
     /// Makes the fast engine compute numerics `version`: [`NUMERICS_VERSION`](crate::NUMERICS_VERSION)
-    /// (the default, what runs train with) or [`NEXT_NUMERICS`](crate::NEXT_NUMERICS), the
-    /// next version while it is built, for measurements and tests. Nothing else is kept of the
-    /// engine's state: call it before training.
+    /// (the default, what runs train with) or [`PREVIOUS_NUMERICS`](crate::PREVIOUS_NUMERICS),
+    /// the version before, for measurements and tests. Nothing else is kept of the engine's
+    /// state: call it before training.
     pub fn with_numerics(mut self, version: u32) -> Result<Self, ModelError> {
-        if ![crate::NUMERICS_VERSION, crate::NEXT_NUMERICS].contains(&version) {
+        if ![crate::PREVIOUS_NUMERICS, crate::NUMERICS_VERSION].contains(&version) {
             return Err(ModelError::Unsupported(format!(
                 "the engine computes numerics versions {} and {}, not {version}",
-                crate::NUMERICS_VERSION,
-                crate::NEXT_NUMERICS
+                crate::PREVIOUS_NUMERICS,
+                crate::NUMERICS_VERSION
             )));
         }
         if self.engine.is_some() {

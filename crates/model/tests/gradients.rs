@@ -10,7 +10,7 @@ use rand_chacha::{
     rand_core::{RngCore, SeedableRng},
 };
 use under8k_model::spec::{ArchSpec, Block, Layer};
-use under8k_model::{KernelPath, Kernels, NEXT_NUMERICS, NUMERICS_VERSION, Net};
+use under8k_model::{KernelPath, Kernels, NUMERICS_VERSION, Net, PREVIOUS_NUMERICS};
 
 mod common;
 use common::conv;
@@ -71,9 +71,9 @@ fn check(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
     check_versions(spec, batch, train, max_per_tensor, &[NUMERICS_VERSION]);
 }
 
-/// [`check`] on the engine's next numerics too ([`under8k_model::NEXT_NUMERICS`]).
-fn check_next(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
-    let versions = [NUMERICS_VERSION, NEXT_NUMERICS];
+/// [`check`] on the engine's previous numerics too ([`under8k_model::PREVIOUS_NUMERICS`]).
+fn check_both(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
+    let versions = [PREVIOUS_NUMERICS, NUMERICS_VERSION];
     check_versions(spec, batch, train, max_per_tensor, &versions);
 }
 
@@ -250,7 +250,7 @@ fn conv_gradients() {
     // The Winograd kernels of training (the next numerics): 3×3, stride 1, unpadded, no bias, on planes of 24×24
     // (3 images a group, so 4 images make a partial last group), with an odd output count (a
     // weight-gradient row paired with a copy of itself on the vector paths).
-    check_next(
+    check_both(
         &spec([3, 24, 24], vec![conv(5, 3, 1, 0, false)]),
         4,
         true,
@@ -400,6 +400,6 @@ fn log_softmax_nll_gradients() {
 #[test]
 fn seed_net_loss_gradients() {
     // The whole 7,684-parameter net, NLL on log-softmax, in both modes; ~60 elements per tensor.
-    check_next(&ArchSpec::seed(), 3, true, 60);
+    check_both(&ArchSpec::seed(), 3, true, 60);
     check(&ArchSpec::seed(), 2, false, 60);
 }

@@ -15,7 +15,7 @@ use rand_chacha::{
     rand_core::{RngCore, SeedableRng},
 };
 use under8k_model::spec::{ArchSpec, Block, Layer};
-use under8k_model::{KernelPath, NEXT_NUMERICS, NUMERICS_VERSION, Net};
+use under8k_model::{KernelPath, NUMERICS_VERSION, Net, PREVIOUS_NUMERICS};
 
 /// Held by each test while it switches the process-wide kernel path.
 static PATH: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -174,13 +174,14 @@ fn every_kernel_path_gives_the_same_bits_on_every_kind_of_step() {
     }
 }
 
-/// The engine's next numerics ([`NEXT_NUMERICS`]: Winograd kernels in training for the
-/// unpadded 36×36 convolution here, whose last image of the batch has no room after it where
-/// it lies) give the same bits on every kernel path and on 1 and 2 threads, and change every
-/// training output and gradient. (Inference runs version 2's kernels; its output here differs
+/// The engine's previous numerics ([`PREVIOUS_NUMERICS`]: version 2, the direct kernels where
+/// version 3 runs Winograd kernels in training, here for the unpadded 36×36 convolution whose
+/// last image of the batch has no room after it where it lies) give the same bits on every
+/// kernel path and on 1 and 2 threads, and differ from the current version in every training
+/// output and gradient. (Inference runs version 2's kernels in both; its output here differs
 /// too, through the BatchNorm running statistics the training forward updated.)
 #[test]
-fn the_next_numerics_give_the_same_bits_on_every_path_and_thread_count() {
+fn the_previous_numerics_give_the_same_bits_on_every_path_and_thread_count() {
     let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
     let paths = KernelPath::available();
     let on = |path: KernelPath, threads: usize| {
@@ -189,7 +190,7 @@ fn the_next_numerics_give_the_same_bits_on_every_path_and_thread_count() {
             .num_threads(threads)
             .build()
             .unwrap();
-        pool.install(|| run(NEXT_NUMERICS))
+        pool.install(|| run(PREVIOUS_NUMERICS))
     };
     let want = on(paths[0], 1);
     for &path in &paths {
@@ -206,7 +207,7 @@ fn the_next_numerics_give_the_same_bits_on_every_path_and_thread_count() {
     // The training output and every gradient differ from the current version's.
     let now = run(NUMERICS_VERSION);
     for (i, (a, b)) in want.iter().zip(&now).take(want.len() - 1).enumerate() {
-        assert!(a != b, "tensor {i}: the next numerics change training");
+        assert!(a != b, "tensor {i}: the numerics change changes training");
     }
     KernelPath::use_path(KernelPath::best()).unwrap();
 }

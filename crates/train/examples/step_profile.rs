@@ -1,7 +1,7 @@
 //! Times training steps (forward + backward, batch 128) of the seed net on the fast engine,
 //! with its per-step breakdown, and optionally (`--reference`) on candle's own ops.
 //! `--portable`, `--avx2` or `--avx512` force a kernel path (default: the widest available);
-//! `--next` runs the engine's next numerics ([`under8k_model::NEXT_NUMERICS`]).
+//! `--previous` runs the engine's previous numerics ([`under8k_model::PREVIOUS_NUMERICS`]).
 #![allow(clippy::print_stdout)]
 use std::time::Instant;
 
@@ -38,8 +38,8 @@ fn main() -> anyhow::Result<()> {
         &dev,
     )?
     .with_kernels(kernels)?
-    .with_numerics(match std::env::args().any(|a| a == "--next") {
-        true => under8k_model::NEXT_NUMERICS,
+    .with_numerics(match std::env::args().any(|a| a == "--previous") {
+        true => under8k_model::PREVIOUS_NUMERICS,
         false => under8k_model::NUMERICS_VERSION,
     })?;
     // A fixed pattern, not candle's unseedable RNG: the timings do not depend on the values.

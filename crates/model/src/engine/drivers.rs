@@ -595,9 +595,9 @@ fn grad_pairs(cs: &ConvStep, g: &Group) -> usize {
 }
 
 /// A group's weight gradient added to `gw`, from its padded output gradient `gpad` and padded
-/// input `xp`: with the Winograd kernels when `wino` holds their three scratch buffers (the
-/// transformed input, the transformed gradient and, unused here, the input gradient's), else
-/// with the direct kernel.
+/// input `xp`: with the Winograd kernels when `wino` holds their scratch buffers (the
+/// transformed input, the transformed gradient and, when the input gradient is computed and
+/// unused here, its transformed gradient), else with the direct kernel.
 fn group_weight_grad<T: Real>(
     cs: &ConvStep,
     g: &Group,
@@ -608,7 +608,7 @@ fn group_weight_grad<T: Real>(
 ) {
     let gs = cs.front + g.lq;
     match wino {
-        [tx, sg, _] => {
+        [tx, sg, ..] => {
             let lp = g.lwg / 2;
             winograd::transform(xp, transformed_pairs(cs, g, g.lwg), tx);
             winograd::grad_transform(&gpad[cs.front..], gs, cs.co, lp, sg);
@@ -690,7 +690,7 @@ pub(super) fn conv_backward<T: Real>(
         |k: usize, gi: &[T], xi: &[T], gxi: Option<&mut [T]>, scratch: &mut Scratch<'_, T>| {
             let (gpad, xp, gxw, wino) = match &mut scratch.bufs[..] {
                 [gpad, xp, gxw, wino @ ..] => (gpad, xp, gxw, wino),
-                _ => unreachable!("three buffers or six"),
+                _ => unreachable!("three buffers to six"),
             };
             let grp = Group::new(cs, gi.len() / osz);
             let gs = cs.front + grp.lq;
@@ -745,7 +745,10 @@ pub(super) fn conv_backward<T: Real>(
     if cs.winograd {
         let lp = most.lwg / 2;
         let tx = 4 * transformed_pairs(cs, &most, most.lwg);
-        lens.extend([tx, cs.co * lp * 4, 4 * grad_pairs(cs, &most)]);
+        lens.extend([tx, cs.co * lp * 4]);
+        if uf.is_some() {
+            lens.push(4 * grad_pairs(cs, &most));
+        }
     }
     let init = || Scratch::take(pool, &lens);
     let (gsz, isz_g, osz_g) = (cs.group, cs.group * isz, cs.group * osz);

@@ -27,12 +27,13 @@
 //!   convolutions fill the vectors). Every reduction over the batch (BatchNorm statistics per
 //!   image, weight gradients per group) sums its partials in image or group order, so results
 //!   are the same for any thread count. The grouping is part of the numerics
-//!   ([`NUMERICS_VERSION`](crate::NUMERICS_VERSION) 2).
-//! - With the next numerics ([`NEXT_NUMERICS`](crate::NEXT_NUMERICS) 3, selected by
-//!   [`Net::with_numerics`](crate::Net::with_numerics)), training runs the large unpadded 3×3
-//!   stride-1 convolutions without bias on row-wise Winograd F(2,3) kernels ([`winograd`]):
-//!   forward, input gradient and weight gradient, each input transformed by a pass of its own.
-//!   Evaluation and inference compute what version 2 does.
+//!   (numerics version 2 on).
+//! - Training runs the large unpadded 3×3 stride-1 convolutions without bias on row-wise
+//!   Winograd F(2,3) kernels ([`winograd`]): forward, input gradient and weight gradient, each
+//!   input transformed by a pass of its own ([`NUMERICS_VERSION`](crate::NUMERICS_VERSION) 3;
+//!   [`Net::with_numerics`](crate::Net::with_numerics) selects version 2's direct kernels
+//!   instead, [`PREVIOUS_NUMERICS`](crate::PREVIOUS_NUMERICS)). Evaluation and inference
+//!   compute what version 2 does.
 //! - Every kernel is compiled for each [`KernelPath`] (portable, AVX2, AVX-512), one chosen at
 //!   run time, with the same bits on each.
 //! - Inference (eval mode, nothing kept for backward, [`infer`]) runs a few images at a time
