@@ -155,11 +155,13 @@ fn research_chooses_on_validation_and_verifies() {
     let keep = ["research", "--out", out_s, "--seeds", "2", "--keep-search"];
     let o = xtask(&keep);
     assert!(!o.status.success(), "{}", text(&o));
+    let now = under8k_model::NUMERICS_VERSION;
     assert!(
-        text(&o).contains("numerics version 1, this engine computes version 2")
-            && !text(&o)
-                .lines()
-                .any(|l| l.contains("retraining to verify") && l.contains("search")),
+        text(&o).contains(&format!(
+            "numerics version 1, this engine computes version {now}"
+        )) && !text(&o)
+            .lines()
+            .any(|l| l.contains("retraining to verify") && l.contains("search")),
         "{}",
         text(&o)
     );
@@ -174,7 +176,7 @@ fn research_chooses_on_validation_and_verifies() {
     let readme = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(
         readme.contains("numerics version 1 and kept as they are")
-            && readme.contains("the final runs with version 2"),
+            && readme.contains(&format!("the final runs with version {now}")),
         "{readme}"
     );
     // A candidate over the budget, or without a validation split, is refused by name.
