@@ -320,8 +320,7 @@ fn scaling(mnist: &under8k_mnist_data::Mnist, batches: usize) -> Result<()> {
 /// change gained.
 fn against_previous(fast: &[PathFigures], batches: usize) -> Result<()> {
     println!(
-        "
-the numerics (version {}) against the version before ({}):",
+        "\nthe numerics (version {}) against the version before ({}):",
         under8k_model::NUMERICS_VERSION,
         under8k_model::PREVIOUS_NUMERICS
     );
