@@ -126,6 +126,14 @@ impl<'a, T> Input<'a, T> {
     fn run(&self, k: usize) -> usize {
         (k / 3 * self.xs + k % 3 * self.half) * 4
     }
+
+    /// Where kernel row `c·3 + kh`'s pair `p` lies in `t`: [`Self::run`] without its
+    /// division, for the vector kernels' inner loops.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    fn at(&self, c: usize, kh: usize, p: usize) -> usize {
+        (c * self.xs + kh * self.half + p) * 4
+    }
 }
 
 fma_dispatch! {

@@ -240,16 +240,20 @@ macro_rules! inverse {
 #[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
 unsafe fn fwd512<const OB: usize, const NV: usize>(f: &Fwd<'_>, o: usize, p: usize) {
     let mut acc = [[_mm512_setzero_ps(); NV]; OB];
-    for k in 0..f.nk {
-        let at = f.x.run(k) + 4 * p;
-        // SAFETY (all below): within the checked lengths.
-        let tv: [__m512; NV] =
-            std::array::from_fn(|v| unsafe { _mm512_loadu_ps(f.x.t.as_ptr().add(at + 16 * v)) });
-        for (r, a) in acc.iter_mut().enumerate() {
-            let w = unsafe { _mm_loadu_ps(f.u.as_ptr().add(((o + r) * f.nk + k) * 4)) };
-            let w = _mm512_broadcast_f32x4(w);
-            for v in 0..NV {
-                a[v] = _mm512_fmadd_ps(tv[v], w, a[v]);
+    // Kernel rows `k = c·3 + kh` in order, as two loops: no division by 3 in the inner one.
+    for c in 0..f.x.ci {
+        for kh in 0..3 {
+            let (k, at) = (c * 3 + kh, f.x.at(c, kh, p));
+            // SAFETY (all below): within the checked lengths.
+            let tv: [__m512; NV] = std::array::from_fn(|v| unsafe {
+                _mm512_loadu_ps(f.x.t.as_ptr().add(at + 16 * v))
+            });
+            for (r, a) in acc.iter_mut().enumerate() {
+                let w = unsafe { _mm_loadu_ps(f.u.as_ptr().add(((o + r) * f.nk + k) * 4)) };
+                let w = _mm512_broadcast_f32x4(w);
+                for v in 0..NV {
+                    a[v] = _mm512_fmadd_ps(tv[v], w, a[v]);
+                }
             }
         }
     }
@@ -270,16 +274,19 @@ unsafe fn fwd512<const OB: usize, const NV: usize>(f: &Fwd<'_>, o: usize, p: usi
 #[target_feature(enable = "avx2,fma")]
 unsafe fn fwd256<const OB: usize>(f: &Fwd<'_>, o: usize, p: usize) {
     let mut acc = [[_mm256_setzero_ps(); 2]; OB];
-    for k in 0..f.nk {
-        let at = f.x.run(k) + 4 * p;
-        // SAFETY (all below): within the checked lengths.
-        let tv: [__m256; 2] =
-            std::array::from_fn(|v| unsafe { _mm256_loadu_ps(f.x.t.as_ptr().add(at + 8 * v)) });
-        for (r, a) in acc.iter_mut().enumerate() {
-            let w = unsafe { f.u.as_ptr().add(((o + r) * f.nk + k) * 4) as *const __m128 };
-            let w = unsafe { _mm256_broadcast_ps(&*w) };
-            for v in 0..2 {
-                a[v] = _mm256_fmadd_ps(tv[v], w, a[v]);
+    // Kernel rows `k = c·3 + kh` in order, as two loops: no division by 3 in the inner one.
+    for c in 0..f.x.ci {
+        for kh in 0..3 {
+            let (k, at) = (c * 3 + kh, f.x.at(c, kh, p));
+            // SAFETY (all below): within the checked lengths.
+            let tv: [__m256; 2] =
+                std::array::from_fn(|v| unsafe { _mm256_loadu_ps(f.x.t.as_ptr().add(at + 8 * v)) });
+            for (r, a) in acc.iter_mut().enumerate() {
+                let w = unsafe { f.u.as_ptr().add(((o + r) * f.nk + k) * 4) as *const __m128 };
+                let w = unsafe { _mm256_broadcast_ps(&*w) };
+                for v in 0..2 {
+                    a[v] = _mm256_fmadd_ps(tv[v], w, a[v]);
+                }
             }
         }
     }
