@@ -124,12 +124,11 @@ impl<'a, T> Input<'a, T> {
 
     /// Where kernel row `k = c·3 + kh`'s pairs start in `t`.
     fn run(&self, k: usize) -> usize {
-        (k / 3 * self.xs + k % 3 * self.half) * 4
+        self.at(k / 3, k % 3, 0)
     }
 
     /// Where kernel row `c·3 + kh`'s pair `p` lies in `t`: [`Self::run`] without its
     /// division, for the vector kernels' inner loops.
-    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     fn at(&self, c: usize, kh: usize, p: usize) -> usize {
         (c * self.xs + kh * self.half + p) * 4
