@@ -1,5 +1,6 @@
 //! Times training steps (forward + backward, batch 128) of the seed net on the fast engine,
-//! with its per-step breakdown, and optionally (`--reference`) on candle's own ops.
+//! with its per-step breakdown, and optionally (`--reference`) on candle's own ops. The steps
+//! run on rayon's pool, as the training loop's do.
 //! `--portable`, `--avx2` or `--avx512` force a kernel path (default: the widest available);
 //! `--previous` runs the engine's previous numerics ([`under8k_model::PREVIOUS_NUMERICS`]).
 #![allow(clippy::print_stdout)]
@@ -50,15 +51,22 @@ fn main() -> anyhow::Result<()> {
     for round in 0..2 {
         net.set_profiling(round == 1);
         let (mut f, mut b) = (0.0, 0.0);
-        for _ in 0..steps {
-            let t = Instant::now();
-            let y = net.forward_t(&x, true)?;
-            let loss = candle_nn::loss::nll(&y, &labels)?;
-            f += t.elapsed().as_secs_f64();
-            let t = Instant::now();
-            let _g = loss.backward()?;
-            b += t.elapsed().as_secs_f64();
-        }
+        // The steps run on a thread of rayon's pool, as the training loop runs them: each
+        // parallel layer is then a local fork, not a hand-over from this thread to a pool
+        // thread that may be asleep (which cost 20–100 µs a layer and made the small passes'
+        // rows read 2–3× their time; docs/PERFORMANCE.md, eighteenth pass).
+        rayon::scope(|_| -> anyhow::Result<()> {
+            for _ in 0..steps {
+                let t = Instant::now();
+                let y = net.forward_t(&x, true)?;
+                let loss = candle_nn::loss::nll(&y, &labels)?;
+                f += t.elapsed().as_secs_f64();
+                let t = Instant::now();
+                let _g = loss.backward()?;
+                b += t.elapsed().as_secs_f64();
+            }
+            Ok(())
+        })?;
         let per = |v: f64| v * 1e3 / steps as f64;
         println!(
             "{kernels:?}: forward {:.2} ms, backward {:.2} ms per batch of 128 → {:.0} img/s",
