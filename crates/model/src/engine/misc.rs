@@ -291,10 +291,11 @@ mod tests {
 
     proptest! {
         /// The 2×2 tournament picks the same element as the row-major scan, on values drawn
-        /// from a small set so that ties and NaNs are common. Rows up to 39 wide: on the
-        /// AVX-512 path (the default where the CPU has it) an output row goes in pieces of 16,
-        /// the last one masked, each reading 32 inputs as two halves. The values-only and lanes
-        /// tournaments (inference) keep the same elements.
+        /// from a small set so that ties and NaNs are common, on every kernel path. Rows up to
+        /// 39 wide: on the AVX-512 path an output row goes in pieces of 16, the last one
+        /// masked, each reading 32 inputs as two halves; the other paths run the compiler's
+        /// code for their instruction set. The values-only and lanes tournaments (inference)
+        /// keep the same elements.
         #[test]
         fn max_pool2_is_the_scan(
             (c, h, w, x) in (1usize..4, 2usize..7, 2usize..40).prop_flat_map(|(c, h, w)| {
@@ -303,17 +304,30 @@ mod tests {
             })
         ) {
             let n = c * (h / 2) * (w / 2);
-            let (mut o1, mut a1) = (vec![0f32; n], vec![0u32; n]);
             let (mut o2, mut a2) = (vec![0f32; n], vec![0u32; n]);
-            max_pool2(&x, &mut o1, &mut a1, c, h, w);
             max_pool_scan(&x, &mut o2, &mut a2, &Window { c, h, w, k: 2, s: 2 });
-            prop_assert_eq!(&a1, &a2);
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            prop_assert_eq!(bits(&o1), bits(&o2));
-            // The values-only tournament (inference) keeps the same elements.
-            let mut o3 = vec![0f32; n];
-            max_pool2_values(&x, &mut o3, &Window { c, h, w, k: 2, s: 2 });
-            prop_assert_eq!(bits(&o3), bits(&o1));
+            // Every kernel path of this CPU (explicit vectors on the AVX-512 path, the
+            // compiler's elsewhere), the best one back before any assertion can return.
+            use crate::engine::KernelPath;
+            let runs: Vec<_> = KernelPath::available()
+                .into_iter()
+                .map(|path| {
+                    KernelPath::use_path(path).expect("available");
+                    let (mut o1, mut a1) = (vec![0f32; n], vec![0u32; n]);
+                    max_pool2(&x, &mut o1, &mut a1, c, h, w);
+                    let mut o3 = vec![0f32; n];
+                    max_pool2_values(&x, &mut o3, &Window { c, h, w, k: 2, s: 2 });
+                    (path, o1, a1, o3)
+                })
+                .collect();
+            KernelPath::use_path(KernelPath::best()).expect("best");
+            for (path, o1, a1, o3) in &runs {
+                prop_assert_eq!(a1, &a2, "indices ({})", path);
+                prop_assert_eq!(bits(o1), bits(&o2), "values ({})", path);
+                // The values-only tournament (inference) keeps the same elements.
+                prop_assert_eq!(bits(o3), bits(o1), "values only ({})", path);
+            }
             // The lanes layout: lane `i` holds the planes rotated by `i` values, and each lane
             // pools as the values-only tournament pools that image alone.
             const L: usize = 3;
