@@ -448,21 +448,14 @@ mod tests {
             mean in proptest::collection::vec(-1.0f32..1.0, 9),
         ) {
             let (x, y) = (&v[..c * hw], &v[9 * 40..][..c * hw]);
-            // Every kernel path of this CPU (the vectors of `f32` on the AVX paths), the best
-            // one back before any assertion can return early.
-            use crate::engine::KernelPath;
-            let runs: Vec<_> = KernelPath::available()
-                .into_iter()
-                .map(|path| {
-                    KernelPath::use_path(path).expect("available");
-                    let (mut squares, mut centred) = (vec![(0.0, 0.0); c], vec![(0.0, 0.0); c]);
-                    plane_sums(x, c, hw, &mut squares);
-                    grad_sums(x, y, c, hw, &mean, &mut centred);
-                    (path, squares, centred)
-                })
-                .collect();
-            KernelPath::use_path(KernelPath::best()).expect("best");
-            for (path, squares, centred) in runs {
+            // Every kernel path of this CPU (the vectors of `f32` on the AVX paths).
+            let runs = crate::engine::on_every_path(|| {
+                let (mut squares, mut centred) = (vec![(0.0, 0.0); c], vec![(0.0, 0.0); c]);
+                plane_sums(x, c, hw, &mut squares);
+                grad_sums(x, y, c, hw, &mean, &mut centred);
+                (squares, centred)
+            });
+            for (path, (squares, centred)) in runs {
                 for ch in 0..c {
                     let (xc, yc) = (&x[ch * hw..][..hw], &y[ch * hw..][..hw]);
                     let bits = |t: (f64, f64)| (t.0.to_bits(), t.1.to_bits());

@@ -141,8 +141,8 @@ mod tests {
         /// The lanes convolution with its act step against the definition, one image, output
         /// and position at a time (`bias + Σ_i Σ_t x·w`, each term a multiply-add in that
         /// order, then `relu(s·a + b)` as a multiply-add and a select): the same bits, NaN, ±∞
-        /// and −0 included (a NaN for a NaN). Channels with `a = 0, b = −0` make −0 outputs, which a ReLU must
-        /// keep.
+        /// and −0 included (a NaN for a NaN), on every kernel path. Channels with `a = 0, b =
+        /// −0` make −0 outputs, which a ReLU must keep.
         #[test]
         fn lanes_convolution_is_the_definition(
             (ci, co, k, h, w) in (1usize..4, 1usize..12, 1usize..4)
@@ -164,11 +164,18 @@ mod tests {
             let mut xl = vec![f32::NAN; ci * h * w * LANES];
             gather(&x, m, ci * h * w, &mut xl);
             let osz = co * cs.oh * cs.ow;
-            let mut yl = vec![f32::NAN; osz * LANES];
-            Geometry::new(&cs).conv(&cs, &xl, &params, &mut yl, Some(Epilogue { a: &a, b: &b, relu }));
-            let mut y = vec![f32::NAN; m * osz];
-            scatter(&yl, m, osz, &mut y);
-            for (i, o, p) in triples(m, co, cs.oh * cs.ow) {
+            // Every kernel path of this CPU.
+            let runs = crate::engine::on_every_path(|| {
+                let mut yl = vec![f32::NAN; osz * LANES];
+                let act = Some(Epilogue { a: &a, b: &b, relu });
+                Geometry::new(&cs).conv(&cs, &xl, &params, &mut yl, act);
+                let mut y = vec![f32::NAN; m * osz];
+                scatter(&yl, m, osz, &mut y);
+                y
+            });
+            for ((i, o, p), (path, y)) in triples(m, co, cs.oh * cs.ow)
+                .flat_map(|t| runs.iter().map(move |r| (t, r)))
+            {
                 let (r, c) = (p / cs.ow, p % cs.ow);
                 let mut s = if bias { params[co * ci * k * k + o] } else { 0.0 };
                 for ch in 0..ci {
@@ -183,7 +190,7 @@ mod tests {
                 // A NaN's sign and payload depend on the instruction (x86's fused multiply-add
                 // makes −NaN from ∞·0, the software one +NaN): any NaN for a NaN.
                 let same = got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan());
-                prop_assert!(same, "image {} output {} at {}: {} for {}", i, o, p, got, want);
+                prop_assert!(same, "image {} output {} at {} ({}): {} for {}", i, o, p, path, got, want);
             }
         }
 

@@ -308,21 +308,15 @@ mod tests {
             max_pool_scan(&x, &mut o2, &mut a2, &Window { c, h, w, k: 2, s: 2 });
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             // Every kernel path of this CPU (explicit vectors on the AVX-512 path, the
-            // compiler's elsewhere), the best one back before any assertion can return.
-            use crate::engine::KernelPath;
-            let runs: Vec<_> = KernelPath::available()
-                .into_iter()
-                .map(|path| {
-                    KernelPath::use_path(path).expect("available");
-                    let (mut o1, mut a1) = (vec![0f32; n], vec![0u32; n]);
-                    max_pool2(&x, &mut o1, &mut a1, c, h, w);
-                    let mut o3 = vec![0f32; n];
-                    max_pool2_values(&x, &mut o3, &Window { c, h, w, k: 2, s: 2 });
-                    (path, o1, a1, o3)
-                })
-                .collect();
-            KernelPath::use_path(KernelPath::best()).expect("best");
-            for (path, o1, a1, o3) in &runs {
+            // compiler's elsewhere).
+            let runs = crate::engine::on_every_path(|| {
+                let (mut o1, mut a1) = (vec![0f32; n], vec![0u32; n]);
+                max_pool2(&x, &mut o1, &mut a1, c, h, w);
+                let mut o3 = vec![0f32; n];
+                max_pool2_values(&x, &mut o3, &Window { c, h, w, k: 2, s: 2 });
+                (o1, a1, o3)
+            });
+            for (path, (o1, a1, o3)) in &runs {
                 prop_assert_eq!(a1, &a2, "indices ({})", path);
                 prop_assert_eq!(bits(o1), bits(&o2), "values ({})", path);
                 // The values-only tournament (inference) keeps the same elements.

@@ -81,6 +81,22 @@ mod simd;
 pub(crate) mod winograd;
 
 pub use dispatch::{KernelPath, PathUnavailable};
+
+/// `run` once on every kernel path this CPU offers, each result with its path; the best path is
+/// active again before this returns, so a test's assertions (which may return early) run after
+/// it. The path is process-wide: tests that need one path throughout have their own binary.
+#[cfg(test)]
+pub(crate) fn on_every_path<R>(mut run: impl FnMut() -> R) -> Vec<(KernelPath, R)> {
+    let runs = KernelPath::available()
+        .into_iter()
+        .map(|path| {
+            KernelPath::use_path(path).expect("available");
+            (path, run())
+        })
+        .collect();
+    KernelPath::use_path(KernelPath::best()).expect("best");
+    runs
+}
 pub(crate) use pass::Pass;
 pub(crate) use plan::Engine;
 pub use profile::StepTime;

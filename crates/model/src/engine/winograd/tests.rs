@@ -1,7 +1,6 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::engine::KernelPath;
 
 /// A shape: `ci` input channels of `xs` (even) values each, rows `wp` (even) apart, `no`
 /// outputs, `lp` pairs computed.
@@ -116,17 +115,12 @@ proptest! {
         let w = values::<f32>(s.no * s.ci * 9, seed ^ 1);
         let g = values::<f32>(s.no * 2 * s.lp, seed ^ 2);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        let runs: Vec<_> = KernelPath::available()
-            .into_iter()
-            .map(|path| {
-                KernelPath::use_path(path).expect("available");
-                let (y, t, gw) = winograd(s, &x, &w, &g);
-                (path, bits(&y), bits(&t), bits(&gw))
-            })
-            .collect();
-        KernelPath::use_path(KernelPath::best()).expect("best");
-        let (_, y0, t0, gw0) = &runs[0];
-        for (path, y, t, gw) in &runs[1..] {
+        let runs = crate::engine::on_every_path(|| {
+            let (y, t, gw) = winograd(s, &x, &w, &g);
+            (bits(&y), bits(&t), bits(&gw))
+        });
+        let (_, (y0, t0, gw0)) = &runs[0];
+        for (path, (y, t, gw)) in &runs[1..] {
             prop_assert_eq!(t, t0, "transform on {}", path);
             prop_assert_eq!(y, y0, "forward on {}", path);
             prop_assert_eq!(gw, gw0, "weight gradient on {}", path);
