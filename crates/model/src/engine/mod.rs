@@ -81,6 +81,9 @@ mod simd;
 pub(crate) mod winograd;
 
 pub use dispatch::{KernelPath, PathUnavailable};
+pub(crate) use pass::Pass;
+pub(crate) use plan::Engine;
+pub use profile::StepTime;
 
 /// `run` once on every kernel path this CPU offers, each result with its path; the best path is
 /// active again before this returns, so a test's assertions (which may return early) run after
@@ -97,6 +100,3 @@ pub(crate) fn on_every_path<R>(mut run: impl FnMut() -> R) -> Vec<(KernelPath, R
     KernelPath::use_path(KernelPath::best()).expect("best");
     runs
 }
-pub(crate) use pass::Pass;
-pub(crate) use plan::Engine;
-pub use profile::StepTime;
