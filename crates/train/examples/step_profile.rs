@@ -3,6 +3,9 @@
 //! run on rayon's pool, as the training loop's do.
 //! `--portable`, `--avx2` or `--avx512` force a kernel path (default: the widest available);
 //! `--previous` runs the engine's previous numerics ([`under8k_model::PREVIOUS_NUMERICS`]).
+//! `--eval` times inference instead (`Net::infer`, evaluation mode): 20 batches of 2,000
+//! images after an untimed one, in img/s, without the test set's loading, loss and accuracy
+//! that `cargo xtask bench` times around it.
 #![allow(clippy::print_stdout)]
 use std::time::Instant;
 
@@ -43,9 +46,10 @@ fn main() -> anyhow::Result<()> {
         true => under8k_model::PREVIOUS_NUMERICS,
         false => under8k_model::NUMERICS_VERSION,
     })?;
-    // A fixed pattern, not candle's unseedable RNG: the timings do not depend on the values.
-    let pattern = (0..128 * 28 * 28).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5);
-    let x = Tensor::from_vec(pattern.collect::<Vec<_>>(), (128, 1, 28, 28), &dev)?;
+    if std::env::args().any(|a| a == "--eval") {
+        return time_inference(&net, &dev);
+    }
+    let x = images(128, &dev)?;
     let labels = Tensor::from_vec((0..128u32).map(|i| i % 10).collect::<Vec<_>>(), 128, &dev)?;
     let steps = if reference { 3 } else { 50 };
     for round in 0..2 {
@@ -85,5 +89,33 @@ fn main() -> anyhow::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// `n` images of a fixed pattern, not candle's unseedable RNG: the timings do not depend on the
+/// values.
+fn images(n: usize, dev: &Device) -> anyhow::Result<Tensor> {
+    let pattern = (0..n * 28 * 28).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5);
+    Ok(Tensor::from_vec(
+        pattern.collect::<Vec<_>>(),
+        (n, 1, 28, 28),
+        dev,
+    )?)
+}
+
+/// `--eval`: inference of 20 batches of 2,000 images, after an untimed one.
+fn time_inference(net: &Net, dev: &Device) -> anyhow::Result<()> {
+    let (n, reps) = (2000, 20);
+    let x = images(n, dev)?;
+    net.infer(&x)?;
+    let t = Instant::now();
+    for _ in 0..reps {
+        net.infer(&x)?;
+    }
+    let s = t.elapsed().as_secs_f64().max(1e-9);
+    println!(
+        "Fast: eval {:.0} img/s ({reps} batches of {n})",
+        (n * reps) as f64 / s
+    );
     Ok(())
 }

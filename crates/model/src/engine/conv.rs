@@ -45,7 +45,7 @@ pub fn correlate<T: Real>(
     if let Some(b) = bias {
         assert!(b.len() >= no);
     }
-    let (obs, nvs) = blocking(rows.len());
+    let (obs, nvs) = blocking(rows.len(), no);
     // Positions outside, outputs inside: one stretch of positions (its runs, a few KB) stays in
     // the L1 cache while every output block reads it.
     let mut p0 = 0;
@@ -88,7 +88,7 @@ pub fn correlate_at<T: Real>(
     assert!(w.len() >= no * ni * off.len());
     assert!(bias.is_none_or(|b| b.len() >= no));
     assert!(act.is_none_or(|e| e.a.len() >= no && e.b.len() >= no));
-    let (obs, nvs) = blocking(rows.len());
+    let (obs, nvs) = blocking(rows.len(), no);
     let mut p = 0;
     for &nv in nvs {
         while p + nv <= places.len() {
@@ -111,15 +111,20 @@ fn runs(xs: usize, ni: usize, off: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-/// Register blocking per path for `nk` runs: `OB` outputs × `NV` chunks of accumulators per
-/// block, as many as the path's registers hold (AVX-512: 5 × 4 zmm of its 32, where each block
-/// has enough runs to pay for its 20 stores, else 4 × 4; AVX2: 5 × 1 chunk of two ymm, 10 of its
-/// 16; portable: 4 × 1). Every output lane sums the same terms in the same order whatever the
-/// blocking, so the paths give the same bits.
-fn blocking(nk: usize) -> (&'static [usize], &'static [usize]) {
+/// Register blocking per path for `nk` runs into `no` outputs: `OB` outputs × `NV` chunks of
+/// accumulators per block, as many as the path's registers hold (AVX-512: 5 × 4 zmm of its 32,
+/// where each block has enough runs to pay for its 20 stores, else 4 × 4; AVX2: 3 × 2 chunks of
+/// two ymm, 12 of its 16, where the outputs come in threes, else 5 × 1, 10 of them; portable: 4
+/// × 1). AVX2's 3 × 2 loads 7 vectors per 12 multiply-adds against 5 × 1's 7 per 10: in a
+/// timing loop over conv2's input in the lanes (10 channels of 26×26, 3×3, one core) its
+/// blocks ran 108–110 GFLOP/s against 102–103, and 2 × 2 blocks 93–95, so 10 outputs stay 5 +
+/// 5 (docs/PERFORMANCE.md, nineteenth pass). Every output lane sums the same terms in the
+/// same order whatever the blocking, so the paths give the same bits.
+fn blocking(nk: usize, no: usize) -> (&'static [usize], &'static [usize]) {
     match super::KernelPath::active() {
         super::KernelPath::Avx512 if nk >= 16 => (&[5, 4, 2, 1], &[4, 2, 1]),
         super::KernelPath::Avx512 => (&[4, 2, 1], &[4, 2, 1]),
+        super::KernelPath::Avx2 if no.is_multiple_of(3) => (&[3, 2, 1], &[2, 1]),
         super::KernelPath::Avx2 => (&[5, 4, 2, 1], &[1]),
         super::KernelPath::Portable => (&[4, 2, 1], &[1]),
     }
@@ -158,6 +163,8 @@ fn run_block<T: Real, P: Places>(ob: usize, nv: usize, args: Args<'_, T, P>) {
         (2, 4) => block::<T, 2, 4, P>(args),
         (1, 4) => block::<T, 1, 4, P>(args),
         (4, 2) => block::<T, 4, 2, P>(args),
+        (3, 2) => block::<T, 3, 2, P>(args),
+        (3, 1) => block::<T, 3, 1, P>(args),
         (2, 2) => block::<T, 2, 2, P>(args),
         (1, 2) => block::<T, 1, 2, P>(args),
         (4, 1) => block::<T, 4, 1, P>(args),

@@ -106,7 +106,7 @@ pub(super) unsafe fn block512<const OB: usize, const NV: usize, P: Places>(b: Bl
     }
 }
 
-/// The AVX2 block: a chunk is two ymm, `2·OB·NV` accumulators (10 at most, of the 16 registers,
+/// The AVX2 block: a chunk is two ymm, `2·OB·NV` accumulators (12 at most, of the 16 registers,
 /// enough independent chains to cover the FMA latency on two pipes).
 ///
 /// # Safety
@@ -124,15 +124,17 @@ pub(super) unsafe fn block256<const OB: usize, const NV: usize, P: Places>(b: Bl
     }
     let (x, w) = (b.x.as_ptr(), b.w.as_ptr());
     for (k, &row) in b.rows.iter().enumerate() {
+        // The run's weights first, then one input vector at a time through every output: `OB`
+        // weights, one input and the accumulators live at once (3 × 2 chunks: 3 + 1 + 12 of
+        // the 16 registers), where holding every input vector would spill.
         // SAFETY: indices checked in `check`.
-        let xv: [[__m256; H]; NV] = std::array::from_fn(|v| {
-            std::array::from_fn(|h| unsafe { _mm256_loadu_ps(x.add(row + b.at.input(v) + h * 8)) })
-        });
-        for (r, a) in acc.iter_mut().enumerate() {
-            let c = _mm256_set1_ps(unsafe { *w.add((b.o + r) * wk + k) });
-            for v in 0..NV {
-                for h in 0..H {
-                    a[v][h] = _mm256_fmadd_ps(xv[v][h], c, a[v][h]);
+        let c: [__m256; OB] =
+            std::array::from_fn(|r| _mm256_set1_ps(unsafe { *w.add((b.o + r) * wk + k) }));
+        for v in 0..NV {
+            for h in 0..H {
+                let xv = unsafe { _mm256_loadu_ps(x.add(row + b.at.input(v) + h * 8)) };
+                for (a, &c) in acc.iter_mut().zip(&c) {
+                    a[v][h] = _mm256_fmadd_ps(xv, c, a[v][h]);
                 }
             }
         }
