@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
         false => under8k_model::NUMERICS_VERSION,
     })?;
     if std::env::args().any(|a| a == "--eval") {
-        return time_inference(&net, &dev);
+        return time_inference(&net, kernels, &dev);
     }
     let x = images(128, &dev)?;
     let labels = Tensor::from_vec((0..128u32).map(|i| i % 10).collect::<Vec<_>>(), 128, &dev)?;
@@ -104,7 +104,7 @@ fn images(n: usize, dev: &Device) -> anyhow::Result<Tensor> {
 }
 
 /// `--eval`: inference of 20 batches of 2,000 images, after an untimed one.
-fn time_inference(net: &Net, dev: &Device) -> anyhow::Result<()> {
+fn time_inference(net: &Net, kernels: Kernels, dev: &Device) -> anyhow::Result<()> {
     let (n, reps) = (2000, 20);
     let x = images(n, dev)?;
     net.infer(&x)?;
@@ -114,7 +114,7 @@ fn time_inference(net: &Net, dev: &Device) -> anyhow::Result<()> {
     }
     let s = t.elapsed().as_secs_f64().max(1e-9);
     println!(
-        "Fast: eval {:.0} img/s ({reps} batches of {n})",
+        "{kernels:?}: eval {:.0} img/s ({reps} batches of {n})",
         (n * reps) as f64 / s
     );
     Ok(())

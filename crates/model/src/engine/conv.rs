@@ -117,7 +117,7 @@ fn runs(xs: usize, ni: usize, off: &[usize]) -> Vec<usize> {
 /// two ymm, 12 of its 16, where the outputs come in threes, else 5 × 1, 10 of them; portable: 4
 /// × 1). AVX2's 3 × 2 loads 7 vectors per 12 multiply-adds against 5 × 1's 7 per 10: in a
 /// timing loop over conv2's input in the lanes (10 channels of 26×26, 3×3, one core) its
-/// blocks ran 108–110 GFLOP/s against 102–103, and 2 × 2 blocks 93–95, so 10 outputs stay 5 +
+/// blocks ran 108–110 GFLOP/s against 102–105, and 2 × 2 blocks 93–95, so 10 outputs stay 5 +
 /// 5 (docs/PERFORMANCE.md, nineteenth pass). Every output lane sums the same terms in the
 /// same order whatever the blocking, so the paths give the same bits.
 fn blocking(nk: usize, no: usize) -> (&'static [usize], &'static [usize]) {
