@@ -334,7 +334,7 @@ fn scaling(mnist: &under8k_mnist_data::Mnist, batches: usize) -> Result<()> {
     println!(
         "| efficiency of 2 | {:.0} % | {:.0} % |",
         t.efficiency,
-        50.0 * two.eval / one.eval
+        efficiency(one.eval, two.eval)
     );
     println!(
         "| two loops at once against twice 1 (what the machine's shared parts leave) | {:.0} % | |",
@@ -360,11 +360,16 @@ struct Scaling {
 impl Scaling {
     fn of(one: f64, two: f64, both: f64) -> Self {
         Scaling {
-            efficiency: 100.0 * two / (2.0 * one),
-            machine: 100.0 * both / (2.0 * one),
+            efficiency: efficiency(one, two),
+            machine: efficiency(one, both),
             loop_own: 100.0 * two / both,
         }
     }
+}
+
+/// What a rate on two cores makes of twice the rate on one, in percent.
+fn efficiency(one: f64, two: f64) -> f64 {
+    100.0 * two / (2.0 * one)
 }
 
 /// The engine's numerics ([`under8k_model::NUMERICS_VERSION`]) against the version before

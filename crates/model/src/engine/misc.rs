@@ -304,8 +304,9 @@ mod tests {
             })
         ) {
             let n = c * (h / 2) * (w / 2);
+            let window = Window { c, h, w, k: 2, s: 2 };
             let (mut o2, mut a2) = (vec![0f32; n], vec![0u32; n]);
-            max_pool_scan(&x, &mut o2, &mut a2, &Window { c, h, w, k: 2, s: 2 });
+            max_pool_scan(&x, &mut o2, &mut a2, &window);
             let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
             // Every kernel path of this CPU (explicit vectors on the AVX-512 path, the
             // compiler's elsewhere).
@@ -313,7 +314,7 @@ mod tests {
                 let (mut o1, mut a1) = (vec![0f32; n], vec![0u32; n]);
                 max_pool2(&x, &mut o1, &mut a1, c, h, w);
                 let mut o3 = vec![0f32; n];
-                max_pool2_values(&x, &mut o3, &Window { c, h, w, k: 2, s: 2 });
+                max_pool2_values(&x, &mut o3, &window);
                 (o1, a1, o3)
             });
             for (path, (o1, a1, o3)) in &runs {
@@ -332,7 +333,7 @@ mod tests {
             max_pool2_lanes(&lanes, &mut o4, c, h, w, L);
             for i in 0..L {
                 let mut alone = vec![0f32; n];
-                max_pool2_values(&image(i), &mut alone, &Window { c, h, w, k: 2, s: 2 });
+                max_pool2_values(&image(i), &mut alone, &window);
                 let lane: Vec<f32> = (0..n).map(|j| o4[j * L + i]).collect();
                 prop_assert_eq!(bits(&lane), bits(&alone), "lane {}", i);
             }
