@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 
 use super::buffers::BufferPool;
+use super::lanes::{self, LANES};
 use super::places::Epilogue;
 use super::plan::ConvStep;
 use super::real::Real;
@@ -122,6 +123,12 @@ pub(super) fn conv_forward<T: Real>(
         let image = Group::new(cs, 1);
         lens.push(4 * transformed_pairs(cs, &image, image.lw));
     }
+    // Groups of a full vector's lanes of images, unpadded at stride 1, whose wide layout
+    // computes positions for nothing: with the images in the lanes, where only the positions
+    // kept are computed ([`lanes`]; the same bits).
+    let wasted = cs.oh * cs.ow < cs.hp * cs.wp;
+    let geometry =
+        (!one && wasted && cs.group == LANES && lanes::fits(cs)).then(|| lanes::Geometry::new(cs));
     let sums: Vec<ImageSums> = out
         .par_chunks_mut(per * osz)
         .enumerate()
@@ -148,6 +155,12 @@ pub(super) fn conv_forward<T: Real>(
                         one_image(cs, xa, params, wino, o, wide)
                     }
                     _ if one && room => one_image(cs, x, params, wino, o, wide),
+                    _ if geometry.is_some() => {
+                        let geometry = geometry.as_ref().expect("a geometry");
+                        lanes::gather(&x[..n * isz], n, isz, xp);
+                        geometry.conv(cs, xp, params, wide, None);
+                        lanes::scatter(wide, n, osz, o);
+                    }
                     _ => conv_group(cs, n, &x[..n * isz], params, o, xp, wide, None),
                 }
                 match stats {
@@ -784,4 +797,53 @@ pub(super) fn conv_backward<T: Real>(
         }
     }
     after
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The training forward of a group of unpadded small planes, which runs in the lanes,
+        /// against the wide layout's forward of the same images (`conv_group`, a call per 16
+        /// images) and each image's statistics from that output: the same bits, on every kernel
+        /// path, for batches that leave a last group short.
+        #[test]
+        fn lanes_training_forward_is_the_wide_one(
+            (ci, co, k, h, w) in (1usize..4, 1usize..12, 2usize..4)
+                .prop_flat_map(|(ci, co, k)| (Just(ci), Just(co), Just(k), k..10, k..10)),
+            n in 1usize..40,
+            bias in any::<bool>(),
+            seed in prop::collection::vec(-2.0f32..2.0, 64),
+        ) {
+            let cs = lanes::tests::step(ci, co, k, h, w, bias);
+            let pick = |j: usize| seed[(j * 7 + j / 64) % 64] * (1.0 + (j % 5) as f32 / 8.0);
+            let params: Vec<f32> = (0..co * ci * k * k + co).map(|j| pick(j + 1000)).collect();
+            let (isz, osz) = (ci * h * w, co * cs.oh * cs.ow);
+            let x: Vec<f32> = (0..n * isz).map(pick).collect();
+            let pool = BufferPool::default();
+            let runs = crate::engine::on_every_path(|| {
+                let mut y = vec![f32::NAN; n * osz];
+                let purpose = Purpose::Train { stats: true };
+                let sums = conv_forward(&pool, &cs, &x, &params, &mut y, isz, osz, purpose, None);
+                (y, sums.expect("statistics"))
+            });
+            let (xl, wl) = conv_scratch(&cs, cs.group);
+            let (mut xp, mut wide) = (vec![0.0; xl], vec![0.0; wl]);
+            let mut want = vec![f32::NAN; n * osz];
+            for (yc, xc) in want.chunks_mut(cs.group * osz).zip(x.chunks(cs.group * isz)) {
+                conv_group(&cs, xc.len() / isz, xc, &params, yc, &mut xp, &mut wide, None);
+            }
+            for (path, (y, sums)) in runs {
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                prop_assert_eq!(bits(&y), bits(&want), "outputs on {}", path);
+                for (yi, si) in want.chunks(osz).zip(&sums) {
+                    let mut s = vec![(0.0, 0.0); co];
+                    act::plane_sums(yi, co, cs.oh * cs.ow, &mut s);
+                    prop_assert_eq!(&s, si, "statistics on {}", path);
+                }
+            }
+        }
+    }
 }

@@ -99,7 +99,7 @@ impl Geometry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -115,7 +115,14 @@ mod tests {
     }
 
     /// A `k×k` unpadded stride-1 convolution of `ci` channels of `h×w` into `co`.
-    fn step(ci: usize, co: usize, k: usize, h: usize, w: usize, bias: bool) -> ConvStep {
+    pub(in crate::engine) fn step(
+        ci: usize,
+        co: usize,
+        k: usize,
+        h: usize,
+        w: usize,
+        bias: bool,
+    ) -> ConvStep {
         ConvStep {
             ci,
             co,

@@ -81,7 +81,8 @@ fma_dispatch! {
 /// (first maximum; with NaNs, the last NaN, as the scan replaces NaN by NaN), without its chain
 /// of dependent selects; checked against [`max_pool_scan`] by a property test. Compiled per
 /// kernel path (the compiler vectorises the tournament: 0.64 → 0.29 ms per batch); on the
-/// AVX-512 path each row goes through explicit vectors instead ([`simd_pool_row`]).
+/// AVX-512 path, and on the AVX2 path for rows of at least 8 windows, each row goes through
+/// explicit vectors instead ([`simd_pool_row`]).
 fn max_pool2<T: Real>(x: &[T], out: &mut [T], arg: &mut [u32], c: usize, h: usize, w: usize) {
     let ow = w / 2;
     for (top, o) in pool2_rows(c, h, w) {
@@ -169,9 +170,10 @@ pub fn max_pool2_lanes<T: Real>(x: &[T], out: &mut [T], c: usize, h: usize, w: u
 }
 
 /// A row of [`max_pool2`] (with each winner's index: `arg`, the row's first window's top-left
-/// index and the plane's width) or of [`max_pool2_v`] (without) for `f32` on the AVX-512 path,
-/// with explicit vectors ([`super::simd::max_pool2_row512`]); `false` when it does not apply
-/// (the caller then runs the generic loop, with the same bits).
+/// index and the plane's width) or of [`max_pool2_v`] (without) for `f32` with explicit
+/// vectors: on the AVX-512 path ([`super::simd::max_pool2_row512`]), and on the AVX2 path for
+/// rows of at least 8 windows ([`super::simd::max_pool2_row256`]); `false` when it does not
+/// apply (the caller then runs the generic loop, with the same bits).
 #[allow(unsafe_code)]
 #[inline(always)]
 fn simd_pool_row<T: Real>(
@@ -182,10 +184,9 @@ fn simd_pool_row<T: Real>(
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
+        use super::KernelPath;
         use super::real::{as_f32, as_f32_mut};
-        if super::KernelPath::active() != super::KernelPath::Avx512 {
-            return false;
-        }
+        let path = KernelPath::active();
         let (Some(o), Some(r0), Some(r1)) = (as_f32_mut(row), as_f32(r0), as_f32(r1)) else {
             return false;
         };
@@ -194,8 +195,14 @@ fn simd_pool_row<T: Real>(
             top: u32::try_from(top).expect("pool indices fit in u32"),
             w: w as u32,
         });
-        // SAFETY: the AVX-512 path runs only on a CPU with its features.
-        unsafe { super::simd::max_pool2_row512(o, r0, r1, args) };
+        match path {
+            // SAFETY: each path runs only on a CPU with its features.
+            KernelPath::Avx512 => unsafe { super::simd::max_pool2_row512(o, r0, r1, args) },
+            KernelPath::Avx2 if o.len() >= 8 => unsafe {
+                super::simd::max_pool2_row256(o, r0, r1, args)
+            },
+            _ => return false,
+        }
         true
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -293,9 +300,10 @@ mod tests {
         /// The 2×2 tournament picks the same element as the row-major scan, on values drawn
         /// from a small set so that ties and NaNs are common, on every kernel path. Rows up to
         /// 39 wide: on the AVX-512 path an output row goes in pieces of 16, the last one
-        /// masked, each reading 32 inputs as two halves; the other paths run the compiler's
-        /// code for their instruction set. The values-only and lanes tournaments (inference)
-        /// keep the same elements.
+        /// masked, each reading 32 inputs as two halves; on the AVX2 path, rows of 8 windows or
+        /// more in pieces of 8, the last one overlapping the one before, and shorter rows (as
+        /// the portable path) in the compiler's code. The values-only and lanes tournaments
+        /// (inference) keep the same elements.
         #[test]
         fn max_pool2_is_the_scan(
             (c, h, w, x) in (1usize..4, 2usize..7, 2usize..40).prop_flat_map(|(c, h, w)| {

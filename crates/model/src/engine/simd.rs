@@ -5,8 +5,9 @@
 //! in the same order as the generic block, so the same bits.
 //!
 //! Also a 2×2 max pool's output row ([`max_pool2_row512`], for [`misc`](super::misc)), 16
-//! windows per piece: the compiler's code for the pool's short rows went 4 windows at a time
-//! with a scalar tail (training) or one at a time (inference).
+//! windows per piece, and AVX2's ([`max_pool2_row256`]), 8 per piece: the compiler's code for
+//! the pool's short rows went 4 windows at a time with a scalar tail (training) or one at a
+//! time (inference).
 
 #![allow(unsafe_code)]
 
@@ -236,6 +237,65 @@ pub(super) unsafe fn max_pool2_row512(
             let i_down = _mm512_mask_add_epi32(left_down, t_down, left_down, one);
             let i = _mm512_mask_blend_epi32(t, i_up, i_down);
             unsafe { _mm512_mask_storeu_epi32(a.arg.as_mut_ptr().add(at) as *mut i32, k, i) };
+        }
+    }
+}
+
+/// [`max_pool2_row512`] with AVX2's 8 lanes, for rows of at least 8 outputs (the caller runs
+/// the generic loop on shorter ones): 8 outputs at a time, and a row whose length is not a
+/// multiple of 8 ends with a piece that overlaps the one before (the same windows again, the
+/// same values and indices written). The same tournament, so the same bits.
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn max_pool2_row256(
+    dst: &mut [f32],
+    r0: &[f32],
+    r1: &[f32],
+    mut args: Option<PoolArgs<'_>>,
+) {
+    let n = dst.len();
+    assert!(n >= 8 && r0.len() >= 2 * n && r1.len() >= 2 * n);
+    if let Some(a) = &args {
+        assert!(a.arg.len() >= n);
+    }
+    // `later(a, b)`, and where it took `b` (all ones).
+    let later = |a: __m256, b: __m256| {
+        let take = _mm256_or_ps(
+            _mm256_cmp_ps(b, a, _CMP_GT_OQ),
+            _mm256_cmp_ps(b, b, _CMP_UNORD_Q),
+        );
+        (_mm256_blendv_ps(a, b, take), _mm256_castps_si256(take))
+    };
+    // Window `j`'s top-left element's offset from the piece's first window's: `2j`.
+    let even = _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14);
+    let starts = (0..n.div_ceil(8)).map(|k| (8 * k).min(n - 8));
+    for at in starts {
+        // SAFETY: `at + 8 ≤ n`, so every read is below `2n`, within both rows.
+        let pair = |r: &[f32]| unsafe {
+            let lo = _mm256_loadu_ps(r.as_ptr().add(2 * at));
+            let hi = _mm256_loadu_ps(r.as_ptr().add(2 * at + 8));
+            // Per 128-bit half: lo's even (odd) elements, then hi's; the quarters reordered.
+            let pick = |v: __m256| {
+                _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), 0b11_01_10_00))
+            };
+            let left = pick(_mm256_shuffle_ps(lo, hi, 0b10_00_10_00));
+            let right = pick(_mm256_shuffle_ps(lo, hi, 0b11_01_11_01));
+            later(left, right)
+        };
+        let ((up, t_up), (down, t_down)) = (pair(r0), pair(r1));
+        let (v, t) = later(up, down);
+        unsafe { _mm256_storeu_ps(dst.as_mut_ptr().add(at), v) };
+        if let Some(a) = &mut args {
+            // Each window's top-left index, then + 1 where the right one won (the mask is −1),
+            // + w for the bottom pair.
+            let left = _mm256_add_epi32(_mm256_set1_epi32((a.top + 2 * at as u32) as i32), even);
+            let i_up = _mm256_sub_epi32(left, t_up);
+            let left_down = _mm256_add_epi32(left, _mm256_set1_epi32(a.w as i32));
+            let i_down = _mm256_sub_epi32(left_down, t_down);
+            let i = _mm256_blendv_epi8(i_up, i_down, t);
+            unsafe { _mm256_storeu_si256(a.arg.as_mut_ptr().add(at) as *mut __m256i, i) };
         }
     }
 }
