@@ -1,4 +1,5 @@
-//! Inference with the images in the vector lanes.
+//! Inference, and the training forward of groups of small planes, with the images in the vector
+//! lanes.
 //!
 //! The wide layout computes positions for nothing: the cropped columns, the last rows of each
 //! image, the chunk at the end (a sixth of a 26×26 plane, half of a 7×7 one), and the act step

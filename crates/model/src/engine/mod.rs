@@ -27,7 +27,9 @@
 //!   convolutions fill the vectors). Every reduction over the batch (BatchNorm statistics per
 //!   image, weight gradients per group) sums its partials in image or group order, so results
 //!   are the same for any thread count. The grouping is part of the numerics
-//!   (numerics version 2 on).
+//!   (numerics version 2 on). The forward of a group of 16 small unpadded planes runs with the
+//!   images in the vector lanes ([`lanes`]), where only the positions kept are computed: the
+//!   same bits as the wide layout.
 //! - Training runs the large unpadded 3×3 stride-1 convolutions without bias on row-wise
 //!   Winograd F(2,3) kernels ([`winograd`]): forward, input gradient and weight gradient, each
 //!   input transformed by a pass of its own ([`NUMERICS_VERSION`](crate::NUMERICS_VERSION) 3;
