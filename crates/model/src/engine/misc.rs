@@ -186,7 +186,12 @@ fn simd_pool_row<T: Real>(
     {
         use super::KernelPath;
         use super::real::{as_f32, as_f32_mut};
-        let path = KernelPath::active();
+        // Which kernel, before anything is converted: the generic loop needs none of it.
+        let wide = match KernelPath::active() {
+            KernelPath::Avx512 => true,
+            KernelPath::Avx2 if row.len() >= 8 => false,
+            _ => return false,
+        };
         let (Some(o), Some(r0), Some(r1)) = (as_f32_mut(row), as_f32(r0), as_f32(r1)) else {
             return false;
         };
@@ -195,13 +200,10 @@ fn simd_pool_row<T: Real>(
             top: u32::try_from(top).expect("pool indices fit in u32"),
             w: w as u32,
         });
-        match path {
-            // SAFETY: each path runs only on a CPU with its features.
-            KernelPath::Avx512 => unsafe { super::simd::max_pool2_row512(o, r0, r1, args) },
-            KernelPath::Avx2 if o.len() >= 8 => unsafe {
-                super::simd::max_pool2_row256(o, r0, r1, args)
-            },
-            _ => return false,
+        // SAFETY: each path runs only on a CPU with its features.
+        match wide {
+            true => unsafe { super::simd::max_pool2_row512(o, r0, r1, args) },
+            false => unsafe { super::simd::max_pool2_row256(o, r0, r1, args) },
         }
         true
     }
