@@ -805,6 +805,32 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        /// The row copies in pieces of 8 (the last overlapping the one before) against a plain
+        /// copy, and BatchNorm's input gradient over a row against `bn_input_value` of each
+        /// value, bit for bit, for lengths on both sides of the pieces' bounds (under 8, the
+        /// multiples of 8, over 128); nothing past the row is written.
+        #[test]
+        fn row_pieces_are_the_plain_loops(
+            n in 0usize..140,
+            seed in prop::collection::vec(-3.0f32..3.0, 64),
+            mean in -1.0f32..1.0,
+            k in (-2.0f32..2.0, -2.0f32..2.0, -2.0f32..2.0),
+        ) {
+            let val = |j: usize, m: usize| seed[(j * m + j / 64) % 64] * (1.0 + (j % 7) as f32);
+            let (g, y): (Vec<f32>, Vec<f32>) = (0..n).map(|j| (val(j, 5), val(j, 11))).unzip();
+            let mut copied = vec![f32::NAN; n + 3];
+            copy_run(&mut copied[..n], &g);
+            prop_assert_eq!(&copied[..n], &g[..]);
+            prop_assert!(copied[n..].iter().all(|v| v.is_nan()));
+            let mut got = vec![f32::NAN; n + 3];
+            bn_run(&mut got[..n], &g, &y, mean, k);
+            for j in 0..n {
+                let want = act::bn_input_value(g[j], y[j], mean, k);
+                prop_assert_eq!(got[j].to_bits(), want.to_bits(), "value {}", j);
+            }
+            prop_assert!(got[n..].iter().all(|v| v.is_nan()));
+        }
+
         /// The training forward of a group of unpadded small planes, which runs in the lanes,
         /// against the wide layout's forward of the same images (`conv_group`, a call per 16
         /// images) and each image's statistics from that output: the same bits, on every kernel
