@@ -728,6 +728,7 @@ mod tests {
         assert!((f.shares.eval - 30.0).abs() < 1e-9, "{}", f.shares.eval);
         // Each round's own shares, in the order measured (worked out above).
         let each: Vec<(f64, f64)> = f.each.iter().map(|r| (r.train, r.eval)).collect();
+        assert_eq!(each.len(), 3, "{each:?}");
         for (got, want) in each.iter().zip([(20.0, 30.0), (20.0, 30.0), (24.0, 30.0)]) {
             assert!(
                 (got.0 - want.0).abs() < 1e-9 && (got.1 - want.1).abs() < 1e-9,
