@@ -155,8 +155,7 @@ pub(super) fn conv_forward<T: Real>(
                         one_image(cs, xa, params, wino, o, wide)
                     }
                     _ if one && room => one_image(cs, x, params, wino, o, wide),
-                    _ if geometry.is_some() => {
-                        let geometry = geometry.as_ref().expect("a geometry");
+                    _ if let Some(geometry) = &geometry => {
                         lanes::gather(&x[..n * isz], n, isz, xp);
                         geometry.conv(cs, xp, params, wide, None);
                         lanes::scatter(wide, n, osz, o);
