@@ -183,6 +183,15 @@ pub(super) struct PoolArgs<'a> {
     pub w: u32,
 }
 
+/// Checks what a pool row of `n` outputs reads and writes: `2n` values of each input row, and
+/// `n` indices with `args`.
+fn check_pool_row(n: usize, r0: &[f32], r1: &[f32], args: &Option<PoolArgs<'_>>) {
+    assert!(r0.len() >= 2 * n && r1.len() >= 2 * n);
+    if let Some(a) = args {
+        assert!(a.arg.len() >= n);
+    }
+}
+
 /// One output row of a 2×2, stride-2 max pool from its two input rows, 16 outputs at a time
 /// and the last piece masked; with `args`, also each winner's index. Each window is the same
 /// tournament as the generic code's: `later(a, b)` takes `b` when `b > a` or `b` is NaN,
@@ -199,10 +208,7 @@ pub(super) unsafe fn max_pool2_row512(
     mut args: Option<PoolArgs<'_>>,
 ) {
     let n = dst.len();
-    assert!(r0.len() >= 2 * n && r1.len() >= 2 * n);
-    if let Some(a) = &args {
-        assert!(a.arg.len() >= n);
-    }
+    check_pool_row(n, r0, r1, &args);
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
     // `later(a, b)`, and where it took `b`.
@@ -256,10 +262,8 @@ pub(super) unsafe fn max_pool2_row256(
     mut args: Option<PoolArgs<'_>>,
 ) {
     let n = dst.len();
-    assert!(n >= 8 && r0.len() >= 2 * n && r1.len() >= 2 * n);
-    if let Some(a) = &args {
-        assert!(a.arg.len() >= n);
-    }
+    assert!(n >= 8, "AVX2's pool rows take 8 outputs or more");
+    check_pool_row(n, r0, r1, &args);
     // `later(a, b)`, and where it took `b` (all ones).
     let later = |a: __m256, b: __m256| {
         let take = _mm256_or_ps(
