@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 
 use super::drivers::{
-    BnGrad, ImageSums, InputGrad, Planes, PreAct, Purpose, Then, conv_backward, conv_forward,
-    takes_bn_grad,
+    BnGrad, ImageSums, InputGrad, Planes, PreAct, Purpose, Scratch, Then, conv_backward,
+    conv_forward, takes_bn_grad,
 };
 use super::infer;
 use super::plan::Pooled;
@@ -30,6 +30,7 @@ pub(super) struct Saved<T: Pooled> {
 impl<T: Pooled> Drop for Saved<T> {
     fn drop(&mut self) {
         T::pool(&self.engine).give(self.acts.drain(..));
+        self.engine.args.give(self.args.drain(..));
     }
 }
 
@@ -62,8 +63,9 @@ pub struct Pass {
     pub(super) input_grad: bool,
     pub(super) saved: Mutex<Option<AnySaved>>,
     pub(super) stats: Arc<Mutex<Vec<BatchStats>>>,
-    /// Fold act steps into the direct convolutions after them when saving ([`folds`]): the
-    /// same bits either way (a test turns it off to compare).
+    /// Fold act steps into the direct convolutions after them when saving ([`folds`]), and do
+    /// not store an act step's output that only a max pool after it reads ([`pools_only`]):
+    /// the same bits either way (a test turns it off to compare).
     pub(super) fold: bool,
 }
 
@@ -126,7 +128,7 @@ impl Pass {
             let folded = si.checked_sub(1).filter(|&p| maps[p].is_some());
             let xin = &acts[folded.unwrap_or(si)];
             let fold = self.fold && self.save && folds(e, si);
-            let mut out = match fold {
+            let mut out = match fold || (self.fold && pools_only(e, si)) {
                 true => vec![],
                 false => pool.take(n * osz),
             };
@@ -164,7 +166,7 @@ impl Pass {
                         pooled = match e.steps.get(si + 1) {
                             Some(Step::MaxPool(win)) => {
                                 let len = n * e.sizes[si + 2];
-                                Some((*win, pool.take(len), vec![0u32; len]))
+                                Some((*win, pool.take(len), e.args.take(len)))
                             }
                             _ => None,
                         };
@@ -181,7 +183,7 @@ impl Pass {
                             arg
                         }
                         None => {
-                            let mut arg = vec![0u32; n * osz];
+                            let mut arg = e.args.take(n * osz);
                             out.par_chunks_mut(osz)
                                 .zip(arg.par_chunks_mut(osz))
                                 .zip(xin.par_chunks(isz))
@@ -213,6 +215,7 @@ impl Pass {
             }),
             false => {
                 pool.give(acts);
+                e.args.give(args);
                 None
             }
         };
@@ -221,7 +224,8 @@ impl Pass {
 
     /// Applies an act step's affine map `(sa, sb)`, dropout and ReLU to `xin` into `out`; `then`:
     /// the max pool after, run on each image's output while it is in cache (its window, output
-    /// and arg-max).
+    /// and arg-max). With `then` and an empty `out` ([`pools_only`]), each image's output goes
+    /// through a scratch plane instead of being stored.
     fn act_forward<T: Pooled>(
         &self,
         a: &ActStep,
@@ -230,6 +234,10 @@ impl Pass {
         out: &mut [T],
         then: Option<(&misc::Window, &mut [T], &mut [u32])>,
     ) {
+        assert!(
+            then.is_some() || out.len() == xin.len(),
+            "an act step's output is stored unless a max pool reads it as it is computed"
+        );
         let (c, hw) = (a.c, a.hw);
         let sz = c * hw;
         let drop = self.drop(a);
@@ -241,14 +249,23 @@ impl Pass {
             Some((win, po, pa)) => {
                 let (oh, ow) = win.out();
                 let psz = win.c * oh * ow;
-                out.par_chunks_mut(sz)
-                    .zip(xin.par_chunks(sz))
-                    .zip(po.par_chunks_mut(psz).zip(pa.par_chunks_mut(psz)))
-                    .enumerate()
-                    .for_each(|(i, ((o, xi), (p, pa)))| {
-                        one(i, o, xi);
-                        misc::max_pool(o, p, pa, win);
-                    })
+                let pooled = po.par_chunks_mut(psz).zip(pa.par_chunks_mut(psz));
+                let both = |i: usize, o: &mut [T], xi: &[T], (p, pa): (&mut [T], &mut [u32])| {
+                    one(i, o, xi);
+                    misc::max_pool(o, p, pa, win);
+                };
+                match out.is_empty() {
+                    true => xin.par_chunks(sz).zip(pooled).enumerate().for_each_init(
+                        || Scratch::take(T::pool(&self.engine), &[sz]),
+                        |s, (i, (xi, p))| both(i, &mut s.bufs[0], xi, p),
+                    ),
+                    false => out
+                        .par_chunks_mut(sz)
+                        .zip(xin.par_chunks(sz))
+                        .zip(pooled)
+                        .enumerate()
+                        .for_each(|(i, ((o, xi), p))| both(i, o, xi, p)),
+                }
             }
             None => out
                 .par_chunks_mut(sz)
@@ -676,6 +693,16 @@ fn folds(e: &Engine, si: usize) -> bool {
         && matches!(e.steps.get(si + 1), Some(Step::Conv(cs)) if cs.direct())
 }
 
+/// Whether act step `si`'s output is read by nothing but the max pool after it, whose windows do
+/// not overlap: the pool's backward then reads its own output and the act step's input alone
+/// ([`Pass::act_grad_winners`]), so the act step's output need not be stored; the act step
+/// pools each image from a scratch plane ([`Pass::act_forward`]), the same operations on every
+/// value.
+fn pools_only(e: &Engine, si: usize) -> bool {
+    matches!(e.steps[si], Step::Act(_))
+        && matches!(e.steps.get(si + 1), Some(Step::MaxPool(w)) if w.k <= w.s)
+}
+
 /// BatchNorm as a per-channel affine map from its statistics (batch or running): the mean and
 /// `1/√(var+ε)` rounded to `T`, and `a = γ·invstd`, `b = β − mean·a`.
 #[allow(clippy::type_complexity)]
@@ -729,7 +756,8 @@ mod tests {
     }
 
     /// A training step of the seed net with its act steps folded into the direct convolutions
-    /// after them, and with them stored: the output, the batch statistics, the input gradient
+    /// after them and the act step before its max pool not stored ([`pools_only`]), and with
+    /// them all stored: the output, the batch statistics, the input gradient
     /// and every parameter gradient are the same bits. 7 images: the backward's groups of 3
     /// end in a partial one, and every image carries its own dropout counters.
     #[test]
@@ -763,10 +791,11 @@ mod tests {
             let (out, saved) = pass.forward(&x, &params, n);
             let saved = saved.expect("saved");
             let folded = saved.maps.iter().filter(|m| m.is_some()).count();
+            let unstored = saved.acts.iter().filter(|a| a.is_empty()).count();
             let (gx, gp) = pass.backward(&saved, &params, &g_out, n);
             let stats = pass.stats.lock().unwrap().clone();
             (
-                folded,
+                (folded, unstored),
                 bits(&out),
                 bits(&gx.expect("input gradient")),
                 bits(&gp),
@@ -774,11 +803,9 @@ mod tests {
             )
         };
         let (folded, unfolded) = (run(true), run(false));
-        assert_eq!(
-            (folded.0, unfolded.0),
-            (2, 0),
-            "the seed net folds its first two act steps"
-        );
+        // The seed net folds its first two act steps into the convolutions after them, and
+        // the third's output only its 2×2 max pool reads: three outputs not stored.
+        assert_eq!((folded.0, unfolded.0), ((2, 3), (0, 0)));
         same(&folded.1, &unfolded.1, "outputs");
         assert_eq!(folded.4, unfolded.4, "batch statistics");
         same(&folded.2, &unfolded.2, "input gradients");
