@@ -2,14 +2,13 @@
 
 use std::sync::Mutex;
 
-use super::real::Real;
-
-/// Activation buffers kept between passes: every pass needs the same sizes again, and reusing
-/// them saves zero-filling fresh memory (and the page faults behind it) on every batch.
+/// Activation (or max-pool arg-max) buffers kept between passes: every pass needs the same
+/// sizes again, and reusing them saves zero-filling fresh memory (and the page faults behind
+/// it) on every batch.
 #[derive(Default)]
 pub(crate) struct BufferPool<T>(Mutex<Vec<Vec<T>>>);
 
-impl<T: Real> BufferPool<T> {
+impl<T: Copy + Default> BufferPool<T> {
     /// A buffer of `n` values whose contents are unspecified (stale values from an earlier
     /// pass, or zeros): callers overwrite every element before reading any.
     pub(super) fn take(&self, n: usize) -> Vec<T> {
@@ -24,7 +23,7 @@ impl<T: Real> BufferPool<T> {
             Some(i) => pool.swap_remove(i),
             None => Vec::with_capacity(n),
         };
-        v.resize(n, T::ZERO);
+        v.resize(n, T::default());
         v.truncate(n);
         v
     }

@@ -108,6 +108,8 @@ pub(crate) struct Engine {
     pub(super) profile: Mutex<Option<Vec<(f64, f64)>>>,
     pub(super) pool32: BufferPool<f32>,
     pub(super) pool64: BufferPool<f64>,
+    /// The max pools' arg-max buffers.
+    pub(super) args: BufferPool<u32>,
 }
 
 impl Engine {
@@ -261,6 +263,7 @@ impl Engine {
             profile: Mutex::new(None),
             pool32: BufferPool::default(),
             pool64: BufferPool::default(),
+            args: BufferPool::default(),
         })
     }
 }

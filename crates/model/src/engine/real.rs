@@ -4,6 +4,7 @@
 /// The float types the kernels run on (`f32` for training, `f64` for gradient checks).
 pub trait Real:
     Copy
+    + Default
     + Send
     + Sync
     + PartialOrd
