@@ -442,6 +442,7 @@ fn targets(f: &PathFigures, work: &Work, default: bool) {
     };
     let (train, eval) = (f.shares.train, f.shares.eval);
     let met = |v: f64, w: f64| if v >= w { "met" } else { "not met" };
+    let at_least = |w: f64| move |v: f64| v >= w;
     println!(
         "\ntargets ({path} kernels, against each round's peak; median {:.1} GFLOP/s):",
         f.peak / 1e9
@@ -449,12 +450,14 @@ fn targets(f: &PathFigures, work: &Work, default: bool) {
     let train_rounds: Vec<f64> = f.each.iter().map(|r| r.train).collect();
     let eval_rounds: Vec<f64> = f.each.iter().map(|r| r.eval).collect();
     println!(
-        "- training: {train:.1} % of peak, effective (the direct kernels' FLOPs; target ≥ {want:.0} %): {}; {}",
+        "- training: {} % of peak, effective (the direct kernels' FLOPs; target ≥ {want:.0} %): {}; {}",
+        shown(train, at_least(want)),
         met(train, want),
         by_round(&train_rounds, want)
     );
     println!(
-        "- evaluation: {eval:.1} % of peak (target ≥ 60 %): {}; {}",
+        "- evaluation: {} % of peak (target ≥ 60 %): {}; {}",
+        shown(eval, at_least(60.0)),
         met(eval, 60.0),
         by_round(&eval_rounds, 60.0)
     );
@@ -463,15 +466,26 @@ fn targets(f: &PathFigures, work: &Work, default: bool) {
     }
     let around = 100.0 * (work.step_ms - work.engine_ms).max(0.0) / work.step_ms;
     println!(
-        "- the loop around the engine: {around:.1} % of a step (target ≤ 5 %): {}",
+        "- the loop around the engine: {} % of a step (target ≤ 5 %): {}",
+        shown(around, |v| v <= 5.0),
         met(5.0, around)
     );
+}
+
+/// `v` with one decimal, or with as many more (up to four) as it takes for the text to fall on
+/// the same side of its target as `v` does (`reaches`): 49.96 shows as 49.96, not as a 50.0
+/// that reads as reaching 50.
+fn shown(v: f64, reaches: impl Fn(f64) -> bool) -> String {
+    (1..=4)
+        .map(|d| format!("{v:.d$}"))
+        .find(|t| t.parse::<f64>().is_ok_and(|s| reaches(s) == reaches(v)))
+        .unwrap_or_else(|| v.to_string())
 }
 
 /// A target's share in each round, in the order measured, and in how many rounds it reached
 /// `want`: the verdict is the median's, and this says how near the noise puts it.
 fn by_round(shares: &[f64], want: f64) -> String {
-    let each: Vec<String> = shares.iter().map(|v| format!("{v:.1}")).collect();
+    let each: Vec<String> = shares.iter().map(|&v| shown(v, |s| s >= want)).collect();
     let reached = shares.iter().filter(|&&v| v >= want).count();
     format!(
         "rounds {} %, reached in {reached} of {}",
@@ -746,6 +760,24 @@ mod tests {
             "rounds 41.0 / 50.0 / 49.9 %, reached in 1 of 3"
         );
         assert_eq!(by_round(&[61.0], 60.0), "rounds 61.0 %, reached in 1 of 1");
+        // 49.96 rounds to 50.0 at one decimal and does not reach 50: it shows two.
+        assert_eq!(
+            by_round(&[49.96, 50.04], 50.0),
+            "rounds 49.96 / 50.0 %, reached in 1 of 2"
+        );
+    }
+
+    /// One decimal where it tells the side of the target; more where it would not: 49.96 and
+    /// 49.996 against ≥ 50, 5.04 against ≤ 5 (one decimal would show 50.0, 50.0 and 5.0).
+    #[test]
+    fn a_share_is_never_shown_on_the_wrong_side_of_its_target() {
+        let at_least_50 = |v: f64| v >= 50.0;
+        assert_eq!(shown(49.94, at_least_50), "49.9");
+        assert_eq!(shown(49.96, at_least_50), "49.96");
+        assert_eq!(shown(49.996, at_least_50), "49.996");
+        assert_eq!(shown(50.0, at_least_50), "50.0");
+        assert_eq!(shown(5.04, |v| v <= 5.0), "5.04");
+        assert_eq!(shown(4.96, |v| v <= 5.0), "5.0");
     }
 
     /// 1 thread 5,000 img/s, 2 threads 9,000, two loops of 1 at once 9,500 together: 2
