@@ -17,11 +17,13 @@
 //!   input gradient while it is still in cache. BatchNorm's input gradient is applied by the
 //!   convolution before it (stride 1, no bias), as its backward copies that gradient into its
 //!   padded layout (its time then counts in the convolution's row); elsewhere it is a pass of
-//!   its own. A max pool after an act step pools each image as soon as the act step has written it
-//!   (its time then counts in the act step's row of the profile). An act step before an
-//!   unpadded convolution on large planes is folded into it in training: the convolution
-//!   applies it to each image as it reads it, forward and backward, and its output is never
-//!   stored (its time then counts in the convolution's row).
+//!   its own. A max pool after an act step pools each image as soon as the act step has
+//!   computed it (its time then counts in the act step's row of the profile); in training,
+//!   where the pool's windows do not overlap, from a scratch plane, so the act step's output
+//!   is never stored (the pool's backward reads only its own output and the act step's
+//!   input). An act step before an unpadded convolution on large planes is folded into it in
+//!   training: the convolution applies it to each image as it reads it, forward and backward,
+//!   and its output is never stored (its time then counts in the convolution's row).
 //! - Images are processed in parallel (rayon), in groups of up to 16 side by side in one
 //!   kernel call ([`drivers`]; the group size depends on the layer's plane alone, so small
 //!   convolutions fill the vectors). Every reduction over the batch (BatchNorm statistics per
