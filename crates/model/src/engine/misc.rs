@@ -26,6 +26,12 @@ impl Window {
             (self.w - self.k) / self.s + 1,
         )
     }
+
+    /// Whether the windows lie apart (no input in two windows): each input value's gradient is
+    /// then its window's output gradient at the winner and 0 elsewhere.
+    pub fn apart(&self) -> bool {
+        self.k <= self.s
+    }
 }
 
 /// Max pooling; `arg` gets each window's first maximum in row-major order (PyTorch's rule:

@@ -519,7 +519,7 @@ impl Pass {
                                 return vec![];
                             };
                             let zi = &z[i * isz..(i + 1) * isz];
-                            match win.k <= win.s {
+                            match win.apart() {
                                 // Windows apart: only each window's winner has a gradient, and
                                 // its value is the pool's output.
                                 true => {
@@ -693,14 +693,14 @@ fn folds(e: &Engine, si: usize) -> bool {
         && matches!(e.steps.get(si + 1), Some(Step::Conv(cs)) if cs.direct())
 }
 
-/// Whether act step `si`'s output is read by nothing but the max pool after it, whose windows do
-/// not overlap: the pool's backward then reads its own output and the act step's input alone
-/// ([`Pass::act_grad_winners`]), so the act step's output need not be stored; the act step
+/// Whether act step `si`'s output is read by nothing but the max pool after it, whose windows lie
+/// apart ([`misc::Window::apart`], the test the pool's backward branches on): that backward then
+/// reads its own output and the act step's input alone ([`Pass::act_grad_winners`]), so the act step's output need not be stored; the act step
 /// pools each image from a scratch plane ([`Pass::act_forward`]), the same operations on every
 /// value.
 fn pools_only(e: &Engine, si: usize) -> bool {
     matches!(e.steps[si], Step::Act(_))
-        && matches!(e.steps.get(si + 1), Some(Step::MaxPool(w)) if w.k <= w.s)
+        && matches!(e.steps.get(si + 1), Some(Step::MaxPool(w)) if w.apart())
 }
 
 /// BatchNorm as a per-channel affine map from its statistics (batch or running): the mean and
