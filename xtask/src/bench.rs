@@ -62,13 +62,20 @@ impl Peaks {
         Self::of_loops(&crate::peak::measure_each(seconds))
     }
 
-    fn of_loops(each: &[crate::peak::Peak]) -> Self {
-        let best = each.iter().map(|p| p.flops).fold(0.0, f64::max);
-        let avx2 = each.iter().find(|p| p.isa == "AVX2 FMA").map(|p| p.flops);
+    /// The widest loop's peak `best` and the AVX2 loop's, kept only where it is lower.
+    fn new(best: f64, avx2: Option<f64>) -> Self {
         Peaks {
             best,
             avx2: avx2.filter(|&p| p < best),
         }
+    }
+
+    fn of_loops(each: &[crate::peak::Peak]) -> Self {
+        let best = each.iter().map(|p| p.flops).fold(0.0, f64::max);
+        Self::new(
+            best,
+            each.iter().find(|p| p.isa == "AVX2 FMA").map(|p| p.flops),
+        )
     }
 
     fn of(&self, path: KernelPath) -> f64 {
@@ -110,12 +117,8 @@ fn around_each(measured: &[Peaks]) -> Vec<Peaks> {
     measured
         .windows(2)
         .map(|w| {
-            let best = w[0].best.max(w[1].best);
             let avx2 = w[0].of(KernelPath::Avx2).max(w[1].of(KernelPath::Avx2));
-            Peaks {
-                best,
-                avx2: Some(avx2).filter(|&p| p < best),
-            }
+            Peaks::new(w[0].best.max(w[1].best), Some(avx2))
         })
         .collect()
 }
@@ -459,8 +462,7 @@ fn targets(f: &PathFigures, work: &Work, default: bool) {
         40.0
     };
     let (train, eval) = (f.shares.train, f.shares.eval);
-    let met = |v: f64, w: f64| if v >= w { "met" } else { "not met" };
-    let at_least = |w: f64| move |v: f64| v >= w;
+    let (trains, evals) = (move |v: f64| v >= want, |v: f64| v >= 60.0);
     println!(
         "\ntargets ({path} kernels, against each round's peak; median {:.1} GFLOP/s):",
         f.peak / 1e9
@@ -469,25 +471,31 @@ fn targets(f: &PathFigures, work: &Work, default: bool) {
     let eval_rounds: Vec<f64> = f.each.iter().map(|r| r.eval).collect();
     println!(
         "- training: {} % of peak, effective (the direct kernels' FLOPs; target ≥ {want:.0} %): {}; {}",
-        shown(train, at_least(want)),
-        met(train, want),
-        by_round(&train_rounds, at_least(want))
+        shown(train, trains),
+        met(trains(train)),
+        by_round(&train_rounds, trains)
     );
     println!(
         "- evaluation: {} % of peak (target ≥ 60 %): {}; {}",
-        shown(eval, at_least(60.0)),
-        met(eval, 60.0),
-        by_round(&eval_rounds, at_least(60.0))
+        shown(eval, evals),
+        met(evals(eval)),
+        by_round(&eval_rounds, evals)
     );
     if !default {
         return;
     }
     let around = 100.0 * (work.step_ms - work.engine_ms).max(0.0) / work.step_ms;
+    let small = |v: f64| v <= 5.0;
     println!(
         "- the loop around the engine: {} % of a step (target ≤ 5 %): {}",
-        shown(around, |v| v <= 5.0),
-        met(5.0, around)
+        shown(around, small),
+        met(small(around))
     );
+}
+
+/// A target's verdict.
+fn met(reached: bool) -> &'static str {
+    if reached { "met" } else { "not met" }
 }
 
 /// `v` with one decimal, or with as many more (up to four) as it takes for the text to fall on
@@ -704,7 +712,6 @@ end to end: {} alternating pairs of {}-epoch runs of attempt 3, {threads} thread
     let mut ratios: Vec<f64> = pairs.iter().map(|p| p.torch / p.ours).collect();
     ratios.sort_by(f64::total_cmp);
     let ratio = ratios[ratios.len() / 2];
-    let met = |ok: bool| if ok { "met" } else { "not met" };
     println!(
         "- end to end: median {ratio:.2}× PyTorch's time over {} pairs (target ≥ 5×): {}",
         pairs.len(),
