@@ -693,11 +693,11 @@ fn folds(e: &Engine, si: usize) -> bool {
         && matches!(e.steps.get(si + 1), Some(Step::Conv(cs)) if cs.direct())
 }
 
-/// Whether act step `si`'s output is read by nothing but the max pool after it, whose windows lie
-/// apart ([`misc::Window::apart`], the test the pool's backward branches on): that backward then
-/// reads its own output and the act step's input alone ([`Pass::act_grad_winners`]), so the act step's output need not be stored; the act step
-/// pools each image from a scratch plane ([`Pass::act_forward`]), the same operations on every
-/// value.
+/// Whether act step `si`'s output is read by nothing but the max pool after it, whose windows
+/// lie apart ([`misc::Window::apart`], the test the pool's backward branches on): that backward
+/// then reads its own output and the act step's input alone ([`Pass::act_grad_winners`]), so
+/// the act step's output need not be stored; the act step pools each image from a scratch
+/// plane ([`Pass::act_forward`]), the same operations on every value.
 fn pools_only(e: &Engine, si: usize) -> bool {
     matches!(e.steps[si], Step::Act(_))
         && matches!(e.steps.get(si + 1), Some(Step::MaxPool(w)) if w.apart())
