@@ -9,7 +9,7 @@ use super::lanes::{self, LANES};
 use super::places::Epilogue;
 use super::plan::ConvStep;
 use super::real::Real;
-use super::{act, conv, winograd};
+use super::{act, conv, mask, winograd};
 
 /// Per image, per channel: a pair of sums (BatchNorm's statistics or its gradient's).
 pub(super) type ImageSums = Vec<Vec<(f64, f64)>>;
@@ -82,8 +82,9 @@ pub(super) enum Purpose {
 /// what inference does), and with `stats` also each image's per-channel `(Σy, Σy²)` of the
 /// output ([`act::plane_sums`], what a BatchNorm in training mode next needs), computed while
 /// the output is still in cache. With `pre` (direct convolutions only), `xin` is the act
-/// step's input and each image goes through the act step into a scratch buffer first. Scratch
-/// buffers come from `pool`.
+/// step's input and each image goes through the act step into a scratch buffer first, its
+/// dropout mask recorded into `masks` when given ([`PreAct::image`]). Scratch buffers come
+/// from `pool`.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn conv_forward<T: Real>(
     pool: &BufferPool<T>,
@@ -95,6 +96,7 @@ pub(super) fn conv_forward<T: Real>(
     osz: usize,
     purpose: Purpose,
     pre: Option<PreAct<'_, T>>,
+    masks: Option<&mut [u32]>,
 ) -> Option<ImageSums> {
     let stats = matches!(purpose, Purpose::Train { stats: true });
     let (xlen, wlen) = conv_scratch(cs, cs.group);
@@ -129,12 +131,18 @@ pub(super) fn conv_forward<T: Real>(
     let wasted = cs.oh * cs.ow < cs.hp * cs.wp;
     let geometry =
         (!one && wasted && cs.group == LANES && lanes::fits(cs)).then(|| lanes::Geometry::new(cs));
+    // Each image's part of `masks` (one image per call where there is an act step).
+    let mut records: Vec<Option<&mut [u32]>> = match (masks, pre) {
+        (Some(m), Some(p)) => m.chunks_mut(p.image_words(isz)).map(Some).collect(),
+        _ => out.chunks(per * osz).map(|_| None).collect(),
+    };
     let sums: Vec<ImageSums> = out
         .par_chunks_mut(per * osz)
+        .zip(records.par_iter_mut())
         .enumerate()
         .map_init(
             || Scratch::take(pool, &lens),
-            |s, (k, o)| {
+            |s, (k, (o, record))| {
                 let (xp, wide, xa, t) = match &mut s.bufs[..] {
                     [xp, wide] => (xp, wide, None, None),
                     [xp, wide, xa] => (xp, wide, Some(xa), None),
@@ -146,7 +154,7 @@ pub(super) fn conv_forward<T: Real>(
                 let wino = u.as_deref().zip(t);
                 match (pre, xa) {
                     (Some(p), Some(xa)) => {
-                        p.image(k, &x[..isz], &mut xa[..isz]);
+                        p.image(k, &x[..isz], &mut xa[..isz], record.as_deref_mut());
                         one_image(cs, xa, params, wino, o, wide)
                     }
                     (None, Some(xa)) if !room && wino.is_some() => {
@@ -189,36 +197,63 @@ pub(super) fn conv_scratch(cs: &ConvStep, n: usize) -> (usize, usize) {
 /// A training act step a direct convolution ([`ConvStep::direct`]) applies to its input as it
 /// reads it, instead of reading the act step's stored output (which is then never written): the
 /// map, the dropout and the ReLU of [`act::forward`], with the same operations on every value,
-/// so the same bits. The backward recomputes the output the same way.
+/// so the same bits. The backward recomputes the output the same way, its dropout mask read
+/// from what the forward recorded ([`mask`]) instead of hashed again.
 #[derive(Clone, Copy)]
 pub(super) struct PreAct<'a, T> {
     pub(super) a: &'a [T],
     pub(super) b: &'a [T],
     pub(super) drop: Option<act::Drop<T>>,
     pub(super) relu: bool,
+    /// With dropout, the mask the forward recorded: per image and channel, the words of one
+    /// plane ([`mask::words`]).
+    pub(super) bits: Option<&'a [u32]>,
 }
 
 impl<T: Real> PreAct<'_, T> {
-    /// Image `i` (all its channels) of the act step's input into `out`.
-    fn image(&self, i: usize, z: &[T], out: &mut [T]) {
+    /// Mask words of one image of `isz` values.
+    pub(super) fn image_words(&self, isz: usize) -> usize {
         let c = self.a.len();
-        let hw = z.len() / c;
-        act::forward(
-            z,
-            out,
-            c,
-            hw,
-            self.a,
-            self.b,
-            self.drop,
-            self.relu,
-            (i * c * hw) as u32,
-        );
+        c * mask::words(isz / c)
     }
 
-    /// Channel `c` of image `i`: `hw` values of the act step's input into `out`.
+    /// Image `i` (all its channels) of the act step's input into `out`; with dropout and
+    /// `record` (the image's [`Self::image_words`]), its mask recorded there as it is applied.
+    fn image(&self, i: usize, z: &[T], out: &mut [T], record: Option<&mut [u32]>) {
+        let c = self.a.len();
+        let hw = z.len() / c;
+        let (Some(d), Some(record)) = (self.drop, record) else {
+            let first = (i * c * hw) as u32;
+            return act::forward(z, out, c, hw, self.a, self.b, self.drop, self.relu, first);
+        };
+        let w = mask::words(hw);
+        for ((ch, z), (o, bits)) in z
+            .chunks_exact(hw)
+            .enumerate()
+            .zip(out.chunks_exact_mut(hw).zip(record.chunks_exact_mut(w)))
+        {
+            let first = ((i * c + ch) * hw) as u32;
+            let (key, threshold) = (d.key, d.threshold);
+            let m = mask::Mask::Record {
+                key,
+                threshold,
+                first,
+                bits,
+            };
+            mask::forward(z, o, self.a[ch], self.b[ch], d.scale, self.relu, m);
+        }
+    }
+
+    /// Channel `c` of image `i`: `hw` values of the act step's input into `out`, the mask read
+    /// from [`Self::bits`] when the forward recorded it.
     fn plane(&self, i: usize, c: usize, z: &[T], out: &mut [T]) {
         let hw = z.len();
+        if let (Some(d), Some(bits)) = (self.drop, self.bits) {
+            let w = mask::words(hw);
+            let bits = &bits[(i * self.a.len() + c) * w..][..w];
+            let m = mask::Mask::Replay(bits);
+            return mask::forward(z, out, self.a[c], self.b[c], d.scale, self.relu, m);
+        }
         let (a, b) = (&self.a[c..=c], &self.b[c..=c]);
         let base = ((i * self.a.len() + c) * hw) as u32;
         act::forward(z, out, 1, hw, a, b, self.drop, self.relu, base);
@@ -851,7 +886,7 @@ mod tests {
             let runs = crate::engine::on_every_path(|| {
                 let mut y = vec![f32::NAN; n * osz];
                 let purpose = Purpose::Train { stats: true };
-                let sums = conv_forward(&pool, &cs, &x, &params, &mut y, isz, osz, purpose, None);
+                let sums = conv_forward(&pool, &cs, &x, &params, &mut y, isz, osz, purpose, None, None);
                 (y, sums.expect("statistics"))
             });
             let (xl, wl) = conv_scratch(&cs, cs.group);

@@ -11,7 +11,9 @@
 //! - Convolutions (any stride and padding, with or without bias) use the wide-plane kernels of
 //!   [`conv`]; the first layer's input gradient is skipped unless the input tracks a gradient.
 //! - BatchNorm → Dropout → ReLU runs fused ([`act`]), with counter-based dropout masks
-//!   recomputed rather than stored; pools take any window and stride ([`misc`]). When a
+//!   recomputed rather than stored (an act step folded into a convolution, below, records its
+//!   mask as bits for that convolution's backward, [`mask`]); pools take any window and
+//!   stride ([`misc`]). When a
 //!   convolution or a max pool follows it, the act step's first backward pass (∂L/∂z and
 //!   BatchNorm's per-image sums) runs inside that step's backward, on each group's or image's
 //!   input gradient while it is still in cache. BatchNorm's input gradient is applied by the
@@ -56,8 +58,8 @@
 //! Files by job, each importing only what is below it: [`real`] (the float trait) and
 //! [`dispatch`] (the kernel paths) are leaves, as is [`places`] (where a convolution block's
 //! vectors lie, and the act step it applies before storing); the kernels ([`conv`] with its
-//! explicit-vector blocks in `simd`, which also holds the max pool's rows, [`act`], [`misc`])
-//! use them alone; [`plan`] compiles a spec into steps, [`buffers`] keeps activation buffers,
+//! explicit-vector blocks in `simd`, which also holds the max pool's rows, [`act`], [`mask`],
+//! [`misc`]) use them alone; [`plan`] compiles a spec into steps, [`buffers`] keeps activation buffers,
 //! [`profile`] times steps, [`drivers`] run the convolution kernels over a batch, [`lanes`]
 //! over a group with the images in the lanes, [`infer`] runs the inference forward, [`pass`] a
 //! whole forward and backward, and [`op`] is the candle glue. [`winograd`] (with its own
@@ -69,6 +71,7 @@ pub(crate) mod real;
 
 pub(crate) mod act;
 pub(crate) mod conv;
+mod mask;
 pub(crate) mod misc;
 
 mod buffers;

@@ -25,12 +25,16 @@ pub(super) struct Saved<T: Pooled> {
     /// Per step: for an act step folded into the convolution after it ([`folds`]), its affine
     /// map (its output was never stored: `acts` holds an empty placeholder).
     pub(super) maps: Vec<Option<(Vec<T>, Vec<T>)>>,
+    /// Per step: for a folded act step with dropout, the mask its forward recorded
+    /// ([`PreAct::bits`]).
+    pub(super) masks: Vec<Option<Vec<u32>>>,
 }
 
 impl<T: Pooled> Drop for Saved<T> {
     fn drop(&mut self) {
         T::pool(&self.engine).give(self.acts.drain(..));
         self.engine.args.give(self.args.drain(..));
+        self.engine.args.give(self.masks.drain(..).flatten());
     }
 }
 
@@ -118,6 +122,7 @@ impl Pass {
         let mut norm = vec![];
         let mut stats = vec![];
         let mut maps: Vec<Option<(Vec<T>, Vec<T>)>> = vec![None; e.steps.len()];
+        let mut masks: Vec<Option<Vec<u32>>> = vec![None; e.steps.len()];
         // Per-image BatchNorm sums a convolution computed for the act step after it.
         let mut sums = None;
         // A max pool's output and arg-max the act step before it computed.
@@ -136,7 +141,11 @@ impl Pass {
                 Step::Conv(cs) => {
                     let bn_next =
                         matches!(e.steps.get(si + 1), Some(Step::Act(a)) if a.bn.is_some());
-                    let pre = folded.map(|p| self.pre_act(&e.steps[p], &maps[p]));
+                    let pre = folded.map(|p| self.pre_act(&e.steps[p], &maps[p], None));
+                    // A folded act step's dropout mask, recorded for the backward.
+                    let mut mask = pre
+                        .filter(|p| p.drop.is_some())
+                        .map(|p| e.args.take(n * p.image_words(isz)));
                     sums = conv_forward(
                         pool,
                         cs,
@@ -150,7 +159,11 @@ impl Pass {
                             false => Purpose::Eval,
                         },
                         pre,
+                        mask.as_deref_mut(),
                     );
+                    if let Some(p) = folded {
+                        masks[p] = mask;
+                    }
                 }
                 Step::Act(a) => {
                     let (mean, invstd, sa, sb) =
@@ -212,10 +225,12 @@ impl Pass {
                 args,
                 norm,
                 maps,
+                masks,
             }),
             false => {
                 pool.give(acts);
-                e.args.give(args);
+                e.args
+                    .give(args.into_iter().chain(masks.into_iter().flatten()));
                 None
             }
         };
@@ -329,11 +344,13 @@ impl Pass {
         bn_affine(&params[g..g + c], &params[b..b + c], &m64, &v64)
     }
 
-    /// A folded act step's map as the convolution after it applies it ([`PreAct`]).
+    /// A folded act step's map as the convolution after it applies it ([`PreAct`]), with the
+    /// dropout mask its forward recorded when given.
     fn pre_act<'m, T: Pooled>(
         &self,
         step: &Step,
         map: &'m Option<(Vec<T>, Vec<T>)>,
+        bits: Option<&'m [u32]>,
     ) -> PreAct<'m, T> {
         let (Step::Act(a), Some((sa, sb))) = (step, map) else {
             unreachable!("a folded act step has its map")
@@ -343,6 +360,7 @@ impl Pass {
             b: sb,
             drop: self.drop(a),
             relu: a.relu,
+            bits,
         }
     }
 
@@ -412,7 +430,7 @@ impl Pass {
             let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
             // After a folded act step, its input and the map that recomputes its output.
             let folded = si.checked_sub(1).filter(|&p| s.maps[p].is_some());
-            let pre = folded.map(|p| self.pre_act(&e.steps[p], &s.maps[p]));
+            let pre = folded.map(|p| self.pre_act(&e.steps[p], &s.maps[p], s.masks[p].as_deref()));
             let (xin, y) = (&s.acts[folded.unwrap_or(si)], &s.acts[si + 1]);
             if si == 0 && !self.input_grad && matches!(step, Step::Conv(_)) {
                 if let Step::Conv(cs) = step {
