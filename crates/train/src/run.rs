@@ -460,12 +460,28 @@ fn load_state(
 /// from the state saved there (which must come from the same config). `stop` is polled at every
 /// batch boundary: when it is set, the run returns with `interrupted`, keeping the checkpoint of
 /// the last completed epoch.
+///
+/// The run goes on a thread of rayon's pool (this thread waits for it; already on one, it runs
+/// here): each step's parallel work is then forked there, rather than handed from this thread
+/// to the pool and back at every step. Nothing computed depends on the thread.
 pub fn train(
     config: &TrainConfig,
     mnist: &Mnist,
     out_dir: &Path,
     start: Start,
-    observer: &mut dyn Observer,
+    observer: &mut (dyn Observer + Send),
+    stop: &AtomicBool,
+) -> Result<Outcome, TrainError> {
+    rayon::scope(|_| train_here(config, mnist, out_dir, start, observer, stop))
+}
+
+/// [`train`] on the calling thread.
+fn train_here(
+    config: &TrainConfig,
+    mnist: &Mnist,
+    out_dir: &Path,
+    start: Start,
+    observer: &mut (dyn Observer + Send),
     stop: &AtomicBool,
 ) -> Result<Outcome, TrainError> {
     config.validate()?;
