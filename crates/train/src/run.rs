@@ -137,7 +137,8 @@ pub struct BatchStats {
     pub img_per_s: f64,
 }
 
-/// Receives progress; every method defaults to nothing, and `()` implements it.
+/// Receives progress; every method defaults to nothing, and `()` implements it. [`train`] calls
+/// it from a thread of rayon's pool, so the one it takes is `Send`.
 pub trait Observer {
     /// An epoch starts.
     fn epoch_start(&mut self, _epoch: usize, _epochs: usize, _batches: usize) {}
