@@ -229,7 +229,7 @@ pub fn forward<T: Real>(
                     } else {
                         T::ZERO
                     };
-                    *o = act(v.mul_add(ac, bc) * m);
+                    *o = dropped(v, ac, bc, m, relu);
                 }
             }
             None => {
@@ -240,6 +240,15 @@ pub fn forward<T: Real>(
         }
     }
 }
+}
+
+/// One value of [`forward`] with dropout: `relu((a·y + b)·m)`, `m` the dropout multiplier. The
+/// ReLU is a select (`z < 0 → 0`), so NaN and −0 pass through. The one definition that
+/// [`forward`] and the recorded masks' forward (`mask::forward`) both use, so their bits agree.
+#[inline(always)]
+pub fn dropped<T: Real>(y: T, a: T, b: T, m: T, relu: bool) -> T {
+    let z = y.mul_add(a, b) * m;
+    if relu && z < T::ZERO { T::ZERO } else { z }
 }
 
 fma_dispatch! {

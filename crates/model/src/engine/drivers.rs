@@ -232,12 +232,10 @@ impl<T: Real> PreAct<'_, T> {
             .enumerate()
             .zip(out.chunks_exact_mut(hw).zip(record.chunks_exact_mut(w)))
         {
-            let first = ((i * c + ch) * hw) as u32;
-            let (key, threshold) = (d.key, d.threshold);
             let m = mask::Mask::Record {
-                key,
-                threshold,
-                first,
+                key: d.key,
+                threshold: d.threshold,
+                first: ((i * c + ch) * hw) as u32,
                 bits,
             };
             mask::forward(z, o, self.a[ch], self.b[ch], d.scale, self.relu, m);
@@ -886,7 +884,8 @@ mod tests {
             let runs = crate::engine::on_every_path(|| {
                 let mut y = vec![f32::NAN; n * osz];
                 let purpose = Purpose::Train { stats: true };
-                let sums = conv_forward(&pool, &cs, &x, &params, &mut y, isz, osz, purpose, None, None);
+                let sums =
+                    conv_forward(&pool, &cs, &x, &params, &mut y, isz, osz, purpose, None, None);
                 (y, sums.expect("statistics"))
             });
             let (xl, wl) = conv_scratch(&cs, cs.group);

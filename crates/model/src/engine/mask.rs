@@ -7,6 +7,7 @@
 //! on every kernel path.
 
 use super::KernelPath;
+use super::act;
 use super::real::Real;
 use crate::layers::keep;
 
@@ -69,11 +70,10 @@ pub fn forward<T: Real>(y: &[T], out: &mut [T], a: T, b: T, scale: T, relu: bool
 }
 }
 
-/// One value of [`forward`], as [`act::forward`](super::act::forward) computes it.
+/// One value of [`forward`]: [`act::dropped`] with `scale` where it is `kept`, else 0.
 #[inline(always)]
 fn value<T: Real>(v: T, a: T, b: T, scale: T, relu: bool, kept: bool) -> T {
-    let z = v.mul_add(a, b) * if kept { scale } else { T::ZERO };
-    if relu && z < T::ZERO { T::ZERO } else { z }
+    act::dropped(v, a, b, if kept { scale } else { T::ZERO }, relu)
 }
 
 /// [`forward`] for `f32` in explicit vectors on the AVX2 and AVX-512 paths: the same hash

@@ -12,17 +12,16 @@
 //!   [`conv`]; the first layer's input gradient is skipped unless the input tracks a gradient.
 //! - BatchNorm → Dropout → ReLU runs fused ([`act`]), with counter-based dropout masks
 //!   recomputed rather than stored (an act step folded into a convolution, below, records its
-//!   mask as bits for that convolution's backward, [`mask`]); pools take any window and
-//!   stride ([`misc`]). When a
-//!   convolution or a max pool follows it, the act step's first backward pass (∂L/∂z and
-//!   BatchNorm's per-image sums) runs inside that step's backward, on each group's or image's
-//!   input gradient while it is still in cache. BatchNorm's input gradient is applied by the
-//!   convolution before it (stride 1, no bias), as its backward copies that gradient into its
-//!   padded layout (its time then counts in the convolution's row); elsewhere it is a pass of
-//!   its own. A max pool after an act step pools each image as soon as the act step has
-//!   computed it (its time then counts in the act step's row of the profile); in training,
-//!   where the pool's windows do not overlap, from a scratch plane, so the act step's output
-//!   is never stored (the pool's backward reads only its own output and the act step's
+//!   mask as bits for that convolution's backward, [`mask`]); pools take any window and stride
+//!   ([`misc`]). When a convolution or a max pool follows it, the act step's first backward
+//!   pass (∂L/∂z and BatchNorm's per-image sums) runs inside that step's backward, on each
+//!   group's or image's input gradient while it is still in cache. BatchNorm's input gradient
+//!   is applied by the convolution before it (stride 1, no bias), as its backward copies that
+//!   gradient into its padded layout (its time then counts in the convolution's row); elsewhere
+//!   it is a pass of its own. A max pool after an act step pools each image as soon as the act
+//!   step has computed it (its time then counts in the act step's row of the profile); in
+//!   training, where the pool's windows do not overlap, from a scratch plane, so the act step's
+//!   output is never stored (the pool's backward reads only its own output and the act step's
 //!   input). An act step before an unpadded convolution on large planes is folded into it in
 //!   training: the convolution applies it to each image as it reads it, forward and backward,
 //!   and its output is never stored (its time then counts in the convolution's row).
@@ -58,12 +57,12 @@
 //! Files by job, each importing only what is below it: [`real`] (the float trait) and
 //! [`dispatch`] (the kernel paths) are leaves, as is [`places`] (where a convolution block's
 //! vectors lie, and the act step it applies before storing); the kernels ([`conv`] with its
-//! explicit-vector blocks in `simd`, which also holds the max pool's rows, [`act`], [`mask`],
-//! [`misc`]) use them alone; [`plan`] compiles a spec into steps, [`buffers`] keeps activation buffers,
-//! [`profile`] times steps, [`drivers`] run the convolution kernels over a batch, [`lanes`]
-//! over a group with the images in the lanes, [`infer`] runs the inference forward, [`pass`] a
-//! whole forward and backward, and [`op`] is the candle glue. [`winograd`] (with its own
-//! explicit-vector kernels) sits beside [`conv`].
+//! explicit-vector blocks in `simd`, which also holds the max pool's rows, [`act`], [`misc`])
+//! use them alone, and [`mask`] uses [`act`]'s value; [`plan`] compiles a spec into steps,
+//! [`buffers`] keeps activation buffers, [`profile`] times steps, [`drivers`] run the
+//! convolution kernels over a batch, [`lanes`] over a group with the images in the lanes,
+//! [`infer`] runs the inference forward, [`pass`] a whole forward and backward, and [`op`] is
+//! the candle glue. [`winograd`] (with its own explicit-vector kernels) sits beside [`conv`].
 
 #[macro_use]
 mod dispatch;

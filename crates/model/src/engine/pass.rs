@@ -229,8 +229,8 @@ impl Pass {
             }),
             false => {
                 pool.give(acts);
-                e.args
-                    .give(args.into_iter().chain(masks.into_iter().flatten()));
+                // No mask without saving: only a saving pass folds act steps.
+                e.args.give(args);
                 None
             }
         };
