@@ -118,6 +118,11 @@ pub(super) fn conv_forward<T: Real>(
     // room after it when it has none where it lies, and one for the transformed input.
     let u = (cs.winograd && matches!(purpose, Purpose::Train { .. }))
         .then(|| winograd::weights(cs.weights(params).0, cs.co * cs.ci));
+    // On AVX-512 the rows are cropped as the kernel stores them.
+    let cropped = u.as_ref().and_then(|_| {
+        let g = Group::new(cs, 1);
+        winograd::Cropped::new(cs.oh, cs.wp, cs.ow, g.lw / 2)
+    });
     let mut lens = vec![xlen, wlen];
     if pre.is_some() || u.is_some() {
         lens.push(isz + slack);
@@ -156,14 +161,14 @@ pub(super) fn conv_forward<T: Real>(
                 match (pre, xa) {
                     (Some(p), Some(xa)) => {
                         p.image(k, &x[..isz], &mut xa[..isz], record.as_deref_mut());
-                        one_image(cs, xa, params, wino, o, wide)
+                        one_image(cs, xa, params, wino, cropped.as_ref(), o, wide)
                     }
                     (None, Some(xa)) if !room && wino.is_some() => {
                         xa[..isz].copy_from_slice(&x[..isz]);
                         xa[isz..].fill(T::ZERO);
-                        one_image(cs, xa, params, wino, o, wide)
+                        one_image(cs, xa, params, wino, cropped.as_ref(), o, wide)
                     }
-                    _ if one && room => one_image(cs, x, params, wino, o, wide),
+                    _ if one && room => one_image(cs, x, params, wino, cropped.as_ref(), o, wide),
                     _ if let Some(geometry) = &geometry => {
                         lanes::gather(&x[..n * isz], n, isz, xp);
                         geometry.conv(cs, xp, params, wide, None);
@@ -339,11 +344,12 @@ fn one_image<T: Real>(
     x: &[T],
     params: &[T],
     wino: Option<(&[T], &mut Vec<T>)>,
+    cropped: Option<&winograd::Cropped>,
     o: &mut [T],
     wide: &mut [T],
 ) {
     match wino {
-        Some((u, t)) => winograd_direct(cs, x, u, o, wide, t),
+        Some((u, t)) => winograd_direct(cs, x, u, cropped, o, wide, t),
         None => conv_direct(cs, x, params, o, wide, None),
     }
 }
@@ -355,14 +361,18 @@ fn winograd_direct<T: Real>(
     cs: &ConvStep,
     x: &[T],
     u: &[T],
+    cropped: Option<&winograd::Cropped>,
     o: &mut [T],
     wide: &mut [T],
     t: &mut [T],
 ) {
     let g = Group::new(cs, 1);
     winograd::transform(x, transformed_pairs(cs, &g, g.lw), t);
-    winograd::correlate(input(cs, &g, t), u, cs.co, wide, g.lw, g.lw / 2);
-    crop(cs, &g, wide, o);
+    let x = input(cs, &g, t);
+    if !cropped.is_some_and(|c| winograd::correlate_cropped(x, u, cs.co, o, c)) {
+        winograd::correlate(x, u, cs.co, wide, g.lw, g.lw / 2);
+        crop(cs, &g, wide, o);
+    }
 }
 
 /// Pairs of a group's input the Winograd kernels read for `span` positions (the forward's

@@ -169,6 +169,85 @@ pub fn correlate<T: Real>(x: Input<'_, T>, u: &[T], no: usize, out: &mut [T], os
 }
 }
 
+/// Where a forward's output vectors of 16 positions go when the wide rows are cropped as they
+/// are stored ([`correlate_cropped`]): lane `i` of vector `s` (wide position `16s + i`) goes to
+/// `lanes[s].0 + i` when mask `lanes[s].1` holds it (the vector's first row), to `lanes[s].2 +
+/// i` when `lanes[s].3` does (the next row), and nowhere when neither does (a cropped column,
+/// or past the last row).
+pub struct Cropped {
+    lanes: Vec<(isize, u16, isize, u16)>,
+    plane: usize,
+}
+
+impl Cropped {
+    /// The stores of `lp` pairs whose wide rows of `wp` values keep their first `ow`, for `rows`
+    /// rows; `None` where a vector could span more than two rows (rows under 16 values) or
+    /// `lp` is not whole vectors.
+    pub fn new(rows: usize, wp: usize, ow: usize, lp: usize) -> Option<Self> {
+        if wp < 16 || ow > wp || !lp.is_multiple_of(8) {
+            return None;
+        }
+        let lanes = (0..lp / 8)
+            .map(|s| {
+                let (mut first, mut second) = ((0, 0u16), (0, 0u16));
+                for i in 0..16 {
+                    let q = 16 * s + i;
+                    let (r, c) = (q / wp, q % wp);
+                    if r >= rows || c >= ow {
+                        continue;
+                    }
+                    let part = match r == 16 * s / wp {
+                        true => &mut first,
+                        false => &mut second,
+                    };
+                    // The same for every lane of the row: `16s − r·(wp − ow)`.
+                    part.0 = (r * ow + c) as isize - i as isize;
+                    part.1 |= 1 << i;
+                }
+                (first.0, first.1, second.0, second.1)
+            })
+            .collect();
+        Some(Cropped {
+            lanes,
+            plane: rows * ow,
+        })
+    }
+}
+
+/// [`correlate`]'s `lp` pairs of `no` outputs, each output's rows cropped as `crop` says into
+/// its plane of `out` (planes `rows·ow` apart): the same values as [`correlate`] into a wide
+/// buffer, then the crop. Only on the AVX-512 path (masked stores); elsewhere it returns `false`
+/// and writes nothing.
+pub fn correlate_cropped<T: Real>(
+    x: Input<'_, T>,
+    u: &[T],
+    no: usize,
+    out: &mut [T],
+    crop: &Cropped,
+) -> bool {
+    correlate_cropped_on(super::KernelPath::active(), x, u, no, out, crop)
+}
+
+/// [`correlate_cropped`] on `path` (which the tests name, as other tests switch the active
+/// path while they run).
+fn correlate_cropped_on<T: Real>(
+    path: super::KernelPath,
+    x: Input<'_, T>,
+    u: &[T],
+    no: usize,
+    out: &mut [T],
+    crop: &Cropped,
+) -> bool {
+    let lp = crop.lanes.len() * 8;
+    x.check(lp);
+    assert!(u.len() >= no * x.ci * 12);
+    assert!(no * crop.plane <= out.len(), "winograd: output too short");
+    #[cfg(target_arch = "x86_64")]
+    return simd::correlate_cropped(path, x, u, no, out, crop);
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 fma_dispatch! {
 /// `gw[(o·nk + k)·3 + kw] +=` the weight gradient of output `o` and kernel row `k = c·3 + kh`
 /// (`nk = ci·3`), from the transformed output gradient `s` ([`grad_transform`]: `no` rows of

@@ -173,7 +173,44 @@ pub(super) fn correlate<T: Real>(
         nk: x.ci * 3,
         out: out.as_mut_ptr(),
         os,
+        crop: None,
     };
+    blocks(&f, path, no, lp);
+    true
+}
+
+/// [`super::correlate_cropped`] for `f32` on `path` when it is AVX-512 (and the CPU has it);
+/// `false` elsewhere.
+pub(super) fn correlate_cropped<T: Real>(
+    path: KernelPath,
+    x: Input<'_, T>,
+    u: &[T],
+    no: usize,
+    out: &mut [T],
+    crop: &super::Cropped,
+) -> bool {
+    if path != KernelPath::Avx512
+        || !path.is_available()
+        || TypeId::of::<T>() != TypeId::of::<f32>()
+    {
+        return false;
+    }
+    let x = x.over(f32s(x.t));
+    let (u, out) = (f32s(u), super::super::real::as_f32_mut(out).expect("f32"));
+    let f = Fwd {
+        x,
+        u,
+        nk: x.ci * 3,
+        out: out.as_mut_ptr(),
+        os: crop.plane,
+        crop: Some(&crop.lanes),
+    };
+    blocks(&f, KernelPath::Avx512, no, crop.lanes.len() * 8);
+    true
+}
+
+/// The forward's blocks over `lp` pairs of `no` outputs on `path`.
+fn blocks(f: &Fwd<'_>, path: KernelPath, no: usize, lp: usize) {
     let mut p = 0;
     while p < lp {
         // AVX-512: 16 pairs a block while they last, then 8; AVX2: 4.
@@ -189,35 +226,36 @@ pub(super) fn correlate<T: Real>(
             // the path's features (the active path).
             unsafe {
                 match (path, ob, nv) {
-                    (KernelPath::Avx512, 5, 4) => fwd512::<5, 4>(&f, o, p),
-                    (KernelPath::Avx512, 4, 4) => fwd512::<4, 4>(&f, o, p),
-                    (KernelPath::Avx512, 2, 4) => fwd512::<2, 4>(&f, o, p),
-                    (KernelPath::Avx512, 1, 4) => fwd512::<1, 4>(&f, o, p),
-                    (KernelPath::Avx512, 5, _) => fwd512::<5, 2>(&f, o, p),
-                    (KernelPath::Avx512, 4, _) => fwd512::<4, 2>(&f, o, p),
-                    (KernelPath::Avx512, 2, _) => fwd512::<2, 2>(&f, o, p),
-                    (KernelPath::Avx512, _, _) => fwd512::<1, 2>(&f, o, p),
-                    (_, 5, _) => fwd256::<5>(&f, o, p),
-                    (_, 4, _) => fwd256::<4>(&f, o, p),
-                    (_, 2, _) => fwd256::<2>(&f, o, p),
-                    _ => fwd256::<1>(&f, o, p),
+                    (KernelPath::Avx512, 5, 4) => fwd512::<5, 4>(f, o, p),
+                    (KernelPath::Avx512, 4, 4) => fwd512::<4, 4>(f, o, p),
+                    (KernelPath::Avx512, 2, 4) => fwd512::<2, 4>(f, o, p),
+                    (KernelPath::Avx512, 1, 4) => fwd512::<1, 4>(f, o, p),
+                    (KernelPath::Avx512, 5, _) => fwd512::<5, 2>(f, o, p),
+                    (KernelPath::Avx512, 4, _) => fwd512::<4, 2>(f, o, p),
+                    (KernelPath::Avx512, 2, _) => fwd512::<2, 2>(f, o, p),
+                    (KernelPath::Avx512, _, _) => fwd512::<1, 2>(f, o, p),
+                    (_, 5, _) => fwd256::<5>(f, o, p),
+                    (_, 4, _) => fwd256::<4>(f, o, p),
+                    (_, 2, _) => fwd256::<2>(f, o, p),
+                    _ => fwd256::<1>(f, o, p),
                 }
             }
             o += ob;
         }
         p += pairs;
     }
-    true
 }
 
-/// A forward's operands: the transformed input and weights, kernel rows per output, and the
-/// output with its stride.
+/// A forward's operands: the transformed input and weights, kernel rows per output, the
+/// output with its stride, and where its vectors go when the rows are cropped as they are
+/// stored ([`super::Cropped`]; AVX-512 only).
 struct Fwd<'a> {
     x: Input<'a, f32>,
     u: &'a [f32],
     nk: usize,
     out: *mut f32,
     os: usize,
+    crop: Option<&'a [(isize, u16, isize, u16)]>,
 }
 
 /// Per group of 4 lanes `(m0, m1, m2, m3)`: `((m0 + m1) + m2, (m1 − m2) − m3)` in its first
@@ -261,8 +299,19 @@ unsafe fn fwd512<const OB: usize, const NV: usize>(f: &Fwd<'_>, o: usize, p: usi
     for (r, a) in acc.iter().enumerate() {
         let y = a.map(|v| inverse!(v, _mm512_loadu_ps, _mm512_permute_ps, _mm512_fmadd_ps));
         for v in (0..NV).step_by(2) {
-            let to = f.out.wrapping_add((o + r) * f.os + 2 * p + 8 * v);
-            unsafe { _mm512_storeu_ps(to, _mm512_permutex2var_ps(y[v], first_two, y[v + 1])) };
+            let z = _mm512_permutex2var_ps(y[v], first_two, y[v + 1]);
+            let (at, q) = (f.out.wrapping_add((o + r) * f.os), 2 * p + 8 * v);
+            match f.crop {
+                None => unsafe { _mm512_storeu_ps(at.wrapping_add(q), z) },
+                Some(lanes) => {
+                    // SAFETY: every lane a mask holds lies in the output's plane (`Cropped`).
+                    let (a, ma, b, mb) = lanes[q / 16];
+                    unsafe { _mm512_mask_storeu_ps(at.wrapping_offset(a), ma, z) };
+                    if mb != 0 {
+                        unsafe { _mm512_mask_storeu_ps(at.wrapping_offset(b), mb, z) };
+                    }
+                }
+            }
         }
     }
 }

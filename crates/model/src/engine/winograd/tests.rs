@@ -127,3 +127,54 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// The forward with its rows cropped as they are stored (AVX-512's masked stores) is the
+    /// wide forward, then each row's first `ow` values of the first `rows` rows, bit for bit,
+    /// and nothing past the planes is written; the other paths decline and write nothing.
+    #[test]
+    fn cropped_stores_are_the_crop(
+        ci in 1usize..6,
+        no in 1usize..12,
+        w2 in 8usize..20,
+        cut in 0usize..5,
+        n8 in 2usize..12,
+        seed in any::<u64>(),
+    ) {
+        let (wp, lp) = (2 * w2, PAIRS * n8);
+        let s = Shape { ci, no, wp, xs: 2 * lp, lp };
+        let (ow, rows) = (wp - cut.min(wp), 2 * lp / wp);
+        let x = values::<f32>(input_len(s), seed);
+        let w = values::<f32>(no * ci * 9, seed ^ 1);
+        let (wide, _, _) = winograd(s, &x, &w, &vec![0.0; no * 2 * lp]);
+        let mut want = vec![f32::from_bits(0x7fc0_0001); no * rows * ow + 40];
+        for o in 0..no {
+            for r in 0..rows {
+                for c in 0..ow {
+                    want[(o * rows + r) * ow + c] = wide[o * 2 * lp + r * wp + c];
+                }
+            }
+        }
+        let crop = Cropped::new(rows, wp, ow, lp).expect("rows of 16 values or more");
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let pairs = (input_len(s) - 18) / 2;
+        let mut t = vec![0.0; 4 * pairs];
+        transform(&x, pairs, &mut t);
+        let u = weights(&w, no * ci);
+        let runs = crate::engine::KernelPath::available().into_iter().map(|path| {
+            let mut out = vec![f32::from_bits(0x7fc0_0001); want.len()];
+            let ran = correlate_cropped_on(path, Input::of(&t, s.xs, ci, wp), &u, no, &mut out, &crop);
+            (path, (ran, bits(&out)))
+        });
+        for (path, (ran, out)) in runs {
+            prop_assert_eq!(ran, path == crate::engine::KernelPath::Avx512, "ran on {}", path);
+            let expected = match ran {
+                true => bits(&want),
+                false => vec![0x7fc0_0001; want.len()],
+            };
+            prop_assert_eq!(&out, &expected, "on {}", path);
+        }
+    }
+}
