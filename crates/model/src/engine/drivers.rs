@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::buffers::BufferPool;
+use super::buffers::{Buf, BufferPool};
 use super::lanes::{self, LANES};
 use super::places::Epilogue;
 use super::plan::ConvStep;
@@ -20,7 +20,7 @@ pub(super) type ImageSums = Vec<Vec<(f64, f64)>>;
 /// zero-filled (and faulted in) every time.
 pub(super) struct Scratch<'p, T: Real> {
     pool: &'p BufferPool<T>,
-    pub(super) bufs: Vec<Vec<T>>,
+    pub(super) bufs: Vec<Buf<T>>,
 }
 
 impl<'p, T: Real> Scratch<'p, T> {
@@ -157,7 +157,7 @@ pub(super) fn conv_forward<T: Real>(
                 };
                 let (n, x) = (o.len() / osz, &xin[k * per * isz..]);
                 let room = x.len() >= isz + slack;
-                let wino = u.as_deref().zip(t);
+                let wino = u.as_deref().zip(t.map(|t| &mut t[..]));
                 match (pre, xa) {
                     (Some(p), Some(xa)) => {
                         p.image(k, &x[..isz], &mut xa[..isz], record.as_deref_mut());
@@ -343,7 +343,7 @@ fn one_image<T: Real>(
     cs: &ConvStep,
     x: &[T],
     params: &[T],
-    wino: Option<(&[T], &mut Vec<T>)>,
+    wino: Option<(&[T], &mut [T])>,
     cropped: Option<&winograd::Cropped>,
     o: &mut [T],
     wide: &mut [T],
@@ -659,7 +659,7 @@ fn group_weight_grad<T: Real>(
     g: &Group,
     gpad: &[T],
     xp: &[T],
-    wino: &mut [Vec<T>],
+    wino: &mut [Buf<T>],
     gw: &mut [T],
 ) {
     let gs = cs.front + g.lq;

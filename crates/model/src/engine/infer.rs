@@ -15,6 +15,7 @@
 
 use rayon::prelude::*;
 
+use super::buffers::Buf;
 use super::drivers::{Scratch, conv_direct, conv_group, conv_scratch, direct_slack};
 use super::lanes::{self, LANES};
 use super::places::Epilogue;
@@ -141,7 +142,7 @@ impl<'a, T: Pooled> Plan<'a, T> {
     }
 
     /// One group: images `xi` through every step into `o`.
-    fn run(&self, bufs: &mut [Vec<T>], arg: &mut [u32], xi: &[T], o: &mut [T]) {
+    fn run(&self, bufs: &mut [Buf<T>], arg: &mut [u32], xi: &[T], o: &mut [T]) {
         let e = self.e;
         let (ab, convs) = bufs.split_at_mut(2);
         let [a, b] = ab else {
@@ -208,7 +209,7 @@ impl<'a, T: Pooled> Plan<'a, T> {
         m: usize,
         xall: &[T],
         y: &mut [T],
-        convs: &mut [Vec<T>],
+        convs: &mut [Buf<T>],
         arg: &mut [u32],
     ) -> bool {
         let (isz, osz) = (self.e.sizes[si], self.e.sizes[si + 1]);

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
+use super::buffers::Buf;
 use super::drivers::{
     BnGrad, ImageSums, InputGrad, Planes, PreAct, Purpose, Scratch, Then, conv_backward,
     conv_forward, takes_bn_grad,
@@ -18,8 +19,8 @@ use crate::layers::BN_EPS;
 /// What one forward pass keeps for its backward.
 pub(super) struct Saved<T: Pooled> {
     pub(super) engine: Arc<Engine>,
-    pub(super) acts: Vec<Vec<T>>,
-    pub(super) args: Vec<Vec<u32>>,
+    pub(super) acts: Vec<Buf<T>>,
+    pub(super) args: Vec<Buf<u32>>,
     /// Per act step with BatchNorm: the mean and `1/√(var+ε)` used.
     pub(super) norm: Vec<(Vec<T>, Vec<T>)>,
     /// Per step: for an act step folded into the convolution after it ([`folds`]), its affine
@@ -27,7 +28,7 @@ pub(super) struct Saved<T: Pooled> {
     pub(super) maps: Vec<Option<(Vec<T>, Vec<T>)>>,
     /// Per step: for a folded act step with dropout, the mask its forward recorded
     /// ([`PreAct::bits`]).
-    pub(super) masks: Vec<Option<Vec<u32>>>,
+    pub(super) masks: Vec<Option<Buf<u32>>>,
 }
 
 impl<T: Pooled> Drop for Saved<T> {
@@ -117,16 +118,16 @@ impl Pass {
         let pool = T::pool(e);
         let mut first = pool.take(x.len());
         first.copy_from_slice(x);
-        let mut acts: Vec<Vec<T>> = vec![first];
+        let mut acts: Vec<Buf<T>> = vec![first];
         let mut args = vec![];
         let mut norm = vec![];
         let mut stats = vec![];
         let mut maps: Vec<Option<(Vec<T>, Vec<T>)>> = vec![None; e.steps.len()];
-        let mut masks: Vec<Option<Vec<u32>>> = vec![None; e.steps.len()];
+        let mut masks: Vec<Option<Buf<u32>>> = (0..e.steps.len()).map(|_| None).collect();
         // Per-image BatchNorm sums a convolution computed for the act step after it.
         let mut sums = None;
         // A max pool's output and arg-max the act step before it computed.
-        let mut pooled: Option<(misc::Window, Vec<T>, Vec<u32>)> = None;
+        let mut pooled: Option<(misc::Window, Buf<T>, Buf<u32>)> = None;
         for (si, step) in e.steps.iter().enumerate() {
             let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
             // After a folded act step, its input (its output was not stored).
@@ -134,7 +135,7 @@ impl Pass {
             let xin = &acts[folded.unwrap_or(si)];
             let fold = self.fold && self.save && folds(e, si);
             let mut out = match fold || (self.fold && pools_only(e, si)) {
-                true => vec![],
+                true => Buf::default(),
                 false => pool.take(n * osz),
             };
             e.timed(si, false, || match step {
@@ -217,7 +218,7 @@ impl Pass {
             acts.push(out);
         }
         *self.stats.lock().expect("stats lock") = stats;
-        let out = acts.last().expect("output").clone();
+        let out = acts.last().expect("output").to_vec();
         let saved = match self.save {
             true => Some(Saved {
                 engine: self.engine.clone(),
@@ -570,7 +571,11 @@ impl Pass {
             pool.give([std::mem::replace(&mut g, gx)]);
         }
         match self.input_grad {
-            true => (Some(g), gp),
+            true => {
+                let gx = g.to_vec();
+                pool.give([g]);
+                (Some(gx), gp)
+            }
             false => {
                 pool.give([g]);
                 (None, gp)
