@@ -369,7 +369,8 @@ fn winograd_direct<T: Real>(
     let g = Group::new(cs, 1);
     winograd::transform(x, transformed_pairs(cs, &g, g.lw), t);
     let x = input(cs, &g, t);
-    if !cropped.is_some_and(|c| winograd::correlate_cropped(x, u, cs.co, o, c)) {
+    let path = super::KernelPath::active();
+    if !cropped.is_some_and(|c| winograd::correlate_cropped(path, x, u, cs.co, o, c)) {
         winograd::correlate(x, u, cs.co, wide, g.lw, g.lw / 2);
         crop(cs, &g, wide, o);
     }

@@ -216,21 +216,10 @@ impl Cropped {
 
 /// [`correlate`]'s `lp` pairs of `no` outputs, each output's rows cropped as `crop` says into
 /// its plane of `out` (planes `rows·ow` apart): the same values as [`correlate`] into a wide
-/// buffer, then the crop. Only on the AVX-512 path (masked stores); elsewhere it returns `false`
-/// and writes nothing.
+/// buffer, then the crop. Only on `path` AVX-512 (masked stores; the caller names the active
+/// path, the tests each one, as other tests switch the active path while they run); elsewhere
+/// it returns `false` and writes nothing.
 pub fn correlate_cropped<T: Real>(
-    x: Input<'_, T>,
-    u: &[T],
-    no: usize,
-    out: &mut [T],
-    crop: &Cropped,
-) -> bool {
-    correlate_cropped_on(super::KernelPath::active(), x, u, no, out, crop)
-}
-
-/// [`correlate_cropped`] on `path` (which the tests name, as other tests switch the active
-/// path while they run).
-fn correlate_cropped_on<T: Real>(
     path: super::KernelPath,
     x: Input<'_, T>,
     u: &[T],

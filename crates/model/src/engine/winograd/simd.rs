@@ -165,16 +165,7 @@ pub(super) fn correlate<T: Real>(
     let Some(path) = vector_path::<T>() else {
         return false;
     };
-    let x = x.over(f32s(x.t));
-    let (u, out) = (f32s(u), super::super::real::as_f32_mut(out).expect("f32"));
-    let f = Fwd {
-        x,
-        u,
-        nk: x.ci * 3,
-        out: out.as_mut_ptr(),
-        os,
-        crop: None,
-    };
+    let f = Fwd::new(x, u, out, os, None);
     blocks(&f, path, no, lp);
     true
 }
@@ -195,17 +186,8 @@ pub(super) fn correlate_cropped<T: Real>(
     {
         return false;
     }
-    let x = x.over(f32s(x.t));
-    let (u, out) = (f32s(u), super::super::real::as_f32_mut(out).expect("f32"));
-    let f = Fwd {
-        x,
-        u,
-        nk: x.ci * 3,
-        out: out.as_mut_ptr(),
-        os: crop.plane,
-        crop: Some(&crop.lanes),
-    };
-    blocks(&f, KernelPath::Avx512, no, crop.lanes.len() * 8);
+    let f = Fwd::new(x, u, out, crop.plane, Some(&crop.lanes));
+    blocks(&f, path, no, crop.lanes.len() * 8);
     true
 }
 
@@ -256,6 +238,27 @@ struct Fwd<'a> {
     out: *mut f32,
     os: usize,
     crop: Option<&'a [(isize, u16, isize, u16)]>,
+}
+
+impl<'a> Fwd<'a> {
+    /// The operands of `T` = `f32` (checked by [`vector_path`] or the caller).
+    fn new<T: Real>(
+        x: Input<'a, T>,
+        u: &'a [T],
+        out: &'a mut [T],
+        os: usize,
+        crop: Option<&'a [(isize, u16, isize, u16)]>,
+    ) -> Self {
+        let out = super::super::real::as_f32_mut(out).expect("f32");
+        Fwd {
+            x: x.over(f32s(x.t)),
+            u: f32s(u),
+            nk: x.ci * 3,
+            out: out.as_mut_ptr(),
+            os,
+            crop,
+        }
+    }
 }
 
 /// Per group of 4 lanes `(m0, m1, m2, m3)`: `((m0 + m1) + m2, (m1 − m2) − m3)` in its first
