@@ -31,6 +31,15 @@ impl<T> DerefMut for Buf<T> {
     }
 }
 
+impl<T> Buf<T> {
+    /// Its `n` values as a `Vec`, without a copy (the values past them are dropped).
+    pub(super) fn into_vec(self) -> Vec<T> {
+        let mut v = self.v;
+        v.truncate(self.n);
+        v
+    }
+}
+
 impl<T: Copy + Default> BufferPool<T> {
     /// A buffer of `n` values whose contents are unspecified (stale values from an earlier
     /// pass, or zeros): callers overwrite every element before reading any.

@@ -571,11 +571,7 @@ impl Pass {
             pool.give([std::mem::replace(&mut g, gx)]);
         }
         match self.input_grad {
-            true => {
-                let gx = g.to_vec();
-                pool.give([g]);
-                (Some(gx), gp)
-            }
+            true => (Some(g.into_vec()), gp),
             false => {
                 pool.give([g]);
                 (None, gp)

@@ -169,13 +169,16 @@ pub fn correlate<T: Real>(x: Input<'_, T>, u: &[T], no: usize, out: &mut [T], os
 }
 }
 
+/// One vector's stores ([`Cropped`]): the first row's offset and mask, the next row's.
+type Stores = (isize, u16, isize, u16);
+
 /// Where a forward's output vectors of 16 positions go when the wide rows are cropped as they
 /// are stored ([`correlate_cropped`]): lane `i` of vector `s` (wide position `16s + i`) goes to
 /// `lanes[s].0 + i` when mask `lanes[s].1` holds it (the vector's first row), to `lanes[s].2 +
 /// i` when `lanes[s].3` does (the next row), and nowhere when neither does (a cropped column,
 /// or past the last row).
 pub struct Cropped {
-    lanes: Vec<(isize, u16, isize, u16)>,
+    lanes: Vec<Stores>,
     plane: usize,
 }
 
@@ -184,10 +187,10 @@ impl Cropped {
     /// rows; `None` where a vector could span more than two rows (rows under 16 values) or
     /// `lp` is not whole vectors.
     pub fn new(rows: usize, wp: usize, ow: usize, lp: usize) -> Option<Self> {
-        if wp < 16 || ow > wp || !lp.is_multiple_of(8) {
+        if wp < 16 || ow > wp || !lp.is_multiple_of(PAIRS) {
             return None;
         }
-        let lanes = (0..lp / 8)
+        let lanes = (0..lp / PAIRS)
             .map(|s| {
                 let (mut first, mut second) = ((0, 0u16), (0, 0u16));
                 for i in 0..16 {
@@ -227,7 +230,7 @@ pub fn correlate_cropped<T: Real>(
     out: &mut [T],
     crop: &Cropped,
 ) -> bool {
-    let lp = crop.lanes.len() * 8;
+    let lp = crop.lanes.len() * PAIRS;
     x.check(lp);
     assert!(u.len() >= no * x.ci * 12);
     assert!(no * crop.plane <= out.len(), "winograd: output too short");

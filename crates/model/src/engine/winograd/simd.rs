@@ -187,7 +187,7 @@ pub(super) fn correlate_cropped<T: Real>(
         return false;
     }
     let f = Fwd::new(x, u, out, crop.plane, Some(&crop.lanes));
-    blocks(&f, path, no, crop.lanes.len() * 8);
+    blocks(&f, path, no, crop.lanes.len() * super::PAIRS);
     true
 }
 
@@ -237,7 +237,7 @@ struct Fwd<'a> {
     nk: usize,
     out: *mut f32,
     os: usize,
-    crop: Option<&'a [(isize, u16, isize, u16)]>,
+    crop: Option<&'a [super::Stores]>,
 }
 
 impl<'a> Fwd<'a> {
@@ -247,7 +247,7 @@ impl<'a> Fwd<'a> {
         u: &'a [T],
         out: &'a mut [T],
         os: usize,
-        crop: Option<&'a [(isize, u16, isize, u16)]>,
+        crop: Option<&'a [super::Stores]>,
     ) -> Self {
         let out = super::super::real::as_f32_mut(out).expect("f32");
         Fwd {
