@@ -614,7 +614,8 @@ fn bn_run<T: Real>(dst: &mut [T], g: &[T], y: &[T], mean: T, k: (T, T, T)) {
 /// A group's output rows `(channel, image, row)` in the order they lie in the padded layout.
 fn rows_of(cs: &ConvStep, g: &Group) -> impl Iterator<Item = (usize, usize, usize)> {
     let (n, oh) = (g.n, cs.oh);
-    (0..cs.co * n * oh).map(move |k| (k / (n * oh), k / oh % n, k % oh))
+    // Nested ranges, not divisions of one counter: they were 5 % of `grad_into`'s time.
+    (0..cs.co).flat_map(move |c| (0..n).flat_map(move |b| (0..oh).map(move |r| (c, b, r))))
 }
 
 /// What a group's input gradient goes through once written, while it is still in cache (the
