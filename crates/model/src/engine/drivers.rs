@@ -119,8 +119,8 @@ pub(super) fn conv_forward<T: Real>(
     let u = (cs.winograd && matches!(purpose, Purpose::Train { .. }))
         .then(|| winograd::weights(cs.weights(params).0, cs.co * cs.ci));
     // On AVX-512 the rows are cropped as the kernel stores them.
-    let avx512 = super::KernelPath::active() == super::KernelPath::Avx512;
-    let cropped = u.as_ref().filter(|_| avx512).and_then(|_| {
+    let crops = winograd::crops_on(super::KernelPath::active());
+    let cropped = u.as_ref().filter(|_| crops).and_then(|_| {
         let g = Group::new(cs, 1);
         winograd::Cropped::new(cs.oh, cs.wp, cs.ow, g.lw / 2)
     });

@@ -217,6 +217,12 @@ impl Cropped {
     }
 }
 
+/// Whether [`correlate_cropped`] crops on `path`: AVX-512 only (masked stores). Elsewhere a
+/// [`Cropped`] table is never read, so callers need not build one.
+pub fn crops_on(path: super::KernelPath) -> bool {
+    path == super::KernelPath::Avx512
+}
+
 /// [`correlate`]'s `lp` pairs of `no` outputs, each output's rows cropped as `crop` says into
 /// its plane of `out` (planes `rows·ow` apart): the same values as [`correlate`] into a wide
 /// buffer, then the crop. Only on `path` AVX-512 (masked stores; the caller names the active

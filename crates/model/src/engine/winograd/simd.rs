@@ -180,10 +180,7 @@ pub(super) fn correlate_cropped<T: Real>(
     out: &mut [T],
     crop: &super::Cropped,
 ) -> bool {
-    if path != KernelPath::Avx512
-        || !path.is_available()
-        || TypeId::of::<T>() != TypeId::of::<f32>()
-    {
+    if !super::crops_on(path) || !path.is_available() || TypeId::of::<T>() != TypeId::of::<f32>() {
         return false;
     }
     let f = Fwd::new(x, u, out, crop.plane, Some(&crop.lanes));
