@@ -612,10 +612,42 @@ fn bn_run<T: Real>(dst: &mut [T], g: &[T], y: &[T], mean: T, k: (T, T, T)) {
 }
 
 /// A group's output rows `(channel, image, row)` in the order they lie in the padded layout.
-fn rows_of(cs: &ConvStep, g: &Group) -> impl Iterator<Item = (usize, usize, usize)> {
-    let (n, oh) = (g.n, cs.oh);
-    // Nested ranges, not divisions of one counter: they were 5 % of `grad_into`'s time.
-    (0..cs.co).flat_map(move |c| (0..n).flat_map(move |b| (0..oh).map(move |r| (c, b, r))))
+fn rows_of(cs: &ConvStep, g: &Group) -> Rows {
+    Rows::new(cs.co, g.n, cs.oh)
+}
+
+/// [`rows_of`]'s iterator: counters carried by hand, not divisions of one counter (5 % of
+/// `grad_into`'s time) nor a `flat_map` (not inlined: a call per row, 3 % of a step on a Zen
+/// 5), and a `next` inlined into the kernel path's copy of its caller.
+struct Rows {
+    at: (usize, usize, usize),
+    ends: (usize, usize, usize),
+}
+
+impl Rows {
+    fn new(channels: usize, images: usize, rows: usize) -> Self {
+        Rows {
+            at: (0, 0, 0),
+            ends: (channels, images, rows),
+        }
+    }
+}
+
+impl Iterator for Rows {
+    type Item = (usize, usize, usize);
+    #[inline(always)]
+    fn next(&mut self) -> Option<Self::Item> {
+        let ((c, b, r), (co, n, oh)) = (self.at, self.ends);
+        if c == co || n == 0 || oh == 0 {
+            return None;
+        }
+        self.at = match (r + 1 < oh, b + 1 < n) {
+            (true, _) => (c, b, r + 1),
+            (false, true) => (c, b + 1, 0),
+            (false, false) => (c + 1, 0, 0),
+        };
+        Some((c, b, r))
+    }
 }
 
 /// What a group's input gradient goes through once written, while it is still in cache (the
@@ -871,6 +903,28 @@ pub(super) fn conv_backward<T: Real>(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// [`Rows`] against three nested loops, the empty cases included.
+    #[test]
+    fn rows_are_the_nested_loops() {
+        for (co, n, oh) in
+            (0..4).flat_map(|c| (0..4).flat_map(move |n| (0..5).map(move |r| (c, n, r))))
+        {
+            let mut want = vec![];
+            for c in 0..co {
+                for b in 0..n {
+                    for r in 0..oh {
+                        want.push((c, b, r));
+                    }
+                }
+            }
+            assert_eq!(
+                Rows::new(co, n, oh).collect::<Vec<_>>(),
+                want,
+                "{co}×{n}×{oh}"
+            );
+        }
+    }
 
     proptest! {
         /// The row copies in pieces of 8 (the last overlapping the one before) against a plain
