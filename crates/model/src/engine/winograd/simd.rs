@@ -379,8 +379,11 @@ pub(super) fn weight_grad<T: Real>(
     };
     let mut rp = 0;
     while rp < pairs {
+        // AVX-512: at most 5 pairs a block, the blocks as even as they come (8 pairs: 4 + 4,
+        // not 5 + 2 + 1, whose small blocks load more than they multiply). Which block a row
+        // is in does not change its sums.
         let pb = match path {
-            KernelPath::Avx512 => largest(&[5, 2, 1], pairs - rp),
+            KernelPath::Avx512 => (pairs - rp).div_ceil((pairs - rp).div_ceil(5)),
             _ => 1,
         };
         let mut k = 0;
@@ -389,23 +392,18 @@ pub(super) fn weight_grad<T: Real>(
             // SAFETY: the caller checked s and t for lp pairs of every row and run; `lanes`
             // holds every pair of rows; the CPU has the path's features (the active path).
             unsafe {
-                match (path, pb, kb) {
-                    (KernelPath::Avx512, 5, 5) => wg512::<5, 5>(&w, rp, k),
-                    (KernelPath::Avx512, 5, 3) => wg512::<5, 3>(&w, rp, k),
-                    (KernelPath::Avx512, 5, 2) => wg512::<5, 2>(&w, rp, k),
-                    (KernelPath::Avx512, 5, _) => wg512::<5, 1>(&w, rp, k),
-                    (KernelPath::Avx512, 2, 5) => wg512::<2, 5>(&w, rp, k),
-                    (KernelPath::Avx512, 2, 3) => wg512::<2, 3>(&w, rp, k),
-                    (KernelPath::Avx512, 2, 2) => wg512::<2, 2>(&w, rp, k),
-                    (KernelPath::Avx512, 2, _) => wg512::<2, 1>(&w, rp, k),
-                    (KernelPath::Avx512, _, 5) => wg512::<1, 5>(&w, rp, k),
-                    (KernelPath::Avx512, _, 3) => wg512::<1, 3>(&w, rp, k),
-                    (KernelPath::Avx512, _, 2) => wg512::<1, 2>(&w, rp, k),
-                    (KernelPath::Avx512, _, _) => wg512::<1, 1>(&w, rp, k),
-                    (_, _, 5) => wg256::<5>(&w, rp, k),
-                    (_, _, 3) => wg256::<3>(&w, rp, k),
-                    (_, _, 2) => wg256::<2>(&w, rp, k),
-                    _ => wg256::<1>(&w, rp, k),
+                match (path, pb) {
+                    (KernelPath::Avx512, 5) => wg512_runs::<5>(&w, rp, k, kb),
+                    (KernelPath::Avx512, 4) => wg512_runs::<4>(&w, rp, k, kb),
+                    (KernelPath::Avx512, 3) => wg512_runs::<3>(&w, rp, k, kb),
+                    (KernelPath::Avx512, 2) => wg512_runs::<2>(&w, rp, k, kb),
+                    (KernelPath::Avx512, _) => wg512_runs::<1>(&w, rp, k, kb),
+                    (_, _) => match kb {
+                        5 => wg256::<5>(&w, rp, k),
+                        3 => wg256::<3>(&w, rp, k),
+                        2 => wg256::<2>(&w, rp, k),
+                        _ => wg256::<1>(&w, rp, k),
+                    },
                 }
             }
             k += kb;
@@ -413,6 +411,23 @@ pub(super) fn weight_grad<T: Real>(
         rp += pb;
     }
     true
+}
+
+/// [`wg512`] for `PW` pairs of rows and `kb` runs (5, 3, 2 or 1).
+///
+/// # Safety
+/// As [`wg512`].
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+unsafe fn wg512_runs<const PW: usize>(w: &Wg<'_>, rp: usize, k: usize, kb: usize) {
+    // SAFETY: the caller's.
+    unsafe {
+        match kb {
+            5 => wg512::<PW, 5>(w, rp, k),
+            3 => wg512::<PW, 3>(w, rp, k),
+            2 => wg512::<PW, 2>(w, rp, k),
+            _ => wg512::<PW, 1>(w, rp, k),
+        }
+    }
 }
 
 /// A weight gradient's operands: the transformed gradient (`no` rows of `lp` pairs), the
