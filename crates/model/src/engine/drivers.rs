@@ -625,9 +625,12 @@ struct Rows {
 }
 
 impl Rows {
+    /// Starts at the end when there are no images or no rows, so that `next` only has to
+    /// compare the channel.
     fn new(channels: usize, images: usize, rows: usize) -> Self {
+        let empty = images == 0 || rows == 0;
         Rows {
-            at: (0, 0, 0),
+            at: (if empty { channels } else { 0 }, 0, 0),
             ends: (channels, images, rows),
         }
     }
@@ -638,7 +641,7 @@ impl Iterator for Rows {
     #[inline(always)]
     fn next(&mut self) -> Option<Self::Item> {
         let ((c, b, r), (co, n, oh)) = (self.at, self.ends);
-        if c == co || n == 0 || oh == 0 {
+        if c == co {
             return None;
         }
         self.at = match (r + 1 < oh, b + 1 < n) {
