@@ -531,21 +531,21 @@ impl Pass {
                         .map(|(i, (gxi, gi))| {
                             let ai = &arg[i * osz..(i + 1) * osz];
                             gxi.fill(T::ZERO);
-                            for (&gv, &j) in gi.iter().zip(ai) {
-                                gxi[j as usize] += gv;
-                            }
-                            let Some((a, norm, z)) = before else {
-                                return vec![];
-                            };
-                            let zi = &z[i * isz..(i + 1) * isz];
-                            match win.apart() {
+                            let act = before.map(|(a, norm, z)| (a, norm, &z[i * isz..][..isz]));
+                            match act {
                                 // Windows apart: only each window's winner has a gradient, and
                                 // its value is the pool's output.
-                                true => {
+                                Some((a, norm, zi)) if win.apart() => {
                                     let yo = &y[i * osz..(i + 1) * osz];
-                                    self.act_grad_winners(a, i, yo, ai, gxi, zi, norm)
+                                    self.act_grad_winners(a, i, gi, yo, ai, gxi, zi, norm)
                                 }
-                                false => {
+                                _ => {
+                                    for (&gv, &j) in gi.iter().zip(ai) {
+                                        gxi[j as usize] += gv;
+                                    }
+                                    let Some((a, norm, zi)) = act else {
+                                        return vec![];
+                                    };
                                     let yi = Planes::dense(&xin[i * isz..], a.c, a.hw);
                                     self.act_grad_image(a, i, None, yi, gxi, zi, norm)
                                 }
@@ -579,16 +579,19 @@ impl Pass {
         }
     }
 
-    /// [`act_grad_image`](Self::act_grad_image) in place of a max pool's input gradient `gz`
-    /// when the pool's windows do not overlap: every value but each window's winner (`arg`)
-    /// is the +0 the pool's backward wrote, which `∂L/∂z` keeps whatever the act step's output
-    /// there; at a winner, that output is the pool's output `pooled`. So the act step's output
-    /// is never read, and only the winners are touched: the same bits.
+    /// [`act_grad_image`](Self::act_grad_image) in place of a max pool's backward when the
+    /// pool's windows do not overlap, on `gz` zeroed: each window's winner (`arg`) is one input
+    /// value, whose gradient is its output gradient `g` added to that +0, and every other value
+    /// keeps the +0, which `∂L/∂z` keeps whatever the act step's output there; at a winner,
+    /// that output is the pool's output `pooled`. So the act step's output is never read, and
+    /// only the winners are touched, once each: the bits of the pool's own backward (a zeroed
+    /// plane and the gradients added in) followed by `act_grad_image`.
     #[allow(clippy::too_many_arguments)]
     fn act_grad_winners<T: Pooled>(
         &self,
         a: &ActStep,
         i: usize,
+        g: &[T],
         pooled: &[T],
         arg: &[u32],
         gz: &mut [T],
@@ -596,9 +599,9 @@ impl Pass {
         norm: Option<&(Vec<T>, Vec<T>)>,
     ) -> Vec<(f64, f64)> {
         let (drop, first) = (self.drop(a), i * a.c * a.hw);
-        for (&o, &j) in pooled.iter().zip(arg) {
+        for ((&gv, &o), &j) in g.iter().zip(pooled).zip(arg) {
             let j = j as usize;
-            gz[j] = act::grad_z_one(gz[j], o, drop, a.relu, (first + j) as u32);
+            gz[j] = act::grad_z_one(T::ZERO + gv, o, drop, a.relu, (first + j) as u32);
         }
         bn_sums(a, gz, x, norm)
     }
