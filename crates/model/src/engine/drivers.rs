@@ -482,6 +482,17 @@ fn act_into<T: Real>(
 }
 }
 
+fma_dispatch! {
+/// A group's input gradient from its wide layout `gxw` (channels `lq` apart) into its
+/// images' planes `gx`, run by run ([`input_runs`]): in the kernel path's vectors, not the
+/// baseline's 128-bit moves of the generic code that calls it.
+fn uncrop<T: Real>(cs: &ConvStep, g: &Group, gxw: &[T], gx: &mut [T]) {
+    for (src, at, len) in input_runs(cs, g, g.lq) {
+        copy_run(&mut gx[at..at + len], &gxw[src..src + len]);
+    }
+}
+}
+
 /// Each contiguous run of a group's input: its start in the padded group layout (channels
 /// `stride` apart), its start in the images as given (`n×ci×h×w`), and its length — one row,
 /// or a whole plane when there is no padding (its rows then follow one another in both).
@@ -844,9 +855,7 @@ pub(super) fn conv_backward<T: Real>(
                         conv::correlate(
                             gpad, gs, cs.co, &wf, None, cs.ci, &cs.off, gxw, grp.lq, grp.lq,
                         );
-                        for (src, at, len) in input_runs(cs, &grp, grp.lq) {
-                            copy_run(&mut gxi[at..at + len], &gxw[src..src + len]);
-                        }
+                        uncrop(cs, &grp, gxw, gxi);
                     }
                 }
                 if let Some(then) = then {
