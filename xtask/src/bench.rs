@@ -401,24 +401,22 @@ fn efficiency(one: f64, two: f64) -> f64 {
     100.0 * two / (2.0 * one)
 }
 
-/// The engine's numerics ([`under8k_model::NUMERICS_VERSION`]) against the version before
-/// ([`under8k_model::PREVIOUS_NUMERICS`]) on the training step ([`train_step`]) of each path:
-/// alternating rounds of `batches` steps and the median of the paired ratios, what the numerics
-/// change gained.
-fn against_previous(fast: &[PathFigures], batches: usize) -> Result<()> {
-    println!(
-        "\nthe numerics (version {}) against the version before ({}):",
-        under8k_model::NUMERICS_VERSION,
-        under8k_model::PREVIOUS_NUMERICS
-    );
+/// One numerics version against another on the training step ([`train_step`]) of each path:
+/// the engine's ([`under8k_model::NUMERICS_VERSION`]) against the version before
+/// ([`under8k_model::PREVIOUS_NUMERICS`]), what that change gained, and the next
+/// ([`under8k_model::NEXT_NUMERICS`]) against the engine's, what the next would gain.
+/// Alternating rounds of `batches` steps and the median of the paired ratios.
+fn against(fast: &[PathFigures], batches: usize, [old, new]: [u32; 2], title: &str) -> Result<()> {
+    let next = match new == under8k_model::NEXT_NUMERICS {
+        true => ", not yet trained with",
+        false => "",
+    };
+    println!("\n{title} (version {new}{next}) against version {old}:");
     let default_path = KernelPath::active();
     for f in fast {
         KernelPath::use_path(f.path)?;
         let mut nets = vec![];
-        for v in [
-            under8k_model::PREVIOUS_NUMERICS,
-            under8k_model::NUMERICS_VERSION,
-        ] {
+        for v in [old, new] {
             let (net, x, y) = seed_net(v)?;
             let opt = Sgd::new(net.named_params(), SgdConfig::momentum(0.01, 0.9))?;
             nets.push((net, opt, x, y));
@@ -666,7 +664,13 @@ pub fn run(args: &Args) -> Result<()> {
     for f in &fast {
         targets(f, &work, f.path == fast[0].path);
     }
-    against_previous(&fast, 20)?;
+    let (before, now, next) = (
+        under8k_model::PREVIOUS_NUMERICS,
+        under8k_model::NUMERICS_VERSION,
+        under8k_model::NEXT_NUMERICS,
+    );
+    against(&fast, 20, [before, now], "the numerics")?;
+    against(&fast, 20, [now, next], "the next numerics")?;
     match torch {
         Some(Ok((t, aug))) => {
             row("PyTorch eager, step without augmentation", &t, &shares(&t));

@@ -54,3 +54,13 @@ pub const NUMERICS_VERSION: u32 = 3;
 /// [`Net::with_numerics`] selects it, to measure the change and to test that it is one.
 /// Runs train with [`NUMERICS_VERSION`].
 pub const PREVIOUS_NUMERICS: u32 = 2;
+
+/// The next numerics version, while it is built: [`Net::with_numerics`] selects it for
+/// measurements and tests; no run is trained with it, and it becomes [`NUMERICS_VERSION`] when
+/// the committed runs are re-accepted with it (`docs/PERFORMANCE.md`, round three).
+///
+/// - 4: version 3, with the backward of the small convolutions (unpadded, stride 1, planes
+///   small enough for groups of 16 images) run with the images in the vector lanes: the input
+///   gradient the same bits as version 3's, the weight gradient summed lane by lane (one image
+///   a lane) over the positions kept, its 16 lanes folded as a tree, then over groups in order.
+pub const NEXT_NUMERICS: u32 = 4;

@@ -207,15 +207,19 @@ impl Net {
     }
 
     /// Makes the fast engine compute numerics `version`: [`NUMERICS_VERSION`](crate::NUMERICS_VERSION)
-    /// (the default, what runs train with) or [`PREVIOUS_NUMERICS`](crate::PREVIOUS_NUMERICS),
-    /// the version before, for measurements and tests. Nothing else is kept of the engine's
-    /// state: call it before training.
+    /// (the default, what runs train with), [`PREVIOUS_NUMERICS`](crate::PREVIOUS_NUMERICS),
+    /// the version before, or [`NEXT_NUMERICS`](crate::NEXT_NUMERICS), the next while it is
+    /// built, for measurements and tests. Nothing else is kept of the engine's state: call it
+    /// before training.
     pub fn with_numerics(mut self, version: u32) -> Result<Self, ModelError> {
-        if ![crate::PREVIOUS_NUMERICS, crate::NUMERICS_VERSION].contains(&version) {
+        let versions = [
+            crate::PREVIOUS_NUMERICS,
+            crate::NUMERICS_VERSION,
+            crate::NEXT_NUMERICS,
+        ];
+        if !versions.contains(&version) {
             return Err(ModelError::Unsupported(format!(
-                "the engine computes numerics versions {} and {}, not {version}",
-                crate::PREVIOUS_NUMERICS,
-                crate::NUMERICS_VERSION
+                "the engine computes numerics versions {versions:?}, not {version}"
             )));
         }
         if self.engine.is_some() {

@@ -10,7 +10,7 @@ use rand_chacha::{
     rand_core::{RngCore, SeedableRng},
 };
 use under8k_model::spec::{ArchSpec, Block, Layer};
-use under8k_model::{KernelPath, Kernels, NUMERICS_VERSION, Net, PREVIOUS_NUMERICS};
+use under8k_model::{KernelPath, Kernels, NEXT_NUMERICS, NUMERICS_VERSION, Net, PREVIOUS_NUMERICS};
 
 mod common;
 use common::conv;
@@ -75,6 +75,11 @@ fn check(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
 fn check_both(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
     let versions = [PREVIOUS_NUMERICS, NUMERICS_VERSION];
     check_versions(spec, batch, train, max_per_tensor, &versions);
+}
+
+/// [`check`] on the engine's next numerics ([`under8k_model::NEXT_NUMERICS`]) alone.
+fn check_next(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
+    check_versions(spec, batch, train, max_per_tensor, &[NEXT_NUMERICS]);
 }
 
 /// [`check`] with the fast path on each of the engine's numerics `versions`.
@@ -258,6 +263,28 @@ fn conv_gradients() {
     );
 }
 
+/// The next numerics' backward with the images in the lanes (unpadded stride-1 convolutions on
+/// planes small enough for groups of 16): 19 images make a partial last group. Its output
+/// gradient comes through BatchNorm's input gradient (applied as it moves into the lanes), its
+/// input gradient goes on to an act step's first backward pass (run on it per image), and the
+/// last layer, a 1×1 convolution with a bias, ends the net.
+#[test]
+fn lanes_backward_gradients() {
+    let act = [
+        Layer::BatchNorm { num_features: None },
+        Layer::Dropout { p: 0.3 },
+        Layer::Relu,
+    ];
+    let mut layers = vec![conv(3, 3, 1, 1, false)];
+    layers.extend(act.clone());
+    layers.push(conv(4, 3, 1, 0, false));
+    layers.extend(act);
+    layers.push(conv(2, 1, 1, 0, true));
+    let s = spec([2, 6, 6], layers);
+    check_next(&s, 19, true, 1000);
+    check_next(&s, 2, false, 1000);
+}
+
 #[test]
 fn batch_norm_gradients_train_and_eval() {
     let s = spec([3, 4, 4], vec![Layer::BatchNorm { num_features: None }]);
@@ -401,5 +428,6 @@ fn log_softmax_nll_gradients() {
 fn seed_net_loss_gradients() {
     // The whole 7,684-parameter net, NLL on log-softmax, in both modes; ~60 elements per tensor.
     check_both(&ArchSpec::seed(), 3, true, 60);
+    check_next(&ArchSpec::seed(), 3, true, 60);
     check(&ArchSpec::seed(), 2, false, 60);
 }

@@ -15,7 +15,7 @@ use rand_chacha::{
     rand_core::{RngCore, SeedableRng},
 };
 use under8k_model::spec::{ArchSpec, Block, Layer};
-use under8k_model::{KernelPath, NUMERICS_VERSION, Net, PREVIOUS_NUMERICS};
+use under8k_model::{KernelPath, NEXT_NUMERICS, NUMERICS_VERSION, Net, PREVIOUS_NUMERICS};
 
 /// Held by each test while it switches the process-wide kernel path.
 static PATH: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -184,25 +184,7 @@ fn every_kernel_path_gives_the_same_bits_on_every_kind_of_step() {
 fn the_previous_numerics_give_the_same_bits_on_every_path_and_thread_count() {
     let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
     let paths = KernelPath::available();
-    let on = |path: KernelPath, threads: usize| {
-        KernelPath::use_path(path).unwrap();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| run(PREVIOUS_NUMERICS))
-    };
-    let want = on(paths[0], 1);
-    for &path in &paths {
-        for threads in [1, 2] {
-            let got = on(path, threads);
-            assert!(
-                got == want,
-                "{path} on {threads} threads differs from {} on 1",
-                paths[0]
-            );
-        }
-    }
+    let want = on_every_path_and_thread_count(PREVIOUS_NUMERICS);
     KernelPath::use_path(paths[0]).unwrap();
     // The training output and every gradient differ from the current version's.
     let now = run(NUMERICS_VERSION);
@@ -210,4 +192,77 @@ fn the_previous_numerics_give_the_same_bits_on_every_path_and_thread_count() {
         assert!(a != b, "tensor {i}: the numerics change changes training");
     }
     KernelPath::use_path(KernelPath::best()).unwrap();
+}
+
+/// What [`run`]'s tensors are, in order: the training output, the input's gradient, each
+/// parameter's gradient by name, the inference output.
+fn names() -> Vec<String> {
+    let net = Net::new(
+        &spec(),
+        &mut ChaCha8Rng::seed_from_u64(5),
+        ChaCha8Rng::seed_from_u64(6),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let params = net.named_params().into_iter().map(|(name, _)| name);
+    ["output".to_string(), "input gradient".to_string()]
+        .into_iter()
+        .chain(params)
+        .chain(["inferred".to_string()])
+        .collect()
+}
+
+/// The engine's next numerics ([`NEXT_NUMERICS`]: the backward of the small unpadded
+/// convolutions with the images in the lanes) give the same bits on every kernel path and on 1
+/// and 2 threads. Against the current version they change exactly the weight gradients of the
+/// two layers that run so (the 3×3 convolution on 8×8 planes, groups of 16 images, and the
+/// 1×1 after the global average pool): their input gradients are the same bits, so every
+/// other gradient, the outputs and the inference are too.
+#[test]
+fn the_next_numerics_give_the_same_bits_on_every_path_and_thread_count() {
+    let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
+    let paths = KernelPath::available();
+    let want = on_every_path_and_thread_count(NEXT_NUMERICS);
+    KernelPath::use_path(paths[0]).unwrap();
+    let now = run(NUMERICS_VERSION);
+    KernelPath::use_path(KernelPath::best()).unwrap();
+    let names = names();
+    assert_eq!(names.len(), now.len());
+    let lanes = ["b.13.weight", "b.20.weight"];
+    for ((name, a), b) in names.iter().zip(&want).zip(&now) {
+        match lanes.contains(&name.as_str()) {
+            true => assert!(
+                a != b,
+                "{name}: the lanes weight gradient is a numerics change"
+            ),
+            false => assert!(a == b, "{name}: the next numerics change it"),
+        }
+    }
+}
+
+/// [`run`] with numerics `version` on every kernel path, on 1 and 2 threads: the same bits
+/// everywhere (asserted), returned.
+fn on_every_path_and_thread_count(version: u32) -> Vec<Vec<u32>> {
+    let paths = KernelPath::available();
+    let on = |path: KernelPath, threads: usize| {
+        KernelPath::use_path(path).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| run(version))
+    };
+    let want = on(paths[0], 1);
+    for &path in &paths {
+        for threads in [1, 2] {
+            let got = on(path, threads);
+            assert!(
+                got == want,
+                "numerics {version}: {path} on {threads} threads differs from {} on 1",
+                paths[0]
+            );
+        }
+    }
+    want
 }

@@ -785,6 +785,46 @@ fn group_input_grad<T: Real>(
     }
 }
 
+/// What a group's backward in the wide layout reads: its output gradient, its input (the act
+/// step's input with `pre`), its first image, and BatchNorm's input gradient to apply.
+struct Wide<'a, T> {
+    gi: &'a [T],
+    xi: &'a [T],
+    first: usize,
+    rows: Option<BnRows<'a, T>>,
+    pre: Option<PreAct<'a, T>>,
+}
+
+/// A group's weight gradient added to `gw` in the wide layout: its padded output gradient into
+/// `gpad` (BatchNorm's input gradient applied as it is copied), its padded input into `xp`
+/// (through the act step with `pre`). Returns the planes of its input as the act step's
+/// backward reads them.
+fn wide_weight_grad<'a, T: Real>(
+    cs: &ConvStep,
+    grp: &Group,
+    w: Wide<'a, T>,
+    (gpad, xp, wino): (&mut [T], &'a mut [T], &mut [Buf<T>]),
+    gw: &mut [T],
+) -> Planes<'a, T> {
+    grad_into(cs, grp, w.gi, gpad, cs.front + grp.lq, w.rows);
+    match w.pre {
+        Some(p) => {
+            act_into(cs, grp, w.first, p, w.xi, xp);
+            group_weight_grad(cs, grp, gpad, xp, wino, gw);
+            Planes {
+                data: &xp[..],
+                image: grp.plane,
+                channel: grp.xs,
+            }
+        }
+        None => {
+            pad_into(cs, grp, w.xi, xp);
+            group_weight_grad(cs, grp, gpad, xp, wino, gw);
+            Planes::dense(w.xi, cs.ci, cs.h * cs.w)
+        }
+    }
+}
+
 /// A layer's backward over the batch: the weight (and bias) gradient added to `gp`, the input
 /// gradient written where `gx` says. Returns what `gx.then` returned, per image in order (empty
 /// without it). With `pre`, `xin` is the act step's input, as in [`conv_forward`]: each group's
@@ -827,6 +867,8 @@ pub(super) fn conv_backward<T: Real>(
     let (xlen, _) = conv_scratch(cs, cs.group);
     let with_bias = cs.bias.is_some();
     let then = gx.as_ref().and_then(|g| g.then);
+    // Numerics version 4: small planes with the images in the lanes ([`lanes::Backward`]).
+    let back = (cs.lanes_grad && pre.is_none()).then(|| lanes::Backward::new(cs));
     let per_group =
         |k: usize, gi: &[T], xi: &[T], gxi: Option<&mut [T]>, scratch: &mut Scratch<'_, T>| {
             let (gpad, xp, gxw, wino) = match &mut scratch.bufs[..] {
@@ -840,24 +882,27 @@ pub(super) fn conv_backward<T: Real>(
                 mean: b.mean,
                 k: &b.k,
             });
-            grad_into(cs, &grp, gi, gpad, gs, rows);
             let first = k * cs.group;
-            let inputs = match pre {
-                Some(p) => {
-                    act_into(cs, &grp, first, p, xi, xp);
-                    Planes {
-                        data: &xp[..],
-                        image: grp.plane,
-                        channel: grp.xs,
-                    }
-                }
-                None => {
-                    pad_into(cs, &grp, xi, xp);
+            let mut part = vec![T::ZERO; nw + if with_bias { cs.co } else { 0 }];
+            let inputs = match &back {
+                Some(back) => {
+                    back.grad_into(cs, gi, grp.n, rows.map(|r| (r.y, r.mean, r.k)), gpad);
+                    lanes::gather(&xi[..grp.n * isz], grp.n, isz, xp);
+                    back.weight_grad(cs, gpad, xp, &mut part[..nw]);
                     Planes::dense(xi, cs.ci, cs.h * cs.w)
                 }
+                None => {
+                    let bufs = (&mut gpad[..], &mut xp[..], &mut wino[..]);
+                    let wide = Wide {
+                        gi,
+                        xi,
+                        first,
+                        rows,
+                        pre,
+                    };
+                    wide_weight_grad(cs, &grp, wide, bufs, &mut part[..nw])
+                }
             };
-            let mut part = vec![T::ZERO; nw + if with_bias { cs.co } else { 0 }];
-            group_weight_grad(cs, &grp, gpad, xp, wino, &mut part[..nw]);
             if with_bias {
                 let hw = cs.oh * cs.ow;
                 for c in 0..cs.co {
@@ -867,8 +912,12 @@ pub(super) fn conv_backward<T: Real>(
                 }
             }
             if let Some(gxi) = gxi {
-                match (wino, &uf) {
-                    ([_, _, tg], Some(uf)) => group_input_grad(cs, &grp, gpad, uf, tg, gxi),
+                match (&back, wino, &uf) {
+                    (Some(back), ..) => {
+                        back.input_grad(cs, gpad, &wf, gxw);
+                        lanes::scatter(gxw, grp.n, isz, gxi);
+                    }
+                    (None, [_, _, tg], Some(uf)) => group_input_grad(cs, &grp, gpad, uf, tg, gxi),
                     _ => {
                         conv::correlate(
                             gpad, gs, cs.co, &wf, None, cs.ci, &cs.off, gxw, grp.lq, grp.lq,
@@ -884,7 +933,10 @@ pub(super) fn conv_backward<T: Real>(
         };
     // The Winograd input gradient goes straight into `gx`: no wide buffer for it.
     let gxw = if uf.is_some() { 0 } else { cs.ci * most.lq };
-    let mut lens = vec![glen, xlen, gxw];
+    let mut lens = match &back {
+        Some(back) => back.lens(cs).to_vec(),
+        None => vec![glen, xlen, gxw],
+    };
     if cs.winograd {
         let lp = most.lwg / 2;
         let tx = 4 * transformed_pairs(cs, &most, most.lwg);

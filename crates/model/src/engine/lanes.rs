@@ -1,5 +1,5 @@
-//! Inference, and the training forward of groups of small planes, with the images in the vector
-//! lanes.
+//! Inference, the training forward of groups of small planes, and (the next numerics) their
+//! training backward ([`Backward`]), with the images in the vector lanes.
 //!
 //! The wide layout computes positions for nothing: the cropped columns, the last rows of each
 //! image, the chunk at the end (a sixth of a 26×26 plane, half of a 7×7 one), and the act step
@@ -10,12 +10,14 @@
 //! after the convolution before each store. Each lane sums the same terms in the same order as
 //! the wide layout's lane for that image and position, and the act step is the same
 //! multiply-add and select: the same bits. 2×2 max pools run in the same layout
-//! ([`misc::max_pool2_lanes`](super::misc::max_pool2_lanes)).
+//! ([`misc::max_pool2_lanes`](super::misc::max_pool2_lanes)). Images move in and out 16
+//! positions at a time ([`transpose`]).
 
-use super::conv;
 use super::places::Epilogue;
 use super::plan::ConvStep;
 use super::real::Real;
+use super::transpose::{self, Bn};
+use super::{conv, lanes_grad};
 
 /// Images per group in the lanes layout: a kernel vector's lanes.
 pub(super) const LANES: usize = conv::CHUNK;
@@ -29,21 +31,13 @@ pub(super) fn fits(cs: &ConvStep) -> bool {
 /// `dst[j·LANES + i]` is value `j` of image `i`; the lanes from `m` on are zero.
 pub(super) fn gather<T: Real>(src: &[T], m: usize, size: usize, dst: &mut [T]) {
     assert!(m <= LANES && src.len() >= m * size && dst.len() >= size * LANES);
-    for (j, d) in dst[..size * LANES].chunks_exact_mut(LANES).enumerate() {
-        for (i, v) in d.iter_mut().enumerate() {
-            *v = if i < m { src[i * size + j] } else { T::ZERO };
-        }
-    }
+    transpose::into_lanes(src, size, m, size, |j| j * LANES, None, dst);
 }
 
 /// The inverse of [`gather`]: the first `m` images back one after another.
 pub(super) fn scatter<T: Real>(src: &[T], m: usize, size: usize, dst: &mut [T]) {
     assert!(m <= LANES && dst.len() >= m * size && src.len() >= size * LANES);
-    for (j, s) in src[..size * LANES].chunks_exact(LANES).enumerate() {
-        for (i, &v) in s[..m].iter().enumerate() {
-            dst[i * size + j] = v;
-        }
-    }
+    transpose::out_of_lanes(src, |j| j * LANES, m, size, size, dst);
 }
 
 /// A convolution that [`fits`], laid out for the lanes once per pass: its tap offsets, its
@@ -99,6 +93,116 @@ impl Geometry {
     }
 }
 
+/// BatchNorm's input gradient as a backward applies it to the output gradient: each image's
+/// `y`, each channel's mean and coefficients ([`act::bn_input_value`](super::act::bn_input_value)).
+pub(super) type BnInput<'a, T> = (&'a [T], &'a [T], &'a [(T, T, T)]);
+
+/// A convolution that [`fits`], laid out for its training backward with the images in the lanes
+/// (numerics version 4, [`ConvStep::lanes_grad`]): the output gradient padded by `k − 1` on
+/// every side; the input gradient is [`conv::correlate_at`] of it with the flipped, transposed
+/// kernel, each lane the same terms in the same order as the wide layout's (the same bits), and
+/// the weight gradient [`lanes_grad::weight_grad_at`] over the positions kept.
+pub(super) struct Backward {
+    /// The padded gradient's plane (positions).
+    plane: usize,
+    /// The input gradient's taps in the padded gradient, and each input position's (read,
+    /// write) offsets.
+    taps: Vec<usize>,
+    inputs: Vec<(usize, usize)>,
+    /// The weight gradient's taps in the input, and each output position's (input, padded
+    /// gradient) offsets.
+    off: Vec<usize>,
+    outputs: Vec<(usize, usize)>,
+}
+
+impl Backward {
+    pub(super) fn new(cs: &ConvStep) -> Self {
+        assert!(fits(cs));
+        let k1 = cs.h - cs.oh;
+        let k = k1 + 1;
+        let pw = cs.ow + 2 * k1;
+        let front = k1 * pw + k1;
+        let (w, ow) = (cs.w, cs.ow);
+        Backward {
+            plane: (cs.oh + 2 * k1) * pw,
+            taps: (0..k * k).map(|t| (t / k * pw + t % k) * LANES).collect(),
+            inputs: (0..cs.h * w)
+                .map(|p| ((p / w * pw + p % w) * LANES, p * LANES))
+                .collect(),
+            off: cs.off.iter().map(|d| d * LANES).collect(),
+            outputs: (0..cs.oh * ow)
+                .map(|p| {
+                    (
+                        (p / ow * w + p % ow) * LANES,
+                        (front + p / ow * pw + p % ow) * LANES,
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    /// The scratch a group needs: the padded gradient, then the input and its gradient in the
+    /// lanes.
+    pub(super) fn lens(&self, cs: &ConvStep) -> [usize; 3] {
+        let x = cs.ci * cs.h * cs.w * LANES;
+        [cs.co * self.plane * LANES, x, x]
+    }
+
+    /// The output gradient of `m ≤ LANES` images (`g`, one after another) into `gl`, padded,
+    /// each value through BatchNorm's input gradient when `bn` is given; the lanes from `m` on
+    /// are zero.
+    pub(super) fn grad_into<T: Real>(
+        &self,
+        cs: &ConvStep,
+        g: &[T],
+        m: usize,
+        bn: Option<BnInput<'_, T>>,
+        gl: &mut [T],
+    ) {
+        let size = cs.co * cs.oh * cs.ow;
+        assert!(m <= LANES && g.len() >= m * size && bn.is_none_or(|b| b.0.len() >= m * size));
+        let gl = &mut gl[..cs.co * self.plane * LANES];
+        gl.fill(T::ZERO);
+        let (n, plane) = (cs.oh * cs.ow, self.plane * LANES);
+        for c in 0..cs.co {
+            let bn = bn.map(|(y, mean, k)| Bn {
+                y: &y[c * n..],
+                mean: mean[c],
+                k: k[c],
+            });
+            let to = |p: usize| c * plane + self.outputs[p].1;
+            transpose::into_lanes(&g[c * n..], size, m, n, to, bn, gl);
+        }
+    }
+
+    /// The weight gradient added to `gw` from the padded gradient `gl` and the input `x` in
+    /// the lanes.
+    pub(super) fn weight_grad<T: Real>(&self, cs: &ConvStep, gl: &[T], x: &[T], gw: &mut [T]) {
+        let xs = cs.h * cs.w * LANES;
+        let gs = self.plane * LANES;
+        lanes_grad::weight_grad_at(gl, gs, cs.co, x, xs, cs.ci, &self.off, &self.outputs, gw);
+    }
+
+    /// The input gradient `gx` (in the lanes) from the padded gradient and the flipped,
+    /// transposed kernel `wf` (`wf[(i·co + o)·k² + t] = w[(o·ci + i)·k² + k² − 1 − t]`).
+    pub(super) fn input_grad<T: Real>(&self, cs: &ConvStep, gl: &[T], wf: &[T], gx: &mut [T]) {
+        let (xs, gs) = (cs.h * cs.w * LANES, self.plane * LANES);
+        conv::correlate_at(
+            gl,
+            gs,
+            cs.co,
+            wf,
+            None,
+            cs.ci,
+            &self.taps,
+            gx,
+            xs,
+            &self.inputs,
+            None,
+        );
+    }
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -142,6 +246,7 @@ pub(super) mod tests {
             front: (k - 1) * w + k - 1,
             group: LANES,
             winograd: false,
+            lanes_grad: false,
         }
     }
 

@@ -39,6 +39,12 @@
 //!   [`Net::with_numerics`](crate::Net::with_numerics) selects version 2's direct kernels
 //!   instead, [`PREVIOUS_NUMERICS`](crate::PREVIOUS_NUMERICS)). Evaluation and inference
 //!   compute what version 2 does.
+//! - The next numerics ([`NEXT_NUMERICS`](crate::NEXT_NUMERICS) 4, selected by
+//!   [`Net::with_numerics`](crate::Net::with_numerics), not yet trained with) runs the training
+//!   backward of the small unpadded stride-1 convolutions (groups of 16 images) with the images
+//!   in the lanes ([`lanes::Backward`]): the output gradient moved in padded (BatchNorm's input
+//!   gradient applied on the way, [`transpose`]), the input gradient the same bits as version
+//!   3's, the weight gradient summed lane by lane over the positions kept ([`lanes_grad`]).
 //! - Every kernel is compiled for each [`KernelPath`] (portable, AVX2, AVX-512), one chosen at
 //!   run time, with the same bits on each.
 //! - Inference (eval mode, nothing kept for backward, [`infer`]) runs a few images at a time
@@ -58,7 +64,8 @@
 //! [`dispatch`] (the kernel paths) are leaves, as is [`places`] (where a convolution block's
 //! vectors lie, and the act step it applies before storing); the kernels ([`conv`] with its
 //! explicit-vector blocks in `simd`, which also holds the max pool's rows, [`act`], [`misc`])
-//! use them alone, and [`mask`] uses [`act`]'s value; [`plan`] compiles a spec into steps,
+//! use them alone, and [`mask`] and [`transpose`] (moving images into the vector lanes and out)
+//! use [`act`]'s value; [`lanes_grad`] (the weight gradient in the lanes) is a kernel too; [`plan`] compiles a spec into steps,
 //! [`buffers`] keeps activation buffers, [`profile`] times steps, [`drivers`] run the
 //! convolution kernels over a batch, [`lanes`] over a group with the images in the lanes,
 //! [`infer`] runs the inference forward, [`pass`] a whole forward and backward, and [`op`] is
@@ -77,6 +84,7 @@ mod buffers;
 mod drivers;
 mod infer;
 mod lanes;
+mod lanes_grad;
 mod op;
 mod pass;
 mod places;
@@ -84,6 +92,7 @@ mod plan;
 mod profile;
 #[cfg(target_arch = "x86_64")]
 mod simd;
+mod transpose;
 pub(crate) mod winograd;
 
 pub use dispatch::{KernelPath, PathUnavailable};

@@ -38,6 +38,10 @@ pub(super) struct ConvStep {
     /// numerics version 3): 3×3, [`direct`](Self::direct), without bias, with rows of even
     /// length.
     pub(super) winograd: bool,
+    /// Whether training runs its backward with the images in the vector lanes
+    /// ([`lanes::Backward`](super::lanes::Backward); numerics version 4): unpadded, stride 1,
+    /// in groups of 16 images (small planes).
+    pub(super) lanes_grad: bool,
 }
 
 /// About how many wide positions one training kernel call covers: small planes are grouped
@@ -167,6 +171,7 @@ impl Engine {
                         front: (k - 1) * wp + k - 1,
                         group: (GROUP_SPAN / (hp * wp)).clamp(1, 16),
                         winograd: false,
+                        lanes_grad: false,
                     };
                     // Rows of even length: the pairs of positions never straddle a row, and planes are even.
                     conv.winograd = version >= 3
@@ -174,6 +179,10 @@ impl Engine {
                         && conv.direct()
                         && conv.bias.is_none()
                         && wp.is_multiple_of(2);
+                    conv.lanes_grad = version >= 4
+                        && pad == 0
+                        && stride == 1
+                        && conv.group == super::lanes_grad::LANES;
                     Step::Conv(conv)
                 }
                 Layer::BatchNorm { .. } | Layer::Dropout { .. } | Layer::Relu => {

@@ -293,4 +293,4 @@ pub fn weight_grad<T: Real>(s: &[T], no: usize, lp: usize, x: Input<'_, T>, gw: 
 mod simd;
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;

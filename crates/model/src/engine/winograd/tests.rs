@@ -24,7 +24,7 @@ fn shapes() -> impl Strategy<Value = Shape> {
 
 /// Values of `f(i)` in [-1, 1) from a seed (a fixed hash: what the kernels compute does not
 /// depend on which values).
-fn values<T: Real>(n: usize, seed: u64) -> Vec<T> {
+pub(in crate::engine) fn values<T: Real>(n: usize, seed: u64) -> Vec<T> {
     (0..n as u64)
         .map(|i| {
             let h = (i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ seed.wrapping_mul(0xBF58_476D);
