@@ -161,9 +161,10 @@ impl Backward {
     ) {
         let size = cs.co * cs.oh * cs.ow;
         assert!(m <= LANES && g.len() >= m * size && bn.is_none_or(|b| b.0.len() >= m * size));
-        let gl = &mut gl[..cs.co * self.plane * LANES];
-        gl.fill(T::ZERO);
         let (n, plane) = (cs.oh * cs.ow, self.plane * LANES);
+        let gl = &mut gl[..cs.co * plane];
+        // Zeroing only the padding, around the positions written below, gained nothing.
+        gl.fill(T::ZERO);
         for c in 0..cs.co {
             let bn = bn.map(|(y, mean, k)| Bn {
                 y: &y[c * n..],
@@ -322,6 +323,51 @@ pub(super) mod tests {
             let mut back = vec![f32::NAN; m * size];
             scatter(&lanes, m, size, &mut back);
             prop_assert_eq!(back, src);
+        }
+
+        /// The backward's output gradient in the lanes, over a buffer of NaNs (what a pooled
+        /// buffer may hold): the definition position by position, independently of the padding
+        /// runs (value `(o, r, c)` of image `i` at padded row `r + k − 1` and column `c + k −
+        /// 1`, through BatchNorm's input gradient when given; zero in the padding and in the
+        /// lanes from `m` on).
+        #[test]
+        fn backward_gradient_into_the_lanes_is_the_definition(
+            (co, k, h) in (1usize..4, 1usize..4).prop_flat_map(|(co, k)| (Just(co), Just(k), k..9)),
+            m in 1usize..=LANES,
+            with_bn in any::<bool>(),
+            seed in any::<u32>(),
+        ) {
+            let cs = step(2, co, k, h, h + 1, false);
+            let back = Backward::new(&cs);
+            let (oh, ow) = (cs.oh, cs.ow);
+            let size = co * oh * ow;
+            let g: Vec<f32> = (0..m * size).map(|v| ((v as u32 ^ seed) % 97) as f32 - 48.0).collect();
+            let y: Vec<f32> = g.iter().map(|v| v * 0.5 + 1.0).collect();
+            let (mean, coef): (Vec<f32>, Vec<_>) = (0..co)
+                .map(|c| (c as f32 * 0.25, (1.5, -0.5 - c as f32, 0.125)))
+                .unzip();
+            let bn = with_bn.then_some((&y[..], &mean[..], &coef[..]));
+            let mut gl = vec![f32::NAN; back.lens(&cs)[0]];
+            back.grad_into(&cs, &g, m, bn, &mut gl);
+            let (pw, ph) = (ow + 2 * (k - 1), oh + 2 * (k - 1));
+            prop_assert_eq!(gl.len(), co * ph * pw * LANES);
+            for (o, r, c, i) in (0..co * ph * pw * LANES)
+                .map(|v| (v / LANES / pw / ph, v / LANES / pw % ph, v / LANES % pw, v % LANES))
+            {
+                let (ri, ci) = (r.wrapping_sub(k - 1), c.wrapping_sub(k - 1));
+                let want = match ri < oh && ci < ow && i < m {
+                    false => 0.0,
+                    true => {
+                        let at = i * size + (o * oh + ri) * ow + ci;
+                        match with_bn {
+                            false => g[at],
+                            true => crate::engine::act::bn_input_value(g[at], y[at], mean[o], coef[o]),
+                        }
+                    }
+                };
+                let got = gl[((o * ph + r) * pw + c) * LANES + i];
+                prop_assert_eq!(got.to_bits(), want.to_bits(), "({}, {}, {}) lane {}", o, r, c, i);
+            }
         }
     }
 
