@@ -21,6 +21,9 @@ use super::{conv, lanes_grad};
 
 /// Images per group in the lanes layout: a kernel vector's lanes.
 pub(super) const LANES: usize = conv::CHUNK;
+// The kernels that move images into the lanes and sum over them agree (they do not import
+// this module).
+const _: () = assert!(LANES == transpose::LANES && LANES == lanes_grad::LANES);
 
 /// Whether inference can run this convolution in the lanes layout: stride 1, unpadded.
 pub(super) fn fits(cs: &ConvStep) -> bool {
