@@ -453,15 +453,9 @@ fn dots<T: Real, const OB: usize, const KB: usize>(
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx2 {
-    use std::any::TypeId;
     use std::arch::x86_64::*;
 
     use super::{Acc, LANES, MAXK, MAXO, Real};
-
-    fn usable<T: 'static>() -> bool {
-        TypeId::of::<T>() == TypeId::of::<f32>()
-            && super::super::KernelPath::active() != super::super::KernelPath::Portable
-    }
 
     /// `Ok(())` when it ran (f32 on a CPU with AVX2 and FMA); else the accumulators back.
     #[inline(always)]
@@ -470,7 +464,7 @@ mod avx2 {
         runs: &[&[[T; LANES]]; MAXK],
         a: Acc<'a, T>,
     ) -> Result<(), Acc<'a, T>> {
-        if !usable::<T>() {
+        if super::super::KernelPath::vectors_for::<T>().is_none() {
             return Err(a);
         }
         let n = grads[0].len();

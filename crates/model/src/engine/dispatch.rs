@@ -89,6 +89,15 @@ impl KernelPath {
         }
     }
 
+    /// The active path when `T` is `f32` and the path has vectors: what the explicit-vector
+    /// kernels run on. `None` for `f64` or on the portable path.
+    #[inline]
+    pub(crate) fn vectors_for<T: 'static>() -> Option<KernelPath> {
+        let path = Self::active();
+        let f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
+        (f32 && path != KernelPath::Portable).then_some(path)
+    }
+
     /// Makes every later kernel call in this process run `path` (for comparisons and tests:
     /// results are the same on every path, only the speed differs).
     pub fn use_path(path: KernelPath) -> Result<(), PathUnavailable> {

@@ -807,10 +807,9 @@ fn wide_weight_grad<'a, T: Real>(
     gw: &mut [T],
 ) -> Planes<'a, T> {
     grad_into(cs, grp, w.gi, gpad, cs.front + grp.lq, w.rows);
-    match w.pre {
+    let inputs = match w.pre {
         Some(p) => {
             act_into(cs, grp, w.first, p, w.xi, xp);
-            group_weight_grad(cs, grp, gpad, xp, wino, gw);
             Planes {
                 data: &xp[..],
                 image: grp.plane,
@@ -819,10 +818,11 @@ fn wide_weight_grad<'a, T: Real>(
         }
         None => {
             pad_into(cs, grp, w.xi, xp);
-            group_weight_grad(cs, grp, gpad, xp, wino, gw);
             Planes::dense(w.xi, cs.ci, cs.h * cs.w)
         }
-    }
+    };
+    group_weight_grad(cs, grp, gpad, xp, wino, gw);
+    inputs
 }
 
 /// A layer's backward over the batch: the weight (and bias) gradient added to `gp`, the input

@@ -37,13 +37,14 @@ pub(super) fn weight_grad<T: Real>(
     places: &[(usize, usize)],
     gw: &mut [T],
 ) -> bool {
-    let path = KernelPath::active();
-    let (Some(g), Some(x), Some(gw)) = (as_f32(g), as_f32(x), as_f32_mut(gw)) else {
+    let Some(path) = KernelPath::vectors_for::<T>() else {
         return false;
     };
-    if path == KernelPath::Portable {
-        return false;
-    }
+    let (g, x, gw) = (
+        as_f32(g).expect("f32"),
+        as_f32(x).expect("f32"),
+        as_f32_mut(gw).expect("f32"),
+    );
     let nk = runs.len();
     assert!(gw.len() >= no * nk);
     let kbs: &[usize] = match path {

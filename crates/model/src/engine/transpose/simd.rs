@@ -9,13 +9,6 @@ use super::super::KernelPath;
 use super::super::real::{as_f32, as_f32_mut};
 use super::{Bn, Real};
 
-/// The path, when `T` is `f32` and the path has vectors.
-fn vector_path<T: Real>() -> Option<KernelPath> {
-    let path = KernelPath::active();
-    (std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() && path != KernelPath::Portable)
-        .then_some(path)
-}
-
 /// The lanes below `n` set.
 fn mask(n: usize) -> __mmask16 {
     ((1u32 << n.min(16)) - 1) as __mmask16
@@ -30,17 +23,15 @@ pub(super) fn into_lanes<T: Real>(
     bn: Option<Bn<'_, T>>,
     dst: &mut [T],
 ) -> bool {
-    let Some(path) = vector_path::<T>() else {
+    let Some(path) = KernelPath::vectors_for::<T>() else {
         return false;
     };
     let (src, dst) = (as_f32(src).expect("f32"), as_f32_mut(dst).expect("f32"));
+    // `T` is `f32`: through `f64` and back is exact.
+    let f = |v: T| v.to_f64() as f32;
     let bn = bn.map(|b| {
-        let f = |v: T| as_f32(std::slice::from_ref(&v)).expect("f32")[0];
-        (
-            as_f32(b.y).expect("f32"),
-            f(b.mean),
-            (f(b.k.0), f(b.k.1), f(b.k.2)),
-        )
+        let k = (f(b.k.0), f(b.k.1), f(b.k.2));
+        (as_f32(b.y).expect("f32"), f(b.mean), k)
     });
     // SAFETY: the path's features are the CPU's (`KernelPath::active`); the caller checked
     // every index read and written.
@@ -59,7 +50,7 @@ pub(super) fn out_of_lanes<T: Real>(
     stride: usize,
     dst: &mut [T],
 ) -> bool {
-    let Some(path) = vector_path::<T>() else {
+    let Some(path) = KernelPath::vectors_for::<T>() else {
         return false;
     };
     let (src, dst) = (as_f32(src).expect("f32"), as_f32_mut(dst).expect("f32"));
@@ -71,8 +62,8 @@ pub(super) fn out_of_lanes<T: Real>(
     true
 }
 
-/// BatchNorm's input gradient on the AVX-512 path: `y` and the channel's mean and coefficients.
-type Bn512<'a> = (&'a [f32], f32, (f32, f32, f32));
+/// BatchNorm's input gradient in `f32`: `y` and the channel's mean and coefficients.
+type BnF32<'a> = (&'a [f32], f32, (f32, f32, f32));
 
 #[target_feature(enable = "avx512f")]
 unsafe fn into512(
@@ -81,7 +72,7 @@ unsafe fn into512(
     m: usize,
     n: usize,
     to: &impl Fn(usize) -> usize,
-    bn: Option<Bn512<'_>>,
+    bn: Option<BnF32<'_>>,
     dst: &mut [f32],
 ) {
     let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
@@ -191,7 +182,7 @@ unsafe fn into256(
     m: usize,
     n: usize,
     to: &impl Fn(usize) -> usize,
-    bn: Option<Bn512<'_>>,
+    bn: Option<BnF32<'_>>,
     dst: &mut [f32],
 ) {
     let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());

@@ -8,13 +8,7 @@ use std::arch::x86_64::*;
 use super::super::KernelPath;
 use super::{Input, Real};
 
-/// The path, when `T` is `f32` and the path has vectors.
-fn vector_path<T: 'static>() -> Option<KernelPath> {
-    let path = KernelPath::active();
-    (TypeId::of::<T>() == TypeId::of::<f32>() && path != KernelPath::Portable).then_some(path)
-}
-
-/// `s` as `f32` (checked by [`vector_path`] before every use).
+/// `s` as `f32` (checked by [`KernelPath::vectors_for`] before every use).
 fn f32s<T: Real>(s: &[T]) -> &[f32] {
     super::super::real::as_f32(s).expect("f32")
 }
@@ -23,7 +17,7 @@ fn f32s<T: Real>(s: &[T]) -> &[f32] {
 /// ± C`, `B = (d0, d1, d2, d1)` and `C = (d2, d2, d1, d3)` picked from one load, one rounding
 /// each: the same values. Returns the pairs done.
 pub(super) fn transform<T: Real>(x: &[T], pairs: usize, t: &mut [T]) -> usize {
-    let Some(path) = vector_path::<T>() else {
+    let Some(path) = KernelPath::vectors_for::<T>() else {
         return 0;
     };
     let (x, t) = (f32s(x), super::super::real::as_f32_mut(t).expect("f32"));
@@ -93,7 +87,7 @@ unsafe fn transform256(x: &[f32], n: usize, t: &mut [f32]) {
 /// sign lanes `(−, +, −, −)`: `g0 − 0 = g0` and `0 − g1` exactly as the portable code writes
 /// them, one rounding each. Returns whether it ran.
 pub(super) fn grad_row<T: Real>(g: &[T], lp: usize, s: &mut [T]) -> bool {
-    let Some(path) = vector_path::<T>() else {
+    let Some(path) = KernelPath::vectors_for::<T>() else {
         return false;
     };
     let (g, s) = (f32s(g), super::super::real::as_f32_mut(s).expect("f32"));
@@ -162,7 +156,7 @@ pub(super) fn correlate<T: Real>(
     os: usize,
     lp: usize,
 ) -> bool {
-    let Some(path) = vector_path::<T>() else {
+    let Some(path) = KernelPath::vectors_for::<T>() else {
         return false;
     };
     let f = Fwd::new(x, u, out, os, None);
@@ -238,7 +232,7 @@ struct Fwd<'a> {
 }
 
 impl<'a> Fwd<'a> {
-    /// The operands of `T` = `f32` (checked by [`vector_path`] or the caller).
+    /// The operands of `T` = `f32` (checked by [`KernelPath::vectors_for`] or the caller).
     fn new<T: Real>(
         x: Input<'a, T>,
         u: &'a [T],
@@ -360,7 +354,7 @@ pub(super) fn weight_grad<T: Real>(
     x: Input<'_, T>,
     acc: &mut [[T; 8]],
 ) -> bool {
-    let Some(path) = vector_path::<T>() else {
+    let Some(path) = KernelPath::vectors_for::<T>() else {
         return false;
     };
     let x = x.over(f32s(x.t));
