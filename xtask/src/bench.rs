@@ -403,15 +403,11 @@ fn efficiency(one: f64, two: f64) -> f64 {
 
 /// One numerics version against another on the training step ([`train_step`]) of each path:
 /// the engine's ([`under8k_model::NUMERICS_VERSION`]) against the version before
-/// ([`under8k_model::PREVIOUS_NUMERICS`]), what that change gained, and the next
-/// ([`under8k_model::NEXT_NUMERICS`]) against the engine's, what the next would gain.
-/// Alternating rounds of `batches` steps and the median of the paired ratios.
+/// ([`under8k_model::PREVIOUS_NUMERICS`]), what that change gained, and so on back to
+/// [`under8k_model::OLDEST_NUMERICS`]. Alternating rounds of `batches` steps and the median of
+/// the paired ratios.
 fn against(fast: &[PathFigures], batches: usize, [old, new]: [u32; 2], title: &str) -> Result<()> {
-    let next = match new == under8k_model::NEXT_NUMERICS {
-        true => ", not yet trained with",
-        false => "",
-    };
-    println!("\n{title} (version {new}{next}) against version {old}:");
+    println!("\n{title} (version {new}) against version {old}:");
     let default_path = KernelPath::active();
     for f in fast {
         KernelPath::use_path(f.path)?;
@@ -664,13 +660,13 @@ pub fn run(args: &Args) -> Result<()> {
     for f in &fast {
         targets(f, &work, f.path == fast[0].path);
     }
-    let (before, now, next) = (
-        under8k_model::PREVIOUS_NUMERICS,
-        under8k_model::NUMERICS_VERSION,
-        under8k_model::NEXT_NUMERICS,
-    );
-    against(&fast, 20, [before, now], "the numerics")?;
-    against(&fast, 20, [now, next], "the next numerics")?;
+    let now = under8k_model::NUMERICS_VERSION;
+    for (new, title) in (under8k_model::OLDEST_NUMERICS + 1..=now)
+        .rev()
+        .zip(["the numerics", "the change before"])
+    {
+        against(&fast, 20, [new - 1, new], title)?;
+    }
     match torch {
         Some(Ok((t, aug))) => {
             row("PyTorch eager, step without augmentation", &t, &shares(&t));

@@ -48,19 +48,19 @@ pub use summary::Summary;
 ///   image at a time forward) run on row-wise Winograd F(2,3) kernels: forward, input gradient
 ///   and weight gradient (also in a backward after an evaluation forward). The evaluation
 ///   forward and inference compute what version 2 does.
-pub const NUMERICS_VERSION: u32 = 3;
+/// - 4: version 3, with the training backward of the small convolutions (unpadded, stride 1,
+///   planes small enough for groups of 16 images) run with the images in the vector lanes: the
+///   input gradient the same bits as version 3's, the weight gradient summed lane by lane (one
+///   image a lane) over the positions kept, its 16 lanes folded as a tree, then over groups in
+///   order.
+pub const NUMERICS_VERSION: u32 = 4;
 
 /// The version before [`NUMERICS_VERSION`], which the engine still computes:
 /// [`Net::with_numerics`] selects it, to measure the change and to test that it is one.
 /// Runs train with [`NUMERICS_VERSION`].
-pub const PREVIOUS_NUMERICS: u32 = 2;
+pub const PREVIOUS_NUMERICS: u32 = 3;
 
-/// The next numerics version, while it is built: [`Net::with_numerics`] selects it for
-/// measurements and tests; no run is trained with it, and it becomes [`NUMERICS_VERSION`] when
-/// the committed runs are re-accepted with it (`docs/PERFORMANCE.md`, round three).
-///
-/// - 4: version 3, with the backward of the small convolutions (unpadded, stride 1, planes
-///   small enough for groups of 16 images) run with the images in the vector lanes: the input
-///   gradient the same bits as version 3's, the weight gradient summed lane by lane (one image
-///   a lane) over the positions kept, its 16 lanes folded as a tree, then over groups in order.
-pub const NEXT_NUMERICS: u32 = 4;
+/// The oldest version the engine still computes ([`Net::with_numerics`] takes any from it to
+/// [`NUMERICS_VERSION`]): version 2's direct kernels are also what evaluation and inference
+/// run, so its training arithmetic stays testable against the versions after it.
+pub const OLDEST_NUMERICS: u32 = 2;

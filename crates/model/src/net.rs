@@ -207,16 +207,12 @@ impl Net {
     }
 
     /// Makes the fast engine compute numerics `version`: [`NUMERICS_VERSION`](crate::NUMERICS_VERSION)
-    /// (the default, what runs train with), [`PREVIOUS_NUMERICS`](crate::PREVIOUS_NUMERICS),
-    /// the version before, or [`NEXT_NUMERICS`](crate::NEXT_NUMERICS), the next while it is
-    /// built, for measurements and tests. Nothing else is kept of the engine's state: call it
-    /// before training.
+    /// (the default, what runs train with) or an older one down to
+    /// [`OLDEST_NUMERICS`](crate::OLDEST_NUMERICS) ([`PREVIOUS_NUMERICS`](crate::PREVIOUS_NUMERICS)
+    /// is the version before), for measurements and tests. Nothing else is kept of the engine's
+    /// state: call it before training.
     pub fn with_numerics(mut self, version: u32) -> Result<Self, ModelError> {
-        let versions = [
-            crate::PREVIOUS_NUMERICS,
-            crate::NUMERICS_VERSION,
-            crate::NEXT_NUMERICS,
-        ];
+        let versions = crate::OLDEST_NUMERICS..=crate::NUMERICS_VERSION;
         if !versions.contains(&version) {
             return Err(ModelError::Unsupported(format!(
                 "the engine computes numerics versions {versions:?}, not {version}"

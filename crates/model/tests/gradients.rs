@@ -10,7 +10,7 @@ use rand_chacha::{
     rand_core::{RngCore, SeedableRng},
 };
 use under8k_model::spec::{ArchSpec, Block, Layer};
-use under8k_model::{KernelPath, Kernels, NEXT_NUMERICS, NUMERICS_VERSION, Net, PREVIOUS_NUMERICS};
+use under8k_model::{KernelPath, Kernels, NUMERICS_VERSION, Net, OLDEST_NUMERICS};
 
 mod common;
 use common::conv;
@@ -71,15 +71,11 @@ fn check(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
     check_versions(spec, batch, train, max_per_tensor, &[NUMERICS_VERSION]);
 }
 
-/// [`check`] on the engine's previous numerics too ([`under8k_model::PREVIOUS_NUMERICS`]).
-fn check_both(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
-    let versions = [PREVIOUS_NUMERICS, NUMERICS_VERSION];
+/// [`check`] on every numerics version the engine computes
+/// ([`under8k_model::OLDEST_NUMERICS`] to [`NUMERICS_VERSION`]).
+fn check_all(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
+    let versions: Vec<u32> = (OLDEST_NUMERICS..=NUMERICS_VERSION).collect();
     check_versions(spec, batch, train, max_per_tensor, &versions);
-}
-
-/// [`check`] on the engine's next numerics ([`under8k_model::NEXT_NUMERICS`]) alone.
-fn check_next(spec: &ArchSpec, batch: usize, train: bool, max_per_tensor: usize) {
-    check_versions(spec, batch, train, max_per_tensor, &[NEXT_NUMERICS]);
 }
 
 /// [`check`] with the fast path on each of the engine's numerics `versions`.
@@ -252,10 +248,10 @@ fn conv_gradients() {
         true,
         1000,
     );
-    // The Winograd kernels of training (the next numerics): 3×3, stride 1, unpadded, no bias, on planes of 24×24
-    // (3 images a group, so 4 images make a partial last group), with an odd output count (a
+    // The Winograd kernels of training (version 3 on): 3×3, stride 1, unpadded, no bias, on
+    // planes of 24×24 (3 images a group, so 4 images make a partial last group), with an odd output count (a
     // weight-gradient row paired with a copy of itself on the vector paths).
-    check_both(
+    check_all(
         &spec([3, 24, 24], vec![conv(5, 3, 1, 0, false)]),
         4,
         true,
@@ -263,7 +259,7 @@ fn conv_gradients() {
     );
 }
 
-/// The next numerics' backward with the images in the lanes (unpadded stride-1 convolutions on
+/// The backward with the images in the lanes (version 4 on: unpadded stride-1 convolutions on
 /// planes small enough for groups of 16): 19 images make a partial last group. Its output
 /// gradient comes through BatchNorm's input gradient (applied as it moves into the lanes), its
 /// input gradient goes on to an act step's first backward pass (run on it per image), and the
@@ -281,8 +277,8 @@ fn lanes_backward_gradients() {
     layers.extend(act);
     layers.push(conv(2, 1, 1, 0, true));
     let s = spec([2, 6, 6], layers);
-    check_next(&s, 19, true, 1000);
-    check_next(&s, 2, false, 1000);
+    check(&s, 19, true, 1000);
+    check(&s, 2, false, 1000);
 }
 
 #[test]
@@ -427,7 +423,6 @@ fn log_softmax_nll_gradients() {
 #[test]
 fn seed_net_loss_gradients() {
     // The whole 7,684-parameter net, NLL on log-softmax, in both modes; ~60 elements per tensor.
-    check_both(&ArchSpec::seed(), 3, true, 60);
-    check_next(&ArchSpec::seed(), 3, true, 60);
+    check_all(&ArchSpec::seed(), 3, true, 60);
     check(&ArchSpec::seed(), 2, false, 60);
 }

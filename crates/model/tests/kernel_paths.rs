@@ -15,7 +15,7 @@ use rand_chacha::{
     rand_core::{RngCore, SeedableRng},
 };
 use under8k_model::spec::{ArchSpec, Block, Layer};
-use under8k_model::{KernelPath, NEXT_NUMERICS, NUMERICS_VERSION, Net, PREVIOUS_NUMERICS};
+use under8k_model::{KernelPath, NUMERICS_VERSION, Net, OLDEST_NUMERICS, PREVIOUS_NUMERICS};
 
 /// Held by each test while it switches the process-wide kernel path.
 static PATH: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -174,21 +174,21 @@ fn every_kernel_path_gives_the_same_bits_on_every_kind_of_step() {
     }
 }
 
-/// The engine's previous numerics ([`PREVIOUS_NUMERICS`]: version 2, the direct kernels where
+/// The engine's oldest numerics ([`OLDEST_NUMERICS`]: version 2, the direct kernels where
 /// version 3 runs Winograd kernels in training, here for the unpadded 36×36 convolution whose
 /// last image of the batch has no room after it where it lies) give the same bits on every
-/// kernel path and on 1 and 2 threads, and differ from the current version in every training
-/// output and gradient. (Inference runs version 2's kernels in both; its output here differs
-/// too, through the BatchNorm running statistics the training forward updated.)
+/// kernel path and on 1 and 2 threads, and differ from version 3 in every training output and
+/// gradient. (Inference runs version 2's kernels in both; its output here differs too, through
+/// the BatchNorm running statistics the training forward updated.)
 #[test]
-fn the_previous_numerics_give_the_same_bits_on_every_path_and_thread_count() {
+fn the_oldest_numerics_give_the_same_bits_on_every_path_and_thread_count() {
     let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
     let paths = KernelPath::available();
-    let want = on_every_path_and_thread_count(PREVIOUS_NUMERICS);
+    let want = on_every_path_and_thread_count(OLDEST_NUMERICS);
     KernelPath::use_path(paths[0]).unwrap();
-    // The training output and every gradient differ from the current version's.
-    let now = run(NUMERICS_VERSION);
-    for (i, (a, b)) in want.iter().zip(&now).take(want.len() - 1).enumerate() {
+    // The training output and every gradient differ from the next version's.
+    let next = run(OLDEST_NUMERICS + 1);
+    for (i, (a, b)) in want.iter().zip(&next).take(want.len() - 1).enumerate() {
         assert!(a != b, "tensor {i}: the numerics change changes training");
     }
     KernelPath::use_path(KernelPath::best()).unwrap();
@@ -213,17 +213,17 @@ fn names() -> Vec<String> {
         .collect()
 }
 
-/// The engine's next numerics ([`NEXT_NUMERICS`]: the backward of the small unpadded
-/// convolutions with the images in the lanes) give the same bits on every kernel path and on 1
-/// and 2 threads. Against the current version they change exactly the weight gradients of the
-/// two layers that run so (the 3×3 convolution on 8×8 planes, groups of 16 images, and the
+/// The engine's previous numerics ([`PREVIOUS_NUMERICS`]: version 3, before the backward of the
+/// small unpadded convolutions ran with the images in the lanes) give the same bits on every
+/// kernel path and on 1 and 2 threads. Against the current version they differ in exactly the
+/// weight gradients of the two layers that run so (the 3×3 convolution on 8×8 planes, groups of 16 images, and the
 /// 1×1 after the global average pool): their input gradients are the same bits, so every
 /// other gradient, the outputs and the inference are too.
 #[test]
-fn the_next_numerics_give_the_same_bits_on_every_path_and_thread_count() {
+fn the_previous_numerics_give_the_same_bits_on_every_path_and_thread_count() {
     let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
     let paths = KernelPath::available();
-    let want = on_every_path_and_thread_count(NEXT_NUMERICS);
+    let want = on_every_path_and_thread_count(PREVIOUS_NUMERICS);
     KernelPath::use_path(paths[0]).unwrap();
     let now = run(NUMERICS_VERSION);
     KernelPath::use_path(KernelPath::best()).unwrap();
@@ -236,7 +236,7 @@ fn the_next_numerics_give_the_same_bits_on_every_path_and_thread_count() {
                 a != b,
                 "{name}: the lanes weight gradient is a numerics change"
             ),
-            false => assert!(a == b, "{name}: the next numerics change it"),
+            false => assert!(a == b, "{name}: the numerics change changes it"),
         }
     }
 }

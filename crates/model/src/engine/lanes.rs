@@ -1,4 +1,4 @@
-//! Inference, the training forward of groups of small planes, and (the next numerics) their
+//! Inference, the training forward of groups of small planes, and (numerics version 4 on) their
 //! training backward ([`Backward`]), with the images in the vector lanes.
 //!
 //! The wide layout computes positions for nothing: the cropped columns, the last rows of each

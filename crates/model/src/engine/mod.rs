@@ -35,16 +35,16 @@
 //!   same bits as the wide layout.
 //! - Training runs the large unpadded 3×3 stride-1 convolutions without bias on row-wise
 //!   Winograd F(2,3) kernels ([`winograd`]): forward, input gradient and weight gradient, each
-//!   input transformed by a pass of its own ([`NUMERICS_VERSION`](crate::NUMERICS_VERSION) 3;
-//!   [`Net::with_numerics`](crate::Net::with_numerics) selects version 2's direct kernels
-//!   instead, [`PREVIOUS_NUMERICS`](crate::PREVIOUS_NUMERICS)). Evaluation and inference
+//!   input transformed by a pass of its own (numerics version 3 on). Evaluation and inference
 //!   compute what version 2 does.
-//! - The next numerics ([`NEXT_NUMERICS`](crate::NEXT_NUMERICS) 4, selected by
-//!   [`Net::with_numerics`](crate::Net::with_numerics), not yet trained with) runs the training
-//!   backward of the small unpadded stride-1 convolutions (groups of 16 images) with the images
-//!   in the lanes ([`lanes::Backward`]): the output gradient moved in padded (BatchNorm's input
-//!   gradient applied on the way, [`transpose`]), the input gradient the same bits as version
-//!   3's, the weight gradient summed lane by lane over the positions kept ([`lanes_grad`]).
+//! - Training runs the backward of the small unpadded stride-1 convolutions (groups of 16
+//!   images) with the images in the lanes ([`lanes::Backward`];
+//!   [`NUMERICS_VERSION`](crate::NUMERICS_VERSION) 4): the output gradient moved in padded
+//!   (BatchNorm's input gradient applied on the way, [`transpose`]), the input gradient the
+//!   same bits as version 3's, the weight gradient summed lane by lane over the positions kept
+//!   ([`lanes_grad`]). [`Net::with_numerics`](crate::Net::with_numerics) selects an older
+//!   version instead, down to [`OLDEST_NUMERICS`](crate::OLDEST_NUMERICS) 2 (the direct
+//!   kernels).
 //! - Every kernel is compiled for each [`KernelPath`] (portable, AVX2, AVX-512), one chosen at
 //!   run time, with the same bits on each.
 //! - Inference (eval mode, nothing kept for backward, [`infer`]) runs a few images at a time

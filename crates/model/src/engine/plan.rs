@@ -118,7 +118,7 @@ pub(crate) struct Engine {
 
 impl Engine {
     /// Compiles resolved layers (`None` when there are none) for numerics `version`
-    /// ([`NUMERICS_VERSION`](crate::NUMERICS_VERSION) or [`PREVIOUS_NUMERICS`](crate::PREVIOUS_NUMERICS));
+    /// ([`OLDEST_NUMERICS`](crate::OLDEST_NUMERICS) to [`NUMERICS_VERSION`](crate::NUMERICS_VERSION));
     /// parameters are expected flattened in `named_params` order.
     pub(crate) fn new(layers: &[ResolvedLayer], version: u32) -> Option<Self> {
         let mut steps = Vec::new();
