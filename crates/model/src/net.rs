@@ -212,10 +212,10 @@ impl Net {
     /// is the version before), for measurements and tests. Nothing else is kept of the engine's
     /// state: call it before training.
     pub fn with_numerics(mut self, version: u32) -> Result<Self, ModelError> {
-        let versions = crate::OLDEST_NUMERICS..=crate::NUMERICS_VERSION;
-        if !versions.contains(&version) {
+        let (oldest, now) = (crate::OLDEST_NUMERICS, crate::NUMERICS_VERSION);
+        if !(oldest..=now).contains(&version) {
             return Err(ModelError::Unsupported(format!(
-                "the engine computes numerics versions {versions:?}, not {version}"
+                "the engine computes numerics versions {oldest} to {now}, not {version}"
             )));
         }
         if self.engine.is_some() {

@@ -194,6 +194,31 @@ fn the_oldest_numerics_give_the_same_bits_on_every_path_and_thread_count() {
     KernelPath::use_path(KernelPath::best()).unwrap();
 }
 
+/// `Net::with_numerics` takes every version from [`OLDEST_NUMERICS`] to [`NUMERICS_VERSION`]
+/// and refuses the one before and the one after, naming the range.
+#[test]
+fn numerics_outside_the_engine_are_refused() {
+    let net = || {
+        let mut init = ChaCha8Rng::seed_from_u64(5);
+        Net::new(
+            &spec(),
+            &mut init,
+            ChaCha8Rng::seed_from_u64(6),
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap()
+    };
+    for v in OLDEST_NUMERICS..=NUMERICS_VERSION {
+        assert!(net().with_numerics(v).is_ok(), "version {v}");
+    }
+    for v in [OLDEST_NUMERICS - 1, NUMERICS_VERSION + 1] {
+        let err = net().with_numerics(v).err().expect("refused").to_string();
+        let range = format!("versions {OLDEST_NUMERICS} to {NUMERICS_VERSION}, not {v}");
+        assert!(err.contains(&range), "version {v}: {err}");
+    }
+}
+
 /// What [`run`]'s tensors are, in order: the training output, the input's gradient, each
 /// parameter's gradient by name, the inference output.
 fn names() -> Vec<String> {
