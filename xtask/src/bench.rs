@@ -402,10 +402,10 @@ fn efficiency(one: f64, two: f64) -> f64 {
 }
 
 /// One numerics version against another on the training step ([`train_step`]) of each path:
-/// the engine's ([`under8k_model::NUMERICS_VERSION`]) against the version before
-/// ([`under8k_model::PREVIOUS_NUMERICS`]), what that change gained, and so on back to
-/// [`under8k_model::OLDEST_NUMERICS`]. Alternating rounds of `batches` steps and the median of
-/// the paired ratios.
+/// the bench runs it for the engine's ([`under8k_model::NUMERICS_VERSION`]) against the version
+/// before ([`under8k_model::PREVIOUS_NUMERICS`]), what that change gained, and for the change
+/// before that (while it is no older than [`under8k_model::OLDEST_NUMERICS`]). Alternating
+/// rounds of `batches` steps and the median of the paired ratios.
 fn against(fast: &[PathFigures], batches: usize, [old, new]: [u32; 2], title: &str) -> Result<()> {
     println!("\n{title} (version {new}) against version {old}:");
     let default_path = KernelPath::active();

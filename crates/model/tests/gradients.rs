@@ -249,8 +249,8 @@ fn conv_gradients() {
         1000,
     );
     // The Winograd kernels of training (version 3 on): 3×3, stride 1, unpadded, no bias, on
-    // planes of 24×24 (3 images a group, so 4 images make a partial last group), with an odd output count (a
-    // weight-gradient row paired with a copy of itself on the vector paths).
+    // planes of 24×24 (3 images a group, so 4 images make a partial last group), with an odd
+    // output count (a weight-gradient row paired with a copy of itself on the vector paths).
     check_all(
         &spec([3, 24, 24], vec![conv(5, 3, 1, 0, false)]),
         4,

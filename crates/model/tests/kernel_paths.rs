@@ -241,9 +241,9 @@ fn names() -> Vec<String> {
 /// The engine's previous numerics ([`PREVIOUS_NUMERICS`]: version 3, before the backward of the
 /// small unpadded convolutions ran with the images in the lanes) give the same bits on every
 /// kernel path and on 1 and 2 threads. Against the current version they differ in exactly the
-/// weight gradients of the two layers that run so (the 3×3 convolution on 8×8 planes, groups of 16 images, and the
-/// 1×1 after the global average pool): their input gradients are the same bits, so every
-/// other gradient, the outputs and the inference are too.
+/// weight gradients of the two layers that run so (the 3×3 convolution on 8×8 planes, groups
+/// of 16 images, and the 1×1 after the global average pool): their input gradients are the
+/// same bits, so every other gradient, the outputs and the inference are too.
 #[test]
 fn the_previous_numerics_give_the_same_bits_on_every_path_and_thread_count() {
     let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
