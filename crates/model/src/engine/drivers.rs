@@ -5,7 +5,7 @@
 use rayon::prelude::*;
 
 use super::buffers::{Buf, BufferPool};
-use super::lanes::{self, LANES};
+use super::lanes::{self, BnRows, LANES};
 use super::places::Epilogue;
 use super::plan::ConvStep;
 use super::real::Real;
@@ -604,14 +604,6 @@ fn grad_into<T: Real>(
 }
 }
 
-/// A group's part of a [`BnGrad`]: its images' `y`, with the per-channel mean and coefficients.
-#[derive(Clone, Copy)]
-struct BnRows<'a, T> {
-    y: &'a [T],
-    mean: &'a [T],
-    k: &'a [(T, T, T)],
-}
-
 /// `dst = g·k1 + (y − mean)·k2 + k3` over a row, each value by [`act::bn_input_value`], in
 /// fixed-size pieces (the last one overlapping the one before: the same values written
 /// again) that the compiler turns into vector instructions, as [`copy_run`] copies.
@@ -886,7 +878,7 @@ pub(super) fn conv_backward<T: Real>(
             let mut part = vec![T::ZERO; nw + if with_bias { cs.co } else { 0 }];
             let inputs = match &back {
                 Some(back) => {
-                    back.grad_into(cs, gi, grp.n, rows.map(|r| (r.y, r.mean, r.k)), gpad);
+                    back.grad_into(cs, gi, grp.n, rows, gpad);
                     lanes::gather(&xi[..grp.n * isz], grp.n, isz, xp);
                     back.weight_grad(cs, gpad, xp, &mut part[..nw]);
                     Planes::dense(xi, cs.ci, cs.h * cs.w)

@@ -27,7 +27,7 @@ const _: () = assert!(LANES == transpose::LANES && LANES == lanes_grad::LANES);
 
 /// Whether inference can run this convolution in the lanes layout: stride 1, unpadded.
 pub(super) fn fits(cs: &ConvStep) -> bool {
-    cs.stride == 1 && cs.pad == 0
+    cs.unpadded_stride1()
 }
 
 /// `m ≤ LANES` images of `size` values each (one after another in `src`) into the lanes layout:
@@ -96,9 +96,15 @@ impl Geometry {
     }
 }
 
-/// BatchNorm's input gradient as a backward applies it to the output gradient: each image's
-/// `y`, each channel's mean and coefficients ([`act::bn_input_value`](super::act::bn_input_value)).
-pub(super) type BnInput<'a, T> = (&'a [T], &'a [T], &'a [(T, T, T)]);
+/// BatchNorm's input gradient as a group's backward applies it to its output gradient (in
+/// either layout): the group's images' `y`, with the per-channel mean and coefficients
+/// ([`act::bn_input_value`](super::act::bn_input_value)).
+#[derive(Clone, Copy)]
+pub(super) struct BnRows<'a, T> {
+    pub(super) y: &'a [T],
+    pub(super) mean: &'a [T],
+    pub(super) k: &'a [(T, T, T)],
+}
 
 /// A convolution that [`fits`], laid out for its training backward with the images in the lanes
 /// (numerics version 4, [`ConvStep::lanes_grad`]): the output gradient padded by `k − 1` on
@@ -159,20 +165,20 @@ impl Backward {
         cs: &ConvStep,
         g: &[T],
         m: usize,
-        bn: Option<BnInput<'_, T>>,
+        bn: Option<BnRows<'_, T>>,
         gl: &mut [T],
     ) {
         let size = cs.co * cs.oh * cs.ow;
-        assert!(m <= LANES && g.len() >= m * size && bn.is_none_or(|b| b.0.len() >= m * size));
+        assert!(m <= LANES && g.len() >= m * size && bn.is_none_or(|b| b.y.len() >= m * size));
         let (n, plane) = (cs.oh * cs.ow, self.plane * LANES);
         let gl = &mut gl[..cs.co * plane];
         // Zeroing only the padding, around the positions written below, gained nothing.
         gl.fill(T::ZERO);
         for c in 0..cs.co {
-            let bn = bn.map(|(y, mean, k)| Bn {
-                y: &y[c * n..],
-                mean: mean[c],
-                k: k[c],
+            let bn = bn.map(|b| Bn {
+                y: &b.y[c * n..],
+                mean: b.mean[c],
+                k: b.k[c],
             });
             let to = |p: usize| c * plane + self.outputs[p].1;
             transpose::into_lanes(&g[c * n..], size, m, n, to, bn, gl);
@@ -349,7 +355,7 @@ pub(super) mod tests {
             let (mean, coef): (Vec<f32>, Vec<_>) = (0..co)
                 .map(|c| (c as f32 * 0.25, (1.5, -0.5 - c as f32, 0.125)))
                 .unzip();
-            let bn = with_bn.then_some((&y[..], &mean[..], &coef[..]));
+            let bn = with_bn.then_some(BnRows { y: &y, mean: &mean, k: &coef });
             let mut gl = vec![f32::NAN; back.lens(&cs)[0]];
             back.grad_into(&cs, &g, m, bn, &mut gl);
             let (pw, ph) = (ow + 2 * (k - 1), oh + 2 * (k - 1));

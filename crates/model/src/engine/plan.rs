@@ -54,7 +54,13 @@ impl ConvStep {
     /// enough that the training groups hold few images anyway (small planes are grouped to fill
     /// the vectors).
     pub(super) fn direct(&self) -> bool {
-        self.pad == 0 && self.stride == 1 && self.group <= 4
+        self.unpadded_stride1() && self.group <= 4
+    }
+
+    /// Unpadded at stride 1: each output position reads a whole window of the input where it
+    /// lies (what [`direct`](Self::direct) and the lanes layout, [`lanes`](super::lanes), need).
+    pub(super) fn unpadded_stride1(&self) -> bool {
+        self.pad == 0 && self.stride == 1
     }
 
     /// The convolution's weights (`co × ci × k²`) and bias among the flattened parameters.
@@ -180,8 +186,7 @@ impl Engine {
                         && conv.bias.is_none()
                         && wp.is_multiple_of(2);
                     conv.lanes_grad = version >= 4
-                        && pad == 0
-                        && stride == 1
+                        && conv.unpadded_stride1()
                         && conv.group == super::lanes_grad::LANES;
                     Step::Conv(conv)
                 }
