@@ -79,8 +79,84 @@ pub fn affine_into(img: &[u8], rows: usize, cols: usize, t: &Affine, out: &mut [
 // Both samplers take each row in two loops: where every pixel is read from (float operations
 // without branches or calls, which the compiler turns into vector instructions), then the reads.
 
-/// [`affine_into`]'s sampling for images of at most [`FLAT`] pixels, through [`flat`] indices.
+/// [`affine_into`]'s sampling for images of at most [`FLAT`] pixels, through [`flat`] indices,
+/// compiled for the widest vectors this CPU has ([`Flat`]): the coordinates are additions,
+/// multiplications, divisions and comparisons of `f32`s, each rounded once at any width (the
+/// compiler fuses nothing), so every compilation gives the same pixels.
 fn sample_flat(g: &Grid, img: &[u8], out: &mut [u8]) {
+    Flat::widest().sample(g, img, out)
+}
+
+/// The compilations of [`sample_flat`]. The baseline's are SSE2 vectors of 4 coordinates,
+/// which made the coordinates 60 % of a rotation (the step's next batch is rotated beside it,
+/// on its threads).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Flat {
+    Baseline,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+}
+
+impl Flat {
+    /// The widest this CPU runs (the standard library caches what the CPU has).
+    fn widest() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl") {
+                return Flat::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") {
+                return Flat::Avx2;
+            }
+        }
+        Flat::Baseline
+    }
+
+    /// Every compilation this CPU runs, up to [`Flat::widest`].
+    #[cfg(test)]
+    fn available() -> Vec<Self> {
+        let all = [
+            Flat::Baseline,
+            #[cfg(target_arch = "x86_64")]
+            Flat::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Flat::Avx512,
+        ];
+        let widest = Self::widest();
+        let n = all.iter().position(|&f| f == widest).expect("listed") + 1;
+        all[..n].to_vec()
+    }
+
+    fn sample(self, g: &Grid, img: &[u8], out: &mut [u8]) {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        fn avx2(g: &Grid, img: &[u8], out: &mut [u8]) {
+            flat_body(g, img, out)
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,avx512f,avx512vl")]
+        fn avx512(g: &Grid, img: &[u8], out: &mut [u8]) {
+            flat_body(g, img, out)
+        }
+        match self {
+            Flat::Baseline => flat_body(g, img, out),
+            // SAFETY: only `widest` and `available` make a `Flat` other than the baseline, and
+            // only where the CPU has its features.
+            #[cfg(target_arch = "x86_64")]
+            #[allow(unsafe_code)]
+            Flat::Avx2 => unsafe { avx2(g, img, out) },
+            #[cfg(target_arch = "x86_64")]
+            #[allow(unsafe_code)]
+            Flat::Avx512 => unsafe { avx512(g, img, out) },
+        }
+    }
+}
+
+/// [`sample_flat`]'s one body, inlined into each compilation.
+#[inline(always)]
+fn flat_body(g: &Grid, img: &[u8], out: &mut [u8]) {
     let mut from = vec![0i32; g.xs.len()];
     for (i, row) in out.chunks_exact_mut(g.xs.len().max(1)).enumerate() {
         let (yx, yy) = g.row(i);
@@ -562,6 +638,13 @@ mod tests {
             let t = Affine { angle, translate, scale };
             let expected = per_pixel(&img, rows, cols, &t);
             proptest::prop_assert_eq!(&affine(&img, rows, cols, &t), &expected);
+            // Every compilation of the flat sampler this CPU runs.
+            let g = Grid::new(&t, rows, cols);
+            for path in Flat::available() {
+                let mut flat = vec![1; rows * cols];
+                path.sample(&g, &img, &mut flat);
+                proptest::prop_assert_eq!(&flat, &expected, "{:?}", path);
+            }
             // The sampler for images over `FLAT` pixels, on these small ones.
             let mut pairs = vec![1; rows * cols];
             sample_pairs(&Grid::new(&t, rows, cols), &img, &mut pairs);
