@@ -58,7 +58,7 @@ pub const NUMERICS_VERSION: u32 = 4;
 /// The version before [`NUMERICS_VERSION`], which the engine still computes:
 /// [`Net::with_numerics`] selects it, to measure the change and to test that it is one.
 /// Runs train with [`NUMERICS_VERSION`].
-pub const PREVIOUS_NUMERICS: u32 = 3;
+pub const PREVIOUS_NUMERICS: u32 = NUMERICS_VERSION - 1;
 
 /// The oldest version the engine still computes ([`Net::with_numerics`] takes any from it to
 /// [`NUMERICS_VERSION`]): version 2's direct kernels are also what evaluation and inference

@@ -71,20 +71,23 @@ fn spec() -> ArchSpec {
     }
 }
 
-/// The bits of the training output, the gradients of the input and every parameter, and the
-/// inference output, on the active kernel path, with the engine's numerics `version`.
-fn run(version: u32) -> Vec<Vec<u32>> {
-    let dev = Device::Cpu;
-    let net = Net::new(
+/// [`spec`]'s net, initialised from seed 5, dropout from seed 6.
+fn net() -> Net {
+    Net::new(
         &spec(),
         &mut ChaCha8Rng::seed_from_u64(5),
         ChaCha8Rng::seed_from_u64(6),
         DType::F32,
-        &dev,
+        &Device::Cpu,
     )
     .unwrap()
-    .with_numerics(version)
-    .unwrap();
+}
+
+/// The bits of the training output, the gradients of the input and every parameter, and the
+/// inference output, on the active kernel path, with the engine's numerics `version`.
+fn run(version: u32) -> Vec<Vec<u32>> {
+    let dev = Device::Cpu;
+    let net = net().with_numerics(version).unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     // 37 images: several kernel groups of every layer's size and a partial last one.
     let n = 37 * 36 * 36;
@@ -198,17 +201,6 @@ fn the_oldest_numerics_give_the_same_bits_on_every_path_and_thread_count() {
 /// and refuses the one before and the one after, naming the range.
 #[test]
 fn numerics_outside_the_engine_are_refused() {
-    let net = || {
-        let mut init = ChaCha8Rng::seed_from_u64(5);
-        Net::new(
-            &spec(),
-            &mut init,
-            ChaCha8Rng::seed_from_u64(6),
-            DType::F32,
-            &Device::Cpu,
-        )
-        .unwrap()
-    };
     for v in OLDEST_NUMERICS..=NUMERICS_VERSION {
         assert!(net().with_numerics(v).is_ok(), "version {v}");
     }
@@ -222,15 +214,7 @@ fn numerics_outside_the_engine_are_refused() {
 /// What [`run`]'s tensors are, in order: the training output, the input's gradient, each
 /// parameter's gradient by name, the inference output.
 fn names() -> Vec<String> {
-    let net = Net::new(
-        &spec(),
-        &mut ChaCha8Rng::seed_from_u64(5),
-        ChaCha8Rng::seed_from_u64(6),
-        DType::F32,
-        &Device::Cpu,
-    )
-    .unwrap();
-    let params = net.named_params().into_iter().map(|(name, _)| name);
+    let params = net().named_params().into_iter().map(|(name, _)| name);
     ["output".to_string(), "input gradient".to_string()]
         .into_iter()
         .chain(params)
