@@ -54,12 +54,14 @@ pub trait Kernels {
 }
 
 /// The kernels of one width: module `$m` and its [`Kernels`] `$k`, for vectors `$v` of `$l`
-/// lanes under target features `$f`, with that width's intrinsics; `$tb` tiles a block of the
+/// lanes under target features `$f` (detected at run time as `$d`), with that width's
+/// intrinsics; `$tb` tiles a block of the
 /// forward's products (5 outputs each) and `$cb` inputs a block of the weight gradient's, as
 /// many as the registers hold.
 macro_rules! kernels {
     (
-        $m:ident, $k:ident, $name:literal, $f:literal, $v:ty, $l:literal, tb $tb:literal, cb $cb:literal,
+        $m:ident, $k:ident, $name:literal, $f:literal [$($d:tt),+], $v:ty, $l:literal,
+        tb $tb:literal, cb $cb:literal,
         [$add:ident, $sub:ident, $mul:ident, $fmadd:ident, $set1:ident, $zero:ident, $load:ident, $store:ident]
     ) => {
         mod $m {
@@ -389,11 +391,7 @@ macro_rules! kernels {
             type V = $v;
 
             fn available() -> bool {
-                $f.split(',').all(|f| match f {
-                    "avx512f" => std::arch::is_x86_feature_detected!("avx512f"),
-                    "avx2" => std::arch::is_x86_feature_detected!("avx2"),
-                    _ => std::arch::is_x86_feature_detected!("fma"),
-                })
+                true $(&& std::arch::is_x86_feature_detected!($d))*
             }
 
             fn planes(values: &[f32]) -> Vec<$v> {
@@ -439,7 +437,8 @@ macro_rules! kernels {
 }
 
 kernels!(
-    avx512, Avx512, "AVX-512", "avx512f,fma", std::arch::x86_64::__m512, 16, tb 3, cb 5,
+    avx512, Avx512, "AVX-512", "avx512f,fma" ["avx512f", "fma"], std::arch::x86_64::__m512, 16,
+    tb 3, cb 5,
     [
         _mm512_add_ps, _mm512_sub_ps, _mm512_mul_ps, _mm512_fmadd_ps, _mm512_set1_ps,
         _mm512_setzero_ps, _mm512_loadu_ps, _mm512_storeu_ps
@@ -447,7 +446,8 @@ kernels!(
 );
 
 kernels!(
-    avx2, Avx2, "AVX2", "avx2,fma", std::arch::x86_64::__m256, 8, tb 2, cb 2,
+    avx2, Avx2, "AVX2", "avx2,fma" ["avx2", "fma"], std::arch::x86_64::__m256, 8,
+    tb 2, cb 2,
     [
         _mm256_add_ps, _mm256_sub_ps, _mm256_mul_ps, _mm256_fmadd_ps, _mm256_set1_ps,
         _mm256_setzero_ps, _mm256_loadu_ps, _mm256_storeu_ps
