@@ -417,8 +417,7 @@ fn against(fast: &[PathFigures], batches: usize, [old, new]: [u32; 2], title: &s
             let opt = Sgd::new(net.named_params(), SgdConfig::momentum(0.01, 0.9))?;
             nets.push((net, opt, x, y));
         }
-        let mut ratios = vec![];
-        for _ in 0..5 {
+        let (r, lo, hi) = alternating(|| {
             let mut ms = [0.0; 2];
             for (m, (net, opt, x, y)) in ms.iter_mut().zip(&mut nets) {
                 train_step(net, opt, x, y)?;
@@ -426,16 +425,62 @@ fn against(fast: &[PathFigures], batches: usize, [old, new]: [u32; 2], title: &s
                 for _ in 0..batches {
                     train_step(net, opt, x, y)?;
                 }
-                *m = t.elapsed().as_secs_f64() * 1e3 / batches as f64;
+                *m = t.elapsed().as_secs_f64();
             }
-            ratios.push(ms[0] / ms[1]);
-        }
-        let r = median(ratios.clone());
-        let (lo, hi) = ratios
-            .iter()
-            .fold((f64::MAX, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
+            Ok(ms)
+        })?;
         println!(
             "- {} kernels: the step {r:.3}× as fast (median of 5 alternating rounds, {lo:.2}–{hi:.2})",
+            f.path
+        );
+    }
+    KernelPath::use_path(default_path)?;
+    Ok(())
+}
+
+/// 5 rounds of `pair` (the old and the new version's times, one after the other): the median
+/// of old/new and its range.
+fn alternating(mut pair: impl FnMut() -> Result<[f64; 2]>) -> Result<(f64, f64, f64)> {
+    let mut ratios = vec![];
+    for _ in 0..5 {
+        let [old, new] = pair()?;
+        ratios.push(old / new);
+    }
+    let (lo, hi) = ratios
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(l, h), &v| (l.min(v), h.max(v)));
+    Ok((median(ratios), lo, hi))
+}
+
+/// The next numerics ([`under8k_model::NEXT_NUMERICS`], which no run trains with yet) against
+/// the engine's on evaluation (`Net::infer` of 2,000 images, what it changes so far), per
+/// kernel path: alternating rounds of 10 batches and the median of the paired ratios.
+fn eval_against_next(fast: &[PathFigures]) -> Result<()> {
+    let (now, next) = (
+        under8k_model::NUMERICS_VERSION,
+        under8k_model::NEXT_NUMERICS,
+    );
+    println!("\nthe next numerics (version {next}, not yet trained with) against version {now}:");
+    let default_path = KernelPath::active();
+    for f in fast {
+        KernelPath::use_path(f.path)?;
+        let nets = [seed_net(now)?.0, seed_net(next)?.0];
+        let pattern = (0..2000 * 28 * 28).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5);
+        let x = Tensor::from_vec(pattern.collect::<Vec<_>>(), (2000, 1, 28, 28), &Device::Cpu)?;
+        let (r, lo, hi) = alternating(|| {
+            let mut s = [0.0; 2];
+            for (s, net) in s.iter_mut().zip(&nets) {
+                net.infer(&x)?;
+                let t = Instant::now();
+                for _ in 0..10 {
+                    net.infer(&x)?;
+                }
+                *s = t.elapsed().as_secs_f64();
+            }
+            Ok(s)
+        })?;
+        println!(
+            "- {} kernels: evaluation {r:.3}× as fast (median of 5 alternating rounds, {lo:.2}–{hi:.2})",
             f.path
         );
     }
@@ -667,6 +712,7 @@ pub fn run(args: &Args) -> Result<()> {
     {
         against(&fast, 20, [new - 1, new], title)?;
     }
+    eval_against_next(&fast)?;
     match torch {
         Some(Ok((t, aug))) => {
             row("PyTorch eager, step without augmentation", &t, &shares(&t));

@@ -55,12 +55,24 @@ pub use summary::Summary;
 ///   order.
 pub const NUMERICS_VERSION: u32 = 4;
 
+/// The version being built, after [`NUMERICS_VERSION`]: [`Net::with_numerics`] selects it for
+/// measurements and tests; no run trains with it, and it may still change before it becomes
+/// the default.
+///
+/// - 5: version 4, with evaluation and inference running the convolutions that version 3 trains
+///   on row-wise Winograd (3×3, unpadded, stride 1, without bias, large planes), when they have
+///   more than one input channel, on 2D Winograd F(4×4, 3×3) tiles with the images in the
+///   vector lanes, one image a lane: 36 multiplies per 16 outputs and input channel instead of
+///   144. Training computes what version 4 does.
+pub const NEXT_NUMERICS: u32 = NUMERICS_VERSION + 1;
+
 /// The version before [`NUMERICS_VERSION`], which the engine still computes:
 /// [`Net::with_numerics`] selects it, to measure the change and to test that it is one.
 /// Runs train with [`NUMERICS_VERSION`].
 pub const PREVIOUS_NUMERICS: u32 = NUMERICS_VERSION - 1;
 
 /// The oldest version the engine still computes ([`Net::with_numerics`] takes any from it to
-/// [`NUMERICS_VERSION`]): version 2's direct kernels are also what evaluation and inference
-/// run, so its training arithmetic stays testable against the versions after it.
+/// [`NEXT_NUMERICS`]): version 2's direct kernels are also what evaluation and inference
+/// run up to version 4, so its training arithmetic stays testable against the versions after
+/// it.
 pub const OLDEST_NUMERICS: u32 = 2;

@@ -15,7 +15,9 @@ use rand_chacha::{
     rand_core::{RngCore, SeedableRng},
 };
 use under8k_model::spec::{ArchSpec, Block, Layer};
-use under8k_model::{KernelPath, NUMERICS_VERSION, Net, OLDEST_NUMERICS, PREVIOUS_NUMERICS};
+use under8k_model::{
+    KernelPath, NEXT_NUMERICS, NUMERICS_VERSION, Net, OLDEST_NUMERICS, PREVIOUS_NUMERICS,
+};
 
 /// Held by each test while it switches the process-wide kernel path.
 static PATH: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -197,17 +199,54 @@ fn the_oldest_numerics_give_the_same_bits_on_every_path_and_thread_count() {
     KernelPath::use_path(KernelPath::best()).unwrap();
 }
 
-/// `Net::with_numerics` takes every version from [`OLDEST_NUMERICS`] to [`NUMERICS_VERSION`]
-/// and refuses the one before and the one after, naming the range.
+/// `Net::with_numerics` takes every version from [`OLDEST_NUMERICS`] to [`NEXT_NUMERICS`] and
+/// refuses the one before and the one after, naming the range.
 #[test]
 fn numerics_outside_the_engine_are_refused() {
-    for v in OLDEST_NUMERICS..=NUMERICS_VERSION {
+    for v in OLDEST_NUMERICS..=NEXT_NUMERICS {
         assert!(net().with_numerics(v).is_ok(), "version {v}");
     }
-    for v in [OLDEST_NUMERICS - 1, NUMERICS_VERSION + 1] {
+    for v in [OLDEST_NUMERICS - 1, NEXT_NUMERICS + 1] {
         let err = net().with_numerics(v).err().expect("refused").to_string();
-        let range = format!("versions {OLDEST_NUMERICS} to {NUMERICS_VERSION}, not {v}");
+        let range = format!("versions {OLDEST_NUMERICS} to {NEXT_NUMERICS}, not {v}");
         assert!(err.contains(&range), "version {v}: {err}");
+    }
+}
+
+/// The next numerics ([`NEXT_NUMERICS`]: version 5, evaluation on Winograd tiles with the
+/// images in the lanes) give the same bits on every kernel path and on 1 and 2 threads, and
+/// their inference is the eval forward's bits and each image's alone ([`run`] asserts both).
+/// Against the current version, training is the same bits (the output and every gradient) and
+/// the inference differs, by no more than `f32` rounding through the tiles' transforms.
+#[test]
+fn the_next_numerics_give_the_same_bits_on_every_path_and_thread_count() {
+    let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
+    let next = on_every_path_and_thread_count(NEXT_NUMERICS);
+    let now = run(NUMERICS_VERSION);
+    KernelPath::use_path(KernelPath::best()).unwrap();
+    let names = names();
+    assert_eq!(names.len(), now.len());
+    for ((name, a), b) in names.iter().zip(&next).zip(&now) {
+        if name != "inferred" {
+            assert!(a == b, "{name}: the next numerics change training");
+            continue;
+        }
+        assert!(a != b, "the next numerics leave the inference as it was");
+        let values = |v: &[u32]| {
+            v.iter()
+                .map(|&b| f32::from_bits(b) as f64)
+                .collect::<Vec<_>>()
+        };
+        let (a, b) = (values(a), values(b));
+        let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+        assert!(
+            worst <= 1e-5 * scale,
+            "inference moved by {worst} of {scale}"
+        );
     }
 }
 

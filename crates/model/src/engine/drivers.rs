@@ -10,7 +10,7 @@ use super::places::Epilogue;
 use super::plan::ConvStep;
 use super::real::Real;
 use super::winograd::PAIRS;
-use super::{act, conv, mask, winograd};
+use super::{act, conv, mask, tiles, winograd};
 
 /// Per image, per channel: a pair of sums (BatchNorm's statistics or its gradient's).
 pub(super) type ImageSums = Vec<Vec<(f64, f64)>>;
@@ -99,6 +99,11 @@ pub(super) fn conv_forward<T: Real>(
     pre: Option<PreAct<'_, T>>,
     masks: Option<&mut [u32]>,
 ) -> Option<ImageSums> {
+    if cs.tiles && matches!(purpose, Purpose::Eval) {
+        assert!(masks.is_none(), "no dropout mask in evaluation");
+        tiles_eval(pool, cs, xin, params, out, (isz, osz), pre);
+        return None;
+    }
     let stats = matches!(purpose, Purpose::Train { stats: true });
     let (xlen, wlen) = conv_scratch(cs, cs.group);
     let hw = cs.oh * cs.ow;
@@ -192,6 +197,47 @@ pub(super) fn conv_forward<T: Real>(
         )
         .collect();
     stats.then(|| sums.into_iter().flatten().collect())
+}
+
+/// The evaluation forward of a convolution on Winograd tiles ([`ConvStep::tiles`], numerics
+/// version 5): up to [`LANES`] images at a time moved into the lanes (each through the act step
+/// folded before it, `pre`, first), [`tiles::forward`], and back. Each image's outputs are the
+/// same bits as inference's, which runs the same kernel with the images already in the lanes.
+fn tiles_eval<T: Real>(
+    pool: &BufferPool<T>,
+    cs: &ConvStep,
+    xin: &[T],
+    params: &[T],
+    out: &mut [T],
+    (isz, osz): (usize, usize),
+    pre: Option<PreAct<'_, T>>,
+) {
+    let u = tiles::weights(cs.weights(params).0, cs.ci, cs.co);
+    let lens = [
+        LANES * isz,
+        LANES * isz,
+        LANES * osz,
+        tiles::scratch_len(cs.ci, cs.co),
+    ];
+    out.par_chunks_mut(LANES * osz).enumerate().for_each_init(
+        || Scratch::take(pool, &lens),
+        |s, (k, o)| {
+            let [xa, xl, yl, scratch] = &mut s.bufs[..] else {
+                unreachable!("four buffers")
+            };
+            let n = o.len() / osz;
+            let mut x = &xin[k * LANES * isz..][..n * isz];
+            if let Some(p) = pre {
+                for (i, (z, a)) in x.chunks(isz).zip(xa.chunks_mut(isz)).enumerate() {
+                    p.image(k * LANES + i, z, a, None);
+                }
+                x = &xa[..n * isz];
+            }
+            lanes::gather(x, n, isz, xl);
+            tiles::forward(xl, cs.ci, cs.h, cs.w, &u, cs.co, yl, None, scratch);
+            lanes::scatter(yl, n, osz, o);
+        },
+    );
 }
 
 /// Lengths of the padded-input and wide-output scratch buffers [`conv_group`] needs for `n`

@@ -20,7 +20,7 @@ use super::drivers::{Scratch, conv_direct, conv_group, conv_scratch, direct_slac
 use super::lanes::{self, LANES};
 use super::places::Epilogue;
 use super::plan::{ConvStep, Engine, Pooled, Step};
-use super::{act, misc};
+use super::{act, misc, tiles};
 
 /// Per act step: its affine map (BatchNorm's from the running statistics, else the identity).
 pub(super) type Maps<T> = [Option<(Vec<T>, Vec<T>)>];
@@ -35,7 +35,7 @@ struct Plan<'a, T> {
     /// Images per group: the largest training group of the convolutions.
     group: usize,
     /// Per step: how it runs, for a convolution.
-    convs: Vec<Option<ConvRun>>,
+    convs: Vec<Option<ConvRun<T>>>,
     /// Lengths of a group's buffers.
     lens: Vec<usize>,
     /// Length of a general max pool's arg-max scratch (0 without one).
@@ -43,10 +43,12 @@ struct Plan<'a, T> {
 }
 
 /// How inference runs a convolution: in the wide layout, its padded input in the group's buffer
-/// `slot` and its wide output in the next, or in the lanes.
-enum ConvRun {
+/// `slot` and its wide output in the next; in the lanes; or in the lanes on Winograd tiles
+/// (numerics version 5), its transformed weights `u` and its scratch in buffer `slot`.
+enum ConvRun<T> {
     Wide { slot: usize },
     Lanes(lanes::Geometry),
+    Tiles { u: Vec<T>, slot: usize },
 }
 
 /// The inference forward of `n` images `x` with parameters `params` and act-step maps `maps`.
@@ -92,6 +94,14 @@ impl<'a, T: Pooled> Plan<'a, T> {
             .steps
             .iter()
             .map(|step| match step {
+                Step::Conv(cs) if lanes && cs.tiles => {
+                    lens.push(tiles::scratch_len(cs.ci, cs.co));
+                    let u = tiles::weights(cs.weights(params).0, cs.ci, cs.co);
+                    Some(ConvRun::Tiles {
+                        u,
+                        slot: lens.len() - 1,
+                    })
+                }
                 Step::Conv(cs) if lanes && lanes::fits(cs) => {
                     Some(ConvRun::Lanes(lanes::Geometry::new(cs)))
                 }
@@ -135,7 +145,10 @@ impl<'a, T: Pooled> Plan<'a, T> {
     /// Whether step `si` runs in the lanes layout, given whether the group is in it now.
     fn in_lanes(&self, si: usize, step: &Step, now: bool) -> bool {
         match step {
-            Step::Conv(_) => matches!(self.convs[si], Some(ConvRun::Lanes(_))),
+            Step::Conv(_) => matches!(
+                self.convs[si],
+                Some(ConvRun::Lanes(_) | ConvRun::Tiles { .. })
+            ),
             Step::MaxPool(w) => now && pool2(w),
             _ => false,
         }
@@ -168,7 +181,10 @@ impl<'a, T: Pooled> Plan<'a, T> {
                 now = next;
             }
             fused = match now {
-                true => self.lanes_step(si, step, &a[..isz * LANES], &mut b[..osz * LANES]),
+                true => {
+                    let (x, y) = (&a[..isz * LANES], &mut b[..osz * LANES]);
+                    self.lanes_step(si, step, x, y, convs)
+                }
                 false => self.wide_step(si, step, m, a, &mut b[..m * osz], convs, arg),
             };
             std::mem::swap(a, b);
@@ -180,15 +196,27 @@ impl<'a, T: Pooled> Plan<'a, T> {
         o.copy_from_slice(&a[..o.len()]);
     }
 
-    /// Step `si` in the lanes layout; whether it ran the act step after it too.
-    fn lanes_step(&self, si: usize, step: &Step, x: &[T], y: &mut [T]) -> bool {
+    /// Step `si` in the lanes layout (`convs`: the group's convolution buffers); whether it ran
+    /// the act step after it too.
+    fn lanes_step(
+        &self,
+        si: usize,
+        step: &Step,
+        x: &[T],
+        y: &mut [T],
+        convs: &mut [Buf<T>],
+    ) -> bool {
         match step {
             Step::Conv(cs) => {
-                let Some(ConvRun::Lanes(g)) = &self.convs[si] else {
-                    unreachable!("a convolution in the lanes has its geometry")
-                };
                 let act = self.then(si, cs);
-                g.conv(cs, x, self.params, y, act);
+                match &self.convs[si] {
+                    Some(ConvRun::Lanes(g)) => g.conv(cs, x, self.params, y, act),
+                    Some(ConvRun::Tiles { u, slot }) => {
+                        let scratch = &mut convs[slot - 2];
+                        tiles::forward(x, cs.ci, cs.h, cs.w, u, cs.co, y, act, scratch);
+                    }
+                    _ => unreachable!("a convolution in the lanes has its geometry or tiles"),
+                }
                 act.is_some()
             }
             Step::MaxPool(w) => {

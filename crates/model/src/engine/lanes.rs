@@ -23,7 +23,9 @@ use super::{conv, lanes_grad};
 pub(super) const LANES: usize = conv::CHUNK;
 // The kernels that move images into the lanes and sum over them agree (they do not import
 // this module).
-const _: () = assert!(LANES == transpose::LANES && LANES == lanes_grad::LANES);
+const _: () = assert!(
+    LANES == transpose::LANES && LANES == lanes_grad::LANES && LANES == super::tiles::LANES
+);
 
 /// Whether inference can run this convolution in the lanes layout: stride 1, unpadded.
 pub(super) fn fits(cs: &ConvStep) -> bool {
@@ -257,6 +259,7 @@ pub(super) mod tests {
             group: LANES,
             winograd: false,
             lanes_grad: false,
+            tiles: false,
         }
     }
 

@@ -45,6 +45,11 @@
 //!   ([`lanes_grad`]). [`Net::with_numerics`](crate::Net::with_numerics) selects an older
 //!   version instead, down to [`OLDEST_NUMERICS`](crate::OLDEST_NUMERICS) 2 (the direct
 //!   kernels).
+//! - In the next numerics ([`NEXT_NUMERICS`](crate::NEXT_NUMERICS) 5, which no run trains with
+//!   yet), evaluation runs the large 3×3 convolutions with more than one input channel on 2D
+//!   Winograd F(4×4, 3×3) tiles with the images in the lanes ([`tiles`]): inference where its
+//!   group already lies in the lanes, the batch path's evaluation forward by moving up to 16
+//!   images in and out, each image the same bits either way.
 //! - Every kernel is compiled for each [`KernelPath`] (portable, AVX2, AVX-512), one chosen at
 //!   run time, with the same bits on each.
 //! - Inference (eval mode, nothing kept for backward, [`infer`]) runs a few images at a time
@@ -69,7 +74,8 @@
 //! [`buffers`] keeps activation buffers, [`profile`] times steps, [`drivers`] run the
 //! convolution kernels over a batch, [`lanes`] over a group with the images in the lanes,
 //! [`infer`] runs the inference forward, [`pass`] a whole forward and backward, and [`op`] is
-//! the candle glue. [`winograd`] (with its own explicit-vector kernels) sits beside [`conv`].
+//! the candle glue. [`winograd`] and [`tiles`] (each with its own explicit-vector kernels) sit
+//! beside [`conv`].
 
 #[macro_use]
 mod dispatch;
@@ -92,6 +98,7 @@ mod plan;
 mod profile;
 #[cfg(target_arch = "x86_64")]
 mod simd;
+mod tiles;
 mod transpose;
 pub(crate) mod winograd;
 

@@ -42,6 +42,10 @@ pub(super) struct ConvStep {
     /// ([`lanes::Backward`](super::lanes::Backward); numerics version 4): unpadded, stride 1,
     /// in groups of 16 images (small planes).
     pub(super) lanes_grad: bool,
+    /// Whether evaluation runs it on 2D Winograd tiles with the images in the lanes
+    /// ([`tiles`](super::tiles); numerics version 5, the next): the convolutions version 3
+    /// trains on row-wise Winograd, unpadded at stride 1, with more than one input channel.
+    pub(super) tiles: bool,
 }
 
 /// About how many wide positions one training kernel call covers: small planes are grouped
@@ -178,6 +182,7 @@ impl Engine {
                         group: (GROUP_SPAN / (hp * wp)).clamp(1, 16),
                         winograd: false,
                         lanes_grad: false,
+                        tiles: false,
                     };
                     // Rows of even length: the pairs of positions never straddle a row, and planes are even.
                     conv.winograd = version >= 3
@@ -188,6 +193,10 @@ impl Engine {
                     conv.lanes_grad = version >= 4
                         && conv.unpadded_stride1()
                         && conv.group == super::lanes_grad::LANES;
+                    // One input channel (the first layer) stays direct: its transforms would
+                    // cost more than the products they save.
+                    conv.tiles =
+                        version >= 5 && conv.winograd && conv.unpadded_stride1() && conv.ci > 1;
                     Step::Conv(conv)
                 }
                 Layer::BatchNorm { .. } | Layer::Dropout { .. } | Layer::Relu => {
