@@ -250,6 +250,75 @@ fn the_next_numerics_give_the_same_bits_on_every_path_and_thread_count() {
     }
 }
 
+/// A net whose convolutions all have planes too large for groups of 16 (so inference keeps its
+/// groups out of the lanes): 28² → 26² → 24², then the global average pool. Its second
+/// convolution runs on the tiles in version 5.
+fn large_planes_net() -> Net {
+    let mut layers = vec![
+        conv(4, 3, 1, 0, false),
+        Layer::Relu,
+        conv(10, 3, 1, 0, false),
+    ];
+    layers.extend([
+        Layer::BatchNorm { num_features: None },
+        Layer::Relu,
+        Layer::GlobalAvgPool,
+        Layer::LogSoftmax,
+    ]);
+    let spec = ArchSpec {
+        name: "large-planes".into(),
+        input: [1, 28, 28],
+        blocks: vec![Block {
+            name: "b".into(),
+            layers,
+        }],
+    };
+    let net = Net::new(
+        &spec,
+        &mut ChaCha8Rng::seed_from_u64(5),
+        ChaCha8Rng::seed_from_u64(6),
+        DType::F32,
+        &Device::Cpu,
+    );
+    net.unwrap()
+}
+
+/// Where inference's groups stay out of the lanes, version 5 moves them in and out for the
+/// tiles as the batch path's evaluation does: inference is the eval forward's bits on every
+/// kernel path, and it differs from version 4's (the tiles ran).
+#[test]
+fn the_next_numerics_infer_as_they_evaluate_outside_the_lanes() {
+    let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    // 21 images: a group of 16 moved into the lanes and a partial one.
+    let x: Vec<f32> = (0..21 * 28 * 28)
+        .map(|_| (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32 - 0.3)
+        .collect();
+    let x = Var::from_vec(x, (21, 1, 28, 28), &Device::Cpu).unwrap();
+    let bits = |t: &Tensor| -> Vec<u32> {
+        let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        v.iter().map(|v| v.to_bits()).collect()
+    };
+    let mut each = vec![];
+    for path in KernelPath::available() {
+        KernelPath::use_path(path).unwrap();
+        let next = large_planes_net().with_numerics(NEXT_NUMERICS).unwrap();
+        let inferred = bits(&next.infer(&x).unwrap());
+        assert!(
+            inferred == bits(&next.forward_t(&x, false).unwrap()),
+            "{path:?}"
+        );
+        let now = large_planes_net().with_numerics(NUMERICS_VERSION).unwrap();
+        assert!(
+            inferred != bits(&now.infer(&x).unwrap()),
+            "{path:?}: no tiles ran"
+        );
+        each.push(inferred);
+    }
+    KernelPath::use_path(KernelPath::best()).unwrap();
+    assert!(each.iter().all(|b| b == &each[0]), "the paths differ");
+}
+
 /// What [`run`]'s tensors are, in order: the training output, the input's gradient, each
 /// parameter's gradient by name, the inference output.
 fn names() -> Vec<String> {

@@ -43,12 +43,21 @@ struct Plan<'a, T> {
 }
 
 /// How inference runs a convolution: in the wide layout, its padded input in the group's buffer
-/// `slot` and its wide output in the next; in the lanes; or in the lanes on Winograd tiles
-/// (numerics version 5), its transformed weights `u` and its scratch in buffer `slot`.
+/// `slot` and its wide output in the next; in the lanes; or on Winograd tiles (numerics version
+/// 5), its transformed weights `u`, a group's input and output in the lanes and the kernel's
+/// scratch in buffers `slot` to `slot + 2`: where the group lies in the lanes (`resident`), the
+/// kernel reads and writes the group's own buffers; elsewhere it moves up to 16 images in and
+/// out, as the batch path's evaluation does, so the same bits either way.
 enum ConvRun<T> {
-    Wide { slot: usize },
+    Wide {
+        slot: usize,
+    },
     Lanes(lanes::Geometry),
-    Tiles { u: Vec<T>, slot: usize },
+    Tiles {
+        u: Vec<T>,
+        slot: usize,
+        resident: bool,
+    },
 }
 
 /// The inference forward of `n` images `x` with parameters `params` and act-step maps `maps`.
@@ -94,12 +103,17 @@ impl<'a, T: Pooled> Plan<'a, T> {
             .steps
             .iter()
             .map(|step| match step {
-                Step::Conv(cs) if lanes && cs.tiles => {
-                    lens.push(tiles::scratch_len(cs.ci, cs.co));
-                    let u = tiles::weights(cs.weights(params).0, cs.ci, cs.co);
+                Step::Conv(cs) if cs.tiles => {
+                    // A group in and out of the lanes, where it does not lie there already.
+                    let (xl, yl) = match lanes {
+                        true => (0, 0),
+                        false => (LANES * cs.ci * cs.h * cs.w, LANES * cs.co * cs.oh * cs.ow),
+                    };
+                    lens.extend([xl, yl, tiles::scratch_len(cs.ci, cs.co)]);
                     Some(ConvRun::Tiles {
-                        u,
-                        slot: lens.len() - 1,
+                        u: tiles::weights(cs.weights(params).0, cs.ci, cs.co),
+                        slot: lens.len() - 3,
+                        resident: lanes,
                     })
                 }
                 Step::Conv(cs) if lanes && lanes::fits(cs) => {
@@ -147,7 +161,7 @@ impl<'a, T: Pooled> Plan<'a, T> {
         match step {
             Step::Conv(_) => matches!(
                 self.convs[si],
-                Some(ConvRun::Lanes(_) | ConvRun::Tiles { .. })
+                Some(ConvRun::Lanes(_) | ConvRun::Tiles { resident: true, .. })
             ),
             Step::MaxPool(w) => now && pool2(w),
             _ => false,
@@ -211,8 +225,9 @@ impl<'a, T: Pooled> Plan<'a, T> {
                 let act = self.then(si, cs);
                 match &self.convs[si] {
                     Some(ConvRun::Lanes(g)) => g.conv(cs, x, self.params, y, act),
-                    Some(ConvRun::Tiles { u, slot }) => {
-                        let scratch = &mut convs[slot - 2];
+                    Some(ConvRun::Tiles { u, slot, .. }) => {
+                        // The third of its buffers (`convs` starts at buffer 2).
+                        let scratch = &mut convs[*slot];
                         tiles::forward(x, cs.ci, cs.h, cs.w, u, cs.co, y, act, scratch);
                     }
                     _ => unreachable!("a convolution in the lanes has its geometry or tiles"),
@@ -246,8 +261,21 @@ impl<'a, T: Pooled> Plan<'a, T> {
         match step {
             Step::Conv(cs) => {
                 let act = self.then(si, cs);
-                let Some(ConvRun::Wide { slot }) = self.convs[si] else {
-                    unreachable!("a wide convolution has its scratch")
+                let slot = match &self.convs[si] {
+                    Some(ConvRun::Wide { slot }) => *slot,
+                    Some(ConvRun::Tiles { u, slot, .. }) => {
+                        let [xl, yl, scratch] = &mut convs[slot - 2..slot + 1] else {
+                            unreachable!("three buffers")
+                        };
+                        for (yc, xc) in y.chunks_mut(LANES * osz).zip(xin.chunks(LANES * isz)) {
+                            let n = xc.len() / isz;
+                            lanes::gather(xc, n, isz, xl);
+                            tiles::forward(xl, cs.ci, cs.h, cs.w, u, cs.co, yl, act, scratch);
+                            lanes::scatter(yl, n, osz, yc);
+                        }
+                        return act.is_some();
+                    }
+                    _ => unreachable!("a wide convolution has its scratch"),
                 };
                 let j = slot - 2;
                 let (xp, wide) = convs[j..j + 2].split_at_mut(1);
