@@ -1,8 +1,9 @@
 //! A probe for the next numerics version (`docs/PERFORMANCE.md`, round three, thirty-third
 //! pass): the big convolutions' forward, input gradient and weight gradient on 2D Winograd
 //! F(4×4, 3×3) tiles with the images in the vector lanes (16 with AVX-512, 8 with AVX2), on
-//! their training shapes, one thread. The engine does not run these kernels: they measure what
-//! numerics version 5 could gain.
+//! their training shapes, one thread: what numerics version 5 could gain in training. The
+//! engine runs the forward's arithmetic in version 5's evaluation (`engine/tiles.rs`); the
+//! probe's kernels stand alone, and also time the two backward kernels it does not have yet.
 //!
 //! Each case is checked once against a direct convolution in `f64`, then timed; it prints µs
 //! per image, to set beside the per-layer rows of `RAYON_NUM_THREADS=1 cargo run --release -p
