@@ -48,8 +48,8 @@
 //! - In the next numerics ([`NEXT_NUMERICS`](crate::NEXT_NUMERICS) 5, which no run trains with
 //!   yet), evaluation runs the large 3×3 convolutions with more than one input channel on 2D
 //!   Winograd F(4×4, 3×3) tiles with the images in the lanes ([`tiles`]): inference where its
-//!   group already lies in the lanes, the batch path's evaluation forward by moving up to 16
-//!   images in and out, each image the same bits either way.
+//!   group lies in the lanes already, and elsewhere (as the batch path's evaluation forward)
+//!   by moving up to 16 images in and out, each image the same bits either way.
 //! - Every kernel is compiled for each [`KernelPath`] (portable, AVX2, AVX-512), one chosen at
 //!   run time, with the same bits on each.
 //! - Inference (eval mode, nothing kept for backward, [`infer`]) runs a few images at a time
