@@ -1,17 +1,18 @@
 //! 2D Winograd F(4×4, 3×3) with the images in the vector lanes (the next numerics, version 5:
-//! inference of the large 3×3 convolutions).
+//! evaluation of the large 3×3 convolutions).
 //!
 //! A 6 × 6 tile of inputs `d` gives 4 × 4 outputs `Aᵀ [Σ_c (G g Gᵀ) ⊙ (Bᵀ d B)] A` (Lavin and
 //! Gray's transforms, points 0, ±1, ±2, ∞): 36 multiplies an input channel for 16 outputs,
 //! where a direct kernel makes 144. A group's images lie in the lanes (`[channel][position]
 //! [image]`, as [`super::lanes`] holds them), so every operation is one per lane: each image's
 //! outputs are the same bits in any group, and every kernel path computes the same operations
-//! in the same order (the explicit loops over the lanes are what the compiler vectorises).
+//! in the same order (the portable code loops over the lanes; `simd` takes whole vectors).
 //!
 //! The operations, per lane, all rounded once (`fma(k, a, b)` = `k·a + b`):
 //! - `Bᵀ` of 6 values `d`: `a = fma(−4, d₂, d₄)`, `b = fma(−4, d₁, d₃)`, `c = d₄ − d₂`, `e = 2·(d₃ −
 //!   d₁)`, then `(fma(4, d₀, fma(−5, d₂, d₄)), b + a, a − b, c + e, c − e, fma(4, d₁, fma(−5, d₃,
 //!   d₅)))`; a tile's 6 columns first, then its 6 rows;
+//! - the weights `u = G g Gᵀ`, each element summed in `f64` and rounded once ([`weights`]);
 //! - the products: for each of the 36 elements and each output, `fma(u, v, ·)` over the input
 //!   channels in order, from 0;
 //! - `Aᵀ` of 6 values `m`: `s = m₁ + m₂`, `t = m₁ − m₂`, `p = m₃ + m₄`, `q = m₃ − m₄`, then `((m₀ + s)
