@@ -75,8 +75,13 @@ fn spec() -> ArchSpec {
 
 /// [`spec`]'s net, initialised from seed 5, dropout from seed 6.
 fn net() -> Net {
+    net_of(&spec())
+}
+
+/// The net of `spec`, initialised from seed 5, dropout from seed 6.
+fn net_of(spec: &ArchSpec) -> Net {
     Net::new(
-        &spec(),
+        spec,
         &mut ChaCha8Rng::seed_from_u64(5),
         ChaCha8Rng::seed_from_u64(6),
         DType::F32,
@@ -85,28 +90,30 @@ fn net() -> Net {
     .unwrap()
 }
 
+/// `n` single-channel `side × side` images of values in [−0.3, 0.7) from `seed`, tracking a
+/// gradient.
+fn images(n: usize, side: usize, seed: u64) -> Var {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x: Vec<f32> = (0..n * side * side)
+        .map(|_| (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32 - 0.3)
+        .collect();
+    Var::from_vec(x, (n, 1, side, side), &Device::Cpu).unwrap()
+}
+
+/// The bits of a tensor's values.
+fn bits(t: &Tensor) -> Vec<u32> {
+    let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    v.iter().map(|v| v.to_bits()).collect()
+}
+
 /// The bits of the training output, the gradients of the input and every parameter, and the
 /// inference output, on the active kernel path, with the engine's numerics `version`.
 fn run(version: u32) -> Vec<Vec<u32>> {
     let dev = Device::Cpu;
     let net = net().with_numerics(version).unwrap();
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
     // 37 images: several kernel groups of every layer's size and a partial last one.
-    let n = 37 * 36 * 36;
-    let x: Vec<f32> = (0..n)
-        .map(|_| (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32 - 0.3)
-        .collect();
-    let x = Var::from_vec(x, (37, 1, 36, 36), &dev).unwrap();
+    let x = images(37, 36, 7);
     let labels = Tensor::from_vec((0..37u32).map(|i| i * 7 % 10).collect(), 37, &dev).unwrap();
-    let bits = |t: &Tensor| -> Vec<u32> {
-        t.flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap()
-            .iter()
-            .map(|v| v.to_bits())
-            .collect()
-    };
     let y = net.forward_t(&x, true).unwrap();
     let grads = candle_nn::loss::nll(&y, &labels)
         .unwrap()
@@ -265,22 +272,14 @@ fn large_planes_net() -> Net {
         Layer::GlobalAvgPool,
         Layer::LogSoftmax,
     ]);
-    let spec = ArchSpec {
+    net_of(&ArchSpec {
         name: "large-planes".into(),
         input: [1, 28, 28],
         blocks: vec![Block {
             name: "b".into(),
             layers,
         }],
-    };
-    let net = Net::new(
-        &spec,
-        &mut ChaCha8Rng::seed_from_u64(5),
-        ChaCha8Rng::seed_from_u64(6),
-        DType::F32,
-        &Device::Cpu,
-    );
-    net.unwrap()
+    })
 }
 
 /// Where inference's groups stay out of the lanes, version 5 moves them in and out for the
@@ -289,16 +288,8 @@ fn large_planes_net() -> Net {
 #[test]
 fn the_next_numerics_infer_as_they_evaluate_outside_the_lanes() {
     let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
-    let mut rng = ChaCha8Rng::seed_from_u64(9);
     // 21 images: a group of 16 moved into the lanes and a partial one.
-    let x: Vec<f32> = (0..21 * 28 * 28)
-        .map(|_| (rng.next_u32() >> 8) as f32 / (1u32 << 24) as f32 - 0.3)
-        .collect();
-    let x = Var::from_vec(x, (21, 1, 28, 28), &Device::Cpu).unwrap();
-    let bits = |t: &Tensor| -> Vec<u32> {
-        let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        v.iter().map(|v| v.to_bits()).collect()
-    };
+    let x = images(21, 28, 9);
     let mut each = vec![];
     for path in KernelPath::available() {
         KernelPath::use_path(path).unwrap();
