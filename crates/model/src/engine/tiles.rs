@@ -83,33 +83,42 @@ pub fn forward<T: Real>(
     assert!(x.len() >= ci * h * w * LANES && u.len() >= 36 * ci * co);
     assert!(out.len() >= co * oh * ow * LANES && scratch.len() >= scratch_len(ci, co));
     assert!(act.is_none_or(|e| e.a.len() >= co && e.b.len() >= co));
+    let shape = Shape {
+        ci,
+        h,
+        w,
+        co,
+        oh,
+        ow,
+    };
     #[cfg(target_arch = "x86_64")]
-    if simd::forward(x, (ci, h, w), u, co, out, act, scratch) {
+    if simd::forward(x, &shape, u, out, act, scratch) {
         return;
     }
     let (v, m) = scratch.split_at_mut(36 * ci * LANES);
-    let plane = Plane { h, w, oh, ow };
     for ty in 0..oh.div_ceil(4) {
         for tx in 0..ow.div_ceil(4) {
             let at = (4 * ty, 4 * tx);
             for c in 0..ci {
-                input_tile(&x[c * h * w * LANES..], &plane, at, v, (c, ci));
+                input_tile(&x[c * h * w * LANES..], &shape, at, v, (c, ci));
             }
             products(v, u, ci, co, m);
             for o in 0..co {
                 let y = &mut out[o * oh * ow * LANES..];
                 let e = act.map(|e| (e.a[o], e.b[o], e.relu));
-                output_tile(&m[o * 36 * LANES..][..36 * LANES], &plane, at, y, e);
+                output_tile(&m[o * 36 * LANES..][..36 * LANES], &shape, at, y, e);
             }
         }
     }
 }
 }
 
-/// An input plane's size and its output's.
-struct Plane {
+/// A group's shape: `ci` input planes of `h × w`, `co` outputs of `oh × ow`.
+struct Shape {
+    ci: usize,
     h: usize,
     w: usize,
+    co: usize,
     oh: usize,
     ow: usize,
 }
@@ -124,12 +133,22 @@ fn fma<T: Real>(k: T, a: &Lanes<T>, b: &Lanes<T>) -> Lanes<T> {
     o
 }
 
-/// `a + b` (`neg`: `a − b`) in every lane.
+/// `a + b` in every lane.
 #[inline(always)]
-fn add<T: Real>(a: &Lanes<T>, b: &Lanes<T>, neg: bool) -> Lanes<T> {
+fn add<T: Real>(a: &Lanes<T>, b: &Lanes<T>) -> Lanes<T> {
     let mut o = [T::ZERO; LANES];
     for l in 0..LANES {
-        o[l] = if neg { a[l] - b[l] } else { a[l] + b[l] };
+        o[l] = a[l] + b[l];
+    }
+    o
+}
+
+/// `a − b` in every lane.
+#[inline(always)]
+fn sub<T: Real>(a: &Lanes<T>, b: &Lanes<T>) -> Lanes<T> {
+    let mut o = [T::ZERO; LANES];
+    for l in 0..LANES {
+        o[l] = a[l] - b[l];
     }
     o
 }
@@ -140,18 +159,18 @@ fn bt<T: Real>(d: &[Lanes<T>; 6]) -> [Lanes<T>; 6] {
     let k = |v: f64| T::from_f64(v);
     let a = fma(k(-4.0), &d[2], &d[4]);
     let b = fma(k(-4.0), &d[1], &d[3]);
-    let c = add(&d[4], &d[2], true);
-    let e = add(&d[3], &d[1], true);
+    let c = sub(&d[4], &d[2]);
+    let e = sub(&d[3], &d[1]);
     let mut e2 = [T::ZERO; LANES];
     for l in 0..LANES {
         e2[l] = k(2.0) * e[l];
     }
     [
         fma(k(4.0), &d[0], &fma(k(-5.0), &d[2], &d[4])),
-        add(&b, &a, false),
-        add(&a, &b, true),
-        add(&c, &e2, false),
-        add(&c, &e2, true),
+        add(&b, &a),
+        sub(&a, &b),
+        add(&c, &e2),
+        sub(&c, &e2),
         fma(k(4.0), &d[1], &fma(k(-5.0), &d[3], &d[5])),
     ]
 }
@@ -160,13 +179,13 @@ fn bt<T: Real>(d: &[Lanes<T>; 6]) -> [Lanes<T>; 6] {
 #[inline(always)]
 fn at<T: Real>(m: &[Lanes<T>; 6]) -> [Lanes<T>; 4] {
     let k = |v: f64| T::from_f64(v);
-    let (s, t) = (add(&m[1], &m[2], false), add(&m[1], &m[2], true));
-    let (p, q) = (add(&m[3], &m[4], false), add(&m[3], &m[4], true));
+    let (s, t) = (add(&m[1], &m[2]), sub(&m[1], &m[2]));
+    let (p, q) = (add(&m[3], &m[4]), sub(&m[3], &m[4]));
     [
-        add(&add(&m[0], &s, false), &p, false),
+        add(&add(&m[0], &s), &p),
         fma(k(2.0), &q, &t),
         fma(k(4.0), &p, &s),
-        add(&fma(k(8.0), &q, &t), &m[5], false),
+        add(&fma(k(8.0), &q, &t), &m[5]),
     ]
 }
 
@@ -176,7 +195,7 @@ fn at<T: Real>(m: &[Lanes<T>; 6]) -> [Lanes<T>; 4] {
 #[allow(clippy::needless_range_loop)] // a transposed write: the index picks a column
 fn input_tile<T: Real>(
     x: &[T],
-    p: &Plane,
+    p: &Shape,
     (r0, s0): (usize, usize),
     v: &mut [T],
     (off, stride): (usize, usize),
@@ -253,7 +272,7 @@ fn block<T: Real, const OB: usize>(
 #[allow(clippy::needless_range_loop)] // a transposed write: the index picks a column
 fn output_tile<T: Real>(
     m: &[T],
-    p: &Plane,
+    p: &Shape,
     (r0, s0): (usize, usize),
     y: &mut [T],
     e: Option<(T, T, bool)>,

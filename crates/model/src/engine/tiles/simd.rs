@@ -12,17 +12,7 @@ use std::arch::x86_64::*;
 use super::super::KernelPath;
 use super::super::places::Epilogue;
 use super::super::real::{as_f32, as_f32_mut};
-use super::{LANES, Real};
-
-/// A group's shape: `ci` input planes of `h × w`, `co` outputs of `oh × ow`.
-struct Shape {
-    ci: usize,
-    h: usize,
-    w: usize,
-    co: usize,
-    oh: usize,
-    ow: usize,
-}
+use super::{LANES, Real, Shape};
 
 /// `s` as `f32` (checked by [`KernelPath::vectors_for`] before every use).
 fn f32s<T: Real>(s: &[T]) -> &[f32] {
@@ -32,14 +22,12 @@ fn f32s<T: Real>(s: &[T]) -> &[f32] {
 /// An act step's per-output map and whether it has a ReLU, as `f32`.
 type Act<'a> = Option<(&'a [f32], &'a [f32], bool)>;
 
-/// [`super::forward`] on the active path when `T` is `f32` and the path has vectors; `false`
-/// (nothing done) otherwise. The caller has checked every length.
-#[allow(clippy::too_many_arguments)]
+/// [`super::forward`] of a group of shape `s` on the active path when `T` is `f32` and the path
+/// has vectors; `false` (nothing done) otherwise. The caller has checked every length.
 pub(super) fn forward<T: Real>(
     x: &[T],
-    (ci, h, w): (usize, usize, usize),
+    s: &Shape,
     u: &[T],
-    co: usize,
     out: &mut [T],
     act: Option<Epilogue<'_, T>>,
     scratch: &mut [T],
@@ -53,20 +41,12 @@ pub(super) fn forward<T: Real>(
         as_f32_mut(out).expect("f32"),
         as_f32_mut(scratch).expect("f32"),
     );
-    let s = Shape {
-        ci,
-        h,
-        w,
-        co,
-        oh: h - 2,
-        ow: w - 2,
-    };
     match path {
         // SAFETY (both): the CPU has the path's features (the active path).
-        KernelPath::Avx512 => unsafe { w512::forward(x, u, &s, out, act, scratch, 0) },
+        KernelPath::Avx512 => unsafe { w512::forward(x, u, s, out, act, scratch, 0) },
         _ => {
             for half in [0, LANES / 2] {
-                unsafe { w256::forward(x, u, &s, out, act, scratch, half) };
+                unsafe { w256::forward(x, u, s, out, act, scratch, half) };
             }
         }
     }
