@@ -212,7 +212,7 @@ fn tiles_eval<T: Real>(
     (isz, osz): (usize, usize),
     pre: Option<PreAct<'_, T>>,
 ) {
-    let u = tiles::weights(cs.weights(params).0, cs.ci, cs.co);
+    let u = tile_weights(cs, params);
     let lens = [
         LANES * isz,
         LANES * isz,
@@ -233,11 +233,32 @@ fn tiles_eval<T: Real>(
                 }
                 x = &xa[..n * isz];
             }
-            lanes::gather(x, n, isz, xl);
-            tiles::forward(xl, cs.ci, cs.h, cs.w, &u, cs.co, yl, None, scratch);
-            lanes::scatter(yl, n, osz, o);
+            tiles_moved(cs, &u, x, o, None, [xl, yl, scratch]);
         },
     );
+}
+
+/// A convolution's weights transformed for [`tiles::forward`].
+pub(super) fn tile_weights<T: Real>(cs: &ConvStep, params: &[T]) -> Vec<T> {
+    tiles::weights(cs.weights(params).0, cs.ci, cs.co)
+}
+
+/// Up to [`LANES`] images `x`, one after another, through [`tiles::forward`] (transformed
+/// weights `u`, the act step `act` before the stores) into `y`, one after another: moved into
+/// the lanes in `xl`, out of them from `yl`.
+pub(super) fn tiles_moved<T: Real>(
+    cs: &ConvStep,
+    u: &[T],
+    x: &[T],
+    y: &mut [T],
+    act: Option<Epilogue<'_, T>>,
+    [xl, yl, scratch]: [&mut [T]; 3],
+) {
+    let (isz, osz) = (cs.ci * cs.h * cs.w, cs.co * cs.oh * cs.ow);
+    let n = x.len() / isz;
+    lanes::gather(x, n, isz, xl);
+    tiles::forward(xl, cs.ci, cs.h, cs.w, u, cs.co, yl, act, scratch);
+    lanes::scatter(yl, n, osz, y);
 }
 
 /// Lengths of the padded-input and wide-output scratch buffers [`conv_group`] needs for `n`

@@ -16,7 +16,9 @@
 use rayon::prelude::*;
 
 use super::buffers::Buf;
-use super::drivers::{Scratch, conv_direct, conv_group, conv_scratch, direct_slack};
+use super::drivers::{
+    Scratch, conv_direct, conv_group, conv_scratch, direct_slack, tile_weights, tiles_moved,
+};
 use super::lanes::{self, LANES};
 use super::places::Epilogue;
 use super::plan::{ConvStep, Engine, Pooled, Step};
@@ -111,7 +113,7 @@ impl<'a, T: Pooled> Plan<'a, T> {
                     };
                     lens.extend([xl, yl, tiles::scratch_len(cs.ci, cs.co)]);
                     Some(ConvRun::Tiles {
-                        u: tiles::weights(cs.weights(params).0, cs.ci, cs.co),
+                        u: tile_weights(cs, params),
                         slot: lens.len() - 3,
                         resident: lanes,
                     })
@@ -268,10 +270,7 @@ impl<'a, T: Pooled> Plan<'a, T> {
                             unreachable!("three buffers")
                         };
                         for (yc, xc) in y.chunks_mut(LANES * osz).zip(xin.chunks(LANES * isz)) {
-                            let n = xc.len() / isz;
-                            lanes::gather(xc, n, isz, xl);
-                            tiles::forward(xl, cs.ci, cs.h, cs.w, u, cs.co, yl, act, scratch);
-                            lanes::scatter(yl, n, osz, yc);
+                            tiles_moved(cs, u, xc, yc, act, [xl, yl, scratch]);
                         }
                         return act.is_some();
                     }
