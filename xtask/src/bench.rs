@@ -253,11 +253,20 @@ fn seed_net(version: u32) -> Result<(Net, Tensor, Tensor)> {
         &dev,
     )?
     .with_numerics(version)?;
-    // A fixed pattern, not candle's unseedable RNG: the timings do not depend on the values.
-    let pattern = (0..128 * 28 * 28).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5);
-    let x = Tensor::from_vec(pattern.collect::<Vec<_>>(), (128, 1, 28, 28), &dev)?;
+    let x = pattern_images(128)?;
     let y = Tensor::from_vec((0..128u32).map(|i| i % 10).collect::<Vec<_>>(), 128, &dev)?;
     Ok((net, x, y))
+}
+
+/// `n` images of a fixed pattern, not candle's unseedable RNG: the timings do not depend on
+/// the values.
+fn pattern_images(n: usize) -> Result<Tensor> {
+    let pattern = (0..n * 28 * 28).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5);
+    Ok(Tensor::from_vec(
+        pattern.collect::<Vec<_>>(),
+        (n, 1, 28, 28),
+        &Device::Cpu,
+    )?)
 }
 
 /// The training loop's step (`run::step`): forward, loss, backward, optimizer, accuracy; on a
@@ -462,11 +471,10 @@ fn eval_against_next(fast: &[PathFigures]) -> Result<()> {
     );
     println!("\nthe next numerics (version {next}, not yet trained with) against version {now}:");
     let default_path = KernelPath::active();
+    let x = pattern_images(2000)?;
     for f in fast {
         KernelPath::use_path(f.path)?;
         let nets = [seed_net(now)?.0, seed_net(next)?.0];
-        let pattern = (0..2000 * 28 * 28).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5);
-        let x = Tensor::from_vec(pattern.collect::<Vec<_>>(), (2000, 1, 28, 28), &Device::Cpu)?;
         let (r, lo, hi) = alternating(|| {
             let mut s = [0.0; 2];
             for (s, net) in s.iter_mut().zip(&nets) {
