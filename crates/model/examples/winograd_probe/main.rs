@@ -4,6 +4,8 @@
 //! their training shapes, one thread: what numerics version 5 could gain in training. The
 //! engine runs the forward's arithmetic in version 5's evaluation (`engine/tiles.rs`); the
 //! probe's kernels stand alone, and also time the two backward kernels it does not have yet.
+//! Inside the training step the tiles do not pay (the thirty-fourth pass: sixteen images'
+//! planes outgrow the L2 that the row-wise kernels' one image stays in).
 //!
 //! Each case is checked once against a direct convolution in `f64`, then timed; it prints µs
 //! per image, to set beside the per-layer rows of `RAYON_NUM_THREADS=1 cargo run --release -p
