@@ -348,7 +348,8 @@ fn per_layer(batches: usize) -> Result<Work> {
 /// the efficiency of 2 threads against twice 1. Then two pools of 1 thread at once, each with
 /// its own loop: what the two cores give when nothing is shared but the machine (its caches,
 /// memory and clocks), against which the 2-thread loop's own parallel loss reads apart from
-/// the machine's.
+/// the machine's. Each row's training rate also as a share of `peak` ([`ThreadShares`]), for
+/// `work`'s FLOP per image.
 fn scaling(
     mnist: &under8k_mnist_data::Mnist,
     batches: usize,
