@@ -218,9 +218,8 @@ pub fn forward<T: Real>(
         let (ys, os) = (&y[ch * hw..(ch + 1) * hw], &mut out[ch * hw..(ch + 1) * hw]);
         let (ac, bc) = (a[ch], b[ch]);
         let first = base + (ch * hw) as u32;
-        // ReLU as a select in the same pass (`v < 0 → 0`, so NaN and −0 pass through as
-        // PyTorch's ReLU passes them); a separate pass compiles to slow masked stores.
-        let act = |v: T| if relu && v < T::ZERO { T::ZERO } else { v };
+        // ReLU as a select in the same pass ([`affine`]); a separate pass compiles to slow
+        // masked stores.
         match drop {
             Some(d) => {
                 for (j, (o, &v)) in os.iter_mut().zip(ys).enumerate() {
@@ -234,12 +233,23 @@ pub fn forward<T: Real>(
             }
             None => {
                 for (o, &v) in os.iter_mut().zip(ys) {
-                    *o = act(v.mul_add(ac, bc));
+                    *o = affine(v, ac, bc, relu);
                 }
             }
         }
     }
 }
+}
+
+/// One value of [`forward`] without dropout: `relu(a·y + b)`, the multiply-add rounded once and
+/// the ReLU a select (`z < 0 → 0`, so NaN and −0 pass through as PyTorch's ReLU passes them).
+/// The one definition that [`forward`], [`forward_wide`] and the convolutions' act step before
+/// their stores ([`Epilogue`](super::places::Epilogue): `conv`'s and `tiles`' portable code)
+/// use, so their bits agree.
+#[inline(always)]
+pub fn affine<T: Real>(y: T, a: T, b: T, relu: bool) -> T {
+    let z = y.mul_add(a, b);
+    if relu && z < T::ZERO { T::ZERO } else { z }
 }
 
 /// One value of [`forward`] with dropout: `relu((a·y + b)·m)`, `m` the dropout multiplier. The
@@ -271,7 +281,6 @@ pub fn forward_wide<T: Real>(
     b: &[T],
     relu: bool,
 ) {
-    let act = |v: T| if relu && v < T::ZERO { T::ZERO } else { v };
     let mut dst = out.chunks_exact_mut(len);
     for i in 0..n {
         for ch in 0..c {
@@ -280,7 +289,7 @@ pub fn forward_wide<T: Real>(
                 let at = ch * lw + i * plane + r * wp;
                 let o = dst.next().expect("an output row");
                 for (o, &v) in o.iter_mut().zip(&src[at..at + len]) {
-                    *o = act(v.mul_add(ac, bc));
+                    *o = affine(v, ac, bc, relu);
                 }
             }
         }

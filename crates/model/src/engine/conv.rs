@@ -11,6 +11,7 @@
 //! Every sum runs in a fixed order (inputs, then taps, in index order; lanes folded left to
 //! right), so results do not depend on the instruction set or on the thread count.
 
+use super::act;
 use super::places::{Epilogue, Listed, Places, Run};
 use super::real::Real;
 
@@ -292,8 +293,7 @@ fn block<T: Real, const OB: usize, const NV: usize, P: Places>(args: Args<'_, T,
         if let Some(e) = act {
             let (ea, eb) = (e.a[o + r], e.b[o + r]);
             for y in a.as_flattened_mut() {
-                let v = y.mul_add(ea, eb);
-                *y = if e.relu && v < T::ZERO { T::ZERO } else { v };
+                *y = act::affine(*y, ea, eb, e.relu);
             }
         }
         for (v, av) in a.iter().enumerate() {

@@ -54,7 +54,7 @@ impl Places for Listed {
 }
 
 /// An inference act step applied to each sum before it is stored: `relu(s·a[o] + b[o])` for
-/// output `o` (a multiply-add rounded once, then `v < 0 → 0`, as [`act::forward`](super::act)
+/// output `o` ([`act::affine`](super::act::affine), as [`act::forward`](super::act::forward)
 /// computes it), so the same bits as the act step run after the convolution.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Epilogue<'a, T> {

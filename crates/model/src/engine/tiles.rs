@@ -22,6 +22,7 @@
 //! Tiles past the input's last row or column read zeros, and outputs past the plane are not
 //! stored.
 
+use super::act;
 use super::places::Epilogue;
 use super::real::Real;
 
@@ -301,8 +302,7 @@ fn output_tile<T: Real>(
             }
             if let Some((ea, eb, relu)) = e {
                 for v in &mut t {
-                    let z = v.mul_add(ea, eb);
-                    *v = if relu && z < T::ZERO { T::ZERO } else { z };
+                    *v = act::affine(*v, ea, eb, relu);
                 }
             }
             let at = (r * p.ow + s) * LANES;
