@@ -49,6 +49,22 @@ struct Figures {
     eval: f64,
 }
 
+impl Figures {
+    /// These rates as shares of `peak` FLOP/s, in percent: training at `work.train` FLOP an
+    /// image, evaluation at `work.forward`.
+    fn shares(&self, work: &Work, peak: f64) -> Figures {
+        Figures {
+            train: share(work.train, self.train, peak),
+            eval: share(work.forward, self.eval, peak),
+        }
+    }
+}
+
+/// `rate` images a second at `flops` FLOP an image as a share of `peak` FLOP/s, in percent.
+fn share(flops: f64, rate: f64, peak: f64) -> f64 {
+    100.0 * flops * rate / peak
+}
+
 /// The peaks one round's rates are compared with: the widest loop's, and the AVX2 loop's where
 /// that is lower (what the AVX2 kernels can reach on this core).
 #[derive(Clone, Copy)]
@@ -129,13 +145,7 @@ fn path_figures(path: KernelPath, rounds: &[(Figures, f64)], work: &Work) -> Pat
         train: median(rounds.iter().map(|(f, _)| f.train).collect()),
         eval: median(rounds.iter().map(|(f, _)| f.eval).collect()),
     };
-    let each: Vec<Figures> = rounds
-        .iter()
-        .map(|(f, pk)| Figures {
-            train: 100.0 * work.train * f.train / pk,
-            eval: 100.0 * work.forward * f.eval / pk,
-        })
-        .collect();
+    let each: Vec<Figures> = rounds.iter().map(|(f, pk)| f.shares(work, *pk)).collect();
     let shares = Figures {
         train: median(each.iter().map(|f| f.train).collect()),
         eval: median(each.iter().map(|f| f.eval).collect()),
@@ -430,11 +440,10 @@ struct ThreadShares {
 
 impl ThreadShares {
     fn of(work: f64, peak: &crate::peak::Peak, [one, two, both]: [f64; 3]) -> Self {
-        let share = |rate: f64, flops: f64| 100.0 * work * rate / flops;
         ThreadShares {
-            one: share(one, peak.flops / peak.threads.max(1) as f64),
-            two: share(two, peak.flops),
-            both: share(both, peak.flops),
+            one: share(work, one, peak.flops / peak.threads.max(1) as f64),
+            two: share(work, two, peak.flops),
+            both: share(work, both, peak.flops),
         }
     }
 }
@@ -728,7 +737,6 @@ pub fn run(args: &Args) -> Result<()> {
         "\n| system | train img/s | s per 60k epoch | eval img/s | train % of peak | eval % of peak |"
     );
     println!("|---|---|---|---|---|---|");
-    let pct = |flops: f64, rate: f64| 100.0 * flops * rate / peak.flops;
     let row = |name: &str, f: &Figures, shares: &Figures| {
         println!(
             "| {name} | {:.0} | {:.1} | {:.0} | {:.1} % | {:.1} % |",
@@ -738,10 +746,6 @@ pub fn run(args: &Args) -> Result<()> {
             shares.train,
             shares.eval
         )
-    };
-    let shares = |f: &Figures| Figures {
-        train: pct(work.train, f.train),
-        eval: pct(work.forward, f.eval),
     };
     for f in &fast {
         let default = if f.path == default_path {
@@ -755,7 +759,7 @@ pub fn run(args: &Args) -> Result<()> {
     row(
         "under8k reference (candle ops)",
         &reference,
-        &shares(&reference),
+        &reference.shares(&work, peak.flops),
     );
     let best = &fast[0].rates;
     println!(
@@ -783,11 +787,15 @@ pub fn run(args: &Args) -> Result<()> {
     eval_against_next(&fast)?;
     match torch {
         Some(Ok((t, aug))) => {
-            row("PyTorch eager, step without augmentation", &t, &shares(&t));
+            row(
+                "PyTorch eager, step without augmentation",
+                &t,
+                &t.shares(&work, peak.flops),
+            );
             println!(
                 "| PyTorch eager, with per-image torchvision rotation | {aug:.0} | {:.1} | | {:.1} % | |",
                 60_000.0 / aug,
-                pct(work.train, aug)
+                share(work.train, aug, peak.flops)
             );
             println!(
                 "\nfast (with rotation) / PyTorch (without): train {:.2}×, eval {:.2}×; / PyTorch with rotation: train {:.2}×",
