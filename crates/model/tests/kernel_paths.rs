@@ -261,17 +261,15 @@ fn the_next_numerics_give_the_same_bits_on_every_path_and_thread_count() {
 /// groups out of the lanes): 28² → 26² → 24², then the global average pool. Its second
 /// convolution runs on the tiles in version 5.
 fn large_planes_net() -> Net {
-    let mut layers = vec![
+    let layers = vec![
         conv(4, 3, 1, 0, false),
         Layer::Relu,
         conv(10, 3, 1, 0, false),
-    ];
-    layers.extend([
         Layer::BatchNorm { num_features: None },
         Layer::Relu,
         Layer::GlobalAvgPool,
         Layer::LogSoftmax,
-    ]);
+    ];
     net_of(&ArchSpec {
         name: "large-planes".into(),
         input: [1, 28, 28],
