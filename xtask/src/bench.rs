@@ -534,20 +534,20 @@ fn alternating(mut pair: impl FnMut() -> Result<[f64; 2]>) -> Result<(f64, f64, 
     Ok((median(ratios), lo, hi))
 }
 
-/// The next numerics ([`under8k_model::NEXT_NUMERICS`], which no run trains with yet) against
-/// the engine's on evaluation (`Net::infer` of 2,000 images, what it changes so far), per
-/// kernel path: alternating rounds of 10 batches and the median of the paired ratios.
-fn eval_against_next(fast: &[PathFigures]) -> Result<()> {
-    let (now, next) = (
+/// The engine's numerics ([`under8k_model::NUMERICS_VERSION`]) against the version before on
+/// evaluation (`Net::infer` of 2,000 images), per kernel path: alternating rounds of 10
+/// batches and the median of the paired ratios.
+fn eval_against(fast: &[PathFigures]) -> Result<()> {
+    let (old, now) = (
+        under8k_model::PREVIOUS_NUMERICS,
         under8k_model::NUMERICS_VERSION,
-        under8k_model::NEXT_NUMERICS,
     );
-    println!("\nthe next numerics (version {next}, not yet trained with) against version {now}:");
+    println!("\nthe numerics (version {now}) against version {old} on evaluation:");
     let default_path = KernelPath::active();
     let x = pattern_images(2000)?;
     for f in fast {
         KernelPath::use_path(f.path)?;
-        let nets = [seed_net(now)?.0, seed_net(next)?.0];
+        let nets = [seed_net(old)?.0, seed_net(now)?.0];
         let (r, lo, hi) = alternating(|| {
             let mut s = [0.0; 2];
             for (s, net) in s.iter_mut().zip(&nets) {
@@ -784,7 +784,7 @@ pub fn run(args: &Args) -> Result<()> {
     {
         against(&fast, 20, [new - 1, new], title)?;
     }
-    eval_against_next(&fast)?;
+    eval_against(&fast)?;
     match torch {
         Some(Ok((t, aug))) => {
             row(

@@ -53,18 +53,15 @@ pub use summary::Summary;
 ///   input gradient the same bits as version 3's, the weight gradient summed lane by lane (one
 ///   image a lane) over the positions kept, its 16 lanes folded as a tree, then over groups in
 ///   order.
-pub const NUMERICS_VERSION: u32 = 4;
-
-/// The version being built, after [`NUMERICS_VERSION`]: [`Net::with_numerics`] selects it for
-/// measurements and tests; no run trains with it, and it may still change before it becomes
-/// the default.
-///
-/// - 5: version 4, with evaluation and inference running the convolutions that version 3 trains
-///   on row-wise Winograd (3×3, unpadded, stride 1, without bias, large planes), when they have
-///   more than one input channel, on 2D Winograd F(4×4, 3×3) tiles with the images in the
-///   vector lanes, one image a lane: 36 multiplies per 16 outputs and input channel instead of
-///   144. Training computes what version 4 does.
-pub const NEXT_NUMERICS: u32 = NUMERICS_VERSION + 1;
+/// - 5: version 4, with two changes. Training's backward takes the large planes (those whose
+///   training groups held 4 images or fewer) one image a group, so their weight gradient sums
+///   per image, then over images in order: the layers' parallel loops end on one image's work.
+///   Evaluation and inference run the convolutions version 3 trains on row-wise Winograd (3×3,
+///   unpadded, stride 1, without bias, large planes), when they have more than one input
+///   channel, on 2D Winograd F(4×4, 3×3) tiles with the images in the vector lanes, one image
+///   a lane: 36 multiplies per 16 outputs and input channel instead of 144. The forward and
+///   every input gradient of training are version 4's bits.
+pub const NUMERICS_VERSION: u32 = 5;
 
 /// The version before [`NUMERICS_VERSION`], which the engine still computes:
 /// [`Net::with_numerics`] selects it, to measure the change and to test that it is one.
@@ -72,7 +69,7 @@ pub const NEXT_NUMERICS: u32 = NUMERICS_VERSION + 1;
 pub const PREVIOUS_NUMERICS: u32 = NUMERICS_VERSION - 1;
 
 /// The oldest version the engine still computes ([`Net::with_numerics`] takes any from it to
-/// [`NEXT_NUMERICS`]): version 2's direct kernels are also what evaluation and inference
+/// [`NUMERICS_VERSION`]): version 2's direct kernels are also what evaluation and inference
 /// run up to version 4, so its training arithmetic stays testable against the versions after
 /// it.
 pub const OLDEST_NUMERICS: u32 = 2;

@@ -209,14 +209,13 @@ impl Net {
     /// Makes the fast engine compute numerics `version`: [`NUMERICS_VERSION`](crate::NUMERICS_VERSION)
     /// (the default, what runs train with), an older one down to
     /// [`OLDEST_NUMERICS`](crate::OLDEST_NUMERICS) ([`PREVIOUS_NUMERICS`](crate::PREVIOUS_NUMERICS)
-    /// is the version before), or the one being built, [`NEXT_NUMERICS`](crate::NEXT_NUMERICS),
-    /// for measurements and tests. Nothing else is kept of the engine's state: call it before
-    /// training.
+    /// is the version before), for measurements and tests. Nothing else is kept of the engine's
+    /// state: call it before training.
     pub fn with_numerics(mut self, version: u32) -> Result<Self, ModelError> {
-        let (oldest, next) = (crate::OLDEST_NUMERICS, crate::NEXT_NUMERICS);
-        if !(oldest..=next).contains(&version) {
+        let (oldest, now) = (crate::OLDEST_NUMERICS, crate::NUMERICS_VERSION);
+        if !(oldest..=now).contains(&version) {
             return Err(ModelError::Unsupported(format!(
-                "the engine computes numerics versions {oldest} to {next}, not {version}"
+                "the engine computes numerics versions {oldest} to {now}, not {version}"
             )));
         }
         if self.engine.is_some() {

@@ -15,9 +15,7 @@ use rand_chacha::{
     rand_core::{RngCore, SeedableRng},
 };
 use under8k_model::spec::{ArchSpec, Block, Layer};
-use under8k_model::{
-    KernelPath, NEXT_NUMERICS, NUMERICS_VERSION, Net, OLDEST_NUMERICS, PREVIOUS_NUMERICS,
-};
+use under8k_model::{KernelPath, NUMERICS_VERSION, Net, OLDEST_NUMERICS, PREVIOUS_NUMERICS};
 
 /// Held by each test while it switches the process-wide kernel path.
 static PATH: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -109,17 +107,26 @@ fn bits(t: &Tensor) -> Vec<u32> {
 /// The bits of the training output, the gradients of the input and every parameter, and the
 /// inference output, on the active kernel path, with the engine's numerics `version`.
 fn run(version: u32) -> Vec<Vec<u32>> {
-    let dev = Device::Cpu;
-    let net = net().with_numerics(version).unwrap();
     // 37 images: several kernel groups of every layer's size and a partial last one.
-    let x = images(37, 36, 7);
+    run_of(net(), version, &images(37, 36, 7))
+}
+
+/// [`run`] on [`large_planes_net`], 37 images of 28 × 28.
+fn run_large(version: u32) -> Vec<Vec<u32>> {
+    run_of(large_planes_net(), version, &images(37, 28, 7))
+}
+
+/// [`run`]'s tensors for `net` and images `x` (ten classes).
+fn run_of(net: Net, version: u32, x: &Var) -> Vec<Vec<u32>> {
+    let dev = Device::Cpu;
+    let net = net.with_numerics(version).unwrap();
     let labels = Tensor::from_vec((0..37u32).map(|i| i * 7 % 10).collect(), 37, &dev).unwrap();
-    let y = net.forward_t(&x, true).unwrap();
+    let y = net.forward_t(x, true).unwrap();
     let grads = candle_nn::loss::nll(&y, &labels)
         .unwrap()
         .backward()
         .unwrap();
-    let mut out = vec![bits(&y), bits(grads.get(&x).expect("input gradient"))];
+    let mut out = vec![bits(&y), bits(grads.get(x).expect("input gradient"))];
     for (name, v) in net.named_params() {
         let g = grads
             .get(&v)
@@ -129,8 +136,8 @@ fn run(version: u32) -> Vec<Vec<u32>> {
     // The inference path (a few images at a time through the whole stack, nothing kept)
     // against the eval forward that keeps what backward needs (the batch path), and against
     // each image inferred alone (a group of one everywhere): the same bits.
-    let inferred = bits(&net.infer(&x).unwrap());
-    assert!(inferred == bits(&net.forward_t(&x, false).unwrap()));
+    let inferred = bits(&net.infer(x).unwrap());
+    assert!(inferred == bits(&net.forward_t(x, false).unwrap()));
     for i in [0, 16, 36] {
         let alone = bits(&net.infer(&x.narrow(0, i, 1).unwrap()).unwrap());
         assert!(alone == inferred[i * 10..(i + 1) * 10], "image {i} alone");
@@ -196,7 +203,7 @@ fn every_kernel_path_gives_the_same_bits_on_every_kind_of_step() {
 fn the_oldest_numerics_give_the_same_bits_on_every_path_and_thread_count() {
     let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
     let paths = KernelPath::available();
-    let want = on_every_path_and_thread_count(OLDEST_NUMERICS);
+    let want = on_every_path_and_thread_count(run, OLDEST_NUMERICS);
     KernelPath::use_path(paths[0]).unwrap();
     // The training output and every gradient differ from the next version's.
     let next = run(OLDEST_NUMERICS + 1);
@@ -206,60 +213,88 @@ fn the_oldest_numerics_give_the_same_bits_on_every_path_and_thread_count() {
     KernelPath::use_path(KernelPath::best()).unwrap();
 }
 
-/// `Net::with_numerics` takes every version from [`OLDEST_NUMERICS`] to [`NEXT_NUMERICS`] and
-/// refuses the one before and the one after, naming the range.
+/// `Net::with_numerics` takes every version from [`OLDEST_NUMERICS`] to [`NUMERICS_VERSION`]
+/// and refuses the one before and the one after, naming the range.
 #[test]
 fn numerics_outside_the_engine_are_refused() {
-    for v in OLDEST_NUMERICS..=NEXT_NUMERICS {
+    for v in OLDEST_NUMERICS..=NUMERICS_VERSION {
         assert!(net().with_numerics(v).is_ok(), "version {v}");
     }
-    for v in [OLDEST_NUMERICS - 1, NEXT_NUMERICS + 1] {
+    for v in [OLDEST_NUMERICS - 1, NUMERICS_VERSION + 1] {
         let err = net().with_numerics(v).err().expect("refused").to_string();
-        let range = format!("versions {OLDEST_NUMERICS} to {NEXT_NUMERICS}, not {v}");
+        let range = format!("versions {OLDEST_NUMERICS} to {NUMERICS_VERSION}, not {v}");
         assert!(err.contains(&range), "version {v}: {err}");
     }
 }
 
-/// The next numerics ([`NEXT_NUMERICS`]: version 5, evaluation on Winograd tiles with the
-/// images in the lanes) give the same bits on every kernel path and on 1 and 2 threads, and
-/// their inference is the eval forward's bits and each image's alone ([`run`] asserts both).
-/// Against the current version, training is the same bits (the output and every gradient) and
-/// the inference differs, by no more than `f32` rounding through the tiles' transforms.
+/// The values of `bits` as `f64`.
+fn values(bits: &[u32]) -> Vec<f64> {
+    bits.iter().map(|&b| f32::from_bits(b) as f64).collect()
+}
+
+/// Asserts that `a` and `b` differ, by no more than `f32` rounding: at most `1e-5` of `b`'s
+/// largest magnitude.
+fn differ_by_rounding(name: &str, a: &[u32], b: &[u32]) {
+    assert!(a != b, "{name}: the numerics change leaves it as it was");
+    let (a, b) = (values(a), values(b));
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let worst = a
+        .iter()
+        .zip(&b)
+        .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
+    assert!(worst <= 1e-5 * scale, "{name}: moved by {worst} of {scale}");
+}
+
+/// The engine's previous numerics ([`PREVIOUS_NUMERICS`]: version 4, before evaluation ran on
+/// Winograd tiles with the images in the lanes and the backward took large planes one image a
+/// group) give the same bits on every kernel path and on 1 and 2 threads. On [`spec`]'s net,
+/// whose large planes made groups of one image already, training is the same bits in both (the
+/// output and every gradient) and the inference differs, by no more than `f32` rounding
+/// through the tiles' transforms.
 #[test]
-fn the_next_numerics_give_the_same_bits_on_every_path_and_thread_count() {
+fn the_previous_numerics_give_the_same_bits_on_every_path_and_thread_count() {
     let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
-    let next = on_every_path_and_thread_count(NEXT_NUMERICS);
-    let now = run(NUMERICS_VERSION);
+    against_previous(run, &names(), &["inferred"], PREVIOUS_NUMERICS);
+}
+
+/// `run` with the engine's numerics against the previous version, tensor by tensor (`names`,
+/// in order): those in `changed` differ by no more than `f32` rounding, every other one is the
+/// same bits. Version `every` runs on every kernel path and thread count first (the same bits
+/// everywhere, asserted).
+fn against_previous(run: fn(u32) -> Vec<Vec<u32>>, names: &[String], changed: &[&str], every: u32) {
+    assert!([NUMERICS_VERSION, PREVIOUS_NUMERICS].contains(&every));
+    let checked = on_every_path_and_thread_count(run, every);
+    let (now, before) = match every == NUMERICS_VERSION {
+        true => (checked, run(PREVIOUS_NUMERICS)),
+        false => (run(NUMERICS_VERSION), checked),
+    };
     KernelPath::use_path(KernelPath::best()).unwrap();
-    let names = names();
     assert_eq!(names.len(), now.len());
-    for ((name, a), b) in names.iter().zip(&next).zip(&now) {
-        if name != "inferred" {
-            assert!(a == b, "{name}: the next numerics change training");
-            continue;
+    for ((name, a), b) in names.iter().zip(&now).zip(&before) {
+        match changed.contains(&name.as_str()) {
+            true => differ_by_rounding(name, a, b),
+            false => assert!(a == b, "{name}: the numerics change changes it"),
         }
-        assert!(a != b, "the next numerics leave the inference as it was");
-        let values = |v: &[u32]| {
-            v.iter()
-                .map(|&b| f32::from_bits(b) as f64)
-                .collect::<Vec<_>>()
-        };
-        let (a, b) = (values(a), values(b));
-        let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-        let worst = a
-            .iter()
-            .zip(&b)
-            .fold(0.0f64, |m, (x, y)| m.max((x - y).abs()));
-        assert!(
-            worst <= 1e-5 * scale,
-            "inference moved by {worst} of {scale}"
-        );
     }
+}
+
+/// On a net whose large planes made training groups of 2 and 3 images (28² and 26², where
+/// [`spec`]'s planes make groups of one), the numerics take them one image a group in the
+/// backward: the same bits on every kernel path and on 1 and 2 threads, and against the
+/// previous version exactly the two convolutions' weight gradients differ (their sums
+/// reordered, by no more than `f32` rounding) with the inference (the tiles); the output and
+/// every other gradient are the same bits.
+#[test]
+fn large_planes_train_in_groups_of_one_image() {
+    let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
+    let names = names_of(&large_planes_net());
+    let changed = ["b.0.weight", "b.2.weight", "inferred"];
+    against_previous(run_large, &names, &changed, NUMERICS_VERSION);
 }
 
 /// A net whose convolutions all have planes too large for groups of 16 (so inference keeps its
 /// groups out of the lanes): 28² → 26² → 24², then the global average pool. Its second
-/// convolution runs on the tiles in version 5.
+/// convolution runs on the tiles from version 5.
 fn large_planes_net() -> Net {
     let layers = vec![
         conv(4, 3, 1, 0, false),
@@ -280,26 +315,26 @@ fn large_planes_net() -> Net {
     })
 }
 
-/// Where inference's groups stay out of the lanes, version 5 moves them in and out for the
+/// Where inference's groups stay out of the lanes, the numerics move them in and out for the
 /// tiles as the batch path's evaluation does: inference is the eval forward's bits on every
-/// kernel path, and it differs from version 4's (the tiles ran).
+/// kernel path, and it differs from the previous version's (the tiles ran).
 #[test]
-fn the_next_numerics_infer_as_they_evaluate_outside_the_lanes() {
+fn the_numerics_infer_as_they_evaluate_outside_the_lanes() {
     let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
     // 21 images: a group of 16 moved into the lanes and a partial one.
     let x = images(21, 28, 9);
     let mut each = vec![];
     for path in KernelPath::available() {
         KernelPath::use_path(path).unwrap();
-        let next = large_planes_net().with_numerics(NEXT_NUMERICS).unwrap();
-        let inferred = bits(&next.infer(&x).unwrap());
+        let now = large_planes_net().with_numerics(NUMERICS_VERSION).unwrap();
+        let inferred = bits(&now.infer(&x).unwrap());
         assert!(
-            inferred == bits(&next.forward_t(&x, false).unwrap()),
+            inferred == bits(&now.forward_t(&x, false).unwrap()),
             "{path:?}"
         );
-        let now = large_planes_net().with_numerics(NUMERICS_VERSION).unwrap();
+        let before = large_planes_net().with_numerics(PREVIOUS_NUMERICS).unwrap();
         assert!(
-            inferred != bits(&now.infer(&x).unwrap()),
+            inferred != bits(&before.infer(&x).unwrap()),
             "{path:?}: no tiles ran"
         );
         each.push(inferred);
@@ -311,7 +346,12 @@ fn the_next_numerics_infer_as_they_evaluate_outside_the_lanes() {
 /// What [`run`]'s tensors are, in order: the training output, the input's gradient, each
 /// parameter's gradient by name, the inference output.
 fn names() -> Vec<String> {
-    let params = net().named_params().into_iter().map(|(name, _)| name);
+    names_of(&net())
+}
+
+/// [`names`] for `net`.
+fn names_of(net: &Net) -> Vec<String> {
+    let params = net.named_params().into_iter().map(|(name, _)| name);
     ["output".to_string(), "input gradient".to_string()]
         .into_iter()
         .chain(params)
@@ -319,24 +359,24 @@ fn names() -> Vec<String> {
         .collect()
 }
 
-/// The engine's previous numerics ([`PREVIOUS_NUMERICS`]: version 3, before the backward of the
-/// small unpadded convolutions ran with the images in the lanes) give the same bits on every
-/// kernel path and on 1 and 2 threads. Against the current version they differ in exactly the
-/// weight gradients of the two layers that run so (the 3×3 convolution on 8×8 planes, groups
-/// of 16 images, and the 1×1 after the global average pool): their input gradients are the
-/// same bits, so every other gradient, the outputs and the inference are too.
+/// Version 3 (before the backward of the small unpadded convolutions ran with the images in
+/// the lanes) gives the same bits on every kernel path and on 1 and 2 threads. Against version
+/// 4 it differs in exactly the weight gradients of the two layers that run so (the 3×3
+/// convolution on 8×8 planes, groups of 16 images, and the 1×1 after the global average pool):
+/// their input gradients are the same bits, so every other gradient, the outputs and the
+/// inference are too.
 #[test]
-fn the_previous_numerics_give_the_same_bits_on_every_path_and_thread_count() {
+fn version_3_against_4_differs_in_the_lanes_weight_gradients() {
     let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
     let paths = KernelPath::available();
-    let want = on_every_path_and_thread_count(PREVIOUS_NUMERICS);
+    let want = on_every_path_and_thread_count(run, 3);
     KernelPath::use_path(paths[0]).unwrap();
-    let now = run(NUMERICS_VERSION);
+    let four = run(4);
     KernelPath::use_path(KernelPath::best()).unwrap();
     let names = names();
-    assert_eq!(names.len(), now.len());
+    assert_eq!(names.len(), four.len());
     let lanes = ["b.13.weight", "b.20.weight"];
-    for ((name, a), b) in names.iter().zip(&want).zip(&now) {
+    for ((name, a), b) in names.iter().zip(&want).zip(&four) {
         match lanes.contains(&name.as_str()) {
             true => assert!(
                 a != b,
@@ -347,9 +387,9 @@ fn the_previous_numerics_give_the_same_bits_on_every_path_and_thread_count() {
     }
 }
 
-/// [`run`] with numerics `version` on every kernel path, on 1 and 2 threads: the same bits
-/// everywhere (asserted), returned.
-fn on_every_path_and_thread_count(version: u32) -> Vec<Vec<u32>> {
+/// `run` ([`run`] or [`run_large`]) with numerics `version` on every kernel path, on 1 and 2
+/// threads: the same bits everywhere (asserted), returned.
+fn on_every_path_and_thread_count(run: fn(u32) -> Vec<Vec<u32>>, version: u32) -> Vec<Vec<u32>> {
     let paths = KernelPath::available();
     let on = |path: KernelPath, threads: usize| {
         KernelPath::use_path(path).unwrap();

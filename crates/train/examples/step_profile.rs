@@ -2,8 +2,7 @@
 //! with its per-step breakdown, and optionally (`--reference`) on candle's own ops. The steps
 //! run on rayon's pool, as the training loop's do.
 //! `--portable`, `--avx2` or `--avx512` force a kernel path (default: the widest available);
-//! `--previous` runs the engine's previous numerics ([`under8k_model::PREVIOUS_NUMERICS`]),
-//! `--next` the one being built ([`under8k_model::NEXT_NUMERICS`]).
+//! `--previous` runs the engine's previous numerics ([`under8k_model::PREVIOUS_NUMERICS`]).
 //! `--eval` times inference instead (`Net::infer`, evaluation mode): 20 batches of 2,000
 //! images after an untimed one, in img/s, without the test set's loading, loss and accuracy
 //! that `cargo xtask bench` times around it.
@@ -45,8 +44,6 @@ fn main() -> anyhow::Result<()> {
     .with_kernels(kernels)?
     .with_numerics(if std::env::args().any(|a| a == "--previous") {
         under8k_model::PREVIOUS_NUMERICS
-    } else if std::env::args().any(|a| a == "--next") {
-        under8k_model::NEXT_NUMERICS
     } else {
         under8k_model::NUMERICS_VERSION
     })?;

@@ -919,11 +919,11 @@ pub(super) fn conv_backward<T: Real>(
             }
         }
     }
-    let most = Group::new(cs, cs.group);
+    let most = Group::new(cs, cs.grad_group);
     let glen = cs.co * (cs.front + most.lq) + cs.front + conv::CHUNK;
     // The input gradient's transformed weights, when it is computed.
     let uf = (cs.winograd && gx.is_some()).then(|| winograd::weights(&wf, cs.ci * cs.co));
-    let (xlen, _) = conv_scratch(cs, cs.group);
+    let (xlen, _) = conv_scratch(cs, cs.grad_group);
     let with_bias = cs.bias.is_some();
     let then = gx.as_ref().and_then(|g| g.then);
     // Numerics version 4: small planes with the images in the lanes ([`lanes::Backward`]).
@@ -937,11 +937,11 @@ pub(super) fn conv_backward<T: Real>(
             let grp = Group::new(cs, gi.len() / osz);
             let gs = cs.front + grp.lq;
             let rows = bn.as_ref().map(|b| BnRows {
-                y: &b.y[k * cs.group * osz..][..gi.len()],
+                y: &b.y[k * cs.grad_group * osz..][..gi.len()],
                 mean: b.mean,
                 k: &b.k,
             });
-            let first = k * cs.group;
+            let first = k * cs.grad_group;
             let mut part = vec![T::ZERO; nw + if with_bias { cs.co } else { 0 }];
             let inputs = match &back {
                 Some(back) => {
@@ -1005,7 +1005,7 @@ pub(super) fn conv_backward<T: Real>(
         }
     }
     let init = || Scratch::take(pool, &lens);
-    let (gsz, isz_g, osz_g) = (cs.group, cs.group * isz, cs.group * osz);
+    let (gsz, isz_g, osz_g) = (cs.grad_group, cs.grad_group * isz, cs.grad_group * osz);
     let parts: Vec<(Vec<T>, ImageSums)> = match gx {
         Some(gx) => gx
             .gx

@@ -257,6 +257,7 @@ pub(super) mod tests {
             off: (0..k * k).map(|t| (t / k) * w + t % k).collect(),
             front: (k - 1) * w + k - 1,
             group: LANES,
+            grad_group: LANES,
             winograd: false,
             lanes_grad: false,
             tiles: false,

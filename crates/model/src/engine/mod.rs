@@ -27,29 +27,30 @@
 //!   and its output is never stored (its time then counts in the convolution's row).
 //! - Images are processed in parallel (rayon), in groups of up to 16 side by side in one
 //!   kernel call ([`drivers`]; the group size depends on the layer's plane alone, so small
-//!   convolutions fill the vectors). Every reduction over the batch (BatchNorm statistics per
-//!   image, weight gradients per group) sums its partials in image or group order, so results
-//!   are the same for any thread count. The grouping is part of the numerics
-//!   (numerics version 2 on). The forward of a group of 16 small unpadded planes runs with the
+//!   convolutions fill the vectors; from numerics version 5 the backward takes large planes
+//!   one image a group, so that a layer's parallel loop ends on one image's work). Every
+//!   reduction over the batch (BatchNorm statistics per image, weight gradients per group)
+//!   sums its partials in image or group order, so results are the same for any thread count.
+//!   The grouping is part of the numerics (numerics version 2 on). The forward of a group of 16 small unpadded planes runs with the
 //!   images in the vector lanes ([`lanes`]), where only the positions kept are computed: the
 //!   same bits as the wide layout.
 //! - Training runs the large unpadded 3×3 stride-1 convolutions without bias on row-wise
 //!   Winograd F(2,3) kernels ([`winograd`]): forward, input gradient and weight gradient, each
-//!   input transformed by a pass of its own (numerics version 3 on). Evaluation and inference
-//!   compute what version 2 does.
+//!   input transformed by a pass of its own (numerics version 3 on). Up to version 4,
+//!   evaluation and inference compute what version 2 does.
 //! - Training runs the backward of the small unpadded stride-1 convolutions (groups of 16
-//!   images) with the images in the lanes ([`lanes::Backward`];
-//!   [`NUMERICS_VERSION`](crate::NUMERICS_VERSION) 4): the output gradient moved in padded
-//!   (BatchNorm's input gradient applied on the way, [`transpose`]), the input gradient the
-//!   same bits as version 3's, the weight gradient summed lane by lane over the positions kept
-//!   ([`lanes_grad`]). [`Net::with_numerics`](crate::Net::with_numerics) selects an older
-//!   version instead, down to [`OLDEST_NUMERICS`](crate::OLDEST_NUMERICS) 2 (the direct
-//!   kernels).
-//! - In the next numerics ([`NEXT_NUMERICS`](crate::NEXT_NUMERICS) 5, which no run trains with
-//!   yet), evaluation runs the large 3×3 convolutions with more than one input channel on 2D
-//!   Winograd F(4×4, 3×3) tiles with the images in the lanes ([`tiles`]): inference where its
-//!   group lies in the lanes already, and elsewhere (as the batch path's evaluation forward)
-//!   by moving up to 16 images in and out, each image the same bits either way.
+//!   images) with the images in the lanes ([`lanes::Backward`]; numerics version 4 on): the
+//!   output gradient moved in padded (BatchNorm's input gradient applied on the way,
+//!   [`transpose`]), the input gradient the same bits as version 3's, the weight gradient
+//!   summed lane by lane over the positions kept ([`lanes_grad`]).
+//!   [`Net::with_numerics`](crate::Net::with_numerics) selects an older version instead of
+//!   [`NUMERICS_VERSION`](crate::NUMERICS_VERSION), down to
+//!   [`OLDEST_NUMERICS`](crate::OLDEST_NUMERICS) 2 (the direct kernels).
+//! - Evaluation runs the large 3×3 convolutions with more than one input channel on 2D
+//!   Winograd F(4×4, 3×3) tiles with the images in the lanes ([`tiles`]; numerics version 5
+//!   on): inference where its group lies in the lanes already, and elsewhere (as the batch
+//!   path's evaluation forward) by moving up to 16 images in and out, each image the same bits
+//!   either way.
 //! - Every kernel is compiled for each [`KernelPath`] (portable, AVX2, AVX-512), one chosen at
 //!   run time, with the same bits on each.
 //! - Inference (eval mode, nothing kept for backward, [`infer`]) runs a few images at a time

@@ -32,8 +32,12 @@ pub(super) struct ConvStep {
     pub(super) front: usize,
     /// Images per kernel call in training ([`GROUP_SPAN`] positions' worth of planes, 1 to 16):
     /// a function of the layer's shape alone, as the weight gradient's order of sums depends on
-    /// it.
+    /// it (up to version 4; from version 5 the backward takes [`grad_group`](Self::grad_group)).
     pub(super) group: usize,
+    /// Images per group of the training backward, whose weight gradient sums over a group and
+    /// then over groups in order ([`grad_group`]): [`group`](Self::group), or one image for
+    /// large planes from numerics version 5.
+    pub(super) grad_group: usize,
     /// Whether training runs it with the row-wise Winograd kernels ([`winograd`](super::winograd);
     /// numerics version 3): 3×3, [`direct`](Self::direct), without bias, with rows of even
     /// length.
@@ -43,7 +47,7 @@ pub(super) struct ConvStep {
     /// in groups of 16 images (small planes).
     pub(super) lanes_grad: bool,
     /// Whether evaluation runs it on 2D Winograd tiles with the images in the lanes
-    /// ([`tiles`](super::tiles); numerics version 5, the next): the convolutions version 3
+    /// ([`tiles`](super::tiles); numerics version 5 on): the convolutions version 3
     /// trains on row-wise Winograd, unpadded at stride 1, with more than one input channel.
     pub(super) tiles: bool,
 }
@@ -51,6 +55,19 @@ pub(super) struct ConvStep {
 /// About how many wide positions one training kernel call covers: small planes are grouped
 /// until their images fill it.
 pub(super) const GROUP_SPAN: usize = 2048;
+
+/// Images per group of the training backward of a convolution whose training groups hold
+/// `group` images ([`GROUP_SPAN`]'s), in numerics `version`. From version 5, large planes
+/// (groups of 4 images or fewer: [`ConvStep::direct`] where unpadded at stride 1) take one
+/// image a group: a layer's parallel loop then ends on one image's work rather than two or
+/// three, which the other thread waited out at the layer's end (`docs/PERFORMANCE.md`,
+/// thirty-sixth pass). Small planes keep their groups of up to 16, which fill the vector lanes.
+fn grad_group(group: usize, version: u32) -> usize {
+    match group {
+        few if version >= 5 && few <= 4 => 1,
+        n => n,
+    }
+}
 
 impl ConvStep {
     /// Whether the forward runs this convolution one image at a time on its input where it lies
@@ -180,10 +197,12 @@ impl Engine {
                         off: (0..k * k).map(|t| (t / k) * wp + t % k).collect(),
                         front: (k - 1) * wp + k - 1,
                         group: (GROUP_SPAN / (hp * wp)).clamp(1, 16),
+                        grad_group: 0,
                         winograd: false,
                         lanes_grad: false,
                         tiles: false,
                     };
+                    conv.grad_group = grad_group(conv.group, version);
                     // Rows of even length: the pairs of positions never straddle a row, and planes are even.
                     conv.winograd = version >= 3
                         && k == 3

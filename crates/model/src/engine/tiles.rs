@@ -1,4 +1,4 @@
-//! 2D Winograd F(4×4, 3×3) with the images in the vector lanes (the next numerics, version 5:
+//! 2D Winograd F(4×4, 3×3) with the images in the vector lanes (numerics version 5 on:
 //! evaluation of the large 3×3 convolutions).
 //!
 //! A 6 × 6 tile of inputs `d` gives 4 × 4 outputs `Aᵀ [Σ_c (G g Gᵀ) ⊙ (Bᵀ d B)] A` (Lavin and
