@@ -30,9 +30,9 @@ pub(super) struct ConvStep {
     pub(super) off: Vec<usize>,
     /// Zero rows/columns in front of the output gradient: `(k−1)·wp + k−1`.
     pub(super) front: usize,
-    /// Images per kernel call in training ([`GROUP_SPAN`] positions' worth of planes, 1 to 16):
-    /// a function of the layer's shape alone, as the weight gradient's order of sums depends on
-    /// it (up to version 4; from version 5 the backward takes [`grad_group`](Self::grad_group)).
+    /// Images per kernel call in training ([`GROUP_SPAN`] positions' worth of planes, 1 to 16),
+    /// a function of the layer's shape alone: the forward's and inference's groups, and the
+    /// backward's up to numerics version 4 ([`grad_group`](Self::grad_group) from then on).
     pub(super) group: usize,
     /// Images per group of the training backward, whose weight gradient sums over a group and
     /// then over groups in order ([`grad_group`]): [`group`](Self::group), or one image for
@@ -180,6 +180,7 @@ impl Engine {
                         s => format!("conv {c}→{co} {k}x{k} /{s}"),
                     });
                     let rows = hp - k + 1;
+                    let group = (GROUP_SPAN / (hp * wp)).clamp(1, 16);
                     let mut conv = ConvStep {
                         ci: c,
                         co,
@@ -196,13 +197,12 @@ impl Engine {
                         bias,
                         off: (0..k * k).map(|t| (t / k) * wp + t % k).collect(),
                         front: (k - 1) * wp + k - 1,
-                        group: (GROUP_SPAN / (hp * wp)).clamp(1, 16),
-                        grad_group: 0,
+                        group,
+                        grad_group: grad_group(group, version),
                         winograd: false,
                         lanes_grad: false,
                         tiles: false,
                     };
-                    conv.grad_group = grad_group(conv.group, version);
                     // Rows of even length: the pairs of positions never straddle a row, and planes are even.
                     conv.winograd = version >= 3
                         && k == 3
