@@ -254,19 +254,26 @@ fn differ_by_rounding(name: &str, a: &[u32], b: &[u32]) {
 #[test]
 fn the_previous_numerics_give_the_same_bits_on_every_path_and_thread_count() {
     let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
-    against_previous(run, &names(), &["inferred"], PREVIOUS_NUMERICS);
+    let versions = [PREVIOUS_NUMERICS, NUMERICS_VERSION];
+    against(run, &names(), &["inferred"], versions, PREVIOUS_NUMERICS);
 }
 
-/// `run` with the engine's numerics against the previous version, tensor by tensor (`names`,
-/// in order): those in `changed` differ by no more than `f32` rounding, every other one is the
-/// same bits. Version `every` runs on every kernel path and thread count first (the same bits
+/// `run` with numerics `new` against `old`, tensor by tensor (`names`, in order): those in
+/// `changed` differ by no more than `f32` rounding, every other one is the same bits. Version
+/// `every` (one of the two) runs on every kernel path and thread count first (the same bits
 /// everywhere, asserted).
-fn against_previous(run: fn(u32) -> Vec<Vec<u32>>, names: &[String], changed: &[&str], every: u32) {
-    assert!([NUMERICS_VERSION, PREVIOUS_NUMERICS].contains(&every));
+fn against(
+    run: fn(u32) -> Vec<Vec<u32>>,
+    names: &[String],
+    changed: &[&str],
+    [old, new]: [u32; 2],
+    every: u32,
+) {
+    assert!([old, new].contains(&every));
     let checked = on_every_path_and_thread_count(run, every);
-    let (now, before) = match every == NUMERICS_VERSION {
-        true => (checked, run(PREVIOUS_NUMERICS)),
-        false => (run(NUMERICS_VERSION), checked),
+    let (now, before) = match every == new {
+        true => (checked, run(old)),
+        false => (run(new), checked),
     };
     KernelPath::use_path(KernelPath::best()).unwrap();
     assert_eq!(names.len(), now.len());
@@ -289,7 +296,8 @@ fn large_planes_train_in_groups_of_one_image() {
     let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
     let names = names_of(&large_planes_net());
     let changed = ["b.0.weight", "b.2.weight", "inferred"];
-    against_previous(run_large, &names, &changed, NUMERICS_VERSION);
+    let versions = [PREVIOUS_NUMERICS, NUMERICS_VERSION];
+    against(run_large, &names, &changed, versions, NUMERICS_VERSION);
 }
 
 /// A net whose convolutions all have planes too large for groups of 16 (so inference keeps its
@@ -362,29 +370,13 @@ fn names_of(net: &Net) -> Vec<String> {
 /// Version 3 (before the backward of the small unpadded convolutions ran with the images in
 /// the lanes) gives the same bits on every kernel path and on 1 and 2 threads. Against version
 /// 4 it differs in exactly the weight gradients of the two layers that run so (the 3×3
-/// convolution on 8×8 planes, groups of 16 images, and the 1×1 after the global average pool):
-/// their input gradients are the same bits, so every other gradient, the outputs and the
-/// inference are too.
+/// convolution on 8×8 planes, groups of 16 images, and the 1×1 after the global average pool),
+/// by no more than `f32` rounding: their input gradients are the same bits, so every other
+/// gradient, the outputs and the inference are too.
 #[test]
 fn version_3_against_4_differs_in_the_lanes_weight_gradients() {
     let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
-    let paths = KernelPath::available();
-    let want = on_every_path_and_thread_count(run, 3);
-    KernelPath::use_path(paths[0]).unwrap();
-    let four = run(4);
-    KernelPath::use_path(KernelPath::best()).unwrap();
-    let names = names();
-    assert_eq!(names.len(), four.len());
-    let lanes = ["b.13.weight", "b.20.weight"];
-    for ((name, a), b) in names.iter().zip(&want).zip(&four) {
-        match lanes.contains(&name.as_str()) {
-            true => assert!(
-                a != b,
-                "{name}: the lanes weight gradient is a numerics change"
-            ),
-            false => assert!(a == b, "{name}: the numerics change changes it"),
-        }
-    }
+    against(run, &names(), &["b.13.weight", "b.20.weight"], [3, 4], 3);
 }
 
 /// `run` ([`run`] or [`run_large`]) with numerics `version` on every kernel path, on 1 and 2
