@@ -411,19 +411,40 @@ fn scaling(
         "| 2 against two loops at once (what the loop's own parallel parts leave) | {:.0} % | | |",
         t.loop_own
     );
-    let want = train_target(KernelPath::active());
-    let beyond = match shares.both >= want {
-        true => format!("at or above the training target's {want:.0} %"),
-        false => format!(
-            "the training target's {want:.0} % needs each core's work {:.2}× as fast as that",
-            want / shares.both
-        ),
-    };
     println!(
-        "two loops of 1 thread at once, each core on its own work, read {:.1} % of the peak: what 2 threads reach with nothing lost between them ({beyond})",
-        shares.both
+        "{}",
+        two_loops_line(&shares, train_target(KernelPath::active()))
     );
     Ok(())
+}
+
+/// What the two loops at once say about the training target `want` (in percent): what 2
+/// threads would reach with nothing lost between them, and how much faster each core's work
+/// must be. Where the 2-thread loop read more than the two loops, nothing was lost between its
+/// threads, and the factor is counted from its share instead, the higher of the two.
+fn two_loops_line(shares: &ThreadShares, want: f64) -> String {
+    let (best, from) = match shares.two > shares.both {
+        true => (shares.two, "the 2 threads' share, the higher"),
+        false => (shares.both, "that"),
+    };
+    let beyond = match best >= want {
+        true => format!("at or above the training target's {want:.0} %"),
+        false => format!(
+            "the training target's {want:.0} % needs each core's work {:.2}× as fast as {from}",
+            want / best
+        ),
+    };
+    let lost = match shares.two > shares.both {
+        true => format!(
+            "the 2 threads read more ({:.1} %): nothing lost between them",
+            shares.two
+        ),
+        false => "what 2 threads reach with nothing lost between them".to_string(),
+    };
+    format!(
+        "two loops of 1 thread at once, each core on its own work, read {:.1} % of the peak: {lost} ({beyond})",
+        shares.both
+    )
 }
 
 /// The thread rows' training rates as shares of the peak, in percent, for `work` FLOP per
@@ -852,6 +873,31 @@ end to end: {} alternating pairs of {}-epoch runs of attempt 3, {threads} thread
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The factor counts from the higher of the two loops' and the 2 threads' shares, worked by
+    /// hand: 50 / 30.8 = 1.623…, 50 / 30 = 1.666…
+    #[test]
+    fn two_loops_line_counts_from_the_higher_share() {
+        let at = |two, both| ThreadShares {
+            one: 0.0,
+            two,
+            both,
+        };
+        let line = two_loops_line(&at(30.8, 30.1), 50.0);
+        assert!(line.contains("read 30.1 % of the peak: the 2 threads read more (30.8 %)"));
+        assert!(
+            line.contains("1.62× as fast as the 2 threads' share"),
+            "{line}"
+        );
+        let line = two_loops_line(&at(28.0, 30.0), 50.0);
+        assert!(line.contains("what 2 threads reach with nothing lost between them"));
+        assert!(line.contains("1.67× as fast as that)"), "{line}");
+        let line = two_loops_line(&at(40.0, 52.0), 50.0);
+        assert!(
+            line.contains("(at or above the training target's 50 %)"),
+            "{line}"
+        );
+    }
 
     /// Each path goes first in turn, worked by hand.
     #[test]
