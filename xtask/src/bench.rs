@@ -423,9 +423,20 @@ fn scaling(
 /// must be. Where the 2-thread loop read more than the two loops, nothing was lost between its
 /// threads, and the factor is counted from its share instead, the higher of the two.
 fn two_loops_line(shares: &ThreadShares, want: f64) -> String {
-    let (best, from) = match shares.two > shares.both {
-        true => (shares.two, "the 2 threads' share, the higher"),
-        false => (shares.both, "that"),
+    let (best, lost, from) = match shares.two > shares.both {
+        true => (
+            shares.two,
+            format!(
+                "the 2 threads read more ({:.1} %): nothing lost between them",
+                shares.two
+            ),
+            "the 2 threads' share, the higher",
+        ),
+        false => (
+            shares.both,
+            "what 2 threads reach with nothing lost between them".to_string(),
+            "that",
+        ),
     };
     let beyond = match best >= want {
         true => format!("at or above the training target's {want:.0} %"),
@@ -433,13 +444,6 @@ fn two_loops_line(shares: &ThreadShares, want: f64) -> String {
             "the training target's {want:.0} % needs each core's work {:.2}× as fast as {from}",
             want / best
         ),
-    };
-    let lost = match shares.two > shares.both {
-        true => format!(
-            "the 2 threads read more ({:.1} %): nothing lost between them",
-            shares.two
-        ),
-        false => "what 2 threads reach with nothing lost between them".to_string(),
     };
     format!(
         "two loops of 1 thread at once, each core on its own work, read {:.1} % of the peak: {lost} ({beyond})",
