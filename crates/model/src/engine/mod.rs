@@ -31,9 +31,9 @@
 //!   one image a group, so that a layer's parallel loop ends on one image's work). Every
 //!   reduction over the batch (BatchNorm statistics per image, weight gradients per group)
 //!   sums its partials in image or group order, so results are the same for any thread count.
-//!   The grouping is part of the numerics (numerics version 2 on). The forward of a group of 16 small unpadded planes runs with the
-//!   images in the vector lanes ([`lanes`]), where only the positions kept are computed: the
-//!   same bits as the wide layout.
+//!   The grouping is part of the numerics (numerics version 2 on). The forward of a group of
+//!   16 small unpadded planes runs with the images in the vector lanes ([`lanes`]), where only
+//!   the positions kept are computed: the same bits as the wide layout.
 //! - Training runs the large unpadded 3×3 stride-1 convolutions without bias on row-wise
 //!   Winograd F(2,3) kernels ([`winograd`]): forward, input gradient and weight gradient, each
 //!   input transformed by a pass of its own (numerics version 3 on). Up to version 4,
