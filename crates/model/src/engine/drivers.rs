@@ -778,8 +778,9 @@ fn grad_pairs(cs: &ConvStep, g: &Group) -> usize {
 
 /// A group's weight gradient added to `gw`, from its padded output gradient `gpad` and padded
 /// input `xp`: with the Winograd kernels when `wino` holds their scratch buffers (the
-/// transformed input, the transformed gradient and, when the input gradient is computed and
-/// unused here, its transformed gradient), else with the direct kernel.
+/// transformed input, the transformed gradient, the lanes the weight gradient sums in and, when
+/// the input gradient is computed and unused here, its transformed gradient), else with the
+/// direct kernel.
 fn group_weight_grad<T: Real>(
     cs: &ConvStep,
     g: &Group,
@@ -790,11 +791,11 @@ fn group_weight_grad<T: Real>(
 ) {
     let gs = cs.front + g.lq;
     match wino {
-        [tx, sg, ..] => {
+        [tx, sg, acc, ..] => {
             let lp = g.lwg / 2;
             winograd::transform(xp, transformed_pairs(cs, g, g.lwg), tx);
             winograd::grad_transform(&gpad[cs.front..], gs, cs.co, lp, sg);
-            winograd::weight_grad(sg, cs.co, lp, input(cs, g, tx), gw);
+            winograd::weight_grad(sg, cs.co, lp, input(cs, g, tx), acc, gw);
         }
         _ => conv::weight_grad(
             &gpad[cs.front..],
@@ -932,7 +933,7 @@ pub(super) fn conv_backward<T: Real>(
         |k: usize, gi: &[T], xi: &[T], gxi: Option<&mut [T]>, scratch: &mut Scratch<'_, T>| {
             let (gpad, xp, gxw, wino) = match &mut scratch.bufs[..] {
                 [gpad, xp, gxw, wino @ ..] => (gpad, xp, gxw, wino),
-                _ => unreachable!("three buffers to six"),
+                _ => unreachable!("three buffers to seven"),
             };
             let grp = Group::new(cs, gi.len() / osz);
             let gs = cs.front + grp.lq;
@@ -976,7 +977,9 @@ pub(super) fn conv_backward<T: Real>(
                         back.input_grad(cs, gpad, &wf, gxw);
                         lanes::scatter(gxw, grp.n, isz, gxi);
                     }
-                    (None, [_, _, tg], Some(uf)) => group_input_grad(cs, &grp, gpad, uf, tg, gxi),
+                    (None, [_, _, _, tg], Some(uf)) => {
+                        group_input_grad(cs, &grp, gpad, uf, tg, gxi)
+                    }
                     _ => {
                         conv::correlate(
                             gpad, gs, cs.co, &wf, None, cs.ci, &cs.off, gxw, grp.lq, grp.lq,
@@ -999,7 +1002,7 @@ pub(super) fn conv_backward<T: Real>(
     if cs.winograd {
         let lp = most.lwg / 2;
         let tx = 4 * transformed_pairs(cs, &most, most.lwg);
-        lens.extend([tx, cs.co * lp * 4]);
+        lens.extend([tx, cs.co * lp * 4, winograd::acc_len(cs.co, cs.ci)]);
         if uf.is_some() {
             lens.push(4 * grad_pairs(cs, &most));
         }

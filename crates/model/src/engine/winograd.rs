@@ -246,25 +246,41 @@ pub fn correlate_cropped<T: Real>(
     false
 }
 
+/// The lanes [`weight_grad`] sums in, for `no` output rows and `ci` input channels: 8 per row
+/// and kernel row, the rows rounded up to pairs (the vector kernels pair an odd last row with a
+/// copy of itself, whose lanes go to the spare row).
+pub fn acc_len(no: usize, ci: usize) -> usize {
+    no.next_multiple_of(2) * ci * 3 * 8
+}
+
 fma_dispatch! {
 /// `gw[(o·nk + k)·3 + kw] +=` the weight gradient of output `o` and kernel row `k = c·3 + kh`
 /// (`nk = ci·3`), from the transformed output gradient `s` ([`grad_transform`]: `no` rows of
 /// `lp` pairs, `lp` even) and the transformed input. Lane `4l + i` of each (`o`, `k`) sums
 /// `s[o][2j + l][i] · t[k][2j + l][i]` over `j` in order from zero; `m_i = lane i + lane 4 + i`,
-/// and the taps are `(m0 + ½(m1 + m2), ½(m1 − m2), ½(m1 + m2) + m3)`.
-pub fn weight_grad<T: Real>(s: &[T], no: usize, lp: usize, x: Input<'_, T>, gw: &mut [T]) {
+/// and the taps are `(m0 + ½(m1 + m2), ½(m1 − m2), ½(m1 + m2) + m3)`. The lanes are summed in
+/// `acc` ([`acc_len`] values, its contents on entry unused): the vector kernels overwrite every
+/// lane with sums they start in registers, so only the portable code zeroes it first.
+pub fn weight_grad<T: Real>(
+    s: &[T],
+    no: usize,
+    lp: usize,
+    x: Input<'_, T>,
+    acc: &mut [T],
+    gw: &mut [T],
+) {
     assert_eq!(lp % 2, 0);
     x.check(lp);
     let nk = x.ci * 3;
     assert!(s.len() >= no * lp * 4 && gw.len() >= no * nk * 3, "weight_grad: too short");
-    // Rows rounded up to pairs: the vector kernels pair an odd last row with a copy of itself,
-    // whose lanes go to the spare row.
-    let mut acc = vec![[T::ZERO; 8]; no.next_multiple_of(2) * nk];
+    assert!(acc.len() >= acc_len(no, x.ci), "weight_grad: too few lanes");
+    let (acc, _) = acc[..acc_len(no, x.ci)].as_chunks_mut::<8>();
     #[cfg(target_arch = "x86_64")]
-    let done = simd::weight_grad(s, no, lp, x, &mut acc);
+    let done = simd::weight_grad(s, no, lp, x, acc);
     #[cfg(not(target_arch = "x86_64"))]
     let done = false;
     if !done {
+        acc.fill([T::ZERO; 8]);
         for o in 0..no {
             let so = &s[o * lp * 4..][..lp * 4];
             for k in 0..nk {

@@ -58,7 +58,9 @@ fn winograd<T: Real>(s: Shape, x: &[T], w: &[T], g: &[T]) -> (Vec<T>, Vec<T>, Ve
     let mut sg = vec![T::ZERO; s.no * s.lp * 4];
     grad_transform(g, 2 * s.lp, s.no, s.lp, &mut sg);
     let mut gw = vec![T::ZERO; s.no * s.ci * 9];
-    weight_grad(&sg, s.no, s.lp, input, &mut gw);
+    // The lanes' contents on entry are unused: NaN there would reach the gradient otherwise.
+    let mut acc = vec![T::from_f64(f64::NAN); acc_len(s.no, s.ci)];
+    weight_grad(&sg, s.no, s.lp, input, &mut acc, &mut gw);
     (out, t, gw)
 }
 
