@@ -347,6 +347,8 @@ unsafe fn fwd256<const OB: usize>(f: &Fwd<'_>, o: usize, p: usize) {
 /// pairs: AVX-512 puts two rows in one zmm (low and high halves) with each input run broadcast
 /// to both; AVX2 takes two rows × a few runs of ymm. An odd last row is paired with a copy of
 /// itself, whose lanes go to a spare row of `acc` (which holds the rows rounded up to pairs).
+/// Every lane of those rows is written and none is read (each sum starts in a register), so
+/// `acc` need not be zeroed first.
 pub(super) fn weight_grad<T: Real>(
     s: &[T],
     no: usize,
