@@ -273,8 +273,9 @@ pub fn weight_grad<T: Real>(
     x.check(lp);
     let nk = x.ci * 3;
     assert!(s.len() >= no * lp * 4 && gw.len() >= no * nk * 3, "weight_grad: too short");
-    assert!(acc.len() >= acc_len(no, x.ci), "weight_grad: too few lanes");
-    let (acc, _) = acc[..acc_len(no, x.ci)].as_chunks_mut::<8>();
+    let lanes = acc_len(no, x.ci);
+    assert!(acc.len() >= lanes, "weight_grad: too few lanes");
+    let (acc, _) = acc[..lanes].as_chunks_mut::<8>();
     #[cfg(target_arch = "x86_64")]
     let done = simd::weight_grad(s, no, lp, x, acc);
     #[cfg(not(target_arch = "x86_64"))]

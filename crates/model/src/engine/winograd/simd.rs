@@ -364,7 +364,7 @@ pub(super) fn weight_grad<T: Real>(
     let nk = x.ci * 3;
     let pairs = no.div_ceil(2);
     let acc = super::super::real::as_f32_mut(acc.as_flattened_mut()).expect("f32");
-    assert!(acc.len() >= 2 * pairs * nk * 8);
+    assert!(acc.len() >= super::acc_len(no, x.ci));
     let w = Wg {
         s,
         lp,
