@@ -5,12 +5,13 @@
 use rayon::prelude::*;
 
 use super::buffers::{Buf, BufferPool};
-use super::lanes::{self, BnRows, LANES};
+use super::lanes::{self, LANES};
+use super::padded::BnRows;
 use super::places::Epilogue;
 use super::plan::ConvStep;
 use super::real::Real;
 use super::winograd::PAIRS;
-use super::{act, conv, mask, tiles, winograd};
+use super::{act, conv, mask, padded, tiles, winograd};
 
 /// Per image, per channel: a pair of sums (BatchNorm's statistics or its gradient's).
 pub(super) type ImageSums = Vec<Vec<(f64, f64)>>;
@@ -651,6 +652,19 @@ fn grad_into<T: Real>(
         }
         return;
     }
+    let layout = padded::Layout {
+        co: cs.co,
+        n: g.n,
+        oh: cs.oh,
+        ow,
+        wp: cs.wp,
+        front: cs.front,
+        plane: g.plane,
+        gs,
+    };
+    if padded::grad_rows(layout, gi, bn, gpad) {
+        return;
+    }
     // Rows in memory order; everything before `at` is written.
     let mut at = 0;
     for (c, b, r) in rows_of(cs, g) {
@@ -1100,6 +1114,54 @@ mod tests {
     }
 
     proptest! {
+        /// A group's output gradient into its padded layout (`grad_into`, stride 1), with and
+        /// without BatchNorm's input gradient, against each value put where its row goes and
+        /// every other value zero, with `bn_input_value` per value: the same bits on every
+        /// kernel path (the vector paths' masked rows and gaps, [`padded`], included), for
+        /// rows shorter than a vector, of one or two, and over two; NaN, ±∞ and −0 included.
+        #[test]
+        fn padded_gradient_is_the_definition_on_every_path(
+            (co, n, k, h, w) in (1usize..4, 1usize..4, 1usize..4)
+                .prop_flat_map(|(co, n, k)| (Just(co), Just(n), Just(k), k..8, k..40)),
+            with_bn in any::<bool>(),
+            seed in prop::collection::vec(-3.0f32..3.0, 64),
+        ) {
+            let cs = lanes::tests::step(1, co, k, h, w, false);
+            let g = Group::new(&cs, n);
+            let gs = cs.front + g.lq;
+            let size = n * co * cs.oh * cs.ow;
+            let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -0.0, 0.0];
+            let val = |j: usize, m: usize| match (j * m) % 53 {
+                0..=4 => special[(j * m) % 53],
+                _ => seed[(j * m + j / 64) % 64],
+            };
+            let (gi, y): (Vec<f32>, Vec<f32>) = (0..size).map(|j| (val(j, 5), val(j, 11))).unzip();
+            let mean: Vec<f32> = (0..co).map(|c| seed[c] / 2.0).collect();
+            let kk: Vec<(f32, f32, f32)> =
+                (0..co).map(|c| (seed[c + 8], seed[c + 16], seed[c + 24])).collect();
+            let bn = with_bn.then(|| BnRows { y: &y, mean: &mean, k: &kk });
+            let len = cs.co * gs + cs.front + conv::CHUNK;
+            let mut want = vec![0.0f32; len];
+            for (c, b, r) in rows_of(&cs, &g) {
+                for x in 0..cs.ow {
+                    let src = ((b * co + c) * cs.oh + r) * cs.ow + x;
+                    want[c * gs + cs.front + b * g.plane + r * cs.wp + x] = match with_bn {
+                        true => act::bn_input_value(gi[src], y[src], mean[c], kk[c]),
+                        false => gi[src],
+                    };
+                }
+            }
+            let runs = crate::engine::on_every_path(|| {
+                let mut gpad = vec![f32::NAN; len];
+                grad_into(&cs, &g, &gi, &mut gpad, gs, bn);
+                gpad
+            });
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            for (path, got) in runs {
+                prop_assert_eq!(bits(&got), bits(&want), "on {}", path);
+            }
+        }
+
         /// The row copies in pieces of 8 (the last overlapping the one before) against a plain
         /// copy, and BatchNorm's input gradient over a row against `bn_input_value` of each
         /// value, bit for bit, for lengths on both sides of the pieces' bounds (under 8, the

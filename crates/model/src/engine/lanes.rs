@@ -13,6 +13,7 @@
 //! ([`misc::max_pool2_lanes`](super::misc::max_pool2_lanes)). Images move in and out 16
 //! positions at a time ([`transpose`]).
 
+use super::padded::BnRows;
 use super::places::Epilogue;
 use super::plan::ConvStep;
 use super::real::Real;
@@ -96,16 +97,6 @@ impl Geometry {
             act,
         );
     }
-}
-
-/// BatchNorm's input gradient as a group's backward applies it to its output gradient (in
-/// either layout): the group's images' `y`, with the per-channel mean and coefficients
-/// ([`act::bn_input_value`](super::act::bn_input_value)).
-#[derive(Clone, Copy)]
-pub(super) struct BnRows<'a, T> {
-    pub(super) y: &'a [T],
-    pub(super) mean: &'a [T],
-    pub(super) k: &'a [(T, T, T)],
 }
 
 /// A convolution that [`fits`], laid out for its training backward with the images in the lanes

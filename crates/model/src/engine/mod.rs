@@ -71,7 +71,9 @@
 //! vectors lie, and the act step it applies before storing); the kernels ([`conv`] with its
 //! explicit-vector blocks in `simd`, which also holds the max pool's rows, [`act`], [`misc`])
 //! use them alone, and [`mask`] and [`transpose`] (moving images into the vector lanes and out)
-//! use [`act`]'s value; [`lanes_grad`] (the weight gradient in the lanes) is a kernel too; [`plan`] compiles a spec into steps,
+//! use [`act`]'s value; [`lanes_grad`] (the weight gradient in the lanes) and [`padded`] (a
+//! group's output gradient into its padded layout, BatchNorm's input gradient applied) are
+//! kernels too; [`plan`] compiles a spec into steps,
 //! [`buffers`] keeps activation buffers, [`profile`] times steps, [`drivers`] run the
 //! convolution kernels over a batch, [`lanes`] over a group with the images in the lanes,
 //! [`infer`] runs the inference forward, [`pass`] a whole forward and backward, and [`op`] is
@@ -93,6 +95,7 @@ mod infer;
 mod lanes;
 mod lanes_grad;
 mod op;
+mod padded;
 mod pass;
 mod places;
 mod plan;

@@ -1,0 +1,188 @@
+//! A group's output gradient into its padded layout, BatchNorm's input gradient applied on the
+//! way ([`act::bn_input_value`](super::act::bn_input_value)), with explicit vectors: a row in
+//! one or two masked vectors, the gap before it zeroed with one masked store. The compiled loop
+//! it replaces (`drivers::grad_into`, in pieces of 8) spent more of its time finding each row
+//! than copying it (docs/PERFORMANCE.md, fortieth pass). The same values in the same places,
+//! each through the same subtraction and two multiply-adds: the same bits on every path.
+
+use super::KernelPath;
+use super::real::{Real, as_f32, as_f32_mut};
+
+/// BatchNorm's input gradient as a group's backward applies it to its output gradient (here,
+/// or into the lanes, [`transpose`](super::transpose)): the group's images' `y`, with the
+/// per-channel mean and coefficients ([`act::bn_input_value`](super::act::bn_input_value)).
+#[derive(Clone, Copy)]
+pub(super) struct BnRows<'a, T> {
+    pub(super) y: &'a [T],
+    pub(super) mean: &'a [T],
+    pub(super) k: &'a [(T, T, T)],
+}
+
+/// Where a group's output rows lie in its padded layout: `co` channels `gs` apart, each
+/// starting `front` values in; `n` images `plane` apart; `oh` rows of `ow` values, `wp` apart.
+/// The rows come from the group's gradient, `n × co × oh × ow` values one after another.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Layout {
+    pub(super) co: usize,
+    pub(super) n: usize,
+    pub(super) oh: usize,
+    pub(super) ow: usize,
+    pub(super) wp: usize,
+    pub(super) front: usize,
+    pub(super) plane: usize,
+    pub(super) gs: usize,
+}
+
+impl Layout {
+    /// Where row `r` of image `b`'s channel `c` starts in the padded layout.
+    fn dst(&self, c: usize, b: usize, r: usize) -> usize {
+        c * self.gs + self.front + b * self.plane + r * self.wp
+    }
+}
+
+/// `gpad` from the gradient `g`: each row where [`Layout`] puts it (through BatchNorm's input
+/// gradient when `bn` is given), every other value of `gpad` zero. Returns whether it ran: the
+/// AVX2 and AVX-512 paths with `f32` only.
+#[allow(unsafe_code)]
+pub(super) fn grad_rows<T: Real>(
+    l: Layout,
+    g: &[T],
+    bn: Option<BnRows<'_, T>>,
+    gpad: &mut [T],
+) -> bool {
+    let Some(path) = KernelPath::vectors_for::<T>() else {
+        return false;
+    };
+    let size = l.n * l.co * l.oh * l.ow;
+    assert!(g.len() >= size && bn.is_none_or(|b| b.y.len() >= size && b.k.len() >= l.co));
+    assert!(bn.is_none_or(|b| b.mean.len() >= l.co));
+    if size > 0 {
+        // The rows in memory order, each channel's before the next one's, inside `gpad`.
+        let span = (l.n - 1) * l.plane + (l.oh - 1) * l.wp + l.ow;
+        assert!(l.ow <= l.wp && (l.oh - 1) * l.wp + l.ow <= l.plane && span <= l.gs);
+        assert!(
+            l.dst(l.co - 1, l.n - 1, l.oh - 1) + l.ow <= gpad.len(),
+            "grad_rows: too short"
+        );
+    }
+    let (g, gpad) = (as_f32(g).expect("f32"), as_f32_mut(gpad).expect("f32"));
+    // `T` is `f32`: through `f64` and back is exact.
+    let f = |v: T| v.to_f64() as f32;
+    let bn = bn.map(|b| {
+        let each = (0..l.co).map(|c| [f(b.mean[c]), f(b.k[c].0), f(b.k[c].1), f(b.k[c].2)]);
+        (as_f32(b.y).expect("f32"), each.collect::<Vec<_>>())
+    });
+    let bn = bn.as_ref().map(|(y, k)| (*y, &k[..]));
+    // SAFETY: the path's features are the CPU's (`KernelPath::active`); the asserts above
+    // bound every row read and written, and the rows lie in memory order (each channel's
+    // images and rows after the one before, and its last row before the next channel's front).
+    #[cfg(target_arch = "x86_64")]
+    match path {
+        KernelPath::Avx512 => unsafe { simd::rows512(l, g, bn, gpad) },
+        _ => unsafe { simd::rows256(l, g, bn, gpad) },
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (path, l, g, bn, gpad);
+    true
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod simd {
+    use std::arch::x86_64::*;
+
+    use super::Layout;
+
+    /// BatchNorm's `y` and, per channel, `[mean, k1, k2, k3]`.
+    type Bn<'a> = Option<(&'a [f32], &'a [[f32; 4]])>;
+
+    /// The body of [`rows512`] and [`rows256`]: `$w` values a vector, the first `k` lanes of a
+    /// mask by `$mask(k)`, masked loads and stores as `$load(mask, from)` and `$store(to, mask,
+    /// values)`. Each row in vectors of `$w`, the last masked; the gap before it (at most a
+    /// vector's values within a plane's rows, more between planes) zeroed first.
+    macro_rules! rows {
+        ($l:ident, $g:ident, $bn:ident, $gpad:ident, $w:literal,
+         $mask:ident, $load:ident, $store:ident, $set1:ident, $sub:ident, $fmadd:ident) => {{
+            let (out, zero) = ($gpad.as_mut_ptr(), $set1(0.0));
+            let mut at = 0;
+            for c in 0..$l.co {
+                let [mean, k1, k2, k3] = $bn.map_or([0.0; 4], |(_, k)| k[c]).map(|v| $set1(v));
+                for b in 0..$l.n {
+                    let mut src = (b * $l.co + c) * $l.oh * $l.ow;
+                    for r in 0..$l.oh {
+                        let dst = $l.dst(c, b, r);
+                        // SAFETY: `at ≤ dst`, and every index is below `g`'s, `y`'s or
+                        // `gpad`'s length (the caller's asserts); masked lanes are not touched.
+                        unsafe {
+                            match dst - at {
+                                gap @ 0..=$w => $store(out.add(at), $mask(gap), zero),
+                                gap => out.add(at).write_bytes(0, gap),
+                            }
+                            for i in (0..$l.ow).step_by($w) {
+                                let m = $mask($l.ow - i);
+                                let gv = $load(m, $g.as_ptr().add(src + i));
+                                let v = match $bn {
+                                    None => gv,
+                                    Some((y, _)) => {
+                                        let yv = $load(m, y.as_ptr().add(src + i));
+                                        $fmadd(gv, k1, $fmadd($sub(yv, mean), k2, k3))
+                                    }
+                                };
+                                $store(out.add(dst + i), m, v);
+                            }
+                        }
+                        (at, src) = (dst + $l.ow, src + $l.ow);
+                    }
+                }
+            }
+            $gpad[at..].fill(0.0);
+        }};
+    }
+
+    /// The rows in vectors of 16 (AVX-512's masked loads and stores).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn rows512(l: Layout, g: &[f32], bn: Bn<'_>, gpad: &mut [f32]) {
+        let mask = |k: usize| ((1u32 << k.min(16)) - 1) as __mmask16;
+        // SAFETY (both): the caller's, as above.
+        let load = |m, from| unsafe { _mm512_maskz_loadu_ps(m, from) };
+        let store = |to, m, v| unsafe { _mm512_mask_storeu_ps(to, m, v) };
+        rows!(
+            l,
+            g,
+            bn,
+            gpad,
+            16,
+            mask,
+            load,
+            store,
+            _mm512_set1_ps,
+            _mm512_sub_ps,
+            _mm512_fmadd_ps
+        );
+    }
+
+    /// The rows in vectors of 8 (AVX2's masked loads and stores).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rows256(l: Layout, g: &[f32], bn: Bn<'_>, gpad: &mut [f32]) {
+        // The first `k` lanes set: 8 − k values into eight −1s and eight 0s.
+        const ONES: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+        // SAFETY: `8 − min(k, 8) + 8 ≤ 16`.
+        let mask = |k: usize| unsafe { _mm256_loadu_si256(ONES[8 - k.min(8)..].as_ptr().cast()) };
+        // SAFETY (both): the caller's, as above.
+        let load = |m, from| unsafe { _mm256_maskload_ps(from, m) };
+        let store = |to, m, v| unsafe { _mm256_maskstore_ps(to, m, v) };
+        rows!(
+            l,
+            g,
+            bn,
+            gpad,
+            8,
+            mask,
+            load,
+            store,
+            _mm256_set1_ps,
+            _mm256_sub_ps,
+            _mm256_fmadd_ps
+        );
+    }
+}
