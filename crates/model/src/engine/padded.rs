@@ -1,8 +1,8 @@
 //! A group's output gradient into its padded layout, BatchNorm's input gradient applied on the
 //! way ([`act::bn_input_value`](super::act::bn_input_value)), with explicit vectors: a row in
 //! one or two masked vectors, the gap before it zeroed with one masked store. The compiled loop
-//! it replaces (`drivers::grad_into`, in pieces of 8) spent more of its time finding each row
-//! than copying it (docs/PERFORMANCE.md, fortieth pass). The same values in the same places,
+//! that the portable path and `f64` keep (`drivers::grad_into`, in pieces of 8) spent more of
+//! its time finding each row than copying it (docs/PERFORMANCE.md, fortieth pass). The same values in the same places,
 //! each through the same subtraction and two multiply-adds: the same bits on every path.
 
 use super::KernelPath;
@@ -54,17 +54,20 @@ pub(super) fn grad_rows<T: Real>(
         return false;
     };
     let size = l.n * l.co * l.oh * l.ow;
+    if size == 0 {
+        // No rows: every value zero (the kernels below would still walk empty rows).
+        gpad.fill(T::ZERO);
+        return true;
+    }
     assert!(g.len() >= size && bn.is_none_or(|b| b.y.len() >= size && b.k.len() >= l.co));
     assert!(bn.is_none_or(|b| b.mean.len() >= l.co));
-    if size > 0 {
-        // The rows in memory order, each channel's before the next one's, inside `gpad`.
-        let span = (l.n - 1) * l.plane + (l.oh - 1) * l.wp + l.ow;
-        assert!(l.ow <= l.wp && (l.oh - 1) * l.wp + l.ow <= l.plane && span <= l.gs);
-        assert!(
-            l.dst(l.co - 1, l.n - 1, l.oh - 1) + l.ow <= gpad.len(),
-            "grad_rows: too short"
-        );
-    }
+    // The rows in memory order, each channel's before the next one's, inside `gpad`.
+    let span = (l.n - 1) * l.plane + (l.oh - 1) * l.wp + l.ow;
+    assert!(l.ow <= l.wp && (l.oh - 1) * l.wp + l.ow <= l.plane && span <= l.gs);
+    assert!(
+        l.dst(l.co - 1, l.n - 1, l.oh - 1) + l.ow <= gpad.len(),
+        "grad_rows: too short"
+    );
     let (g, gpad) = (as_f32(g).expect("f32"), as_f32_mut(gpad).expect("f32"));
     // `T` is `f32`: through `f64` and back is exact.
     let f = |v: T| v.to_f64() as f32;
@@ -184,5 +187,39 @@ mod simd {
             _mm256_sub_ps,
             _mm256_fmadd_ps
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Rows of no values: where a vector path runs, every value of `gpad` is +0 and nothing
+    /// else is checked against the layout (here a layout far longer than `gpad`); the portable
+    /// path leaves the work to its caller. (The rows themselves: `drivers`' proptest
+    /// `padded_gradient_is_the_definition_on_every_path`.)
+    #[test]
+    fn empty_rows_only_zero_the_buffer() {
+        let l = Layout {
+            co: 2,
+            n: 2,
+            oh: 3,
+            ow: 0,
+            wp: 5,
+            front: 7,
+            plane: 20,
+            gs: 50,
+        };
+        let runs = crate::engine::on_every_path(|| {
+            let mut gpad = vec![f32::NAN; 9];
+            let ran = grad_rows(l, &[], None, &mut gpad);
+            (ran, gpad)
+        });
+        for (path, (ran, gpad)) in runs {
+            assert_eq!(ran, path != KernelPath::Portable, "{path}");
+            if ran {
+                assert!(gpad.iter().all(|v| v.to_bits() == 0), "{path}");
+            }
+        }
     }
 }
