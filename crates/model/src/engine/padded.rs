@@ -2,8 +2,9 @@
 //! way ([`act::bn_input_value`](super::act::bn_input_value)), with explicit vectors: a row in
 //! one or two masked vectors, the gap before it zeroed with one masked store. The compiled loop
 //! that the portable path and `f64` keep (`drivers::grad_into`, in pieces of 8) spent more of
-//! its time finding each row than copying it (docs/PERFORMANCE.md, fortieth pass). The same values in the same places,
-//! each through the same subtraction and two multiply-adds: the same bits on every path.
+//! its time finding each row than copying it (docs/PERFORMANCE.md, fortieth pass). The same
+//! values in the same places, each through the same subtraction and two multiply-adds: the same
+//! bits on every path.
 
 use super::KernelPath;
 use super::real::{Real, as_f32, as_f32_mut};
@@ -94,6 +95,7 @@ pub(super) fn grad_rows<T: Real>(
 mod simd {
     use std::arch::x86_64::*;
 
+    use super::super::simd::{lanes, lanes256};
     use super::Layout;
 
     /// BatchNorm's `y` and, per channel, `[mean, k1, k2, k3]`.
@@ -145,7 +147,6 @@ mod simd {
     /// The rows in vectors of 16 (AVX-512's masked loads and stores).
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn rows512(l: Layout, g: &[f32], bn: Bn<'_>, gpad: &mut [f32]) {
-        let mask = |k: usize| ((1u32 << k.min(16)) - 1) as __mmask16;
         // SAFETY (both): the caller's, as above.
         let load = |m, from| unsafe { _mm512_maskz_loadu_ps(m, from) };
         let store = |to, m, v| unsafe { _mm512_mask_storeu_ps(to, m, v) };
@@ -155,7 +156,7 @@ mod simd {
             bn,
             gpad,
             16,
-            mask,
+            lanes,
             load,
             store,
             _mm512_set1_ps,
@@ -167,10 +168,6 @@ mod simd {
     /// The rows in vectors of 8 (AVX2's masked loads and stores).
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn rows256(l: Layout, g: &[f32], bn: Bn<'_>, gpad: &mut [f32]) {
-        // The first `k` lanes set: 8 − k values into eight −1s and eight 0s.
-        const ONES: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
-        // SAFETY: `8 − min(k, 8) + 8 ≤ 16`.
-        let mask = |k: usize| unsafe { _mm256_loadu_si256(ONES[8 - k.min(8)..].as_ptr().cast()) };
         // SAFETY (both): the caller's, as above.
         let load = |m, from| unsafe { _mm256_maskload_ps(from, m) };
         let store = |to, m, v| unsafe { _mm256_maskstore_ps(to, m, v) };
@@ -180,7 +177,7 @@ mod simd {
             bn,
             gpad,
             8,
-            mask,
+            lanes256,
             load,
             store,
             _mm256_set1_ps,

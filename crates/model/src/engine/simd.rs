@@ -165,14 +165,24 @@ pub(super) unsafe fn block256<const OB: usize, const NV: usize, P: Places>(b: Bl
     }
 }
 
-/// A mask of the first `n` of 16 lanes (all of them from 16 on).
+/// A mask of the first `n` of 16 lanes (all of them from 16 on); also
+/// [`transpose`](super::transpose)'s and [`padded`](super::padded)'s.
 #[inline(always)]
-fn lanes(n: usize) -> __mmask16 {
+pub(super) fn lanes(n: usize) -> __mmask16 {
     if n >= 16 {
         0xffff
     } else {
         ((1u32 << n) - 1) as __mmask16
     }
+}
+
+/// The first `n` of 8 lanes set (all of them from 8 on), as AVX2's masked loads and stores take
+/// them (a lane's sign bit).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(super) fn lanes256(n: usize) -> __m256i {
+    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), lanes)
 }
 
 /// Where [`max_pool2_row512`] writes each window's winner: its index in the image, given the

@@ -7,12 +7,8 @@ use std::arch::x86_64::*;
 
 use super::super::KernelPath;
 use super::super::real::{as_f32, as_f32_mut};
+use super::super::simd::{lanes as mask, lanes256 as mask256};
 use super::{Bn, Real};
-
-/// The lanes below `n` set.
-fn mask(n: usize) -> __mmask16 {
-    ((1u32 << n.min(16)) - 1) as __mmask16
-}
 
 pub(super) fn into_lanes<T: Real>(
     src: &[T],
@@ -165,14 +161,6 @@ fn transpose(v: [__m512; 16]) -> [__m512; 16] {
             _ => _mm512_shuffle_f32x4::<0xdd>(a, b),
         }
     })
-}
-
-/// The lanes below `n` set, as AVX2's masked loads and stores take them (a lane's sign bit).
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn mask256(n: usize) -> __m256i {
-    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), lanes)
 }
 
 #[target_feature(enable = "avx2,fma")]
