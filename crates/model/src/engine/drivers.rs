@@ -124,7 +124,7 @@ pub(super) fn conv_forward<T: Real>(
     // room after it when it has none where it lies, and one for the transformed input.
     let u = (cs.winograd && matches!(purpose, Purpose::Train { .. }))
         .then(|| winograd::weights(cs.weights(params).0, cs.co * cs.ci));
-    // On AVX-512 the rows are cropped as the kernel stores them.
+    // On AVX-512 and AVX2 the rows are cropped as the kernel stores them.
     let crops = winograd::crops_on(super::KernelPath::active());
     let cropped = u.as_ref().filter(|_| crops).and_then(|_| {
         let g = Group::new(cs, 1);

@@ -169,16 +169,31 @@ pub fn correlate<T: Real>(x: Input<'_, T>, u: &[T], no: usize, out: &mut [T], os
 }
 }
 
-/// One vector's stores ([`Cropped`]): the first row's offset and mask, the next row's.
+/// One AVX-512 vector's stores ([`Cropped`]): the first row's offset and mask, the next row's.
 type Stores = (isize, u16, isize, u16);
 
-/// Where a forward's output vectors of 16 positions go when the wide rows are cropped as they
-/// are stored ([`correlate_cropped`]): lane `i` of vector `s` (wide position `16s + i`) goes to
-/// `lanes[s].0 + i` when mask `lanes[s].1` holds it (the vector's first row), to `lanes[s].2 +
-/// i` when `lanes[s].3` does (the next row), and nowhere when neither does (a cropped column,
-/// or past the last row).
+/// One AVX2 vector's store ([`Cropped`]): its kept lanes moved to its front in order (lane `i`
+/// of the result is lane `order[i]`), then stored from `at` on: as a whole vector where one
+/// stays within the plane (`whole`; its spare lanes land on positions that the plane's later
+/// vectors store, as the kernel stores them in order), else its `kept` lanes alone.
+#[derive(Clone, Copy, Debug)]
+struct Compact {
+    at: usize,
+    order: [i32; 8],
+    kept: usize,
+    whole: bool,
+}
+
+/// Where a forward's output vectors go when the wide rows are cropped as they are stored
+/// ([`correlate_cropped`]). AVX-512, vectors of 16 positions: lane `i` of vector `s` (wide
+/// position `16s + i`) goes to `lanes[s].0 + i` when mask `lanes[s].1` holds it (the vector's
+/// first row), to `lanes[s].2 + i` when `lanes[s].3` does (the next row), and nowhere when
+/// neither does (a cropped column, or past the last row). AVX2, vectors of 8 positions: the
+/// positions a vector keeps are consecutive in the cropped plane (a row's last columns, then
+/// the next row's first), so `eights[s]` ([`Compact`]) packs them and stores them together.
 pub struct Cropped {
     lanes: Vec<Stores>,
+    eights: Vec<Compact>,
     plane: usize,
 }
 
@@ -190,44 +205,69 @@ impl Cropped {
         if wp < 16 || ow > wp || !lp.is_multiple_of(PAIRS) {
             return None;
         }
+        // The cropped position of wide position `q`, if it is kept.
+        let kept = |q: usize| (q / wp < rows && q % wp < ow).then(|| q / wp * ow + q % wp);
         let lanes = (0..lp / PAIRS)
             .map(|s| {
                 let (mut first, mut second) = ((0, 0u16), (0, 0u16));
                 for i in 0..16 {
-                    let q = 16 * s + i;
-                    let (r, c) = (q / wp, q % wp);
-                    if r >= rows || c >= ow {
+                    let Some(at) = kept(16 * s + i) else {
                         continue;
-                    }
-                    let part = match r == 16 * s / wp {
+                    };
+                    let part = match (16 * s + i) / wp == 16 * s / wp {
                         true => &mut first,
                         false => &mut second,
                     };
                     // The same for every lane of the row: `16s − r·(wp − ow)`.
-                    part.0 = (r * ow + c) as isize - i as isize;
+                    part.0 = at as isize - i as isize;
                     part.1 |= 1 << i;
                 }
                 (first.0, first.1, second.0, second.1)
             })
             .collect();
+        let plane = rows * ow;
+        let eights = (0..lp / 4)
+            .map(|s| {
+                let mut c = Compact {
+                    at: 0,
+                    order: [0; 8],
+                    kept: 0,
+                    whole: false,
+                };
+                for i in 0..8 {
+                    let Some(at) = kept(8 * s + i) else {
+                        continue;
+                    };
+                    if c.kept == 0 {
+                        c.at = at;
+                    }
+                    debug_assert_eq!(at, c.at + c.kept, "a vector's kept positions in a run");
+                    c.order[c.kept] = i as i32;
+                    c.kept += 1;
+                }
+                c.whole = c.at + 8 <= plane;
+                c
+            })
+            .collect();
         Some(Cropped {
             lanes,
-            plane: rows * ow,
+            eights,
+            plane,
         })
     }
 }
 
-/// Whether [`correlate_cropped`] crops on `path`: AVX-512 only (masked stores). Elsewhere a
-/// [`Cropped`] table is never read, so callers need not build one.
+/// Whether [`correlate_cropped`] crops on `path`: AVX-512 (masked stores) and AVX2 (packed
+/// vectors). Elsewhere a [`Cropped`] table is never read, so callers need not build one.
 pub fn crops_on(path: super::KernelPath) -> bool {
-    path == super::KernelPath::Avx512
+    matches!(path, super::KernelPath::Avx512 | super::KernelPath::Avx2)
 }
 
 /// [`correlate`]'s `lp` pairs of `no` outputs, each output's rows cropped as `crop` says into
 /// its plane of `out` (planes `rows·ow` apart): the same values as [`correlate`] into a wide
-/// buffer, then the crop. Only on `path` AVX-512 (masked stores; the caller names the active
-/// path, the tests each one, as other tests switch the active path while they run); elsewhere
-/// it returns `false` and writes nothing.
+/// buffer, then the crop. Only on `path` AVX-512 or AVX2 ([`crops_on`]; the caller names the
+/// active path, the tests each one, as other tests switch the active path while they run);
+/// elsewhere it returns `false` and writes nothing.
 pub fn correlate_cropped<T: Real>(
     path: super::KernelPath,
     x: Input<'_, T>,

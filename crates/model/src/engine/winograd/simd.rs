@@ -6,6 +6,7 @@ use std::any::TypeId;
 use std::arch::x86_64::*;
 
 use super::super::KernelPath;
+use super::super::simd::lanes256;
 use super::{Input, Real};
 
 /// `s` as `f32` (checked by [`KernelPath::vectors_for`] before every use).
@@ -164,8 +165,8 @@ pub(super) fn correlate<T: Real>(
     true
 }
 
-/// [`super::correlate_cropped`] for `f32` on `path` when it is AVX-512 (and the CPU has it);
-/// `false` elsewhere.
+/// [`super::correlate_cropped`] for `f32` on `path` when it crops ([`super::crops_on`]) and
+/// the CPU has it; `false` elsewhere.
 pub(super) fn correlate_cropped<T: Real>(
     path: KernelPath,
     x: Input<'_, T>,
@@ -177,7 +178,7 @@ pub(super) fn correlate_cropped<T: Real>(
     if !super::crops_on(path) || !path.is_available() || TypeId::of::<T>() != TypeId::of::<f32>() {
         return false;
     }
-    let f = Fwd::new(x, u, out, crop.plane, Some(&crop.lanes));
+    let f = Fwd::new(x, u, out, crop.plane, Some(crop));
     blocks(&f, path, no, crop.lanes.len() * super::PAIRS);
     true
 }
@@ -221,14 +222,14 @@ fn blocks(f: &Fwd<'_>, path: KernelPath, no: usize, lp: usize) {
 
 /// A forward's operands: the transformed input and weights, kernel rows per output, the
 /// output with its stride, and where its vectors go when the rows are cropped as they are
-/// stored ([`super::Cropped`]; AVX-512 only).
+/// stored ([`super::Cropped`]).
 struct Fwd<'a> {
     x: Input<'a, f32>,
     u: &'a [f32],
     nk: usize,
     out: *mut f32,
     os: usize,
-    crop: Option<&'a [super::Stores]>,
+    crop: Option<&'a super::Cropped>,
 }
 
 impl<'a> Fwd<'a> {
@@ -238,7 +239,7 @@ impl<'a> Fwd<'a> {
         u: &'a [T],
         out: &'a mut [T],
         os: usize,
-        crop: Option<&'a [super::Stores]>,
+        crop: Option<&'a super::Cropped>,
     ) -> Self {
         let out = super::super::real::as_f32_mut(out).expect("f32");
         Fwd {
@@ -297,9 +298,9 @@ unsafe fn fwd512<const OB: usize, const NV: usize>(f: &Fwd<'_>, o: usize, p: usi
             let (at, q) = (f.out.wrapping_add((o + r) * f.os), 2 * p + 8 * v);
             match f.crop {
                 None => unsafe { _mm512_storeu_ps(at.wrapping_add(q), z) },
-                Some(lanes) => {
+                Some(crop) => {
                     // SAFETY: every lane a mask holds lies in the output's plane (`Cropped`).
-                    let (a, ma, b, mb) = lanes[q / 16];
+                    let (a, ma, b, mb) = crop.lanes[q / 16];
                     unsafe { _mm512_mask_storeu_ps(at.wrapping_offset(a), ma, z) };
                     if mb != 0 {
                         unsafe { _mm512_mask_storeu_ps(at.wrapping_offset(b), mb, z) };
@@ -338,8 +339,26 @@ unsafe fn fwd256<const OB: usize>(f: &Fwd<'_>, o: usize, p: usize) {
         // Pairs 0, 2 | 1, 3, then in order.
         let m = _mm256_castps_pd(_mm256_shuffle_ps::<0b01_00_01_00>(y[0], y[1]));
         let m = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(m));
-        let to = f.out.wrapping_add((o + r) * f.os + 2 * p);
-        unsafe { _mm256_storeu_ps(to, m) };
+        let at = f.out.wrapping_add((o + r) * f.os);
+        match f.crop {
+            None => unsafe { _mm256_storeu_ps(at.wrapping_add(2 * p), m) },
+            Some(crop) => {
+                let c = &crop.eights[p / 4];
+                // SAFETY (both stores): the lanes stored lie in the output's plane, a whole
+                // vector only where it stays within it (`Cropped`).
+                let packed = unsafe {
+                    let order = _mm256_loadu_si256(c.order.as_ptr().cast());
+                    _mm256_permutevar8x32_ps(m, order)
+                };
+                match (c.kept, c.whole) {
+                    (0, _) => {}
+                    (_, true) => unsafe { _mm256_storeu_ps(at.wrapping_add(c.at), packed) },
+                    (k, false) => unsafe {
+                        _mm256_maskstore_ps(at.wrapping_add(c.at), lanes256(k), packed)
+                    },
+                }
+            }
+        }
     }
 }
 
