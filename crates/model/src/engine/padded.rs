@@ -219,4 +219,42 @@ mod tests {
             }
         }
     }
+
+    /// A last row that ends where `gpad` ends: the rows and the zeros in place, and nothing
+    /// written past `gpad` (here the rest of a longer buffer, which must keep its NaNs). Two
+    /// rows of 13 values, 15 apart, from 3 on: `gpad` holds 31 values, and an unmasked vector
+    /// would run past it on the last row's second piece (written out by hand).
+    #[test]
+    fn a_row_at_the_end_writes_nothing_past_it() {
+        let l = Layout {
+            co: 1,
+            n: 1,
+            oh: 2,
+            ow: 13,
+            wp: 15,
+            front: 3,
+            plane: 28,
+            gs: 28,
+        };
+        let g: Vec<f32> = (1..=26).map(|v| v as f32).collect();
+        let mut want = [0.0f32; 31];
+        want[3..16].copy_from_slice(&g[..13]);
+        want[18..31].copy_from_slice(&g[13..]);
+        let runs = crate::engine::on_every_path(|| {
+            let mut buf = vec![f32::NAN; 31 + 16];
+            let ran = grad_rows(l, &g, None, &mut buf[..31]);
+            (ran, buf)
+        });
+        for (path, (ran, buf)) in runs {
+            assert_eq!(ran, path != KernelPath::Portable, "{path}");
+            if !ran {
+                continue;
+            }
+            assert_eq!(buf[..31], want[..], "{path}");
+            assert!(
+                buf[31..].iter().all(|v| v.is_nan()),
+                "{path}: written past gpad"
+            );
+        }
+    }
 }
