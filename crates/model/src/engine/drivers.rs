@@ -662,7 +662,7 @@ fn grad_into<T: Real>(
         plane: g.plane,
         gs,
     };
-    if padded::grad_rows(layout, gi, bn, gpad) {
+    if padded::grad_rows(super::KernelPath::active(), layout, gi, bn, gpad) {
         return;
     }
     // Rows in memory order; everything before `at` is written.

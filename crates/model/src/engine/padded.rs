@@ -42,18 +42,21 @@ impl Layout {
 }
 
 /// `gpad` from the gradient `g`: each row where [`Layout`] puts it (through BatchNorm's input
-/// gradient when `bn` is given), every other value of `gpad` zero. Returns whether it ran: the
-/// AVX2 and AVX-512 paths with `f32` only.
+/// gradient when `bn` is given), every other value of `gpad` zero. Returns whether it ran: on
+/// `path` AVX2 or AVX-512, where the CPU has it, with `f32` only. The caller names the active
+/// path, the tests each one (other tests switch the active path while they run).
 #[allow(unsafe_code)]
 pub(super) fn grad_rows<T: Real>(
+    path: KernelPath,
     l: Layout,
     g: &[T],
     bn: Option<BnRows<'_, T>>,
     gpad: &mut [T],
 ) -> bool {
-    let Some(path) = KernelPath::vectors_for::<T>() else {
+    let f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
+    if path == KernelPath::Portable || !path.is_available() || !f32 {
         return false;
-    };
+    }
     let size = l.n * l.co * l.oh * l.ow;
     if size == 0 {
         // No rows: every value zero (the kernels below would still walk empty rows).
@@ -101,13 +104,13 @@ mod simd {
     /// BatchNorm's `y` and, per channel, `[mean, k1, k2, k3]`.
     type Bn<'a> = Option<(&'a [f32], &'a [[f32; 4]])>;
 
-    /// The body of [`rows512`] and [`rows256`]: `$w` values a vector, the first `k` lanes of a
-    /// mask by `$mask(k)`, masked loads and stores as `$load(mask, from)` and `$store(to, mask,
-    /// values)`. Each row in vectors of `$w`, the last masked; the gap before it (at most a
+    /// The body of [`rows512`] and [`rows256`]: `$w` values a vector, loads and stores of a
+    /// vector's first `k` lanes (all of them from `$w` on) as `$load(k, from)` and `$store(to,
+    /// k, values)`. Each row in vectors of `$w`, the last partial; the gap before it (at most a
     /// vector's values within a plane's rows, more between planes) zeroed first.
     macro_rules! rows {
         ($l:ident, $g:ident, $bn:ident, $gpad:ident, $w:literal,
-         $mask:ident, $load:ident, $store:ident, $set1:ident, $sub:ident, $fmadd:ident) => {{
+         $load:ident, $store:ident, $set1:ident, $sub:ident, $fmadd:ident) => {{
             let (out, zero) = ($gpad.as_mut_ptr(), $set1(0.0));
             let mut at = 0;
             for c in 0..$l.co {
@@ -120,20 +123,20 @@ mod simd {
                         // `gpad`'s length (the caller's asserts); masked lanes are not touched.
                         unsafe {
                             match dst - at {
-                                gap @ 0..=$w => $store(out.add(at), $mask(gap), zero),
+                                gap @ 0..=$w => $store(out.add(at), gap, zero),
                                 gap => out.add(at).write_bytes(0, gap),
                             }
                             for i in (0..$l.ow).step_by($w) {
-                                let m = $mask($l.ow - i);
-                                let gv = $load(m, $g.as_ptr().add(src + i));
+                                let k = $l.ow - i;
+                                let gv = $load(k, $g.as_ptr().add(src + i));
                                 let v = match $bn {
                                     None => gv,
                                     Some((y, _)) => {
-                                        let yv = $load(m, y.as_ptr().add(src + i));
+                                        let yv = $load(k, y.as_ptr().add(src + i));
                                         $fmadd(gv, k1, $fmadd($sub(yv, mean), k2, k3))
                                     }
                                 };
-                                $store(out.add(dst + i), m, v);
+                                $store(out.add(dst + i), k, v);
                             }
                         }
                         (at, src) = (dst + $l.ow, src + $l.ow);
@@ -148,15 +151,14 @@ mod simd {
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn rows512(l: Layout, g: &[f32], bn: Bn<'_>, gpad: &mut [f32]) {
         // SAFETY (both): the caller's, as above.
-        let load = |m, from| unsafe { _mm512_maskz_loadu_ps(m, from) };
-        let store = |to, m, v| unsafe { _mm512_mask_storeu_ps(to, m, v) };
+        let load = |k, from| unsafe { _mm512_maskz_loadu_ps(lanes(k), from) };
+        let store = |to, k, v| unsafe { _mm512_mask_storeu_ps(to, lanes(k), v) };
         rows!(
             l,
             g,
             bn,
             gpad,
             16,
-            lanes,
             load,
             store,
             _mm512_set1_ps,
@@ -165,19 +167,29 @@ mod simd {
         );
     }
 
-    /// The rows in vectors of 8 (AVX2's masked loads and stores).
+    /// The rows in vectors of 8 (AVX2): whole vectors plain, partial ones masked (`vmaskmovps`
+    /// stores are slow on some cores, so only where a vector is partial).
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn rows256(l: Layout, g: &[f32], bn: Bn<'_>, gpad: &mut [f32]) {
         // SAFETY (both): the caller's, as above.
-        let load = |m, from| unsafe { _mm256_maskload_ps(from, m) };
-        let store = |to, m, v| unsafe { _mm256_maskstore_ps(to, m, v) };
+        let load = |k, from| unsafe {
+            match k >= 8 {
+                true => _mm256_loadu_ps(from),
+                false => _mm256_maskload_ps(from, lanes256(k)),
+            }
+        };
+        let store = |to, k, v| unsafe {
+            match k >= 8 {
+                true => _mm256_storeu_ps(to, v),
+                false => _mm256_maskstore_ps(to, lanes256(k), v),
+            }
+        };
         rows!(
             l,
             g,
             bn,
             gpad,
             8,
-            lanes256,
             load,
             store,
             _mm256_set1_ps,
@@ -207,12 +219,9 @@ mod tests {
             plane: 20,
             gs: 50,
         };
-        let runs = crate::engine::on_every_path(|| {
+        for path in KernelPath::available() {
             let mut gpad = vec![f32::NAN; 9];
-            let ran = grad_rows(l, &[], None, &mut gpad);
-            (ran, gpad)
-        });
-        for (path, (ran, gpad)) in runs {
+            let ran = grad_rows(path, l, &[], None, &mut gpad);
             assert_eq!(ran, path != KernelPath::Portable, "{path}");
             if ran {
                 assert!(gpad.iter().all(|v| v.to_bits() == 0), "{path}");
@@ -221,40 +230,39 @@ mod tests {
     }
 
     /// A last row that ends where `gpad` ends: the rows and the zeros in place, and nothing
-    /// written past `gpad` (here the rest of a longer buffer, which must keep its NaNs). Two
-    /// rows of 13 values, 15 apart, from 3 on: `gpad` holds 31 values, and an unmasked vector
-    /// would run past it on the last row's second piece (written out by hand).
+    /// written past `gpad` (here the rest of a longer buffer, which must keep its NaNs), for
+    /// rows of 1 to 33 values (every length of a last piece on both widths). Two rows, 2 apart,
+    /// from 3 on; the values written out by hand.
     #[test]
     fn a_row_at_the_end_writes_nothing_past_it() {
-        let l = Layout {
-            co: 1,
-            n: 1,
-            oh: 2,
-            ow: 13,
-            wp: 15,
-            front: 3,
-            plane: 28,
-            gs: 28,
-        };
-        let g: Vec<f32> = (1..=26).map(|v| v as f32).collect();
-        let mut want = [0.0f32; 31];
-        want[3..16].copy_from_slice(&g[..13]);
-        want[18..31].copy_from_slice(&g[13..]);
-        let runs = crate::engine::on_every_path(|| {
-            let mut buf = vec![f32::NAN; 31 + 16];
-            let ran = grad_rows(l, &g, None, &mut buf[..31]);
-            (ran, buf)
-        });
-        for (path, (ran, buf)) in runs {
-            assert_eq!(ran, path != KernelPath::Portable, "{path}");
-            if !ran {
-                continue;
+        for ow in 1..=33 {
+            let wp = ow + 2;
+            let l = Layout {
+                co: 1,
+                n: 1,
+                oh: 2,
+                ow,
+                wp,
+                front: 3,
+                plane: wp + ow,
+                gs: wp + ow,
+            };
+            let len = 3 + wp + ow;
+            let g: Vec<f32> = (1..=2 * ow).map(|v| v as f32).collect();
+            let mut want = vec![0.0f32; len];
+            want[3..3 + ow].copy_from_slice(&g[..ow]);
+            want[3 + wp..].copy_from_slice(&g[ow..]);
+            for path in KernelPath::available() {
+                let mut buf = vec![f32::NAN; len + 16];
+                let ran = grad_rows(path, l, &g, None, &mut buf[..len]);
+                assert_eq!(ran, path != KernelPath::Portable, "{path}");
+                if !ran {
+                    continue;
+                }
+                assert_eq!(buf[..len], want[..], "{path}, rows of {ow}");
+                let past = buf[len..].iter().all(|v| v.is_nan());
+                assert!(past, "{path}, rows of {ow}: written past gpad");
             }
-            assert_eq!(buf[..31], want[..], "{path}");
-            assert!(
-                buf[31..].iter().all(|v| v.is_nan()),
-                "{path}: written past gpad"
-            );
         }
     }
 }

@@ -1,7 +1,7 @@
 //! [`super::into_lanes`] and [`super::out_of_lanes`] for `f32` with explicit vectors: on the
 //! AVX-512 path 16 positions × 16 images at a time through a transpose in registers, on the AVX2
-//! path 8 positions × 16 images as two 8 × 8 transposes (the last positions with masked loads
-//! and stores). Each entry returns whether it ran.
+//! path 8 positions × 16 images as two 8 × 8 transposes (masked loads and stores only for the
+//! last positions, where fewer than 8 are left). Each entry returns whether it ran.
 
 use std::arch::x86_64::*;
 
@@ -175,17 +175,17 @@ unsafe fn into256(
 ) {
     let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
     for p0 in (0..n).step_by(8) {
-        let k = mask256(n - p0);
+        let load = load256(n - p0);
         let v: [__m256; 16] = std::array::from_fn(|i| {
             if i >= m {
                 return _mm256_setzero_ps();
             }
             // SAFETY: positions `p0..n` of image `i` lie in `src` (and `y`).
-            let g = unsafe { _mm256_maskload_ps(sp.add(i * stride + p0), k) };
+            let g = unsafe { load(sp.add(i * stride + p0)) };
             match bn {
                 None => g,
                 Some((y, mean, (k1, k2, k3))) => {
-                    let y = unsafe { _mm256_maskload_ps(y.as_ptr().add(i * stride + p0), k) };
+                    let y = unsafe { load(y.as_ptr().add(i * stride + p0)) };
                     let d = _mm256_sub_ps(y, _mm256_set1_ps(mean));
                     let inner = _mm256_fmadd_ps(d, _mm256_set1_ps(k2), _mm256_set1_ps(k3));
                     _mm256_fmadd_ps(g, _mm256_set1_ps(k1), inner)
@@ -216,7 +216,7 @@ unsafe fn out256(
 ) {
     let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
     for p0 in (0..n).step_by(8) {
-        let k = mask256(n - p0);
+        let (whole, k) = (n - p0 >= 8, mask256(n - p0));
         let half = |h: usize| -> [__m256; 8] {
             std::array::from_fn(|p| match p0 + p < n {
                 // SAFETY: `from(p) + 16` within `src`, checked by the caller.
@@ -228,7 +228,27 @@ unsafe fn out256(
         for i in 0..m {
             let row = if i < 8 { lo[i] } else { hi[i - 8] };
             // SAFETY: positions `p0..n` of image `i` lie in `dst`.
-            unsafe { _mm256_maskstore_ps(dp.add(i * stride + p0), k, row) };
+            unsafe {
+                match whole {
+                    true => _mm256_storeu_ps(dp.add(i * stride + p0), row),
+                    false => _mm256_maskstore_ps(dp.add(i * stride + p0), k, row),
+                }
+            }
+        }
+    }
+}
+
+/// A load of the first `n` of 8 values (all of them from 8 on): plain for a whole vector,
+/// masked only for a partial one (`vmaskmovps` is slow on some cores).
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn load256(n: usize) -> impl Fn(*const f32) -> __m256 {
+    let k = mask256(n);
+    // SAFETY (the caller's): the first `n` values (all 8 from 8 on) lie in the slice.
+    move |from| unsafe {
+        match n >= 8 {
+            true => _mm256_loadu_ps(from),
+            false => _mm256_maskload_ps(from, k),
         }
     }
 }
