@@ -1,6 +1,7 @@
 //! A group's output gradient into its padded layout, BatchNorm's input gradient applied on the
 //! way ([`act::bn_input_value`](super::act::bn_input_value)), with explicit vectors: a row in
-//! one or two masked vectors, the gap before it zeroed with one masked store. The compiled loop
+//! one or two vectors, a partial one masked, the gap before it zeroed with one (masked) store
+//! (AVX2 masks only partial vectors: its masked stores are slow on AMD cores). The compiled loop
 //! that the portable path and `f64` keep (`drivers::grad_into`, in pieces of 8) spent more of
 //! its time finding each row than copying it (docs/PERFORMANCE.md, fortieth pass). The same
 //! values in the same places, each through the same subtraction and two multiply-adds: the same
