@@ -98,6 +98,15 @@ impl KernelPath {
         (f32 && path != KernelPath::Portable).then_some(path)
     }
 
+    /// Whether the explicit-vector kernels run on this path for `T`: `f32`, a path with vectors,
+    /// and the CPU has it. For kernels whose caller names the path (the tests name each one);
+    /// [`vectors_for`](Self::vectors_for) takes the active path, which the CPU always has.
+    #[inline]
+    pub(crate) fn runs_vectors<T: 'static>(self) -> bool {
+        let f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
+        f32 && self != KernelPath::Portable && self.is_available()
+    }
+
     /// Makes every later kernel call in this process run `path` (for comparisons and tests:
     /// results are the same on every path, only the speed differs).
     pub fn use_path(path: KernelPath) -> Result<(), PathUnavailable> {

@@ -54,8 +54,7 @@ pub(super) fn grad_rows<T: Real>(
     bn: Option<BnRows<'_, T>>,
     gpad: &mut [T],
 ) -> bool {
-    let f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
-    if path == KernelPath::Portable || !path.is_available() || !f32 {
+    if !path.runs_vectors::<T>() {
         return false;
     }
     let size = l.n * l.co * l.oh * l.ow;
@@ -99,7 +98,7 @@ pub(super) fn grad_rows<T: Real>(
 mod simd {
     use std::arch::x86_64::*;
 
-    use super::super::simd::{lanes, lanes256};
+    use super::super::simd::{lanes, load256, store256};
     use super::Layout;
 
     /// BatchNorm's `y` and, per channel, `[mean, k1, k2, k3]`.
@@ -173,18 +172,8 @@ mod simd {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn rows256(l: Layout, g: &[f32], bn: Bn<'_>, gpad: &mut [f32]) {
         // SAFETY (both): the caller's, as above.
-        let load = |k, from| unsafe {
-            match k >= 8 {
-                true => _mm256_loadu_ps(from),
-                false => _mm256_maskload_ps(from, lanes256(k)),
-            }
-        };
-        let store = |to, k, v| unsafe {
-            match k >= 8 {
-                true => _mm256_storeu_ps(to, v),
-                false => _mm256_maskstore_ps(to, lanes256(k), v),
-            }
-        };
+        let load = |k, from| unsafe { load256(k, from) };
+        let store = |to, k, v| unsafe { store256(k, to, v) };
         rows!(
             l,
             g,

@@ -185,6 +185,41 @@ pub(super) fn lanes256(n: usize) -> __m256i {
     _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), lanes)
 }
 
+/// The first `n` of 8 values at `from` (all of them from 8 on), the rest zero: a plain load for
+/// a whole vector, a masked one only for a partial vector (AVX2's masked moves are slow on AMD
+/// cores, docs/PERFORMANCE.md, eighteenth pass).
+///
+/// # Safety
+/// The first `min(n, 8)` values at `from` are readable.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn load256(n: usize, from: *const f32) -> __m256 {
+    // SAFETY: the caller's.
+    unsafe {
+        match n >= 8 {
+            true => _mm256_loadu_ps(from),
+            false => _mm256_maskload_ps(from, lanes256(n)),
+        }
+    }
+}
+
+/// The first `n` lanes of `v` to `to` (all of them from 8 on), as [`load256`]: plain for a
+/// whole vector, masked only for a partial one.
+///
+/// # Safety
+/// The first `min(n, 8)` values at `to` are writable.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn store256(n: usize, to: *mut f32, v: __m256) {
+    // SAFETY: the caller's.
+    unsafe {
+        match n >= 8 {
+            true => _mm256_storeu_ps(to, v),
+            false => _mm256_maskstore_ps(to, lanes256(n), v),
+        }
+    }
+}
+
 /// Where [`max_pool2_row512`] writes each window's winner: its index in the image, given the
 /// index of the row's first window's top-left element and the input rows' width.
 pub(super) struct PoolArgs<'a> {

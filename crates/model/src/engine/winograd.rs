@@ -174,14 +174,13 @@ type Stores = (isize, u16, isize, u16);
 
 /// One AVX2 vector's store ([`Cropped`]): its kept lanes moved to its front in order (lane `i`
 /// of the result is lane `order[i]`), then stored from `at` on: as a whole vector where one
-/// stays within the plane (`whole`; its spare lanes land on positions that the plane's later
-/// vectors store, as the kernel stores them in order), else its `kept` lanes alone.
+/// stays within the plane (its spare lanes land on positions that the plane's later vectors
+/// store, as the kernel stores them in order), else its `kept` lanes alone.
 #[derive(Clone, Copy, Debug)]
 struct Compact {
     at: usize,
     order: [i32; 8],
     kept: usize,
-    whole: bool,
 }
 
 /// Where a forward's output vectors go when the wide rows are cropped as they are stored
@@ -232,7 +231,6 @@ impl Cropped {
                     at: 0,
                     order: [0; 8],
                     kept: 0,
-                    whole: false,
                 };
                 for i in 0..8 {
                     let Some(at) = kept(8 * s + i) else {
@@ -245,7 +243,6 @@ impl Cropped {
                     c.order[c.kept] = i as i32;
                     c.kept += 1;
                 }
-                c.whole = c.at + 8 <= plane;
                 c
             })
             .collect();

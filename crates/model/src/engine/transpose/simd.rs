@@ -7,7 +7,7 @@ use std::arch::x86_64::*;
 
 use super::super::KernelPath;
 use super::super::real::{as_f32, as_f32_mut};
-use super::super::simd::{lanes as mask, lanes256 as mask256};
+use super::super::simd::{lanes as mask, load256, store256};
 use super::{Bn, Real};
 
 pub(super) fn into_lanes<T: Real>(
@@ -175,17 +175,16 @@ unsafe fn into256(
 ) {
     let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
     for p0 in (0..n).step_by(8) {
-        let load = load256(n - p0);
         let v: [__m256; 16] = std::array::from_fn(|i| {
             if i >= m {
                 return _mm256_setzero_ps();
             }
             // SAFETY: positions `p0..n` of image `i` lie in `src` (and `y`).
-            let g = unsafe { load(sp.add(i * stride + p0)) };
+            let g = unsafe { load256(n - p0, sp.add(i * stride + p0)) };
             match bn {
                 None => g,
                 Some((y, mean, (k1, k2, k3))) => {
-                    let y = unsafe { load(y.as_ptr().add(i * stride + p0)) };
+                    let y = unsafe { load256(n - p0, y.as_ptr().add(i * stride + p0)) };
                     let d = _mm256_sub_ps(y, _mm256_set1_ps(mean));
                     let inner = _mm256_fmadd_ps(d, _mm256_set1_ps(k2), _mm256_set1_ps(k3));
                     _mm256_fmadd_ps(g, _mm256_set1_ps(k1), inner)
@@ -216,7 +215,6 @@ unsafe fn out256(
 ) {
     let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
     for p0 in (0..n).step_by(8) {
-        let (whole, k) = (n - p0 >= 8, mask256(n - p0));
         let half = |h: usize| -> [__m256; 8] {
             std::array::from_fn(|p| match p0 + p < n {
                 // SAFETY: `from(p) + 16` within `src`, checked by the caller.
@@ -228,27 +226,7 @@ unsafe fn out256(
         for i in 0..m {
             let row = if i < 8 { lo[i] } else { hi[i - 8] };
             // SAFETY: positions `p0..n` of image `i` lie in `dst`.
-            unsafe {
-                match whole {
-                    true => _mm256_storeu_ps(dp.add(i * stride + p0), row),
-                    false => _mm256_maskstore_ps(dp.add(i * stride + p0), k, row),
-                }
-            }
-        }
-    }
-}
-
-/// A load of the first `n` of 8 values (all of them from 8 on): plain for a whole vector,
-/// masked only for a partial one (`vmaskmovps` is slow on some cores).
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-fn load256(n: usize) -> impl Fn(*const f32) -> __m256 {
-    let k = mask256(n);
-    // SAFETY (the caller's): the first `n` values (all 8 from 8 on) lie in the slice.
-    move |from| unsafe {
-        match n >= 8 {
-            true => _mm256_loadu_ps(from),
-            false => _mm256_maskload_ps(from, k),
+            unsafe { store256(n - p0, dp.add(i * stride + p0), row) };
         }
     }
 }

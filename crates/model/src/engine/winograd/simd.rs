@@ -2,11 +2,10 @@
 //! in the same order as the portable code, whole vectors at a time. Each entry returns whether
 //! it ran (`f32` on a vector path); the caller has checked every index it reads or writes.
 
-use std::any::TypeId;
 use std::arch::x86_64::*;
 
 use super::super::KernelPath;
-use super::super::simd::lanes256;
+use super::super::simd::store256;
 use super::{Input, Real};
 
 /// `s` as `f32` (checked by [`KernelPath::vectors_for`] before every use).
@@ -175,7 +174,7 @@ pub(super) fn correlate_cropped<T: Real>(
     out: &mut [T],
     crop: &super::Cropped,
 ) -> bool {
-    if !super::crops_on(path) || !path.is_available() || TypeId::of::<T>() != TypeId::of::<f32>() {
+    if !super::crops_on(path) || !path.runs_vectors::<T>() {
         return false;
     }
     let f = Fwd::new(x, u, out, crop.plane, Some(crop));
@@ -350,12 +349,10 @@ unsafe fn fwd256<const OB: usize>(f: &Fwd<'_>, o: usize, p: usize) {
                     let order = _mm256_loadu_si256(c.order.as_ptr().cast());
                     _mm256_permutevar8x32_ps(m, order)
                 };
-                match (c.kept, c.whole) {
-                    (0, _) => {}
-                    (_, true) => unsafe { _mm256_storeu_ps(at.wrapping_add(c.at), packed) },
-                    (k, false) => unsafe {
-                        _mm256_maskstore_ps(at.wrapping_add(c.at), lanes256(k), packed)
-                    },
+                // All 8 lanes where a whole vector stays within the plane, else the kept ones.
+                let n = if c.at + 8 <= crop.plane { 8 } else { c.kept };
+                if c.kept > 0 {
+                    unsafe { store256(n, at.wrapping_add(c.at), packed) };
                 }
             }
         }
