@@ -790,11 +790,23 @@ fn grad_pairs(cs: &ConvStep, g: &Group) -> usize {
     (cs.co - 1) * (cs.front + g.lq) / 2 + cs.wp + g.lq / 2
 }
 
+/// The Winograd weight gradient's transform of a group's padded output gradient `gpad` into
+/// the second of `wino`'s buffers, when `wino` holds them (see [`group_weight_grad`]). Run
+/// right after `gpad` is written, while it is in cache: run after the input's move into its
+/// padded layout and its transform, it read `gpad` back from further away (docs/PERFORMANCE.md,
+/// forty-second pass).
+fn grad_transform<T: Real>(cs: &ConvStep, g: &Group, gpad: &[T], wino: &mut [Buf<T>]) {
+    if let [_, sg, _, ..] = wino {
+        let gs = cs.front + g.lq;
+        winograd::grad_transform(&gpad[cs.front..], gs, cs.co, g.lwg / 2, sg);
+    }
+}
+
 /// A group's weight gradient added to `gw`, from its padded output gradient `gpad` and padded
 /// input `xp`: with the Winograd kernels when `wino` holds their scratch buffers (the
-/// transformed input, the transformed gradient, the lanes the weight gradient sums in and, when
-/// the input gradient is computed and unused here, its transformed gradient), else with the
-/// direct kernel.
+/// transformed input, the transformed gradient from [`grad_transform`], the lanes the weight
+/// gradient sums in and, when the input gradient is computed and unused here, its transformed
+/// gradient), else with the direct kernel.
 fn group_weight_grad<T: Real>(
     cs: &ConvStep,
     g: &Group,
@@ -808,7 +820,6 @@ fn group_weight_grad<T: Real>(
         [tx, sg, acc, ..] => {
             let lp = g.lwg / 2;
             winograd::transform(xp, transformed_pairs(cs, g, g.lwg), tx);
-            winograd::grad_transform(&gpad[cs.front..], gs, cs.co, lp, sg);
             winograd::weight_grad(sg, cs.co, lp, input(cs, g, tx), acc, gw);
         }
         _ => conv::weight_grad(
@@ -881,6 +892,7 @@ fn wide_weight_grad<'a, T: Real>(
     gw: &mut [T],
 ) -> Planes<'a, T> {
     grad_into(cs, grp, w.gi, gpad, cs.front + grp.lq, w.rows);
+    grad_transform(cs, grp, gpad, wino);
     let inputs = match w.pre {
         Some(p) => {
             act_into(cs, grp, w.first, p, w.xi, xp);
@@ -943,70 +955,75 @@ pub(super) fn conv_backward<T: Real>(
     let then = gx.as_ref().and_then(|g| g.then);
     // Numerics version 4: small planes with the images in the lanes ([`lanes::Backward`]).
     let back = (cs.lanes_grad && pre.is_none()).then(|| lanes::Backward::new(cs));
-    let per_group =
-        |k: usize, gi: &[T], xi: &[T], gxi: Option<&mut [T]>, scratch: &mut Scratch<'_, T>| {
-            let (gpad, xp, gxw, wino) = match &mut scratch.bufs[..] {
-                [gpad, xp, gxw, wino @ ..] => (gpad, xp, gxw, wino),
-                _ => unreachable!("three buffers to seven"),
-            };
-            let grp = Group::new(cs, gi.len() / osz);
-            let gs = cs.front + grp.lq;
-            let rows = bn.as_ref().map(|b| BnRows {
-                y: &b.y[k * cs.grad_group * osz..][..gi.len()],
-                mean: b.mean,
-                k: &b.k,
-            });
-            let first = k * cs.grad_group;
-            let mut part = vec![T::ZERO; nw + if with_bias { cs.co } else { 0 }];
-            let inputs = match &back {
-                Some(back) => {
-                    back.grad_into(cs, gi, grp.n, rows, gpad);
-                    lanes::gather(&xi[..grp.n * isz], grp.n, isz, xp);
-                    back.weight_grad(cs, gpad, xp, &mut part[..nw]);
-                    Planes::dense(xi, cs.ci, cs.h * cs.w)
-                }
-                None => {
-                    let bufs = (&mut gpad[..], &mut xp[..], &mut wino[..]);
-                    let wide = Wide {
-                        gi,
-                        xi,
-                        first,
-                        rows,
-                        pre,
-                    };
-                    wide_weight_grad(cs, &grp, wide, bufs, &mut part[..nw])
-                }
-            };
-            if with_bias {
-                let hw = cs.oh * cs.ow;
-                for c in 0..cs.co {
-                    part[nw + c] = gi.chunks(osz).fold(T::ZERO, |s, gb| {
-                        s + gb[c * hw..(c + 1) * hw].iter().fold(T::ZERO, |s, &v| s + v)
-                    });
-                }
-            }
-            if let Some(gxi) = gxi {
-                match (&back, wino, &uf) {
-                    (Some(back), ..) => {
-                        back.input_grad(cs, gpad, &wf, gxw);
-                        lanes::scatter(gxw, grp.n, isz, gxi);
-                    }
-                    (None, [_, _, _, tg], Some(uf)) => {
-                        group_input_grad(cs, &grp, gpad, uf, tg, gxi)
-                    }
-                    _ => {
-                        conv::correlate(
-                            gpad, gs, cs.co, &wf, None, cs.ci, &cs.off, gxw, grp.lq, grp.lq,
-                        );
-                        uncrop(cs, &grp, gxw, gxi);
-                    }
-                }
-                if let Some(then) = then {
-                    return (part, then(first, gxi, inputs));
-                }
-            }
-            (part, vec![])
+    // Each group's weight (and bias) gradient, `pw` values a group in one buffer.
+    let pw = nw + if with_bias { cs.co } else { 0 };
+    let mut parts = pool.take(n.div_ceil(cs.grad_group) * pw);
+    let per_group = |k: usize,
+                     gi: &[T],
+                     xi: &[T],
+                     gxi: Option<&mut [T]>,
+                     part: &mut [T],
+                     scratch: &mut Scratch<'_, T>| {
+        let (gpad, xp, gxw, wino) = match &mut scratch.bufs[..] {
+            [gpad, xp, gxw, wino @ ..] => (gpad, xp, gxw, wino),
+            _ => unreachable!("three buffers to seven"),
         };
+        let grp = Group::new(cs, gi.len() / osz);
+        let gs = cs.front + grp.lq;
+        let rows = bn.as_ref().map(|b| BnRows {
+            y: &b.y[k * cs.grad_group * osz..][..gi.len()],
+            mean: b.mean,
+            k: &b.k,
+        });
+        let first = k * cs.grad_group;
+        part.fill(T::ZERO);
+        let inputs = match &back {
+            Some(back) => {
+                back.grad_into(cs, gi, grp.n, rows, gpad);
+                lanes::gather(&xi[..grp.n * isz], grp.n, isz, xp);
+                back.weight_grad(cs, gpad, xp, &mut part[..nw]);
+                Planes::dense(xi, cs.ci, cs.h * cs.w)
+            }
+            None => {
+                let bufs = (&mut gpad[..], &mut xp[..], &mut wino[..]);
+                let wide = Wide {
+                    gi,
+                    xi,
+                    first,
+                    rows,
+                    pre,
+                };
+                wide_weight_grad(cs, &grp, wide, bufs, &mut part[..nw])
+            }
+        };
+        if with_bias {
+            let hw = cs.oh * cs.ow;
+            for c in 0..cs.co {
+                part[nw + c] = gi.chunks(osz).fold(T::ZERO, |s, gb| {
+                    s + gb[c * hw..(c + 1) * hw].iter().fold(T::ZERO, |s, &v| s + v)
+                });
+            }
+        }
+        if let Some(gxi) = gxi {
+            match (&back, wino, &uf) {
+                (Some(back), ..) => {
+                    back.input_grad(cs, gpad, &wf, gxw);
+                    lanes::scatter(gxw, grp.n, isz, gxi);
+                }
+                (None, [_, _, _, tg], Some(uf)) => group_input_grad(cs, &grp, gpad, uf, tg, gxi),
+                _ => {
+                    conv::correlate(
+                        gpad, gs, cs.co, &wf, None, cs.ci, &cs.off, gxw, grp.lq, grp.lq,
+                    );
+                    uncrop(cs, &grp, gxw, gxi);
+                }
+            }
+            if let Some(then) = then {
+                return then(first, gxi, inputs);
+            }
+        }
+        vec![]
+    };
     // The Winograd input gradient goes straight into `gx`: no wide buffer for it.
     let gxw = if uf.is_some() { 0 } else { cs.ci * most.lq };
     let mut lens = match &back {
@@ -1023,38 +1040,75 @@ pub(super) fn conv_backward<T: Real>(
     }
     let init = || Scratch::take(pool, &lens);
     let (gsz, isz_g, osz_g) = (cs.grad_group, cs.grad_group * isz, cs.grad_group * osz);
-    let parts: Vec<(Vec<T>, ImageSums)> = match gx {
+    let per_image: Vec<ImageSums> = match gx {
         Some(gx) => gx
             .gx
             .par_chunks_mut(isz_g)
             .zip(g.par_chunks(osz_g))
             .zip(xin.par_chunks(isz_g))
+            .zip(parts.par_chunks_mut(pw))
             .enumerate()
-            .map_init(init, |s, (k, ((gxi, gi), xi))| {
-                per_group(k, gi, xi, Some(gxi), s)
+            .map_init(init, |s, (k, (((gxi, gi), xi), part))| {
+                per_group(k, gi, xi, Some(gxi), part, s)
             })
             .collect(),
         None => g
             .par_chunks(osz_g)
             .zip(xin.par_chunks(isz_g))
+            .zip(parts.par_chunks_mut(pw))
             .enumerate()
-            .map_init(init, |s, (k, (gi, xi))| per_group(k, gi, xi, None, s))
+            .map_init(init, |s, (k, ((gi, xi), part))| {
+                per_group(k, gi, xi, None, part, s)
+            })
             .collect(),
     };
-    debug_assert_eq!(parts.len(), n.div_ceil(gsz));
-    let mut after = Vec::with_capacity(if then.is_some() { n } else { 0 });
-    for (part, per_image) in parts {
-        after.extend(per_image);
-        // Each weight's parts in group order, as before; a zip, not indices, so that the
-        // additions run in vectors.
-        let (wpart, bpart) = part.split_at(nw);
-        let add = |g: &mut [T], p: &[T]| g.iter_mut().zip(p).for_each(|(g, &v)| *g += v);
-        add(&mut gp[cs.weight..cs.weight + nw], wpart);
-        if let Some(b) = cs.bias {
-            add(&mut gp[b..b + bpart.len()], bpart);
+    debug_assert_eq!(per_image.len(), n.div_ceil(gsz));
+    add_parts(&mut gp[cs.weight..cs.weight + nw], &parts, pw, 0);
+    if let Some(b) = cs.bias {
+        add_parts(&mut gp[b..b + cs.co], &parts, pw, nw);
+    }
+    pool.give([parts]);
+    per_image.into_iter().flatten().collect()
+}
+
+/// Adds to each `g[j]` its part of every group in group order, `parts[k·stride + at + j]` for
+/// `k = 0, 1, …`: the order of the sums a loop over the groups gave (the same bits), with each
+/// block of `g` summed in registers, blocks on the pool's threads. Summed group by group on one
+/// thread, a whole `g` loaded and stored again for every group, it was serial (docs/PERFORMANCE.md,
+/// forty-second pass).
+fn add_parts<T: Real>(g: &mut [T], parts: &[T], stride: usize, at: usize) {
+    const B: usize = 64;
+    let groups = parts.len() / stride;
+    assert!(
+        groups * stride == parts.len() && at + g.len() <= stride,
+        "add_parts: lengths"
+    );
+    g.par_chunks_mut(B).enumerate().for_each(|(i, gb)| {
+        let from = at + i * B;
+        match <&mut [T; B]>::try_from(&mut *gb) {
+            Ok(gb) => add_block(gb, parts, stride, from, groups),
+            Err(_) => {
+                for k in 0..groups {
+                    let p = &parts[k * stride + from..][..gb.len()];
+                    gb.iter_mut().zip(p).for_each(|(g, &v)| *g += v);
+                }
+            }
+        }
+    });
+}
+
+fma_dispatch! {
+/// [`add_parts`] of one whole block, kept in registers over the groups.
+fn add_block<T: Real>(gb: &mut [T; 64], parts: &[T], stride: usize, from: usize, groups: usize) {
+    let mut acc = *gb;
+    for k in 0..groups {
+        let p: &[T; 64] = parts[k * stride + from..][..64].try_into().expect("a block");
+        for (a, &v) in acc.iter_mut().zip(p) {
+            *a += v;
         }
     }
-    after
+    *gb = acc;
+}
 }
 
 #[cfg(test)]
