@@ -1242,6 +1242,43 @@ mod tests {
             prop_assert!(got[n..].iter().all(|v| v.is_nan()));
         }
 
+        /// The groups' weight gradients summed per block ([`add_parts`]) against the loop over
+        /// the groups it replaced, each weight's parts added to it in group order: the same
+        /// bits, on every kernel path, for lengths on both sides of a block (64), an offset into
+        /// each group's part, and no groups. The values span 2^−24 to 2^24 with both signs, so
+        /// another order rounds differently (summed in reverse group order, or pairwise, it
+        /// fails).
+        #[test]
+        fn parts_add_in_group_order(
+            groups in 0usize..24,
+            len in 1usize..200,
+            (stride_extra, at) in (0usize..4).prop_flat_map(|e| (Just(e), 0..=e)),
+            seed in prop::collection::vec((-1.0f32..1.0, -24i32..24), 64),
+        ) {
+            let stride = len + stride_extra;
+            let val = |j: usize| {
+                let (m, e) = seed[(j * 7 + j / 64) % 64];
+                m * 2f32.powi(e)
+            };
+            let parts: Vec<f32> = (0..groups * stride).map(val).collect();
+            let start: Vec<f32> = (0..len).map(|j| val(j + 5000)).collect();
+            let mut want = start.clone();
+            for part in parts.chunks(stride) {
+                for (w, &p) in want.iter_mut().zip(&part[at..at + len]) {
+                    *w += p;
+                }
+            }
+            let runs = crate::engine::on_every_path(|| {
+                let mut g = start.clone();
+                add_parts(&mut g, &parts, stride, at);
+                g
+            });
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            for (path, got) in runs {
+                prop_assert_eq!(bits(&got), bits(&want), "on {}", path);
+            }
+        }
+
         /// The training forward of a group of unpadded small planes, which runs in the lanes,
         /// against the wide layout's forward of the same images (`conv_group`, a call per 16
         /// images) and each image's statistics from that output: the same bits, on every kernel
