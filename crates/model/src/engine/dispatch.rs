@@ -94,8 +94,14 @@ impl KernelPath {
     #[inline]
     pub(crate) fn vectors_for<T: 'static>() -> Option<KernelPath> {
         let path = Self::active();
+        path.has_vectors_for::<T>().then_some(path)
+    }
+
+    /// Whether `T` is `f32` and this path has vectors, whether or not the CPU has it.
+    #[inline]
+    fn has_vectors_for<T: 'static>(self) -> bool {
         let f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
-        (f32 && path != KernelPath::Portable).then_some(path)
+        f32 && self != KernelPath::Portable
     }
 
     /// Whether the explicit-vector kernels run on this path for `T`: `f32`, a path with vectors,
@@ -103,8 +109,7 @@ impl KernelPath {
     /// [`vectors_for`](Self::vectors_for) takes the active path, which the CPU always has.
     #[inline]
     pub(crate) fn runs_vectors<T: 'static>(self) -> bool {
-        let f32 = std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>();
-        f32 && self != KernelPath::Portable && self.is_available()
+        self.has_vectors_for::<T>() && self.is_available()
     }
 
     /// Makes every later kernel call in this process run `path` (for comparisons and tests:

@@ -1077,32 +1077,43 @@ pub(super) fn conv_backward<T: Real>(
 /// thread, a whole `g` loaded and stored again for every group, it was serial (docs/PERFORMANCE.md,
 /// forty-second pass).
 fn add_parts<T: Real>(g: &mut [T], parts: &[T], stride: usize, at: usize) {
-    const B: usize = 64;
     let groups = parts.len() / stride;
     assert!(
         groups * stride == parts.len() && at + g.len() <= stride,
         "add_parts: lengths"
     );
-    g.par_chunks_mut(B).enumerate().for_each(|(i, gb)| {
-        let from = at + i * B;
-        match <&mut [T; B]>::try_from(&mut *gb) {
-            Ok(gb) => add_block(gb, parts, stride, from, groups),
-            Err(_) => {
-                for k in 0..groups {
-                    let p = &parts[k * stride + from..][..gb.len()];
-                    gb.iter_mut().zip(p).for_each(|(g, &v)| *g += v);
+    g.par_chunks_mut(PART_BLOCK)
+        .enumerate()
+        .for_each(|(i, gb)| {
+            let from = at + i * PART_BLOCK;
+            match <&mut [T; PART_BLOCK]>::try_from(&mut *gb) {
+                Ok(gb) => add_block(gb, parts, stride, from, groups),
+                Err(_) => {
+                    for k in 0..groups {
+                        let p = &parts[k * stride + from..][..gb.len()];
+                        gb.iter_mut().zip(p).for_each(|(g, &v)| *g += v);
+                    }
                 }
             }
-        }
-    });
+        });
 }
+
+/// Weights in a block of [`add_parts`]: 4 zmm or 8 ymm, which stay in registers.
+const PART_BLOCK: usize = 64;
 
 fma_dispatch! {
 /// [`add_parts`] of one whole block, kept in registers over the groups.
-fn add_block<T: Real>(gb: &mut [T; 64], parts: &[T], stride: usize, from: usize, groups: usize) {
+fn add_block<T: Real>(
+    gb: &mut [T; PART_BLOCK],
+    parts: &[T],
+    stride: usize,
+    from: usize,
+    groups: usize,
+) {
     let mut acc = *gb;
     for k in 0..groups {
-        let p: &[T; 64] = parts[k * stride + from..][..64].try_into().expect("a block");
+        let p: &[T; PART_BLOCK] =
+            parts[k * stride + from..][..PART_BLOCK].try_into().expect("a block");
         for (a, &v) in acc.iter_mut().zip(p) {
             *a += v;
         }
