@@ -360,13 +360,13 @@ fn per_layer(batches: usize) -> Result<Work> {
 /// memory and clocks), against which the 2-thread loop's own parallel loss reads apart from
 /// the machine's. Each row's training rate also as a share of the peak ([`ThreadShares`]), for
 /// `work`'s FLOP per image: the higher of the peaks measured just before and just after these
-/// rows ([`rows_peak`]), by the rounds' rule, not the bench's first reading (`first`, whose
-/// instructions and threads it keeps), which once read the lowest of its run.
+/// rows ([`rows_peak`]), by the rounds' rule, not the bench's first reading, which once read the
+/// lowest of its run; `threads`, the threads the peak loop ran on.
 fn scaling(
     mnist: &under8k_mnist_data::Mnist,
     batches: usize,
     work: &Work,
-    first: &crate::peak::Peak,
+    threads: usize,
 ) -> Result<()> {
     let before = Peaks::measure(0.25);
     let on = |threads: usize, tag: &str| -> Result<Figures> {
@@ -383,15 +383,14 @@ fn scaling(
     });
     // Training only: the two loops' evaluations need not overlap (one may still train).
     let both = a?.train + b?.train;
-    let peak = rows_peak(first, [before, Peaks::measure(0.25)], KernelPath::active());
-    let shares = ThreadShares::of(work.train, &peak, [one.train, two.train, both]);
+    let peak = rows_peak([before, Peaks::measure(0.25)], KernelPath::active());
+    let shares = ThreadShares::of(work.train, peak, threads, [one.train, two.train, both]);
     println!(
         "\nthe thread rows against the higher of the peaks measured just before and after them: {:.1} GFLOP/s",
-        peak.flops / 1e9
+        peak / 1e9
     );
     println!(
-        "\n| threads | train img/s | eval img/s | train % of peak (1 thread: of one core's, the peak / {}) |\n|---|---|---|---|",
-        peak.threads
+        "\n| threads | train img/s | eval img/s | train % of peak (1 thread: of one core's, the peak / {threads}) |\n|---|---|---|---|"
     );
     println!(
         "| 1 | {:.0} | {:.0} | {:.1} % |",
@@ -426,14 +425,10 @@ fn scaling(
     Ok(())
 }
 
-/// The peak the thread rows are set against: of the two measured around them, the higher, for
-/// the rows' kernel `path` ([`Peaks::of`]); the instructions and threads of the bench's `first`.
-fn rows_peak(first: &crate::peak::Peak, around: [Peaks; 2], path: KernelPath) -> crate::peak::Peak {
-    crate::peak::Peak {
-        flops: around[0].of(path).max(around[1].of(path)),
-        isa: first.isa,
-        threads: first.threads,
-    }
+/// The peak the thread rows are set against, in FLOP/s: of the two measured around them, the
+/// higher, for the rows' kernel `path` ([`Peaks::of`]).
+fn rows_peak(around: [Peaks; 2], path: KernelPath) -> f64 {
+    around[0].of(path).max(around[1].of(path))
 }
 
 /// What the two loops at once say about the training target `want` (in percent): what 2
@@ -470,8 +465,8 @@ fn two_loops_line(shares: &ThreadShares, want: f64) -> String {
 }
 
 /// The thread rows' training rates as shares of the peak, in percent, for `work` FLOP per
-/// image: one loop on 1 thread against one core's part of the peak (the peak over its
-/// threads), one loop on 2 threads and two loops of 1 at once (their sum) against the whole
+/// image: one loop on 1 thread against one core's part of the peak (`peak` FLOP/s over the
+/// `threads` its loop ran on), one loop on 2 threads and two loops of 1 at once (their sum) against the whole
 /// peak. The last is what the cores reach when each runs its own loop: the 2-thread loop can
 /// reach it only by losing nothing between its threads, and beyond it only by each core's work
 /// running faster.
@@ -482,11 +477,11 @@ struct ThreadShares {
 }
 
 impl ThreadShares {
-    fn of(work: f64, peak: &crate::peak::Peak, [one, two, both]: [f64; 3]) -> Self {
+    fn of(work: f64, peak: f64, threads: usize, [one, two, both]: [f64; 3]) -> Self {
         ThreadShares {
-            one: share(work, one, peak.flops / peak.threads.max(1) as f64),
-            two: share(work, two, peak.flops),
-            both: share(work, both, peak.flops),
+            one: share(work, one, peak / threads.max(1) as f64),
+            two: share(work, two, peak),
+            both: share(work, both, peak),
         }
     }
 }
@@ -816,7 +811,7 @@ pub fn run(args: &Args) -> Result<()> {
         work.step_ms,
         100.0 * around / work.step_ms
     );
-    scaling(mnist, args.batches, &work, peak)?;
+    scaling(mnist, args.batches, &work, peak.threads)?;
     for f in &fast {
         targets(f, &work, f.path == fast[0].path);
     }
@@ -1019,12 +1014,7 @@ mod tests {
     /// target of 50 % needs 50 / 39.76 = 1.2575× (by hand).
     #[test]
     fn the_thread_rows_shares_count_one_thread_against_one_core() {
-        let peak = crate::peak::Peak {
-            flops: 600e9,
-            isa: "AVX-512 FMA",
-            threads: 2,
-        };
-        let s = ThreadShares::of(8.52e6, &peak, [15_000.0, 27_000.0, 28_000.0]);
+        let s = ThreadShares::of(8.52e6, 600e9, 2, [15_000.0, 27_000.0, 28_000.0]);
         assert!((s.one - 42.6).abs() < 1e-9, "{}", s.one);
         assert!((s.two - 38.34).abs() < 1e-9, "{}", s.two);
         assert!((s.both - 39.76).abs() < 1e-9, "{}", s.both);
@@ -1057,22 +1047,16 @@ mod tests {
         assert_eq!(only.of(KernelPath::Avx2), 150e9);
     }
 
-    /// The thread rows' peak: 280 before and 310 after them (the first reading, 200, set
-    /// aside), 310 by hand; on the AVX2 path, the AVX2 loop's higher reading, 160.
+    /// The thread rows' peak: 280 before and 310 after them, 310 by hand; on the AVX2 path, the
+    /// AVX2 loop's higher reading, 160.
     #[test]
     fn the_thread_rows_take_the_higher_peak_around_them() {
-        let first = crate::peak::Peak {
-            flops: 200e9,
-            isa: "AVX-512 FMA",
-            threads: 2,
-        };
         let around = [
             Peaks::new(280e9, Some(160e9)),
             Peaks::new(310e9, Some(150e9)),
         ];
-        let got = rows_peak(&first, around, KernelPath::Avx512);
-        assert_eq!((got.flops, got.isa, got.threads), (310e9, "AVX-512 FMA", 2));
-        assert_eq!(rows_peak(&first, around, KernelPath::Avx2).flops, 160e9);
+        assert_eq!(rows_peak(around, KernelPath::Avx512), 310e9);
+        assert_eq!(rows_peak(around, KernelPath::Avx2), 160e9);
     }
 
     #[test]
