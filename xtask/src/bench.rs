@@ -426,9 +426,9 @@ fn scaling(
 }
 
 /// The peak the thread rows are set against, in FLOP/s: of the two measured around them, the
-/// higher, for the rows' kernel `path` ([`Peaks::of`]).
+/// higher, for the rows' kernel `path`, by the rounds' own rule ([`around_each`]).
 fn rows_peak(around: [Peaks; 2], path: KernelPath) -> f64 {
-    around[0].of(path).max(around[1].of(path))
+    around_each(&around)[0].of(path)
 }
 
 /// What the two loops at once say about the training target `want` (in percent): what 2
@@ -466,10 +466,10 @@ fn two_loops_line(shares: &ThreadShares, want: f64) -> String {
 
 /// The thread rows' training rates as shares of the peak, in percent, for `work` FLOP per
 /// image: one loop on 1 thread against one core's part of the peak (`peak` FLOP/s over the
-/// `threads` its loop ran on), one loop on 2 threads and two loops of 1 at once (their sum) against the whole
-/// peak. The last is what the cores reach when each runs its own loop: the 2-thread loop can
-/// reach it only by losing nothing between its threads, and beyond it only by each core's work
-/// running faster.
+/// `threads` its loop ran on), one loop on 2 threads and two loops of 1 at once (their sum)
+/// against the whole peak. The last is what the cores reach when each runs its own loop: the
+/// 2-thread loop can reach it only by losing nothing between its threads, and beyond it only by
+/// each core's work running faster.
 struct ThreadShares {
     one: f64,
     two: f64,
