@@ -354,14 +354,6 @@ fn per_layer(batches: usize) -> Result<Work> {
     })
 }
 
-/// Training and evaluation on rayon pools of 1 and 2 threads (default kernel path): img/s, and
-/// the efficiency of 2 threads against twice 1. Then two pools of 1 thread at once, each with
-/// its own loop: what the two cores give when nothing is shared but the machine (its caches,
-/// memory and clocks), against which the 2-thread loop's own parallel loss reads apart from
-/// the machine's. Each row's training rate also as a share of the peak ([`ThreadShares`]), for
-/// `work`'s FLOP per image: the higher of the peaks measured just before and just after these
-/// rows ([`rows_peak`]), by the rounds' rule, not the bench's first reading, which once read the
-/// lowest of its run; `threads`, the threads the peak loop ran on.
 /// The bench's first lines: the loop that read highest, the peak, then every other loop's
 /// reading. Where two loops run at one rate (a Zen 4 splits each 512-bit operation in two),
 /// either may read higher, and the other must not go unshown.
@@ -387,6 +379,14 @@ fn peak_lines(peaks: &[crate::peak::Peak]) -> Vec<String> {
         .collect()
 }
 
+/// Training and evaluation on rayon pools of 1 and 2 threads (default kernel path): img/s, and
+/// the efficiency of 2 threads against twice 1. Then two pools of 1 thread at once, each with
+/// its own loop: what the two cores give when nothing is shared but the machine (its caches,
+/// memory and clocks), against which the 2-thread loop's own parallel loss reads apart from
+/// the machine's. Each row's training rate also as a share of the peak ([`ThreadShares`]), for
+/// `work`'s FLOP per image: the higher of the peaks measured just before and just after these
+/// rows ([`rows_peak`]), by the rounds' rule, not the bench's first reading, which once read the
+/// lowest of its run; `threads`, the threads the peak loop ran on.
 fn scaling(
     mnist: &under8k_mnist_data::Mnist,
     batches: usize,
