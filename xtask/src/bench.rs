@@ -358,9 +358,10 @@ fn per_layer(batches: usize) -> Result<Work> {
 /// reading. Where two loops run at one rate (a Zen 4 splits each 512-bit operation in two),
 /// either may read higher, and the other must not go unshown.
 fn peak_lines(peaks: &[crate::peak::Peak]) -> Vec<String> {
-    let Some(peak) = peaks.iter().max_by(|a, b| a.flops.total_cmp(&b.flops)) else {
-        return vec![];
-    };
+    let peak = peaks
+        .iter()
+        .max_by(|a, b| a.flops.total_cmp(&b.flops))
+        .expect("the scalar loop runs everywhere");
     let first = format!(
         "peak: {:.1} GFLOP/s FP32 ({} loop, register-resident, on {} threads at once)",
         peak.flops / 1e9,
