@@ -10,6 +10,7 @@ use super::padded::BnRows;
 use super::places::Epilogue;
 use super::plan::ConvStep;
 use super::real::Real;
+use super::spread;
 use super::winograd::PAIRS;
 use super::{act, conv, mask, padded, tiles, winograd};
 
@@ -149,54 +150,51 @@ pub(super) fn conv_forward<T: Real>(
         (Some(m), Some(p)) => m.chunks_mut(p.image_words(isz)).map(Some).collect(),
         _ => out.chunks(per * osz).map(|_| None).collect(),
     };
-    let sums: Vec<ImageSums> = out
-        .par_chunks_mut(per * osz)
-        .zip(records.par_iter_mut())
-        .enumerate()
-        .map_init(
-            || Scratch::take(pool, &lens),
-            |s, (k, (o, record))| {
-                let (xp, wide, xa, t) = match &mut s.bufs[..] {
-                    [xp, wide] => (xp, wide, None, None),
-                    [xp, wide, xa] => (xp, wide, Some(xa), None),
-                    [xp, wide, xa, t] => (xp, wide, Some(xa), Some(t)),
-                    _ => unreachable!("two to four buffers"),
-                };
-                let (n, x) = (o.len() / osz, &xin[k * per * isz..]);
-                let room = x.len() >= isz + slack;
-                let wino = u.as_deref().zip(t.map(|t| &mut t[..]));
-                match (pre, xa) {
-                    (Some(p), Some(xa)) => {
-                        p.image(k, &x[..isz], &mut xa[..isz], record.as_deref_mut());
-                        one_image(cs, xa, params, wino, cropped.as_ref(), o, wide)
-                    }
-                    (None, Some(xa)) if !room && wino.is_some() => {
-                        xa[..isz].copy_from_slice(&x[..isz]);
-                        xa[isz..].fill(T::ZERO);
-                        one_image(cs, xa, params, wino, cropped.as_ref(), o, wide)
-                    }
-                    _ if one && room => one_image(cs, x, params, wino, cropped.as_ref(), o, wide),
-                    _ if let Some(geometry) = &geometry => {
-                        lanes::gather(&x[..n * isz], n, isz, xp);
-                        geometry.conv(cs, xp, params, wide, None);
-                        lanes::scatter(wide, n, osz, o);
-                    }
-                    _ => conv_group(cs, n, &x[..n * isz], params, o, xp, wide, None),
+    let items = out.chunks_mut(per * osz).zip(records.iter_mut()).collect();
+    let sums: Vec<ImageSums> = spread::each(
+        items,
+        || Scratch::take(pool, &lens),
+        |s, k, (o, record)| {
+            let (xp, wide, xa, t) = match &mut s.bufs[..] {
+                [xp, wide] => (xp, wide, None, None),
+                [xp, wide, xa] => (xp, wide, Some(xa), None),
+                [xp, wide, xa, t] => (xp, wide, Some(xa), Some(t)),
+                _ => unreachable!("two to four buffers"),
+            };
+            let (n, x) = (o.len() / osz, &xin[k * per * isz..]);
+            let room = x.len() >= isz + slack;
+            let wino = u.as_deref().zip(t.map(|t| &mut t[..]));
+            match (pre, xa) {
+                (Some(p), Some(xa)) => {
+                    p.image(k, &x[..isz], &mut xa[..isz], record.as_deref_mut());
+                    one_image(cs, xa, params, wino, cropped.as_ref(), o, wide)
                 }
-                match stats {
-                    true => o
-                        .chunks(osz)
-                        .map(|oi| {
-                            let mut s = vec![(0.0, 0.0); cs.co];
-                            act::plane_sums(oi, cs.co, hw, &mut s);
-                            s
-                        })
-                        .collect(),
-                    false => vec![],
+                (None, Some(xa)) if !room && wino.is_some() => {
+                    xa[..isz].copy_from_slice(&x[..isz]);
+                    xa[isz..].fill(T::ZERO);
+                    one_image(cs, xa, params, wino, cropped.as_ref(), o, wide)
                 }
-            },
-        )
-        .collect();
+                _ if one && room => one_image(cs, x, params, wino, cropped.as_ref(), o, wide),
+                _ if let Some(geometry) = &geometry => {
+                    lanes::gather(&x[..n * isz], n, isz, xp);
+                    geometry.conv(cs, xp, params, wide, None);
+                    lanes::scatter(wide, n, osz, o);
+                }
+                _ => conv_group(cs, n, &x[..n * isz], params, o, xp, wide, None),
+            }
+            match stats {
+                true => o
+                    .chunks(osz)
+                    .map(|oi| {
+                        let mut s = vec![(0.0, 0.0); cs.co];
+                        act::plane_sums(oi, cs.co, hw, &mut s);
+                        s
+                    })
+                    .collect(),
+                false => vec![],
+            }
+        },
+    );
     stats.then(|| sums.into_iter().flatten().collect())
 }
 
@@ -1040,27 +1038,20 @@ pub(super) fn conv_backward<T: Real>(
     }
     let init = || Scratch::take(pool, &lens);
     let (gsz, isz_g, osz_g) = (cs.grad_group, cs.grad_group * isz, cs.grad_group * osz);
+    let groups = g
+        .chunks(osz_g)
+        .zip(xin.chunks(isz_g))
+        .zip(parts.chunks_mut(pw));
     let per_image: Vec<ImageSums> = match gx {
-        Some(gx) => gx
-            .gx
-            .par_chunks_mut(isz_g)
-            .zip(g.par_chunks(osz_g))
-            .zip(xin.par_chunks(isz_g))
-            .zip(parts.par_chunks_mut(pw))
-            .enumerate()
-            .map_init(init, |s, (k, (((gxi, gi), xi), part))| {
+        Some(gx) => {
+            let items = gx.gx.chunks_mut(isz_g).zip(groups).collect();
+            spread::each(items, init, |s, k, (gxi, ((gi, xi), part))| {
                 per_group(k, gi, xi, Some(gxi), part, s)
             })
-            .collect(),
-        None => g
-            .par_chunks(osz_g)
-            .zip(xin.par_chunks(isz_g))
-            .zip(parts.par_chunks_mut(pw))
-            .enumerate()
-            .map_init(init, |s, (k, ((gi, xi), part))| {
-                per_group(k, gi, xi, None, part, s)
-            })
-            .collect(),
+        }
+        None => spread::each(groups.collect(), init, |s, k, ((gi, xi), part)| {
+            per_group(k, gi, xi, None, part, s)
+        }),
     };
     debug_assert_eq!(per_image.len(), n.div_ceil(gsz));
     add_parts(&mut gp[cs.weight..cs.weight + nw], &parts, pw, 0);

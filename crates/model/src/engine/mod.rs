@@ -25,10 +25,11 @@
 //!   input). An act step before an unpadded convolution on large planes is folded into it in
 //!   training: the convolution applies it to each image as it reads it, forward and backward,
 //!   and its output is never stored (its time then counts in the convolution's row).
-//! - Images are processed in parallel (rayon), in groups of up to 16 side by side in one
-//!   kernel call ([`drivers`]; the group size depends on the layer's plane alone, so small
-//!   convolutions fill the vectors; from numerics version 5 the backward takes large planes
-//!   one image a group, so that a layer's parallel loop ends on one image's work). Every
+//! - Images are processed in parallel on rayon's threads, which share a layer's images out in
+//!   shrinking runs ([`spread`]), in groups of up to 16 side by side in one kernel call
+//!   ([`drivers`]; the group size depends on the layer's plane alone, so small convolutions
+//!   fill the vectors; from numerics version 5 the backward takes large planes one image a
+//!   group, so that a layer's parallel loop ends on one image's work). Every
 //!   reduction over the batch (BatchNorm statistics per image, weight gradients per group)
 //!   sums its partials in image or group order, so results are the same for any thread count.
 //!   The grouping is part of the numerics (numerics version 2 on). The forward of a group of
@@ -102,6 +103,7 @@ mod plan;
 mod profile;
 #[cfg(target_arch = "x86_64")]
 mod simd;
+mod spread;
 mod tiles;
 mod transpose;
 pub(crate) mod winograd;

@@ -13,7 +13,7 @@ use super::drivers::{
 use super::infer;
 use super::plan::Pooled;
 use super::plan::{ActStep, Engine, Step};
-use super::{act, misc};
+use super::{act, misc, spread};
 use crate::layers::BN_EPS;
 
 /// What one forward pass keeps for its backward.
@@ -265,29 +265,28 @@ impl Pass {
             Some((win, po, pa)) => {
                 let (oh, ow) = win.out();
                 let psz = win.c * oh * ow;
-                let pooled = po.par_chunks_mut(psz).zip(pa.par_chunks_mut(psz));
+                let pooled = po.chunks_mut(psz).zip(pa.chunks_mut(psz));
                 let both = |i: usize, o: &mut [T], xi: &[T], (p, pa): (&mut [T], &mut [u32])| {
                     one(i, o, xi);
                     misc::max_pool(o, p, pa, win);
                 };
                 match out.is_empty() {
-                    true => xin.par_chunks(sz).zip(pooled).enumerate().for_each_init(
+                    true => spread::each(
+                        xin.chunks(sz).zip(pooled).collect(),
                         || Scratch::take(T::pool(&self.engine), &[sz]),
-                        |s, (i, (xi, p))| both(i, &mut s.bufs[0], xi, p),
+                        |s, i, (xi, p)| both(i, &mut s.bufs[0], xi, p),
                     ),
-                    false => out
-                        .par_chunks_mut(sz)
-                        .zip(xin.par_chunks(sz))
-                        .zip(pooled)
-                        .enumerate()
-                        .for_each(|(i, ((o, xi), p))| both(i, o, xi, p)),
-                }
+                    false => spread::each(
+                        out.chunks_mut(sz).zip(xin.chunks(sz)).zip(pooled).collect(),
+                        || (),
+                        |_, i, ((o, xi), p)| both(i, o, xi, p),
+                    ),
+                };
             }
-            None => out
-                .par_chunks_mut(sz)
-                .zip(xin.par_chunks(sz))
-                .enumerate()
-                .for_each(|(i, (o, xi))| one(i, o, xi)),
+            None => {
+                let items = out.chunks_mut(sz).zip(xin.chunks(sz)).collect();
+                spread::each(items, || (), |_, i, (o, xi)| one(i, o, xi));
+            }
         }
     }
 
@@ -505,17 +504,17 @@ impl Pass {
                     );
                     let norm = nm(a, norm_i);
                     norm_i -= usize::from(norm.is_some());
-                    let parts: ImageSums = gx
-                        .par_chunks_mut(isz)
-                        .zip(g.par_chunks(isz))
-                        .zip(y.par_chunks(isz))
-                        .zip(xin.par_chunks(isz))
-                        .enumerate()
-                        .map(|(i, (((gzi, gi), yi), zi))| {
+                    let items = (gx.chunks_mut(isz).zip(g.chunks(isz)))
+                        .zip(y.chunks(isz).zip(xin.chunks(isz)))
+                        .collect();
+                    let parts: ImageSums = spread::each(
+                        items,
+                        || (),
+                        |_, i, ((gzi, gi), (yi, zi))| {
                             let yi = Planes::dense(yi, a.c, a.hw);
                             self.act_grad_image(a, i, Some(gi), yi, gzi, zi, norm)
-                        })
-                        .collect();
+                        },
+                    );
                     let defer = defers(e, si);
                     deferred =
                         self.bn_backward(a, xin, &mut gx, params, &mut gp, norm, n, parts, defer);
@@ -524,11 +523,11 @@ impl Pass {
                     arg_i -= 1;
                     let arg = &s.args[arg_i];
                     // The act step's first pass (∂L/∂z and the sums) per image here.
-                    let parts: ImageSums = gx
-                        .par_chunks_mut(isz)
-                        .zip(g.par_chunks(osz))
-                        .enumerate()
-                        .map(|(i, (gxi, gi))| {
+                    let items = gx.chunks_mut(isz).zip(g.chunks(osz)).collect();
+                    let parts: ImageSums = spread::each(
+                        items,
+                        || (),
+                        |_, i, (gxi, gi)| {
                             let ai = &arg[i * osz..(i + 1) * osz];
                             gxi.fill(T::ZERO);
                             let act = before.map(|(a, norm, z)| (a, norm, &z[i * isz..][..isz]));
@@ -550,8 +549,8 @@ impl Pass {
                                     self.act_grad_image(a, i, None, yi, gxi, zi, norm)
                                 }
                             }
-                        })
-                        .collect();
+                        },
+                    );
                     fused = before.is_some().then_some(parts);
                 }
                 Step::AvgPool(win) => gx
