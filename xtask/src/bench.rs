@@ -15,6 +15,8 @@ use under8k_train::TrainConfig;
 use under8k_train::run;
 use under8k_train::sgd::{Sgd, SgdConfig};
 
+use crate::steal::{self, CpuTimes};
+
 /// `cargo xtask bench` options.
 #[derive(clap::Args)]
 pub struct Args {
@@ -738,12 +740,16 @@ pub fn run(args: &Args) -> Result<()> {
     // after the peak loop the machine is in another state than after a training run: no path
     // should always have the same place).
     let mut rounds: Vec<Vec<Figures>> = paths.iter().map(|_| vec![]).collect();
-    let mut round_peaks = vec![];
+    let (mut round_peaks, mut machine) = (vec![], vec![]);
     for r in 0..args.rounds.max(1) {
         round_peaks.push(Peaks::measure(0.25));
         for i in round_order(paths.len(), r) {
             KernelPath::use_path(paths[i])?;
+            let before = CpuTimes::now();
             rounds[i].push(measure(mnist, Kernels::Fast, args.batches, 10_000)?);
+            if i == 0 {
+                machine.push(before.zip(CpuTimes::now()).and_then(|(a, b)| a.until(b)));
+            }
         }
     }
     round_peaks.push(Peaks::measure(0.25));
@@ -832,6 +838,13 @@ pub fn run(args: &Args) -> Result<()> {
     scaling(mnist, args.batches, &work, threads)?;
     for f in &fast {
         targets(f, &work, f.path == fast[0].path);
+        if f.path == fast[0].path {
+            println!(
+                "- the cores' time in each of these rounds (/proc/stat): {}; a core the \
+                 hypervisor stops (steal) stops its thread mid-layer, and the other then idles",
+                steal::line(&machine)
+            );
+        }
     }
     let now = under8k_model::NUMERICS_VERSION;
     for (new, title) in (under8k_model::OLDEST_NUMERICS + 1..=now)

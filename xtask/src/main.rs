@@ -28,6 +28,7 @@ mod endtoend;
 mod peak;
 mod pytorch;
 mod readme;
+mod steal;
 mod tidy;
 
 #[global_allocator]
