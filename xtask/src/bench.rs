@@ -52,6 +52,11 @@ struct Figures {
 }
 
 impl Figures {
+    /// A training rate where no evaluation was measured (two loops at once).
+    fn train_only(train: f64) -> Self {
+        Figures { train, eval: 0.0 }
+    }
+
     /// These rates as shares of `peak` FLOP/s, in percent: training at `work.train` FLOP an
     /// image, evaluation at `work.forward`.
     fn shares(&self, work: &Work, peak: f64) -> Figures {
@@ -383,7 +388,8 @@ fn peak_lines(peaks: &[crate::peak::Peak]) -> Vec<String> {
 }
 
 /// Training and evaluation on rayon pools of 1 and 2 threads (default kernel path): img/s, and
-/// the efficiency of 2 threads against twice 1. Then two pools of 1 thread at once, each with
+/// the efficiency of 2 threads against twice 1, each the median of [`THREAD_ROUNDS`] rounds
+/// whose measurements take turns to go first ([`ThreadMedians`]). Then two pools of 1 thread at once, each with
 /// its own loop: what the two cores give when nothing is shared but the machine (its caches,
 /// memory and clocks), against which the 2-thread loop's own parallel loss reads apart from
 /// the machine's. Each row's training rate also as a share of the peak ([`ThreadShares`]), for
@@ -403,19 +409,44 @@ fn scaling(
             .build()?
             .install(|| measure_in(mnist, Kernels::Fast, batches, 10_000, tag))
     };
-    let (one, two) = (on(1, "")?, on(2, "")?);
-    let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| on(1, "-a"));
-        let b = on(1, "-b");
-        (a.join().expect("a bench loop does not panic"), b)
-    });
     // Training only: the two loops' evaluations need not overlap (one may still train).
-    let both = a?.train + b?.train;
+    let two_loops = || -> Result<f64> {
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| on(1, "-a"));
+            let b = on(1, "-b");
+            (a.join().expect("a bench loop does not panic"), b)
+        });
+        Ok(a?.train + b?.train)
+    };
+    let mut rounds = vec![];
+    for r in 0..THREAD_ROUNDS {
+        let mut got = [None, None, None];
+        for k in round_order(3, r) {
+            got[k] = Some(match k {
+                0 => on(1, "")?,
+                1 => on(2, "")?,
+                _ => Figures::train_only(two_loops()?),
+            });
+        }
+        let [Some(one), Some(two), Some(both)] = got else {
+            unreachable!("each round measures all three")
+        };
+        rounds.push(ThreadRound {
+            one,
+            two,
+            both: both.train,
+        });
+    }
+    let m = ThreadMedians::of(&rounds);
+    let (one, two, both) = (m.one, m.two, m.both);
     let peak = rows_peak([before, Peaks::measure(0.25)], KernelPath::active());
     let shares = ThreadShares::of(work.train, peak, threads, [one.train, two.train, both]);
     println!(
         "\nthe thread rows against the higher of the peaks measured just before and after them: {:.1} GFLOP/s",
         peak / 1e9
+    );
+    println!(
+        "each row the median of {THREAD_ROUNDS} rounds, each of the three measurements first in turn"
     );
     println!(
         "\n| threads | train img/s | eval img/s | train % of peak (1 thread: of one core's, the peak / {threads}) |\n|---|---|---|---|"
@@ -443,14 +474,62 @@ fn scaling(
         t.machine
     );
     println!(
-        "| 2 against two loops at once (what the loop's own parallel parts leave) | {:.0} % | | |",
-        t.loop_own
+        "| 2 against two loops at once (what the loop's own parallel parts leave) | {:.0} % (each round's own: {} %) | | |",
+        t.loop_own,
+        m.paired
+            .iter()
+            .map(|v| format!("{v:.0}"))
+            .collect::<Vec<_>>()
+            .join(" / ")
     );
     println!(
         "{}",
         two_loops_line(&shares, train_target(KernelPath::active()))
     );
     Ok(())
+}
+
+/// Rounds of the thread rows ([`scaling`]): a single reading of each once put 2 threads at 75 %
+/// of two loops at once, and the next run at 90 %.
+const THREAD_ROUNDS: usize = 3;
+
+/// One round of the thread rows: one loop on 1 thread, one on 2, and two loops of 1 thread at
+/// once (their training rates summed).
+struct ThreadRound {
+    one: Figures,
+    two: Figures,
+    both: f64,
+}
+
+/// The thread rows over their rounds: the median of each rate, and each round's 2-thread
+/// training rate against its own two loops at once, in percent (`paired`: the two measured
+/// within a minute of each other).
+struct ThreadMedians {
+    one: Figures,
+    two: Figures,
+    both: f64,
+    paired: Vec<f64>,
+}
+
+impl ThreadMedians {
+    fn of(rounds: &[ThreadRound]) -> Self {
+        let of = |f: fn(&ThreadRound) -> f64| median(rounds.iter().map(f).collect());
+        ThreadMedians {
+            one: Figures {
+                train: of(|r| r.one.train),
+                eval: of(|r| r.one.eval),
+            },
+            two: Figures {
+                train: of(|r| r.two.train),
+                eval: of(|r| r.two.eval),
+            },
+            both: of(|r| r.both),
+            paired: rounds
+                .iter()
+                .map(|r| 100.0 * r.two.train / r.both)
+                .collect(),
+        }
+    }
 }
 
 /// The peak the thread rows are set against, in FLOP/s: of the two measured around them, the
@@ -924,6 +1003,25 @@ mod tests {
 
     /// The factor counts from the higher of the two loops' and the 2 threads' shares, worked by
     /// hand: 50 / 30.8 = 1.623…, 50 / 30 = 1.666…
+    #[test]
+    fn thread_rows_are_medians_and_each_rounds_own_ratio() {
+        let f = |train: f64, eval: f64| Figures { train, eval };
+        let round = |one, two, both| ThreadRound { one, two, both };
+        let rounds = [
+            round(f(5_000.0, 40_000.0), f(9_000.0, 76_000.0), 10_000.0),
+            round(f(6_000.0, 42_000.0), f(9_900.0, 80_000.0), 12_000.0),
+            round(f(5_500.0, 41_000.0), f(8_000.0, 70_000.0), 10_000.0),
+        ];
+        let m = ThreadMedians::of(&rounds);
+        // The middle of each column: 5,500 and 41,000; 9,000 and 76,000; 10,000.
+        assert_eq!((m.one.train, m.one.eval), (5_500.0, 41_000.0));
+        assert_eq!((m.two.train, m.two.eval), (9_000.0, 76_000.0));
+        assert_eq!(m.both, 10_000.0);
+        // Each round's 2 threads over its own two loops: 9,000 / 10,000, 9,900 / 12,000 and
+        // 8,000 / 10,000. The medians' own ratio (90 %) is not the rounds' (82.5 %).
+        assert_eq!(m.paired, vec![90.0, 82.5, 80.0]);
+    }
+
     #[test]
     fn two_loops_line_counts_from_the_higher_share() {
         let at = |two, both| ThreadShares {
