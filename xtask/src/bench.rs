@@ -32,7 +32,8 @@ pub struct Args {
     /// Rounds of the fast engine's measurements, the kernel paths taking turns, the peak
     /// measured again before each round and after the last; the medians are reported, shares
     /// of peak each against the higher of the two peaks around its round (the machines are
-    /// shared and drift), and each target's line lists every round's share.
+    /// shared and drift), and each target's line lists every round's share. The thread rows
+    /// take as many rounds, at most 3.
     #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// End to end: this many alternating pairs of a whole `under8k train --attempt 3` run and
@@ -388,20 +389,23 @@ fn peak_lines(peaks: &[crate::peak::Peak]) -> Vec<String> {
 }
 
 /// Training and evaluation on rayon pools of 1 and 2 threads (default kernel path): img/s, and
-/// the efficiency of 2 threads against twice 1, each the median of [`THREAD_ROUNDS`] rounds
-/// whose measurements take turns to go first ([`ThreadMedians`]). Then two pools of 1 thread at once, each with
+/// the efficiency of 2 threads against twice 1. Then two pools of 1 thread at once, each with
 /// its own loop: what the two cores give when nothing is shared but the machine (its caches,
 /// memory and clocks), against which the 2-thread loop's own parallel loss reads apart from
-/// the machine's. Each row's training rate also as a share of the peak ([`ThreadShares`]), for
-/// `work`'s FLOP per image: the higher of the peaks measured just before and just after these
-/// rows ([`rows_peak`]), by the rounds' rule, not the bench's first reading, which once read the
-/// lowest of its run; `threads`, the threads the peak loop ran on.
+/// the machine's. Each of the three runs `rounds` times, at most [`THREAD_ROUNDS`], each first in
+/// turn; the rows show the medians ([`ThreadMedians`]). Each row's training rate also as a share
+/// of the peak ([`ThreadShares`]), for `work`'s FLOP per image: the higher of the peaks measured
+/// just before and just after these rows ([`rows_peak`]), by the rounds' rule, not the bench's
+/// first reading, which once read the lowest of its run; `threads`, the threads the peak loop
+/// ran on.
 fn scaling(
     mnist: &under8k_mnist_data::Mnist,
     batches: usize,
     work: &Work,
     threads: usize,
+    rounds: usize,
 ) -> Result<()> {
+    let n_rounds = rounds.clamp(1, THREAD_ROUNDS);
     let before = Peaks::measure(0.25);
     let on = |threads: usize, tag: &str| -> Result<Figures> {
         rayon::ThreadPoolBuilder::new()
@@ -419,7 +423,7 @@ fn scaling(
         Ok(a?.train + b?.train)
     };
     let mut rounds = vec![];
-    for r in 0..THREAD_ROUNDS {
+    for r in 0..n_rounds {
         let mut got = [None, None, None];
         for k in round_order(3, r) {
             got[k] = Some(match k {
@@ -445,9 +449,12 @@ fn scaling(
         "\nthe thread rows against the higher of the peaks measured just before and after them: {:.1} GFLOP/s",
         peak / 1e9
     );
-    println!(
-        "each row the median of {THREAD_ROUNDS} rounds, each of the three measurements first in turn"
-    );
+    match n_rounds {
+        1 => println!("each row one measurement (--rounds 1)"),
+        n => println!(
+            "each row the median of {n} rounds, each of the three measurements first in turn"
+        ),
+    }
     println!(
         "\n| threads | train img/s | eval img/s | train % of peak (1 thread: of one core's, the peak / {threads}) |\n|---|---|---|---|"
     );
@@ -489,8 +496,8 @@ fn scaling(
     Ok(())
 }
 
-/// Rounds of the thread rows ([`scaling`]): a single reading of each once put 2 threads at 75 %
-/// of two loops at once, and the next run at 90 %.
+/// The most rounds of the thread rows ([`scaling`]; fewer with fewer `--rounds`): a single
+/// reading of each once put 2 threads at 75 % of two loops at once, and the next run at 90 %.
 const THREAD_ROUNDS: usize = 3;
 
 /// One round of the thread rows: one loop on 1 thread, one on 2, and two loops of 1 thread at
@@ -914,7 +921,7 @@ pub fn run(args: &Args) -> Result<()> {
         work.step_ms,
         100.0 * around / work.step_ms
     );
-    scaling(mnist, args.batches, &work, threads)?;
+    scaling(mnist, args.batches, &work, threads, args.rounds)?;
     for f in &fast {
         targets(f, &work, f.path == fast[0].path);
         if f.path == fast[0].path {
