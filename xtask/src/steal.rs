@@ -104,6 +104,18 @@ mod tests {
         assert_eq!(line(&[Some(s), None]), "steal 9.2 / – %, idle 8.6 / – %");
     }
 
+    /// Every field moves: user 100, nice 10, system 20, idle 200, iowait 20, irq 5, softirq 6,
+    /// steal 70, and guest and guest_nice 10 each, which user and nice count already. By hand:
+    /// 431 ticks; steal 70 (16.241 %), idle with iowait 220 (51.044 %).
+    #[test]
+    fn idle_counts_iowait_and_the_total_leaves_guest_time_out() {
+        let a = CpuTimes::parse("cpu  100 10 20 300 40 5 6 70 9 9\n").unwrap();
+        let b = CpuTimes::parse("cpu  200 20 40 500 60 10 12 140 19 19\n").unwrap();
+        let s = a.until(b).unwrap();
+        assert!((s.steal - 16.241).abs() < 1e-3, "{s:?}");
+        assert!((s.idle - 51.044).abs() < 1e-3, "{s:?}");
+    }
+
     #[test]
     fn no_tick_between_readings_is_no_share() {
         let a = CpuTimes::parse(BEFORE).unwrap();
