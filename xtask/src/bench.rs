@@ -407,41 +407,7 @@ fn scaling(
 ) -> Result<()> {
     let n_rounds = rounds.clamp(1, THREAD_ROUNDS);
     let before = Peaks::measure(0.25);
-    let on = |threads: usize, tag: &str| -> Result<Figures> {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()?
-            .install(|| measure_in(mnist, Kernels::Fast, batches, 10_000, tag))
-    };
-    // Training only: the two loops' evaluations need not overlap (one may still train).
-    let two_loops = || -> Result<f64> {
-        let (a, b) = std::thread::scope(|s| {
-            let a = s.spawn(|| on(1, "-a"));
-            let b = on(1, "-b");
-            (a.join().expect("a bench loop does not panic"), b)
-        });
-        Ok(a?.train + b?.train)
-    };
-    let mut rounds = vec![];
-    for r in 0..n_rounds {
-        let mut got = [None, None, None];
-        for k in round_order(3, r) {
-            got[k] = Some(match k {
-                0 => on(1, "")?,
-                1 => on(2, "")?,
-                _ => Figures::train_only(two_loops()?),
-            });
-        }
-        let [Some(one), Some(two), Some(both)] = got else {
-            unreachable!("each round measures all three")
-        };
-        rounds.push(ThreadRound {
-            one,
-            two,
-            both: both.train,
-        });
-    }
-    let m = ThreadMedians::of(&rounds);
+    let m = ThreadMedians::of(&thread_rounds(mnist, batches, n_rounds)?);
     let (one, two, both) = (m.one, m.two, m.both);
     let peak = rows_peak([before, Peaks::measure(0.25)], KernelPath::active());
     let shares = ThreadShares::of(work.train, peak, threads, [one.train, two.train, both]);
@@ -494,6 +460,50 @@ fn scaling(
         two_loops_line(&shares, train_target(KernelPath::active()))
     );
     Ok(())
+}
+
+/// `n` rounds of the thread rows ([`scaling`]): one loop on 1 thread, one on 2, and two loops
+/// of 1 thread at once, each first in turn.
+fn thread_rounds(
+    mnist: &under8k_mnist_data::Mnist,
+    batches: usize,
+    n: usize,
+) -> Result<Vec<ThreadRound>> {
+    let on = |threads: usize, tag: &str| -> Result<Figures> {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?
+            .install(|| measure_in(mnist, Kernels::Fast, batches, 10_000, tag))
+    };
+    // Training only: the two loops' evaluations need not overlap (one may still train).
+    let two_loops = || -> Result<f64> {
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| on(1, "-a"));
+            let b = on(1, "-b");
+            (a.join().expect("a bench loop does not panic"), b)
+        });
+        Ok(a?.train + b?.train)
+    };
+    let mut rounds = vec![];
+    for r in 0..n {
+        let mut got = [None, None, None];
+        for k in round_order(3, r) {
+            got[k] = Some(match k {
+                0 => on(1, "")?,
+                1 => on(2, "")?,
+                _ => Figures::train_only(two_loops()?),
+            });
+        }
+        let [Some(one), Some(two), Some(both)] = got else {
+            unreachable!("each round measures all three")
+        };
+        rounds.push(ThreadRound {
+            one,
+            two,
+            both: both.train,
+        });
+    }
+    Ok(rounds)
 }
 
 /// The most rounds of the thread rows ([`scaling`]; fewer with fewer `--rounds`): a single
