@@ -506,8 +506,8 @@ fn thread_rounds(
     Ok(rounds)
 }
 
-/// The most rounds of the thread rows ([`scaling`]; fewer with fewer `--rounds`): a single
-/// reading of each once put 2 threads at 75 % of two loops at once, and the next run at 90 %.
+/// The most rounds of the thread rows ([`scaling`]; fewer with fewer `--rounds`): with a single
+/// reading of each, three runs in a row put 2 threads at 90, 78 and 75 % of two loops at once.
 const THREAD_ROUNDS: usize = 3;
 
 /// One round of the thread rows: one loop on 1 thread, one on 2, and two loops of 1 thread at
