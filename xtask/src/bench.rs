@@ -1018,8 +1018,7 @@ end to end: {} alternating pairs of {}-epoch runs of attempt 3, {threads} thread
 mod tests {
     use super::*;
 
-    /// The factor counts from the higher of the two loops' and the 2 threads' shares, worked by
-    /// hand: 50 / 30.8 = 1.623…, 50 / 30 = 1.666…
+    /// The rows' medians and each round's own 2-thread ratio, from three rounds worked by hand.
     #[test]
     fn thread_rows_are_medians_and_each_rounds_own_ratio() {
         let f = |train: f64, eval: f64| Figures { train, eval };
@@ -1039,6 +1038,8 @@ mod tests {
         assert_eq!(m.paired, vec![90.0, 82.5, 80.0]);
     }
 
+    /// The factor counts from the higher of the two loops' and the 2 threads' shares, worked by
+    /// hand: 50 / 30.8 = 1.623…, 50 / 30 = 1.666…
     #[test]
     fn two_loops_line_counts_from_the_higher_share() {
         let at = |two, both| ThreadShares {
