@@ -53,11 +53,6 @@ struct Figures {
 }
 
 impl Figures {
-    /// A training rate where no evaluation was measured (two loops at once).
-    fn train_only(train: f64) -> Self {
-        Figures { train, eval: 0.0 }
-    }
-
     /// These rates as shares of `peak` FLOP/s, in percent: training at `work.train` FLOP an
     /// image, evaluation at `work.forward`.
     fn shares(&self, work: &Work, peak: f64) -> Figures {
@@ -486,22 +481,18 @@ fn thread_rounds(
     };
     let mut rounds = vec![];
     for r in 0..n {
-        let mut got = [None, None, None];
+        let (mut one, mut two, mut both) = (None, None, None);
         for k in round_order(3, r) {
-            got[k] = Some(match k {
-                0 => on(1, "")?,
-                1 => on(2, "")?,
-                _ => Figures::train_only(two_loops()?),
-            });
+            match k {
+                0 => one = Some(on(1, "")?),
+                1 => two = Some(on(2, "")?),
+                _ => both = Some(two_loops()?),
+            }
         }
-        let [Some(one), Some(two), Some(both)] = got else {
+        let (Some(one), Some(two), Some(both)) = (one, two, both) else {
             unreachable!("each round measures all three")
         };
-        rounds.push(ThreadRound {
-            one,
-            two,
-            both: both.train,
-        });
+        rounds.push(ThreadRound { one, two, both });
     }
     Ok(rounds)
 }
