@@ -25,8 +25,9 @@
 //!   input). An act step before an unpadded convolution on large planes is folded into it in
 //!   training: the convolution applies it to each image as it reads it, forward and backward,
 //!   and its output is never stored (its time then counts in the convolution's row).
-//! - Images are processed in parallel on rayon's threads, which share a layer's images out in
-//!   shrinking runs ([`spread`]), in groups of up to 16 side by side in one kernel call
+//! - Images are processed in parallel on rayon's threads, each thread taking its own share of
+//!   a layer's images, the same in every layer, then what is left of the other's ([`spread`]),
+//!   in groups of up to 16 side by side in one kernel call
 //!   ([`drivers`]; the group size depends on the layer's plane alone, so small convolutions
 //!   fill the vectors; from numerics version 5 the backward takes large planes one image a
 //!   group, so that a layer's parallel loop ends on one image's work). Every

@@ -1,22 +1,28 @@
-//! A layer's images shared out among the pool's threads in shrinking runs.
+//! A layer's images shared out among the pool's threads, each thread keeping its own share.
 //!
 //! rayon's parallel iterators split a layer's images into a tree of halves: the thread that
 //! stole a half splits it again, and waits inside it for any piece the other thread took back.
 //! A thread waiting there soon sleeps, and the layer then ends only once the operating system
-//! has woken it. [`each`] instead runs one worker a thread, each taking the next run of items
-//! from a shared counter until none is left. A run is the items left over twice the workers,
-//! at least one: long runs first, each thread on neighbouring images, and single images at the
-//! end, so that no thread waits for more than the last one. There is one join, and a worker
-//! that finds nothing left returns at once. Which thread runs an item never changes what it
-//! computes, and the results come back in the items' order (docs/PERFORMANCE.md, forty-fifth
-//! pass).
+//! has woken it. [`each`] instead runs one worker a thread. The items are cut into one share
+//! per worker, in order, and worker `j` takes its own share's items from the front, one at a
+//! time, then the other shares' from their backs, so that no thread waits for more than the
+//! last item. There is one join, and a worker that finds nothing left returns at once.
+//!
+//! Worker 0 runs on the calling thread, so in every layer of a pass, forward and backward, the
+//! same thread computes the same images (but those taken from another share at the end): each
+//! image's planes stay in the caches of the core that wrote them. That is what a virtual
+//! machine whose two cores lie on different dies needs, where a line written by one core and
+//! read by the other crosses between their caches: with images taken from a shared counter,
+//! a step there took 1.2–1.3× its time on one die (docs/PERFORMANCE.md, forty-eighth pass).
+//! Which thread runs an item never changes what it computes, and the results come back in the
+//! items' order.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `f(state, k, item)` for every item `k`, on every thread of the current rayon pool, each
-/// worker taking the next run of items as it finishes one, with its own `state` (made by
-/// `init` when it takes its first item); the results in the items' order.
+/// worker taking its own share's items and then the others' left over ([`Shares`]), with its
+/// own `state` (made by `init` when it takes its first item); the results in the items' order.
 pub(super) fn each<I, S, R>(
     items: Vec<I>,
     init: impl Fn() -> S + Sync,
@@ -29,28 +35,27 @@ where
     let n = items.len();
     let slots: Vec<Mutex<Option<I>>> = items.into_iter().map(|i| Mutex::new(Some(i))).collect();
     let workers = rayon::current_num_threads().clamp(1, n.max(1));
-    let next = AtomicUsize::new(0);
-    let work = || {
+    let shares = Shares::new(n, workers);
+    let work = |me: usize| {
         let (mut state, mut got) = (None, vec![]);
-        while let Some(run) = take_run(&next, n, workers) {
-            for k in run {
-                let item = slots[k]
-                    .lock()
-                    .expect("an item's lock")
-                    .take()
-                    .expect("each item is taken once");
-                got.push((k, f(state.get_or_insert_with(&init), k, item)));
-            }
+        while let Some(k) = shares.next(me) {
+            let item = slots[k]
+                .lock()
+                .expect("an item's lock")
+                .take()
+                .expect("each item is taken once");
+            got.push((k, f(state.get_or_insert_with(&init), k, item)));
         }
         got
     };
     let mut parts: Vec<Vec<(usize, R)>> = (0..workers).map(|_| vec![]).collect();
     rayon::scope(|s| {
         let (mine, theirs) = parts.split_first_mut().expect("one worker at least");
-        for part in theirs {
-            s.spawn(|_| *part = work());
+        let work = &work;
+        for (j, part) in theirs.iter_mut().enumerate() {
+            s.spawn(move |_| *part = work(j + 1));
         }
-        *mine = work();
+        *mine = work(0);
     });
     let mut all: Vec<(usize, R)> = parts.into_iter().flatten().collect();
     all.sort_unstable_by_key(|&(k, _)| k);
@@ -58,20 +63,72 @@ where
     all.into_iter().map(|(_, r)| r).collect()
 }
 
-/// The next run of the `n` items that `next` counts out to `workers` workers: what is left
-/// over `2·workers`, at least one; `None` once every item is taken.
-fn take_run(next: &AtomicUsize, n: usize, workers: usize) -> Option<std::ops::Range<usize>> {
-    let mut at = next.load(Ordering::Relaxed);
-    loop {
-        if at >= n {
-            return None;
-        }
-        let end = at + ((n - at) / (2 * workers)).max(1);
-        match next.compare_exchange_weak(at, end, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => return Some(at..end),
-            Err(now) => at = now,
+/// `n` items cut into one share per worker, in order (share `j` from `⌊n·j/w⌋` to
+/// `⌊n·(j+1)/w⌋`), each share's items not yet taken counted by its own cache line.
+struct Shares(Vec<Share>);
+
+/// The items of one share not yet taken, `front..back`, packed into one word so that either
+/// end is taken by one compare-and-swap; a line of its own, so that the owner's takes do not
+/// pull the line to the other core before the other comes for what is left.
+#[repr(align(64))]
+struct Share(AtomicU64);
+
+impl Shares {
+    fn new(n: usize, workers: usize) -> Self {
+        assert!(
+            workers > 0 && n <= u32::MAX as usize,
+            "shares: {n} items, {workers} workers"
+        );
+        let cut = |j: usize| n * j / workers;
+        Shares(
+            (0..workers)
+                .map(|j| Share(AtomicU64::new(pack(cut(j), cut(j + 1)))))
+                .collect(),
+        )
+    }
+
+    /// The next item for worker `me`: the first left of its own share, else the last left of
+    /// the shares after it in turn; `None` once every item is taken.
+    fn next(&self, me: usize) -> Option<usize> {
+        let w = self.0.len();
+        self.take(me % w, End::Front)
+            .or_else(|| (1..w).find_map(|d| self.take((me + d) % w, End::Back)))
+    }
+
+    /// The item at `end` of share `j`, if any is left.
+    fn take(&self, j: usize, end: End) -> Option<usize> {
+        let cell = &self.0[j].0;
+        let mut now = cell.load(Ordering::Relaxed);
+        loop {
+            let (front, back) = unpack(now);
+            if front >= back {
+                return None;
+            }
+            let (left, k) = match end {
+                End::Front => (pack(front + 1, back), front),
+                End::Back => (pack(front, back - 1), back - 1),
+            };
+            match cell.compare_exchange_weak(now, left, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(k),
+                Err(seen) => now = seen,
+            }
         }
     }
+}
+
+/// Which end of a share an item is taken from: the owner's or another worker's.
+#[derive(Clone, Copy)]
+enum End {
+    Front,
+    Back,
+}
+
+fn pack(front: usize, back: usize) -> u64 {
+    front as u64 | (back as u64) << 32
+}
+
+fn unpack(v: u64) -> (usize, usize) {
+    ((v & 0xffff_ffff) as usize, (v >> 32) as usize)
 }
 
 #[cfg(test)]
@@ -80,19 +137,40 @@ mod tests {
 
     use proptest::prelude::*;
 
-    use super::{each, take_run};
+    use super::{Shares, each};
 
-    /// 128 items counted out to 2 workers, in the runs worked by hand: ⌊left / 4⌋ with 128,
-    /// 96, 72, 54, 41, 31, 24, 18, 14, 11 and 9 left, then single items for the last 7.
+    /// One worker alone, of two and of three: its own share from the front, then the others'
+    /// from their backs in turn. Worked by hand: 10 items in two shares are 0–4 and 5–9; in
+    /// three, 0–2, 3–5 and 6–9 (⌊10·j/3⌋ = 0, 3, 6, 10).
     #[test]
-    fn runs_shrink_to_single_items() {
-        let next = AtomicUsize::new(0);
-        let lens: Vec<usize> = std::iter::from_fn(|| take_run(&next, 128, 2))
-            .map(|r| r.len())
-            .collect();
-        let mut want = vec![32, 24, 18, 13, 10, 7, 6, 4, 3, 2, 2, 1, 1, 1];
-        want.extend([1; 4]);
-        assert_eq!(lens, want);
+    fn own_share_first_then_the_others_from_their_ends() {
+        let order = |workers: usize, me: usize| -> Vec<usize> {
+            let shares = Shares::new(10, workers);
+            std::iter::from_fn(|| shares.next(me)).collect()
+        };
+        assert_eq!(order(2, 0), [0, 1, 2, 3, 4, 9, 8, 7, 6, 5]);
+        assert_eq!(order(2, 1), [5, 6, 7, 8, 9, 4, 3, 2, 1, 0]);
+        assert_eq!(order(3, 1), [3, 4, 5, 9, 8, 7, 6, 2, 1, 0]);
+        assert_eq!(order(3, 2), [6, 7, 8, 9, 2, 1, 0, 5, 4, 3]);
+        // Fewer items than workers: the empty shares give nothing and the rest is found.
+        let shares = Shares::new(1, 3);
+        assert_eq!((shares.next(0), shares.next(0)), (Some(0), None));
+    }
+
+    /// Two workers in turn, as two threads finishing items at the same pace would take them:
+    /// each its own share from the front; the one whose share ends first then takes the last
+    /// item of the other's, and the other then finds nothing left.
+    #[test]
+    fn two_workers_keep_their_halves() {
+        let shares = Shares::new(7, 2);
+        // Share 0 is 0–2, share 1 is 3–6 (⌊7/2⌋ = 3).
+        let mut taken = vec![];
+        for _ in 0..4 {
+            taken.extend([shares.next(0), shares.next(1)]);
+        }
+        let want = [0, 3, 1, 4, 2, 5, 6].map(Some);
+        assert_eq!(taken[..7], want);
+        assert_eq!(taken[7], None);
     }
 
     proptest! {
