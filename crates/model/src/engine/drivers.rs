@@ -2,8 +2,6 @@
 //! the kernels in [`conv`] work on, a group of images per call; weight gradients summed per
 //! group in group order.
 
-use rayon::prelude::*;
-
 use super::buffers::{Buf, BufferPool};
 use super::lanes::{self, LANES};
 use super::padded::BnRows;
@@ -17,7 +15,7 @@ use super::{act, conv, mask, padded, tiles, winograd};
 /// Per image, per channel: a pair of sums (BatchNorm's statistics or its gradient's).
 pub(super) type ImageSums = Vec<Vec<(f64, f64)>>;
 
-/// Scratch buffers of one rayon split, taken from the engine's pool and given back when
+/// Scratch buffers of one worker of [`spread::each`], taken from the engine's pool and given back when
 /// dropped: a step's scratch is needed again on the next batch, and fresh memory would be
 /// zero-filled (and faulted in) every time.
 pub(super) struct Scratch<'p, T: Real> {
@@ -218,9 +216,10 @@ fn tiles_eval<T: Real>(
         LANES * osz,
         tiles::scratch_len(cs.ci, cs.co),
     ];
-    out.par_chunks_mut(LANES * osz).enumerate().for_each_init(
+    spread::each(
+        out.chunks_mut(LANES * osz).collect(),
         || Scratch::take(pool, &lens),
-        |s, (k, o)| {
+        |s, k, o| {
             let [xa, xl, yl, scratch] = &mut s.bufs[..] else {
                 unreachable!("four buffers")
             };
@@ -1073,9 +1072,10 @@ fn add_parts<T: Real>(g: &mut [T], parts: &[T], stride: usize, at: usize) {
         groups * stride == parts.len() && at + g.len() <= stride,
         "add_parts: lengths"
     );
-    g.par_chunks_mut(PART_BLOCK)
-        .enumerate()
-        .for_each(|(i, gb)| {
+    spread::each(
+        g.chunks_mut(PART_BLOCK).collect(),
+        || (),
+        |_, i, gb| {
             let from = at + i * PART_BLOCK;
             match <&mut [T; PART_BLOCK]>::try_from(&mut *gb) {
                 Ok(gb) => add_block(gb, parts, stride, from, groups),
@@ -1086,7 +1086,8 @@ fn add_parts<T: Real>(g: &mut [T], parts: &[T], stride: usize, at: usize) {
                     }
                 }
             }
-        });
+        },
+    );
 }
 
 /// Weights in a block of [`add_parts`]: 4 zmm or 8 ymm, which stay in registers.

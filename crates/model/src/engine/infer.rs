@@ -13,8 +13,6 @@
 //! statistics folded into the same per-channel affine map, and an output's sum does not depend
 //! on the group or the layout, so the outputs are the same bits as one image alone.
 
-use rayon::prelude::*;
-
 use super::buffers::Buf;
 use super::drivers::{
     Scratch, conv_direct, conv_group, conv_scratch, direct_slack, tile_weights, tiles_moved,
@@ -22,7 +20,7 @@ use super::drivers::{
 use super::lanes::{self, LANES};
 use super::places::Epilogue;
 use super::plan::{ConvStep, Engine, Pooled, Step};
-use super::{act, misc, tiles};
+use super::{act, misc, spread, tiles};
 
 /// Per act step: its affine map (BatchNorm's from the running statistics, else the identity).
 pub(super) type Maps<T> = [Option<(Vec<T>, Vec<T>)>];
@@ -74,11 +72,13 @@ pub(super) fn forward<T: Pooled>(
     let (isz, osz) = (e.sizes[0], *e.sizes.last().expect("output size"));
     let mut out = vec![T::ZERO; n * osz];
     let scratch = || (Scratch::take(T::pool(e), &plan.lens), vec![0u32; plan.arg]);
-    out.par_chunks_mut(plan.group * osz)
-        .zip(x.par_chunks(plan.group * isz))
-        .for_each_init(scratch, |(s, arg), (o, xi)| {
-            plan.run(&mut s.bufs, arg, xi, o)
-        });
+    let items = out
+        .chunks_mut(plan.group * osz)
+        .zip(x.chunks(plan.group * isz))
+        .collect();
+    spread::each(items, scratch, |(s, arg), _, (o, xi)| {
+        plan.run(&mut s.bufs, arg, xi, o)
+    });
     out
 }
 

@@ -3,8 +3,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use rayon::prelude::*;
-
 use super::buffers::Buf;
 use super::drivers::{
     BnGrad, ImageSums, InputGrad, Planes, PreAct, Purpose, Scratch, Then, conv_backward,
@@ -198,19 +196,23 @@ impl Pass {
                         }
                         None => {
                             let mut arg = e.args.take(n * osz);
-                            out.par_chunks_mut(osz)
-                                .zip(arg.par_chunks_mut(osz))
-                                .zip(xin.par_chunks(isz))
-                                .for_each(|((o, a), xi)| misc::max_pool(xi, o, a, win));
+                            let items = (out.chunks_mut(osz).zip(arg.chunks_mut(osz)))
+                                .zip(xin.chunks(isz))
+                                .collect();
+                            spread::each(
+                                items,
+                                || (),
+                                |_, _, ((o, a), xi)| misc::max_pool(xi, o, a, win),
+                            );
                             arg
                         }
                     };
                     args.push(arg);
                 }
-                Step::AvgPool(_) | Step::Gap { .. } | Step::LogSoftmax => out
-                    .par_chunks_mut(osz)
-                    .zip(xin.par_chunks(isz))
-                    .for_each(|(o, xi)| step.plain(xi, o)),
+                Step::AvgPool(_) | Step::Gap { .. } | Step::LogSoftmax => {
+                    let items = out.chunks_mut(osz).zip(xin.chunks(isz)).collect();
+                    spread::each(items, || (), |_, _, (o, xi)| step.plain(xi, o));
+                }
             });
             if !self.save {
                 pool.give(acts.drain(..));
@@ -315,13 +317,15 @@ impl Pass {
         };
         let (m64, v64) = if self.train {
             let parts: ImageSums = pre.unwrap_or_else(|| {
-                xin.par_chunks(c * hw)
-                    .map(|xi| {
+                spread::each(
+                    xin.chunks(c * hw).collect(),
+                    || (),
+                    |_, _, xi| {
                         let mut s = vec![(0.0, 0.0); c];
                         act::plane_sums(xi, c, hw, &mut s);
                         s
-                    })
-                    .collect()
+                    },
+                )
             });
             let count = n * hw;
             let (mut m, mut v) = (vec![0.0; c], vec![0.0; c]);
@@ -553,14 +557,18 @@ impl Pass {
                     );
                     fused = before.is_some().then_some(parts);
                 }
-                Step::AvgPool(win) => gx
-                    .par_chunks_mut(isz)
-                    .zip(g.par_chunks(osz))
-                    .for_each(|(gxi, gi)| misc::avg_pool_back(gi, gxi, win)),
-                Step::Gap { hw } => gx
-                    .par_chunks_mut(isz)
-                    .zip(g.par_chunks(osz))
-                    .for_each(|(gxi, gi)| misc::gap_back(gi, gxi, *hw)),
+                Step::AvgPool(win) => {
+                    let items = gx.chunks_mut(isz).zip(g.chunks(osz)).collect();
+                    spread::each(
+                        items,
+                        || (),
+                        |_, _, (gxi, gi)| misc::avg_pool_back(gi, gxi, win),
+                    );
+                }
+                Step::Gap { hw } => {
+                    let items = gx.chunks_mut(isz).zip(g.chunks(osz)).collect();
+                    spread::each(items, || (), |_, _, (gxi, gi)| misc::gap_back(gi, gxi, *hw));
+                }
                 Step::LogSoftmax => gx
                     .chunks_mut(isz)
                     .zip(g.chunks(osz))
@@ -651,9 +659,12 @@ impl Pass {
             return Some(BnGrad { y: xin, mean, k });
         }
         let (c, hw) = (a.c, a.hw);
-        gz.par_chunks_mut(c * hw)
-            .zip(xin.par_chunks(c * hw))
-            .for_each(|(gxi, xi)| act::bn_input_grad(gxi, xi, c, hw, mean, &k));
+        let items = gz.chunks_mut(c * hw).zip(xin.chunks(c * hw)).collect();
+        spread::each(
+            items,
+            || (),
+            |_, _, (gxi, xi)| act::bn_input_grad(gxi, xi, c, hw, mean, &k),
+        );
         None
     }
 

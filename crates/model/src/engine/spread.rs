@@ -15,7 +15,9 @@
 //! read by the other crosses between their caches: with images taken from a shared counter,
 //! a step there took 1.2–1.3× its time on one die (docs/PERFORMANCE.md, forty-eighth pass).
 //! Which thread runs an item never changes what it computes, and the results come back in the
-//! items' order.
+//! items' order. Every parallel loop of the engine, in training and in inference, runs through
+//! [`each`], down to the small layers' (a global average pool, BatchNorm's input gradient
+//! after the last convolution), whose images then stay on the core that computed them.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
