@@ -244,14 +244,22 @@ fn torch(args: &Args, threads: usize, with_torch: bool) -> Option<Result<(Figure
 }
 
 /// Convolution FLOPs per image of one training step and of one forward pass, the engine's own
-/// time per batch of 128 (its steps' forward and backward, summed), and the whole step's time
-/// measured in the same loop (the engine, candle's graph and loss, the optimizer, the accuracy):
-/// the loop around the engine is their difference, never negative.
+/// time per batch of 128 (its steps' forward and backward, summed) and the whole step's time
+/// (the engine, candle's graph and loss, the optimizer, the accuracy) over all the loops, and
+/// each loop's share of the loop around the engine: the difference of the two in that loop, in
+/// percent of its step, never negative ([`around_share`]).
 struct Work {
     train: f64,
     forward: f64,
     engine_ms: f64,
     step_ms: f64,
+    around: Vec<f64>,
+}
+
+/// The loop around the engine in percent of a step: what a loop's steps took (`step_s`) less
+/// the engine's own time in them (`engine_s`), never negative.
+fn around_share(step_s: f64, engine_s: f64) -> f64 {
+    100.0 * (step_s - engine_s).max(0.0) / step_s
 }
 
 /// The seed net on the fast engine with numerics `version`, a fixed batch of 128 and its
@@ -300,18 +308,30 @@ fn train_step(net: &Net, opt: &mut Sgd, x: &Tensor, y: &Tensor) -> Result<()> {
     })
 }
 
-fn per_layer(batches: usize) -> Result<Work> {
+/// The engine's per-layer table over `loops` loops of `batches` steps each, and in each loop
+/// the loop around the engine: one loop alone once read 15.9 % where the others of its day read
+/// 3 % (docs/PERFORMANCE.md, forty-ninth pass), so the target's line takes their median.
+fn per_layer(batches: usize, loops: usize) -> Result<Work> {
     let (net, x, y) = seed_net(under8k_model::NUMERICS_VERSION)?;
     anyhow::ensure!(net.set_profiling(false), "the seed net runs on the engine");
     let mut opt = Sgd::new(net.named_params(), SgdConfig::momentum(0.01, 0.9))?;
     let mut step = || train_step(&net, &mut opt, &x, &y);
     step()?;
     net.set_profiling(true);
-    let t = Instant::now();
-    for _ in 0..batches {
-        step()?;
+    let engine_s = || -> f64 { net.profile().iter().map(|s| s.forward + s.backward).sum() };
+    let (mut total, mut around) = (0.0, vec![]);
+    for _ in 0..loops.max(1) {
+        let before = engine_s();
+        let t = Instant::now();
+        for _ in 0..batches {
+            step()?;
+        }
+        let took = t.elapsed().as_secs_f64();
+        around.push(around_share(took, engine_s() - before));
+        total += took;
     }
-    let total = t.elapsed().as_secs_f64() * 1e3 / batches as f64;
+    let batches = batches * around.len();
+    let total = total * 1e3 / batches as f64;
     let prof = net.profile();
     net.set_profiling(false);
     println!(
@@ -354,6 +374,7 @@ fn per_layer(batches: usize) -> Result<Work> {
         forward,
         engine_ms: f + b,
         step_ms: total,
+        around,
     })
 }
 
@@ -753,12 +774,14 @@ fn targets(f: &PathFigures, work: &Work, default: bool) {
     if !default {
         return;
     }
-    let around = 100.0 * (work.step_ms - work.engine_ms).max(0.0) / work.step_ms;
+    let around = median(work.around.clone());
     let small = |v: f64| v <= 5.0;
     println!(
-        "- the loop around the engine: {} % of a step (target ≤ 5 %): {}",
+        "- the loop around the engine: {} % of a step, the median of {} loops (target ≤ 5 %): {}; {}",
         shown(around, small),
-        met(small(around))
+        work.around.len(),
+        met(small(around)),
+        by_loop(&work.around, small)
     );
 }
 
@@ -781,10 +804,19 @@ fn shown(v: f64, reaches: impl Fn(f64) -> bool) -> String {
 /// its target (`reaches`): the verdict is the median's, and this says how near the noise puts
 /// it.
 fn by_round(shares: &[f64], reaches: impl Fn(f64) -> bool + Copy) -> String {
+    each_of("rounds", shares, reaches)
+}
+
+/// [`by_round`] for the loops of [`per_layer`].
+fn by_loop(shares: &[f64], reaches: impl Fn(f64) -> bool + Copy) -> String {
+    each_of("loops", shares, reaches)
+}
+
+fn each_of(what: &str, shares: &[f64], reaches: impl Fn(f64) -> bool + Copy) -> String {
     let each: Vec<String> = shares.iter().map(|&v| shown(v, reaches)).collect();
     let reached = shares.iter().filter(|&&v| reaches(v)).count();
     format!(
-        "rounds {} %, reached in {reached} of {}",
+        "{what} {} %, reached in {reached} of {}",
         each.join(" / "),
         shares.len()
     )
@@ -849,7 +881,7 @@ pub fn run(args: &Args) -> Result<()> {
     KernelPath::use_path(default_path)?;
     let reference = measure(mnist, Kernels::Reference, 3, 1_000)?;
     let torch = torch(args, threads, with_torch);
-    let work = per_layer(30)?;
+    let work = per_layer(30, args.rounds)?;
     let fast: Vec<PathFigures> = paths
         .iter()
         .zip(&rounds)
@@ -918,9 +950,15 @@ pub fn run(args: &Args) -> Result<()> {
     );
     let around = (work.step_ms - work.engine_ms).max(0.0);
     println!(
-        "the loop around the engine (candle's graph and loss, optimizer, accuracy; the next batch is assembled beside the step on the same threads): {around:.2} of {:.2} ms per batch, {:.1} % of a step, measured in one loop",
+        "the loop around the engine (candle's graph and loss, optimizer, accuracy; the next batch is assembled beside the step on the same threads): {around:.2} of {:.2} ms per batch over {} loops of the table's; in each loop {} % of a step, the median {:.1} %",
         work.step_ms,
-        100.0 * around / work.step_ms
+        work.around.len(),
+        work.around
+            .iter()
+            .map(|v| format!("{v:.1}"))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        median(work.around.clone())
     );
     scaling(mnist, args.batches, &work, threads, args.rounds)?;
     for f in &fast {
@@ -1077,6 +1115,7 @@ mod tests {
             forward: 3e6,
             engine_ms: 0.0,
             step_ms: 0.0,
+            around: vec![],
         };
         let round = |train: f64, eval: f64, peak: f64| (Figures { train, eval }, peak);
         // Train: 8e6 FLOP · 10,000 img/s / 400e9 = 20 %, 8e6 · 5,000 / 200e9 = 20 %,
@@ -1100,6 +1139,20 @@ mod tests {
                 "{each:?}"
             );
         }
+    }
+
+    /// The loop around the engine, by hand: 10 ms of steps with 9.5 ms in the engine leave
+    /// 0.5 ms, 5 % of a step; an engine timed longer than its loop (its own clock reads around
+    /// each layer) leaves nothing, never a negative share. The loops' line counts those at or
+    /// under 5 % in the order measured.
+    #[test]
+    fn the_loop_around_the_engine_is_a_share_per_loop_never_negative() {
+        assert!((around_share(0.010, 0.0095) - 5.0).abs() < 1e-9);
+        assert_eq!(around_share(0.010, 0.0102), 0.0);
+        assert_eq!(
+            by_loop(&[3.1, 15.9, 2.97], |v| v <= 5.0),
+            "loops 3.1 / 15.9 / 3.0 %, reached in 2 of 3"
+        );
     }
 
     /// The rounds as measured, and how many reached the target: 49.9 misses 50, 50.0 reaches
