@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -15,6 +15,7 @@ use under8k_train::TrainConfig;
 use under8k_train::run;
 use under8k_train::sgd::{Sgd, SgdConfig};
 
+use crate::cores;
 use crate::steal::{self, CpuTimes};
 
 /// `cargo xtask bench` options.
@@ -116,6 +117,10 @@ struct PathFigures {
     peak: f64,
     each: Vec<Figures>,
 }
+
+/// How long each reading of the cores' round trip ([`cores::round_trip`]) hands its line back
+/// and forth.
+const TRIP_TIME: Duration = Duration::from_millis(20);
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -422,14 +427,19 @@ fn scaling(
     rounds: usize,
 ) -> Result<()> {
     let n_rounds = rounds.clamp(1, THREAD_ROUNDS);
-    let before = Peaks::measure(0.25);
+    let (before, trip) = (Peaks::measure(0.25), cores::round_trip(TRIP_TIME));
     let m = ThreadMedians::of(&thread_rounds(mnist, batches, n_rounds)?);
     let (one, two, both) = (m.one, m.two, m.both);
+    let trips = [trip, cores::round_trip(TRIP_TIME)];
     let peak = rows_peak([before, Peaks::measure(0.25)], KernelPath::active());
     let shares = ThreadShares::of(work.train, peak, threads, [one.train, two.train, both]);
     println!(
         "\nthe thread rows against the higher of the peaks measured just before and after them: {:.1} GFLOP/s",
         peak / 1e9
+    );
+    println!(
+        "the cores' round trip (a cache line between two threads and back) just before and after them: {}",
+        cores::line(&trips)
     );
     match n_rounds {
         1 => println!("each row one measurement (--rounds 1)"),
@@ -859,9 +869,10 @@ pub fn run(args: &Args) -> Result<()> {
     // after the peak loop the machine is in another state than after a training run: no path
     // should always have the same place).
     let mut rounds: Vec<Vec<Figures>> = paths.iter().map(|_| vec![]).collect();
-    let (mut round_peaks, mut machine) = (vec![], vec![]);
+    let (mut round_peaks, mut machine, mut trips) = (vec![], vec![], vec![]);
     for r in 0..args.rounds.max(1) {
         round_peaks.push(Peaks::measure(0.25));
+        trips.push(cores::round_trip(TRIP_TIME));
         for i in round_order(paths.len(), r) {
             KernelPath::use_path(paths[i])?;
             let before = CpuTimes::now();
@@ -872,6 +883,7 @@ pub fn run(args: &Args) -> Result<()> {
         }
     }
     round_peaks.push(Peaks::measure(0.25));
+    trips.push(cores::round_trip(TRIP_TIME));
     let peaks = around_each(&round_peaks);
     let rounds: Vec<Vec<(Figures, f64)>> = paths
         .iter()
@@ -894,6 +906,13 @@ pub fn run(args: &Args) -> Result<()> {
         "peak measured again before each round and after the last: {:.1}–{:.1} GFLOP/s",
         lo / 1e9,
         hi / 1e9
+    );
+    println!(
+        "the cores' round trip (a cache line between two threads and back) before each round and after the last: {}",
+        cores::line(&trips)
+    );
+    println!(
+        "(where a virtual machine's two cores lie on two dies it reads several times what it does on one, and a step slows by up to a quarter: docs/PERFORMANCE.md)"
     );
     println!(
         "\nTraining: the real loop with attempt 3's config (rotation ±7°, dropout, BatchNorm in training mode,"

@@ -24,6 +24,7 @@ use under8k_cli::experiments::{self as cli, Front};
 
 mod bench;
 mod circles;
+mod cores;
 mod endtoend;
 mod peak;
 mod pytorch;
