@@ -97,23 +97,19 @@ pub fn line(each: &[Option<f64>]) -> String {
 mod tests {
     use super::*;
 
-    /// On a machine of two CPUs or more (CI's has two): a round trip is measured, and it takes
-    /// longer than nothing and less than a millisecond (a time slice: the two threads taking
-    /// turns on one core); the measuring stops near the time asked for.
+    /// On a machine of two CPUs or more (CI's has two) a round trip is measured, a time and
+    /// not a division by no trips; with one CPU, none. How long it takes is the bench's to
+    /// show, not a test's (tests time nothing: docs/ARCHITECTURE.md).
     #[test]
     fn a_round_trip_between_two_threads() {
-        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
-            assert_eq!(round_trip(Duration::from_millis(5)), None);
-            return;
+        let trip = round_trip(Duration::from_millis(5));
+        match std::thread::available_parallelism().map_or(1, |n| n.get()) {
+            1 => assert_eq!(trip, None),
+            _ => {
+                let ns = trip.expect("two CPUs");
+                assert!(ns.is_finite() && ns > 0.0, "{ns} ns");
+            }
         }
-        let start = Instant::now();
-        let ns = round_trip(Duration::from_millis(5)).expect("two CPUs");
-        assert!(ns > 1.0 && ns < 1e6, "{ns} ns");
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{:?}",
-            start.elapsed()
-        );
     }
 
     #[test]
