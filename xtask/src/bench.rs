@@ -1018,7 +1018,10 @@ pub fn run(args: &Args) -> Result<()> {
             );
         }
         Some(Err(e)) => println!("PyTorch: failed: {e:#}"),
-        None => println!("PyTorch: not importable by python3 (or --no-torch); skipped"),
+        None => match args.no_torch {
+            true => println!("PyTorch: skipped (--no-torch)"),
+            false => println!("PyTorch: not importable by python3; skipped"),
+        },
     }
     end_to_end(args, cli.as_deref(), &prepared, threads)
 }
