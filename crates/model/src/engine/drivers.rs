@@ -15,9 +15,9 @@ use super::{act, conv, mask, padded, tiles, winograd};
 /// Per image, per channel: a pair of sums (BatchNorm's statistics or its gradient's).
 pub(super) type ImageSums = Vec<Vec<(f64, f64)>>;
 
-/// Scratch buffers of one worker of [`spread::each`], taken from the engine's pool and given back when
-/// dropped: a step's scratch is needed again on the next batch, and fresh memory would be
-/// zero-filled (and faulted in) every time.
+/// Scratch buffers of one worker of [`spread::each`], taken from the engine's pool and given
+/// back when dropped: a step's scratch is needed again on the next batch, and fresh memory
+/// would be zero-filled (and faulted in) every time.
 pub(super) struct Scratch<'p, T: Real> {
     pool: &'p BufferPool<T>,
     pub(super) bufs: Vec<Buf<T>>,
