@@ -1072,22 +1072,18 @@ fn add_parts<T: Real>(g: &mut [T], parts: &[T], stride: usize, at: usize) {
         groups * stride == parts.len() && at + g.len() <= stride,
         "add_parts: lengths"
     );
-    spread::each(
-        g.chunks_mut(PART_BLOCK).collect(),
-        || (),
-        |_, i, gb| {
-            let from = at + i * PART_BLOCK;
-            match <&mut [T; PART_BLOCK]>::try_from(&mut *gb) {
-                Ok(gb) => add_block(gb, parts, stride, from, groups),
-                Err(_) => {
-                    for k in 0..groups {
-                        let p = &parts[k * stride + from..][..gb.len()];
-                        gb.iter_mut().zip(p).for_each(|(g, &v)| *g += v);
-                    }
+    spread::all(g.chunks_mut(PART_BLOCK).collect(), |i, gb| {
+        let from = at + i * PART_BLOCK;
+        match <&mut [T; PART_BLOCK]>::try_from(&mut *gb) {
+            Ok(gb) => add_block(gb, parts, stride, from, groups),
+            Err(_) => {
+                for k in 0..groups {
+                    let p = &parts[k * stride + from..][..gb.len()];
+                    gb.iter_mut().zip(p).for_each(|(g, &v)| *g += v);
                 }
             }
-        },
-    );
+        }
+    });
 }
 
 /// Weights in a block of [`add_parts`]: 4 zmm or 8 ymm, which stay in registers.

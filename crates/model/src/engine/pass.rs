@@ -199,11 +199,7 @@ impl Pass {
                             let items = (out.chunks_mut(osz).zip(arg.chunks_mut(osz)))
                                 .zip(xin.chunks(isz))
                                 .collect();
-                            spread::each(
-                                items,
-                                || (),
-                                |_, _, ((o, a), xi)| misc::max_pool(xi, o, a, win),
-                            );
+                            spread::all(items, |_, ((o, a), xi)| misc::max_pool(xi, o, a, win));
                             arg
                         }
                     };
@@ -211,7 +207,7 @@ impl Pass {
                 }
                 Step::AvgPool(_) | Step::Gap { .. } | Step::LogSoftmax => {
                     let items = out.chunks_mut(osz).zip(xin.chunks(isz)).collect();
-                    spread::each(items, || (), |_, _, (o, xi)| step.plain(xi, o));
+                    spread::all(items, |_, (o, xi)| step.plain(xi, o));
                 }
             });
             if !self.save {
@@ -278,16 +274,15 @@ impl Pass {
                         || Scratch::take(T::pool(&self.engine), &[sz]),
                         |s, i, (xi, p)| both(i, &mut s.bufs[0], xi, p),
                     ),
-                    false => spread::each(
+                    false => spread::all(
                         out.chunks_mut(sz).zip(xin.chunks(sz)).zip(pooled).collect(),
-                        || (),
-                        |_, i, ((o, xi), p)| both(i, o, xi, p),
+                        |i, ((o, xi), p)| both(i, o, xi, p),
                     ),
                 };
             }
             None => {
                 let items = out.chunks_mut(sz).zip(xin.chunks(sz)).collect();
-                spread::each(items, || (), |_, i, (o, xi)| one(i, o, xi));
+                spread::all(items, |i, (o, xi)| one(i, o, xi));
             }
         }
     }
@@ -317,15 +312,11 @@ impl Pass {
         };
         let (m64, v64) = if self.train {
             let parts: ImageSums = pre.unwrap_or_else(|| {
-                spread::each(
-                    xin.chunks(c * hw).collect(),
-                    || (),
-                    |_, _, xi| {
-                        let mut s = vec![(0.0, 0.0); c];
-                        act::plane_sums(xi, c, hw, &mut s);
-                        s
-                    },
-                )
+                spread::all(xin.chunks(c * hw).collect(), |_, xi| {
+                    let mut s = vec![(0.0, 0.0); c];
+                    act::plane_sums(xi, c, hw, &mut s);
+                    s
+                })
             });
             let count = n * hw;
             let (mut m, mut v) = (vec![0.0; c], vec![0.0; c]);
@@ -511,14 +502,10 @@ impl Pass {
                     let items = (gx.chunks_mut(isz).zip(g.chunks(isz)))
                         .zip(y.chunks(isz).zip(xin.chunks(isz)))
                         .collect();
-                    let parts: ImageSums = spread::each(
-                        items,
-                        || (),
-                        |_, i, ((gzi, gi), (yi, zi))| {
-                            let yi = Planes::dense(yi, a.c, a.hw);
-                            self.act_grad_image(a, i, Some(gi), yi, gzi, zi, norm)
-                        },
-                    );
+                    let parts: ImageSums = spread::all(items, |i, ((gzi, gi), (yi, zi))| {
+                        let yi = Planes::dense(yi, a.c, a.hw);
+                        self.act_grad_image(a, i, Some(gi), yi, gzi, zi, norm)
+                    });
                     let defer = defers(e, si);
                     deferred =
                         self.bn_backward(a, xin, &mut gx, params, &mut gp, norm, n, parts, defer);
@@ -528,46 +515,38 @@ impl Pass {
                     let arg = &s.args[arg_i];
                     // The act step's first pass (∂L/∂z and the sums) per image here.
                     let items = gx.chunks_mut(isz).zip(g.chunks(osz)).collect();
-                    let parts: ImageSums = spread::each(
-                        items,
-                        || (),
-                        |_, i, (gxi, gi)| {
-                            let ai = &arg[i * osz..(i + 1) * osz];
-                            gxi.fill(T::ZERO);
-                            let act = before.map(|(a, norm, z)| (a, norm, &z[i * isz..][..isz]));
-                            match act {
-                                // Windows apart: only each window's winner has a gradient, and
-                                // its value is the pool's output.
-                                Some((a, norm, zi)) if win.apart() => {
-                                    let yo = &y[i * osz..(i + 1) * osz];
-                                    self.act_grad_winners(a, i, gi, yo, ai, gxi, zi, norm)
-                                }
-                                _ => {
-                                    for (&gv, &j) in gi.iter().zip(ai) {
-                                        gxi[j as usize] += gv;
-                                    }
-                                    let Some((a, norm, zi)) = act else {
-                                        return vec![];
-                                    };
-                                    let yi = Planes::dense(&xin[i * isz..], a.c, a.hw);
-                                    self.act_grad_image(a, i, None, yi, gxi, zi, norm)
-                                }
+                    let parts: ImageSums = spread::all(items, |i, (gxi, gi)| {
+                        let ai = &arg[i * osz..(i + 1) * osz];
+                        gxi.fill(T::ZERO);
+                        let act = before.map(|(a, norm, z)| (a, norm, &z[i * isz..][..isz]));
+                        match act {
+                            // Windows apart: only each window's winner has a gradient, and
+                            // its value is the pool's output.
+                            Some((a, norm, zi)) if win.apart() => {
+                                let yo = &y[i * osz..(i + 1) * osz];
+                                self.act_grad_winners(a, i, gi, yo, ai, gxi, zi, norm)
                             }
-                        },
-                    );
+                            _ => {
+                                for (&gv, &j) in gi.iter().zip(ai) {
+                                    gxi[j as usize] += gv;
+                                }
+                                let Some((a, norm, zi)) = act else {
+                                    return vec![];
+                                };
+                                let yi = Planes::dense(&xin[i * isz..], a.c, a.hw);
+                                self.act_grad_image(a, i, None, yi, gxi, zi, norm)
+                            }
+                        }
+                    });
                     fused = before.is_some().then_some(parts);
                 }
                 Step::AvgPool(win) => {
                     let items = gx.chunks_mut(isz).zip(g.chunks(osz)).collect();
-                    spread::each(
-                        items,
-                        || (),
-                        |_, _, (gxi, gi)| misc::avg_pool_back(gi, gxi, win),
-                    );
+                    spread::all(items, |_, (gxi, gi)| misc::avg_pool_back(gi, gxi, win));
                 }
                 Step::Gap { hw } => {
                     let items = gx.chunks_mut(isz).zip(g.chunks(osz)).collect();
-                    spread::each(items, || (), |_, _, (gxi, gi)| misc::gap_back(gi, gxi, *hw));
+                    spread::all(items, |_, (gxi, gi)| misc::gap_back(gi, gxi, *hw));
                 }
                 Step::LogSoftmax => gx
                     .chunks_mut(isz)
@@ -660,11 +639,9 @@ impl Pass {
         }
         let (c, hw) = (a.c, a.hw);
         let items = gz.chunks_mut(c * hw).zip(xin.chunks(c * hw)).collect();
-        spread::each(
-            items,
-            || (),
-            |_, _, (gxi, xi)| act::bn_input_grad(gxi, xi, c, hw, mean, &k),
-        );
+        spread::all(items, |_, (gxi, xi)| {
+            act::bn_input_grad(gxi, xi, c, hw, mean, &k)
+        });
         None
     }
 

@@ -22,6 +22,16 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// [`each`] without a worker's state: `f(k, item)` for every item `k`, the results in the
+/// items' order.
+pub(super) fn all<I, R>(items: Vec<I>, f: impl Fn(usize, I) -> R + Sync) -> Vec<R>
+where
+    I: Send,
+    R: Send,
+{
+    each(items, || (), |_, k, item| f(k, item))
+}
+
 /// `f(state, k, item)` for every item `k`, on every thread of the current rayon pool, each
 /// worker taking its own share's items and then the others' left over ([`Shares`]), with its
 /// own `state` (made by `init` when it takes its first item); the results in the items' order.
