@@ -6,6 +6,7 @@
 //! `∂out/∂z = m·[out > 0]` is read off the output; without a ReLU the mask is recomputed from
 //! its key (see [`keep`]).
 
+use super::ahead;
 use super::real::Real;
 use crate::layers::keep;
 
@@ -388,15 +389,18 @@ pub fn grad_z_one<T: Real>(gv: T, out: T, drop: Option<Drop<T>>, relu: bool, ind
 }
 
 fma_dispatch! {
-/// Per-channel `(Σgz, Σgz·(y−mean))` of one image, in f64.
+/// Per-channel `(Σgz, Σgz·(y−mean))` of one image, in f64; asks for the next image's `y` as
+/// it goes ([`ahead`]).
 pub fn grad_sums<T: Real>(gz: &[T], y: &[T], c: usize, hw: usize, mean: &[T], out: &mut [(f64, f64)]) {
     let mut ch = 0;
     while ch + 4 <= c {
+        ahead::lines(y.as_ptr(), (c + ch) * hw, 4 * hw);
         let centre = (planes(y, ch, hw), std::array::from_fn(|g| mean[ch + g]));
         sums::<T, 4>(planes(gz, ch, hw), Some(centre), &mut out[ch..]);
         ch += 4;
     }
     for ch in ch..c {
+        ahead::lines(y.as_ptr(), (c + ch) * hw, hw);
         let centre = (planes(y, ch, hw), [mean[ch]]);
         sums::<T, 1>(planes(gz, ch, hw), Some(centre), &mut out[ch..]);
     }

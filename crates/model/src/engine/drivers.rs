@@ -10,7 +10,7 @@ use super::plan::ConvStep;
 use super::real::Real;
 use super::spread;
 use super::winograd::PAIRS;
-use super::{act, conv, mask, padded, tiles, winograd};
+use super::{act, ahead, conv, mask, padded, tiles, winograd};
 
 /// Per image, per channel: a pair of sums (BatchNorm's statistics or its gradient's).
 pub(super) type ImageSums = Vec<Vec<(f64, f64)>>;
@@ -290,7 +290,8 @@ impl<T: Real> PreAct<'_, T> {
     }
 
     /// Image `i` (all its channels) of the act step's input into `out`; with dropout and
-    /// `record` (the image's [`Self::image_words`]), its mask recorded there as it is applied.
+    /// `record` (the image's [`Self::image_words`]), its mask recorded there as it is applied,
+    /// each plane asking for the next image's ([`ahead`]).
     fn image(&self, i: usize, z: &[T], out: &mut [T], record: Option<&mut [u32]>) {
         let c = self.a.len();
         let hw = z.len() / c;
@@ -304,6 +305,7 @@ impl<T: Real> PreAct<'_, T> {
             .enumerate()
             .zip(out.chunks_exact_mut(hw).zip(record.chunks_exact_mut(w)))
         {
+            ahead::lines(z.as_ptr(), c * hw, hw);
             let m = mask::Mask::Record {
                 key: d.key,
                 threshold: d.threshold,
@@ -315,9 +317,11 @@ impl<T: Real> PreAct<'_, T> {
     }
 
     /// Channel `c` of image `i`: `hw` values of the act step's input into `out`, the mask read
-    /// from [`Self::bits`] when the forward recorded it.
+    /// from [`Self::bits`] when the forward recorded it; asks for the next image's plane
+    /// ([`ahead`]).
     fn plane(&self, i: usize, c: usize, z: &[T], out: &mut [T]) {
         let hw = z.len();
+        ahead::lines(z.as_ptr(), self.a.len() * hw, hw);
         if let (Some(d), Some(bits)) = (self.drop, self.bits) {
             let w = mask::words(hw);
             let bits = &bits[(i * self.a.len() + c) * w..][..w];

@@ -91,6 +91,7 @@ pub(crate) mod conv;
 mod mask;
 pub(crate) mod misc;
 
+mod ahead;
 mod buffers;
 mod drivers;
 mod infer;

@@ -98,6 +98,7 @@ pub(super) fn grad_rows<T: Real>(
 mod simd {
     use std::arch::x86_64::*;
 
+    use super::super::ahead;
     use super::super::simd::{lanes, load256, store256};
     use super::Layout;
 
@@ -107,7 +108,10 @@ mod simd {
     /// The body of [`rows512`] and [`rows256`]: `$w` values a vector, loads and stores of a
     /// vector's first `k` lanes (all of them from `$w` on) as `$load(k, from)` and `$store(to,
     /// k, values)`. Each row in vectors of `$w`, the last partial; the gap before it (at most a
-    /// vector's values within a plane's rows, more between planes) zeroed first.
+    /// vector's values within a plane's rows, more between planes) zeroed first. Each vector
+    /// also asks for the next group's values at its place ([`ahead`]): the gradient and `y` of
+    /// a layer's backward come back from far in the caches (docs/PERFORMANCE.md, fiftieth
+    /// pass).
     macro_rules! rows {
         ($l:ident, $g:ident, $bn:ident, $gpad:ident, $w:literal,
          $load:ident, $store:ident, $set1:ident, $sub:ident, $fmadd:ident) => {{
@@ -128,6 +132,13 @@ mod simd {
                             }
                             for i in (0..$l.ow).step_by($w) {
                                 let k = $l.ow - i;
+                                // The next group's values at this place: its gradient and
+                                // `y`, on their way while this group's are written.
+                                let next = src + i + $l.n * $l.co * $l.oh * $l.ow;
+                                ahead::lines($g.as_ptr(), next, $w);
+                                if let Some((y, _)) = $bn {
+                                    ahead::lines(y.as_ptr(), next, $w);
+                                }
                                 let gv = $load(k, $g.as_ptr().add(src + i));
                                 let v = match $bn {
                                     None => gv,
