@@ -8,7 +8,7 @@
 //! passes that read those values back ask for the next image's as they go: BatchNorm's input
 //! gradient as the convolution's backward copies its output gradient (`padded`), the act step
 //! recomputed into a convolution's input (`drivers::PreAct`), and BatchNorm's gradient sums
-//! (`act::grad_sums`). A step ran 1.06× as fast (docs/PERFORMANCE.md, fiftieth pass).
+//! (`act::grad_sums`). A step ran 1.04–1.06× as fast (docs/PERFORMANCE.md, fiftieth pass).
 
 /// Asks for the cache lines of `len` values of `T` that start `skip` values past `from` (into
 /// the second-level cache): for a pass over one image, the same values of the next image. The
