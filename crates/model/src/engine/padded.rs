@@ -116,6 +116,8 @@ mod simd {
         ($l:ident, $g:ident, $bn:ident, $gpad:ident, $w:literal,
          $load:ident, $store:ident, $set1:ident, $sub:ident, $fmadd:ident) => {{
             let (out, zero) = ($gpad.as_mut_ptr(), $set1(0.0));
+            // The group's values: the next group's lie this far on in `g` and `y`.
+            let group = $l.n * $l.co * $l.oh * $l.ow;
             let mut at = 0;
             for c in 0..$l.co {
                 let [mean, k1, k2, k3] = $bn.map_or([0.0; 4], |(_, k)| k[c]).map(|v| $set1(v));
@@ -134,7 +136,7 @@ mod simd {
                                 let k = $l.ow - i;
                                 // The next group's values at this place: its gradient and
                                 // `y`, on their way while this group's are written.
-                                let next = src + i + $l.n * $l.co * $l.oh * $l.ow;
+                                let next = src + i + group;
                                 ahead::lines($g.as_ptr(), next, $w);
                                 if let Some((y, _)) = $bn {
                                     ahead::lines(y.as_ptr(), next, $w);
