@@ -123,19 +123,12 @@ pub(super) fn conv_forward<T: Real>(
     // room after it when it has none where it lies, and one for the transformed input.
     let u = (cs.winograd && matches!(purpose, Purpose::Train { .. }))
         .then(|| winograd::weights(cs.weights(params).0, cs.co * cs.ci));
-    // On AVX-512 and AVX2 the rows are cropped as the kernel stores them.
-    let crops = winograd::crops_on(super::KernelPath::active());
-    let cropped = u.as_ref().filter(|_| crops).and_then(|_| {
-        let g = Group::new(cs, 1);
-        winograd::Cropped::new(cs.oh, cs.wp, cs.ow, g.lw / 2)
-    });
     let mut lens = vec![xlen, wlen];
     if pre.is_some() || u.is_some() {
         lens.push(isz + slack);
     }
     if u.is_some() {
-        let image = Group::new(cs, 1);
-        lens.push(4 * transformed_pairs(cs, &image, image.lw));
+        lens.push(4 * compact_pairs(cs));
     }
     // Groups of a full vector's lanes of images, unpadded at stride 1, whose wide layout
     // computes positions for nothing: with the images in the lanes, where only the positions
@@ -165,14 +158,14 @@ pub(super) fn conv_forward<T: Real>(
             match (pre, xa) {
                 (Some(p), Some(xa)) => {
                     p.image(k, &x[..isz], &mut xa[..isz], record.as_deref_mut());
-                    one_image(cs, xa, params, wino, cropped.as_ref(), o, wide)
+                    one_image(cs, xa, params, wino, o, wide)
                 }
                 (None, Some(xa)) if !room && wino.is_some() => {
                     xa[..isz].copy_from_slice(&x[..isz]);
                     xa[isz..].fill(T::ZERO);
-                    one_image(cs, xa, params, wino, cropped.as_ref(), o, wide)
+                    one_image(cs, xa, params, wino, o, wide)
                 }
-                _ if one && room => one_image(cs, x, params, wino, cropped.as_ref(), o, wide),
+                _ if one && room => one_image(cs, x, params, wino, o, wide),
                 _ if let Some(geometry) = &geometry => {
                     lanes::gather(&x[..n * isz], n, isz, xp);
                     geometry.conv(cs, xp, params, wide, None);
@@ -414,36 +407,30 @@ fn one_image<T: Real>(
     x: &[T],
     params: &[T],
     wino: Option<(&[T], &mut [T])>,
-    cropped: Option<&winograd::Cropped>,
     o: &mut [T],
     wide: &mut [T],
 ) {
     match wino {
-        Some((u, t)) => winograd_direct(cs, x, u, cropped, o, wide, t),
+        Some((u, t)) => winograd_direct(cs, x, u, o, t),
         None => conv_direct(cs, x, params, o, wide, None),
     }
 }
 
-/// [`conv_direct`] with the Winograd kernels ([`ConvStep::winograd`]): the image transformed
-/// into `t` first, then the correlation into `wide` and the crop into `o`; `u` holds the
-/// transformed weights.
-fn winograd_direct<T: Real>(
-    cs: &ConvStep,
-    x: &[T],
-    u: &[T],
-    cropped: Option<&winograd::Cropped>,
-    o: &mut [T],
-    wide: &mut [T],
-    t: &mut [T],
-) {
-    let g = Group::new(cs, 1);
-    winograd::transform(x, transformed_pairs(cs, &g, g.lw), t);
-    let x = input(cs, &g, t);
-    let path = super::KernelPath::active();
-    if !cropped.is_some_and(|c| winograd::correlate_cropped(path, x, u, cs.co, o, c)) {
-        winograd::correlate(x, u, cs.co, wide, g.lw, g.lw / 2);
-        crop(cs, &g, wide, o);
-    }
+/// [`conv_direct`] with the Winograd kernels ([`ConvStep::winograd`]), computing the kept
+/// outputs alone: each input row's first `ow / 2` pairs transformed and packed into `t`
+/// ([`compact_pairs`] of them), then correlated straight into `o`'s planes
+/// ([`winograd::correlate_rows`]). The wide layout's last pair of each row fed only a cropped
+/// column (a twelfth to a fourteenth of the products, and masked stores). Each output's sums are
+/// the wide layout's: the same bits. `u` holds the transformed weights.
+fn winograd_direct<T: Real>(cs: &ConvStep, x: &[T], u: &[T], o: &mut [T], t: &mut [T]) {
+    let pr = cs.ow / 2;
+    winograd::transform_rows(x, cs.w, cs.ci * cs.h, pr, t);
+    winograd::correlate_rows(t, (cs.ci, cs.h, pr), u, cs.co, o);
+}
+
+/// Pairs of one image's compact transformed input ([`winograd_direct`]): `ow / 2` a row.
+fn compact_pairs(cs: &ConvStep) -> usize {
+    cs.ci * cs.h * (cs.ow / 2)
 }
 
 /// Pairs of a group's input the Winograd kernels read for `span` positions (the forward's

@@ -38,7 +38,8 @@
 //!   the positions kept are computed: the same bits as the wide layout.
 //! - Training runs the large unpadded 3×3 stride-1 convolutions without bias on row-wise
 //!   Winograd F(2,3) kernels ([`winograd`]): forward, input gradient and weight gradient, each
-//!   input transformed by a pass of its own (numerics version 3 on). Up to version 4,
+//!   input transformed by a pass of its own (numerics version 3 on), the forward's rows packed so
+//!   that it computes only the outputs it keeps. Up to version 4,
 //!   evaluation and inference compute what version 2 does.
 //! - Training runs the backward of the small unpadded stride-1 convolutions (groups of 16
 //!   images) with the images in the lanes ([`lanes::Backward`]; numerics version 4 on): the

@@ -9,8 +9,10 @@
 //!
 //! Positions come in pairs of the wide layout ([`super::conv`]): pair `j` is flat positions
 //! `2j` and `2j + 1`, so channel and row strides must be even. The input is transformed pair
-//! by pair over its whole flat length ([`transform`]), the weights once per call
-//! ([`weights`]), the output gradient for the weight gradient by [`grad_transform`].
+//! by pair over its whole flat length ([`transform`]), or for an unpadded forward each row's
+//! pairs whose outputs are kept, packed ([`transform_rows`], [`correlate_rows`]: no product
+//! for a cropped column); the weights once per call ([`weights`]), the output gradient for the
+//! weight gradient by [`grad_transform`].
 //!
 //! Every path does the same operations in the same order: the lanes of each `m_i` sum from
 //! zero in (channel, kernel row) order with one rounding per multiply-add, the inverse and the
@@ -49,8 +51,35 @@ pub fn transform<T: Real>(x: &[T], pairs: usize, t: &mut [T]) {
     #[cfg(not(target_arch = "x86_64"))]
     let done = 0;
     for j in done..pairs {
-        let d = &x[2 * j..2 * j + 4];
-        t[4 * j..4 * j + 4].copy_from_slice(&[d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]]);
+        pair_into(x, j, t);
+    }
+}
+}
+
+/// Pair `j` of [`transform`]: `t[4j..4j + 4]` from `x[2j..2j + 4]`.
+#[inline(always)]
+fn pair_into<T: Real>(x: &[T], j: usize, t: &mut [T]) {
+    let d = &x[2 * j..2 * j + 4];
+    t[4 * j..4 * j + 4].copy_from_slice(&[d[0] - d[2], d[1] + d[2], d[2] - d[1], d[1] - d[3]]);
+}
+
+fma_dispatch! {
+/// [`transform`] of the first `pr` pairs of each of `rows` rows of `w` values (one after
+/// another in `x`), packed: row `r`'s pair `j` into `t[4·(r·pr + j)..]`. Each pair lies within
+/// its row (`2·pr + 2 ≤ w`). The compact layout of an unpadded forward ([`correlate`] over it
+/// with rows `pr` pairs apart computes the kept outputs alone, `2·pr` a row).
+pub fn transform_rows<T: Real>(x: &[T], w: usize, rows: usize, pr: usize, t: &mut [T]) {
+    assert!(2 * pr + 2 <= w, "transform_rows: a pair past its row");
+    assert!(x.len() >= rows * w && t.len() >= 4 * rows * pr, "transform_rows: too short");
+    #[cfg(target_arch = "x86_64")]
+    let done = simd::transform_rows(x, w, rows, pr, t);
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    for r in done..rows {
+        let (x, t) = (&x[r * w..], &mut t[4 * r * pr..][..4 * pr]);
+        for j in 0..pr {
+            pair_into(x, j, t);
+        }
     }
 }
 }
@@ -169,125 +198,34 @@ pub fn correlate<T: Real>(x: Input<'_, T>, u: &[T], no: usize, out: &mut [T], os
 }
 }
 
-/// One AVX-512 vector's stores ([`Cropped`]): the first row's offset and mask, the next row's.
-type Stores = (isize, u16, isize, u16);
-
-/// One AVX2 vector's store ([`Cropped`]): its kept lanes moved to its front in order (lane `i`
-/// of the result is lane `order[i]`), then stored from `at` on: as a whole vector where one
-/// stays within the plane (its spare lanes land on positions that the plane's later vectors
-/// store, as the kernel stores them in order), else its `kept` lanes alone.
-#[derive(Clone, Copy, Debug)]
-struct Compact {
-    at: usize,
-    order: [i32; 8],
-    kept: usize,
-}
-
-/// Where a forward's output vectors go when the wide rows are cropped as they are stored
-/// ([`correlate_cropped`]). AVX-512, vectors of 16 positions: lane `i` of vector `s` (wide
-/// position `16s + i`) goes to `lanes[s].0 + i` when mask `lanes[s].1` holds it (the vector's
-/// first row), to `lanes[s].2 + i` when `lanes[s].3` does (the next row), and nowhere when
-/// neither does (a cropped column, or past the last row). AVX2, vectors of 8 positions: the
-/// positions a vector keeps are consecutive in the cropped plane (a row's last columns, then
-/// the next row's first), so `eights[s]` ([`Compact`]) packs them and stores them together.
-pub struct Cropped {
-    lanes: Vec<Stores>,
-    eights: Vec<Compact>,
-    plane: usize,
-}
-
-impl Cropped {
-    /// The stores of `lp` pairs whose wide rows of `wp` values keep their first `ow`, for `rows`
-    /// rows; `None` where a vector could span more than two rows (rows under 16 values) or
-    /// `lp` is not whole vectors.
-    pub fn new(rows: usize, wp: usize, ow: usize, lp: usize) -> Option<Self> {
-        if wp < 16 || ow > wp || !lp.is_multiple_of(PAIRS) {
-            return None;
-        }
-        // The cropped position of wide position `q`, if it is kept.
-        let kept = |q: usize| (q / wp < rows && q % wp < ow).then(|| q / wp * ow + q % wp);
-        let lanes = (0..lp / PAIRS)
-            .map(|s| {
-                let (mut first, mut second) = ((0, 0u16), (0, 0u16));
-                for i in 0..16 {
-                    let Some(at) = kept(16 * s + i) else {
-                        continue;
-                    };
-                    let part = match (16 * s + i) / wp == 16 * s / wp {
-                        true => &mut first,
-                        false => &mut second,
-                    };
-                    // The same for every lane of the row: `16s − r·(wp − ow)`.
-                    part.0 = at as isize - i as isize;
-                    part.1 |= 1 << i;
-                }
-                (first.0, first.1, second.0, second.1)
-            })
-            .collect();
-        let plane = rows * ow;
-        let eights = (0..lp / 4)
-            .map(|s| {
-                let mut c = Compact {
-                    at: 0,
-                    order: [0; 8],
-                    kept: 0,
-                };
-                for i in 0..8 {
-                    let Some(at) = kept(8 * s + i) else {
-                        continue;
-                    };
-                    if c.kept == 0 {
-                        c.at = at;
-                    }
-                    debug_assert_eq!(at, c.at + c.kept, "a vector's kept positions in a run");
-                    c.order[c.kept] = i as i32;
-                    c.kept += 1;
-                }
-                c
-            })
-            .collect();
-        Some(Cropped {
-            lanes,
-            eights,
-            plane,
-        })
-    }
-}
-
-/// Whether [`correlate_cropped`] crops on `path`: AVX-512 (masked stores) and AVX2 (packed
-/// vectors). Elsewhere a [`Cropped`] table is never read, so callers need not build one.
-pub fn crops_on(path: super::KernelPath) -> bool {
-    matches!(path, super::KernelPath::Avx512 | super::KernelPath::Avx2)
-}
-
-/// [`correlate`]'s `lp` pairs of `no` outputs, each output's rows cropped as `crop` says into
-/// its plane of `out` (planes `rows·ow` apart): the same values as [`correlate`] into a wide
-/// buffer, then the crop. Only on `path` AVX-512 or AVX2 ([`crops_on`]; the caller names the
-/// active path, the tests each one, as other tests switch the active path while they run);
-/// elsewhere it returns `false` and writes nothing.
-pub fn correlate_cropped<T: Real>(
-    path: super::KernelPath,
-    x: Input<'_, T>,
-    u: &[T],
-    no: usize,
-    out: &mut [T],
-    crop: &Cropped,
-) -> bool {
-    let lp = crop.lanes.len() * PAIRS;
-    x.check(lp);
-    assert!(u.len() >= no * x.ci * 12);
-    assert!(no * crop.plane <= out.len(), "winograd: output too short");
-    #[cfg(target_arch = "x86_64")]
-    return simd::correlate_cropped(path, x, u, no, out, crop);
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
 /// The lanes [`weight_grad`] sums in, for `no` output rows and `ci` input channels: 8 per row
 /// and kernel row, the rows rounded up to pairs (the vector kernels pair an odd last row with a
 /// copy of itself, whose lanes go to the spare row).
 pub fn acc_len(no: usize, ci: usize) -> usize {
     no.next_multiple_of(2) * ci * 3 * 8
+}
+
+/// The forward of an unpadded image of `ci` channels of `h` rows whose pairs [`transform_rows`]
+/// packed into `t` (`pr` a row, so rows of `2·pr + 2` values): its kept outputs alone, `h − 2`
+/// rows of `2·pr` a plane, into `no` planes of `out`, with [`correlate`] over rows `pr` pairs
+/// apart, the last [`PAIRS`] again where they do not fill a block (each pair's value is its own
+/// sums, whatever the block). Each output's sums are those of the wide layout's forward.
+pub fn correlate_rows<T: Real>(
+    t: &[T],
+    (ci, h, pr): (usize, usize, usize),
+    u: &[T],
+    no: usize,
+    out: &mut [T],
+) {
+    let (lp, os) = (h.saturating_sub(2) * pr, h.saturating_sub(2) * 2 * pr);
+    assert!(lp >= PAIRS, "correlate_rows: under a block's pairs");
+    let from = |p: usize| Input::of(&t[4 * p..], 2 * h * pr, ci, 2 * pr);
+    let main = lp / PAIRS * PAIRS;
+    correlate(from(0), u, no, out, os, main);
+    if main < lp {
+        let last = lp - PAIRS;
+        correlate(from(last), u, no, &mut out[2 * last..], os, PAIRS);
+    }
 }
 
 fma_dispatch! {

@@ -5,7 +5,6 @@
 use std::arch::x86_64::*;
 
 use super::super::KernelPath;
-use super::super::simd::store256;
 use super::{Input, Real};
 
 /// `s` as `f32` (checked by [`KernelPath::vectors_for`] before every use).
@@ -35,6 +34,86 @@ pub(super) fn transform<T: Real>(x: &[T], pairs: usize, t: &mut [T]) -> usize {
         }
     }
     per * n
+}
+
+/// [`super::transform_rows`] of every row whose vectors' loads stay within `x`, 4 pairs a
+/// vector with AVX-512 and 2 with AVX2 as [`transform`]: a row's whole vectors, then one more
+/// ending at its last pair (the pairs it repeats get the same values again). Returns the rows
+/// done from the first (all of them where `x` runs on far enough past the last row; none off
+/// the vector paths or for rows under a vector's pairs).
+pub(super) fn transform_rows<T: Real>(
+    x: &[T],
+    w: usize,
+    rows: usize,
+    pr: usize,
+    t: &mut [T],
+) -> usize {
+    let Some(path) = KernelPath::vectors_for::<T>() else {
+        return 0;
+    };
+    let (x, t) = (f32s(x), super::super::real::as_f32_mut(t).expect("f32"));
+    let per = if path == KernelPath::Avx512 { 4 } else { 2 };
+    if pr < per {
+        return 0;
+    }
+    // A row's last vector starts at pair `pr − per` and reads `4·per` values from there.
+    let reach = 2 * (pr - per) + 4 * per;
+    let rows = rows.min((x.len() + w).saturating_sub(reach) / w);
+    assert!(rows == 0 || (w * (rows - 1) + reach <= x.len() && 4 * rows * pr <= t.len()));
+    // SAFETY: the CPU has the path's features (the active path); the loads and stores lie
+    // within the slices (asserted above).
+    unsafe {
+        match path {
+            KernelPath::Avx512 => rows512(x, w, rows, pr, t),
+            _ => rows256(x, w, rows, pr, t),
+        }
+    }
+    rows
+}
+
+/// The rows of [`transform_rows`] with AVX-512 ([`each_row`], 4 pairs a vector).
+///
+/// # Safety
+/// AVX-512; `x` holds `w·(rows − 1) + 2·(pr − 4) + 16` values and `t` `4·rows·pr`, `pr ≥ 4`.
+#[target_feature(enable = "avx2,fma,avx512f,avx512vl")]
+unsafe fn rows512(x: &[f32], w: usize, rows: usize, pr: usize, t: &mut [f32]) {
+    // SAFETY: within the lengths the caller checked (`each_row`); the CPU has AVX-512.
+    each_row(x, (w, rows, pr, 4), t, |x, n, t| unsafe {
+        transform512(x, n, t)
+    });
+}
+
+/// The rows of [`transform_rows`] with AVX2 ([`each_row`], 2 pairs a vector).
+///
+/// # Safety
+/// AVX2 and FMA; `x` holds `w·(rows − 1) + 2·(pr − 2) + 8` values and `t` `4·rows·pr`, `pr ≥ 2`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows256(x: &[f32], w: usize, rows: usize, pr: usize, t: &mut [f32]) {
+    // SAFETY: within the lengths the caller checked (`each_row`); the CPU has AVX2 and FMA.
+    each_row(x, (w, rows, pr, 2), t, |x, n, t| unsafe {
+        transform256(x, n, t)
+    });
+}
+
+/// Each of `rows` rows of `w` values: `vectors(x, n, t)` ([`transform`]'s `n` vectors of `per`
+/// pairs) over its first `pr / per` vectors, then one at pair `pr − per` unless they cover the
+/// row, its pairs packed `pr` a row in `t`. Inlined into a kernel path's function, so that the
+/// vectors' code is too.
+#[inline(always)]
+fn each_row(
+    x: &[f32],
+    (w, rows, pr, per): (usize, usize, usize, usize),
+    t: &mut [f32],
+    vectors: impl Fn(&[f32], usize, &mut [f32]),
+) {
+    for r in 0..rows {
+        let (x, t) = (&x[r * w..], &mut t[4 * r * pr..]);
+        vectors(x, pr / per, t);
+        if !pr.is_multiple_of(per) {
+            let last = pr - per;
+            vectors(&x[2 * last..], 1, &mut t[4 * last..]);
+        }
+    }
 }
 
 /// `B ± C` of `(d0, d1, d2, d1)` and `(d2, d2, d1, d3)` for every pair: sign lanes `(−, +, −, −)`.
@@ -159,26 +238,8 @@ pub(super) fn correlate<T: Real>(
     let Some(path) = KernelPath::vectors_for::<T>() else {
         return false;
     };
-    let f = Fwd::new(x, u, out, os, None);
+    let f = Fwd::new(x, u, out, os);
     blocks(&f, path, no, lp);
-    true
-}
-
-/// [`super::correlate_cropped`] for `f32` on `path` when it crops ([`super::crops_on`]) and
-/// the CPU has it; `false` elsewhere.
-pub(super) fn correlate_cropped<T: Real>(
-    path: KernelPath,
-    x: Input<'_, T>,
-    u: &[T],
-    no: usize,
-    out: &mut [T],
-    crop: &super::Cropped,
-) -> bool {
-    if !super::crops_on(path) || !path.runs_vectors::<T>() {
-        return false;
-    }
-    let f = Fwd::new(x, u, out, crop.plane, Some(crop));
-    blocks(&f, path, no, crop.lanes.len() * super::PAIRS);
     true
 }
 
@@ -220,26 +281,18 @@ fn blocks(f: &Fwd<'_>, path: KernelPath, no: usize, lp: usize) {
 }
 
 /// A forward's operands: the transformed input and weights, kernel rows per output, the
-/// output with its stride, and where its vectors go when the rows are cropped as they are
-/// stored ([`super::Cropped`]).
+/// output with its stride.
 struct Fwd<'a> {
     x: Input<'a, f32>,
     u: &'a [f32],
     nk: usize,
     out: *mut f32,
     os: usize,
-    crop: Option<&'a super::Cropped>,
 }
 
 impl<'a> Fwd<'a> {
     /// The operands of `T` = `f32` (checked by [`KernelPath::vectors_for`] or the caller).
-    fn new<T: Real>(
-        x: Input<'a, T>,
-        u: &'a [T],
-        out: &'a mut [T],
-        os: usize,
-        crop: Option<&'a super::Cropped>,
-    ) -> Self {
+    fn new<T: Real>(x: Input<'a, T>, u: &'a [T], out: &'a mut [T], os: usize) -> Self {
         let out = super::super::real::as_f32_mut(out).expect("f32");
         Fwd {
             x: x.over(f32s(x.t)),
@@ -247,7 +300,6 @@ impl<'a> Fwd<'a> {
             nk: x.ci * 3,
             out: out.as_mut_ptr(),
             os,
-            crop,
         }
     }
 }
@@ -294,18 +346,8 @@ unsafe fn fwd512<const OB: usize, const NV: usize>(f: &Fwd<'_>, o: usize, p: usi
         let y = a.map(|v| inverse!(v, _mm512_loadu_ps, _mm512_permute_ps, _mm512_fmadd_ps));
         for v in (0..NV).step_by(2) {
             let z = _mm512_permutex2var_ps(y[v], first_two, y[v + 1]);
-            let (at, q) = (f.out.wrapping_add((o + r) * f.os), 2 * p + 8 * v);
-            match f.crop {
-                None => unsafe { _mm512_storeu_ps(at.wrapping_add(q), z) },
-                Some(crop) => {
-                    // SAFETY: every lane a mask holds lies in the output's plane (`Cropped`).
-                    let (a, ma, b, mb) = crop.lanes[q / 16];
-                    unsafe { _mm512_mask_storeu_ps(at.wrapping_offset(a), ma, z) };
-                    if mb != 0 {
-                        unsafe { _mm512_mask_storeu_ps(at.wrapping_offset(b), mb, z) };
-                    }
-                }
-            }
+            let at = f.out.wrapping_add((o + r) * f.os + 2 * p + 8 * v);
+            unsafe { _mm512_storeu_ps(at, z) };
         }
     }
 }
@@ -338,24 +380,7 @@ unsafe fn fwd256<const OB: usize>(f: &Fwd<'_>, o: usize, p: usize) {
         // Pairs 0, 2 | 1, 3, then in order.
         let m = _mm256_castps_pd(_mm256_shuffle_ps::<0b01_00_01_00>(y[0], y[1]));
         let m = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(m));
-        let at = f.out.wrapping_add((o + r) * f.os);
-        match f.crop {
-            None => unsafe { _mm256_storeu_ps(at.wrapping_add(2 * p), m) },
-            Some(crop) => {
-                let c = &crop.eights[p / 4];
-                // SAFETY (both stores): the lanes stored lie in the output's plane, a whole
-                // vector only where it stays within it (`Cropped`).
-                let packed = unsafe {
-                    let order = _mm256_loadu_si256(c.order.as_ptr().cast());
-                    _mm256_permutevar8x32_ps(m, order)
-                };
-                // All 8 lanes where a whole vector stays within the plane, else the kept ones.
-                let n = if c.at + 8 <= crop.plane { 8 } else { c.kept };
-                if c.kept > 0 {
-                    unsafe { store256(n, at.wrapping_add(c.at), packed) };
-                }
-            }
-        }
+        unsafe { _mm256_storeu_ps(f.out.wrapping_add((o + r) * f.os + 2 * p), m) };
     }
 }
 

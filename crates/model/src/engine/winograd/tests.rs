@@ -133,52 +133,59 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
-    /// The forward with its rows cropped as they are stored (AVX-512's masked stores) is the
-    /// wide forward, then each row's first `ow` values of the first `rows` rows, bit for bit,
-    /// and nothing past the planes is written; the other paths decline and write nothing.
+    /// The compact forward ([`transform_rows`], then [`correlate_rows`]) gives every kept output
+    /// the wide forward's bits (all of each row's pairs, then the crop), on every path, with
+    /// the input ending at the image (its last rows transformed without vectors that would read
+    /// past it); and the packed pairs are [`transform`]'s of each row.
     #[test]
-    fn cropped_stores_are_the_crop(
-        ci in 1usize..6,
+    fn the_compact_forward_is_the_wide_one_cropped(
+        ci in 1usize..5,
         no in 1usize..12,
-        w2 in 8usize..20,
-        cut in 0usize..5,
-        n8 in 2usize..12,
+        pr in 4usize..16,
+        oh in 2usize..10,
         seed in any::<u64>(),
     ) {
-        let (wp, lp) = (2 * w2, PAIRS * n8);
-        let s = Shape { ci, no, wp, xs: 2 * lp, lp };
-        let (ow, rows) = (wp - cut.min(wp), 2 * lp / wp);
+        let (w, h, ow) = (2 * pr + 2, oh + 2, 2 * pr);
+        let lp = (oh * w / 2).div_ceil(PAIRS) * PAIRS;
+        let s = Shape { ci, no, wp: w, xs: h * w, lp };
         let x = values::<f32>(input_len(s), seed);
-        let w = values::<f32>(no * ci * 9, seed ^ 1);
-        let (wide, _, _) = winograd(s, &x, &w, &vec![0.0; no * 2 * lp]);
-        let mut want = vec![f32::from_bits(0x7fc0_0001); no * rows * ow + 40];
-        for o in 0..no {
-            for r in 0..rows {
-                for c in 0..ow {
-                    want[(o * rows + r) * ow + c] = wide[o * 2 * lp + r * wp + c];
-                }
-            }
-        }
-        let crop = Cropped::new(rows, wp, ow, lp).expect("rows of 16 values or more");
+        let wt = values::<f32>(no * ci * 9, seed ^ 1);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        let pairs = (input_len(s) - 18) / 2;
-        let mut t = vec![0.0; 4 * pairs];
-        transform(&x, pairs, &mut t);
-        let u = weights(&w, no * ci);
-        let runs = crate::engine::KernelPath::available().into_iter().map(|path| {
-            let mut out = vec![f32::from_bits(0x7fc0_0001); want.len()];
-            let ran = correlate_cropped(path, Input::of(&t, s.xs, ci, wp), &u, no, &mut out, &crop);
-            (path, (ran, bits(&out)))
+        let runs = crate::engine::on_every_path(|| {
+            let (wide, _, _) = winograd(s, &x, &wt, &vec![0.0; no * 2 * lp]);
+            let crop = |o: usize, r: usize, c: usize| wide[o * 2 * lp + r * w + c];
+            let want: Vec<f32> = (0..no * oh * ow).map(|k| crop(k / (oh * ow), k / ow % oh, k % ow)).collect();
+            let mut t = vec![f32::NAN; 4 * ci * h * pr];
+            transform_rows(&x[..ci * h * w], w, ci * h, pr, &mut t);
+            let mut row = vec![0.0; 4 * pr];
+            for r in 0..ci * h {
+                transform(&x[r * w..], pr, &mut row);
+                assert_eq!(bits(&row), bits(&t[4 * r * pr..][..4 * pr]), "row {r}");
+            }
+            let mut out = vec![f32::NAN; no * oh * ow];
+            correlate_rows(&t, (ci, h, pr), &weights(&wt, no * ci), no, &mut out);
+            (bits(&want), bits(&out))
         });
-        for (path, (ran, out)) in runs {
-            use crate::engine::KernelPath::{Avx2, Avx512};
-            let crops = matches!(path, Avx512 | Avx2);
-            prop_assert_eq!(ran, crops, "ran on {}", path);
-            let expected = match ran {
-                true => bits(&want),
-                false => vec![0x7fc0_0001; want.len()],
-            };
-            prop_assert_eq!(&out, &expected, "on {}", path);
+        for (path, (want, out)) in &runs {
+            prop_assert_eq!(out, want, "on {}", path);
+        }
+    }
+    /// Rows of fewer pairs than a vector holds are transformed too.
+    #[test]
+    fn short_rows_are_transformed(pr in 1usize..5, rows in 1usize..6, seed in any::<u64>()) {
+        let w = 2 * pr + 2;
+        let x = values::<f32>(rows * w, seed);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for (path, (t, want)) in crate::engine::on_every_path(|| {
+            let mut t = vec![f32::NAN; 4 * rows * pr];
+            transform_rows(&x, w, rows, pr, &mut t);
+            let mut want = vec![0.0; 4 * rows * pr];
+            for r in 0..rows {
+                transform(&x[r * w..], pr, &mut want[4 * r * pr..]);
+            }
+            (bits(&t), bits(&want))
+        }) {
+            prop_assert_eq!(t, want, "on {}", path);
         }
     }
 }
