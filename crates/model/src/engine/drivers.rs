@@ -119,16 +119,17 @@ pub(super) fn conv_forward<T: Real>(
         true => (1, direct_slack(cs)),
         false => (cs.group, 0),
     };
-    // With the Winograd kernels: the transformed weights, every image through a buffer with
-    // room after it when it has none where it lies, and one for the transformed input.
+    // With the Winograd kernels: the transformed weights and a buffer for the transformed
+    // input, whose packed rows read nothing past an image (so every image runs where it lies).
     let u = (cs.winograd && matches!(purpose, Purpose::Train { .. }))
         .then(|| winograd::weights(cs.weights(params).0, cs.co * cs.ci));
     let mut lens = vec![xlen, wlen];
-    if pre.is_some() || u.is_some() {
-        lens.push(isz + slack);
-    }
     if u.is_some() {
         lens.push(4 * compact_pairs(cs));
+    }
+    // With an act step folded in, each image's act step goes through a buffer first.
+    if pre.is_some() {
+        lens.push(isz + slack);
     }
     // Groups of a full vector's lanes of images, unpadded at stride 1, whose wide layout
     // computes positions for nothing: with the images in the lanes, where only the positions
@@ -146,26 +147,21 @@ pub(super) fn conv_forward<T: Real>(
         items,
         || Scratch::take(pool, &lens),
         |s, k, (o, record)| {
-            let (xp, wide, xa, t) = match &mut s.bufs[..] {
-                [xp, wide] => (xp, wide, None, None),
-                [xp, wide, xa] => (xp, wide, Some(xa), None),
-                [xp, wide, xa, t] => (xp, wide, Some(xa), Some(t)),
-                _ => unreachable!("two to four buffers"),
+            let [xp, wide, rest @ ..] = &mut s.bufs[..] else {
+                unreachable!("two to four buffers")
             };
+            // The transformed input's buffer where there are weights to transform, then the act
+            // step's.
+            let (t, xa) = rest.split_at_mut(usize::from(u.is_some()));
             let (n, x) = (o.len() / osz, &xin[k * per * isz..]);
             let room = x.len() >= isz + slack;
-            let wino = u.as_deref().zip(t.map(|t| &mut t[..]));
-            match (pre, xa) {
+            let wino = u.as_deref().zip(t.first_mut().map(|t| &mut t[..]));
+            match (pre, xa.first_mut()) {
                 (Some(p), Some(xa)) => {
                     p.image(k, &x[..isz], &mut xa[..isz], record.as_deref_mut());
                     one_image(cs, xa, params, wino, o, wide)
                 }
-                (None, Some(xa)) if !room && wino.is_some() => {
-                    xa[..isz].copy_from_slice(&x[..isz]);
-                    xa[isz..].fill(T::ZERO);
-                    one_image(cs, xa, params, wino, o, wide)
-                }
-                _ if one && room => one_image(cs, x, params, wino, o, wide),
+                _ if one && (room || wino.is_some()) => one_image(cs, x, params, wino, o, wide),
                 _ if let Some(geometry) = &geometry => {
                     lanes::gather(&x[..n * isz], n, isz, xp);
                     geometry.conv(cs, xp, params, wide, None);
@@ -399,9 +395,9 @@ pub(super) fn conv_direct<T: Real>(
     correlate_finish(cs, &Group::new(cs, 1), x, params, o, wide, act);
 }
 
-/// A training forward of one image where it lies, with room after it: [`winograd_direct`]
-/// given the transformed weights and a buffer for the transformed input, else
-/// [`conv_direct`].
+/// A training forward of one image where it lies: [`winograd_direct`] given the transformed
+/// weights and a buffer for the transformed input (it reads nothing past the image), else
+/// [`conv_direct`] (with room after the image, [`direct_slack`]).
 fn one_image<T: Real>(
     cs: &ConvStep,
     x: &[T],

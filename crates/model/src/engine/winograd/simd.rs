@@ -20,9 +20,9 @@ pub(super) fn transform<T: Real>(x: &[T], pairs: usize, t: &mut [T]) -> usize {
         return 0;
     };
     let (x, t) = (f32s(x), super::super::real::as_f32_mut(t).expect("f32"));
-    // Pairs per vector; vectors whose load (one pair's inputs per 2 values, and 2 more) and
-    // store stay within the slices.
-    let per = if path == KernelPath::Avx512 { 4 } else { 2 };
+    // Vectors whose load (one pair's inputs per 2 values, and 2 more) and store stay within
+    // the slices.
+    let per = pairs_per_vector(path);
     let n = (pairs / per).min(x.len().saturating_sub(2 * per) / (2 * per));
     assert!(n == 0 || (2 * per * (n + 1) <= x.len() && 4 * per * n <= t.len()));
     // SAFETY: the CPU has the path's features (the active path); the vectors are within the
@@ -34,6 +34,11 @@ pub(super) fn transform<T: Real>(x: &[T], pairs: usize, t: &mut [T]) -> usize {
         }
     }
     per * n
+}
+
+/// Pairs a vector of [`transform`] on a vector `path` holds: 4 with AVX-512, 2 with AVX2.
+fn pairs_per_vector(path: KernelPath) -> usize {
+    if path == KernelPath::Avx512 { 4 } else { 2 }
 }
 
 /// [`super::transform_rows`] of every row whose vectors' loads stay within `x`, 4 pairs a
@@ -52,7 +57,7 @@ pub(super) fn transform_rows<T: Real>(
         return 0;
     };
     let (x, t) = (f32s(x), super::super::real::as_f32_mut(t).expect("f32"));
-    let per = if path == KernelPath::Avx512 { 4 } else { 2 };
+    let per = pairs_per_vector(path);
     if pr < per {
         return 0;
     }
