@@ -404,3 +404,44 @@ fn on_every_path_and_thread_count(run: fn(u32) -> Vec<Vec<u32>>, version: u32) -
     }
     want
 }
+
+/// The backward reads the forward's input where it lies (the engine keeps no copy of it): a
+/// batch that is a view into a larger tensor (images 3 to 39 of 40, so its values start past
+/// the storage's first) gives the bits of the same images in a tensor of their own, in the
+/// output and in every gradient. Read from the storage's start instead, the first layer's
+/// weight gradient would be that of images 0 to 36.
+#[test]
+fn a_batch_read_where_it_lies_in_a_larger_tensor_trains_as_its_own_copy() {
+    let _turn = PATH.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = Device::Cpu;
+    let labels = Tensor::from_vec((0..37u32).map(|i| i * 7 % 10).collect(), 37, &dev).unwrap();
+    let all = images(40, 36, 7);
+    let own = Var::from_tensor(&all.narrow(0, 3, 37).unwrap().copy().unwrap()).unwrap();
+    // The output, the input's gradient (candle keeps the gradients of variables alone: for the
+    // view, the larger tensor's from image 3 on) and every parameter's.
+    let train = |x: &Tensor, var: &Var, from: usize| {
+        let net = net();
+        let y = net.forward_t(x, true).unwrap();
+        let grads = candle_nn::loss::nll(&y, &labels)
+            .unwrap()
+            .backward()
+            .unwrap();
+        let gx = grads.get(var).expect("input gradient").narrow(0, from, 37);
+        let mut out = vec![bits(&y), bits(&gx.unwrap())];
+        out.extend(
+            net.named_params()
+                .iter()
+                .map(|(_, v)| bits(grads.get(v).unwrap())),
+        );
+        out
+    };
+    let from_view = train(&all.narrow(0, 3, 37).unwrap(), &all, 3);
+    let from_own = train(own.as_tensor(), &own, 0);
+    assert_eq!(from_view.len(), 2 + net().named_params().len());
+    for (k, (a, b)) in from_view.iter().zip(&from_own).enumerate() {
+        assert!(
+            a == b,
+            "tensor {k} of the output, input gradient and parameter gradients"
+        );
+    }
+}
