@@ -256,9 +256,9 @@ impl Value for f64 {
 fn update<T: Value>(c: &Consts, p: &Var, g: &Tensor, s: Option<&Moments>) -> Result<Option<State>> {
     let n = p.elem_count();
     let k = Numbers::of(c);
-    // AMSGrad's v̂ where the moments have one (or start): as [`update_ops`], a state without
-    // one (from a checkpoint of a run without AMSGrad) goes on without.
-    let ams = c.c.amsgrad && s.is_none_or(|s| s.v_max.is_some());
+    // AMSGrad's v̂ where the moments hold one, or from the first step with AMSGrad: as in
+    // [`update_ops`], moments from a checkpoint keep their kind whatever the setting now.
+    let ams = s.map_or(c.c.amsgrad, |s| s.v_max.is_some());
     // The new parameter, m, v and v̂ (computed without AMSGrad too, and then dropped).
     let mut outs: [Vec<T>; 4] = std::array::from_fn(|_| vec![k.zero; n]);
     {
@@ -459,14 +459,15 @@ mod tests {
     use super::*;
 
     /// A parameter's values after each of `grads.len()` steps, and its moments after the last,
-    /// as bits: by [`update`] (`one_pass`) or by [`update_ops`]. With `ams_later`, the first
-    /// step runs without AMSGrad (a state without v̂, as a checkpoint of such a run holds).
+    /// as bits: by [`update`] (`one_pass`) or by [`update_ops`]. With `switch`, the first step
+    /// runs with the other AMSGrad setting (moments with or without v̂, as a checkpoint of such
+    /// a run holds them, then the setting changed).
     fn run<T: Value>(
         c: AdamConfig,
         init: &[T],
         grads: &[Vec<T>],
         one_pass: bool,
-        ams_later: bool,
+        switch: bool,
     ) -> Vec<Vec<u64>> {
         let dev = Device::Cpu;
         let bits = |t: &Tensor| -> Vec<u64> {
@@ -478,7 +479,7 @@ mod tests {
         for (t, g) in grads.iter().enumerate() {
             let g = Tensor::from_vec(g.clone(), g.len(), &dev).unwrap();
             let first = AdamConfig {
-                amsgrad: c.amsgrad && !ams_later,
+                amsgrad: c.amsgrad != switch,
                 ..c
             };
             let consts = Consts::of(if t == 0 { &first } else { &c }, t as u64 + 1);
@@ -526,8 +527,8 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
         /// The one pass gives the ops' bits, in `f32` and `f64`, with and without (coupled or
-        /// decoupled) weight decay and AMSGrad (from the first step or a later one), over
-        /// several steps: the parameter after each and the moments after the last.
+        /// decoupled) weight decay and AMSGrad (or its setting changed after the first step),
+        /// over several steps: the parameter after each and the moments after the last.
         #[test]
         fn one_pass_gives_the_ops_bits(
             seed in any::<u64>(),
@@ -535,7 +536,7 @@ mod tests {
             steps in 1usize..5,
             decay in 0usize..3,
             amsgrad in any::<bool>(),
-            later in any::<bool>(),
+            switch in any::<bool>(),
             wide in any::<bool>(),
             lr in 1e-4f64..0.1,
         ) {
@@ -549,11 +550,11 @@ mod tests {
             if wide {
                 let g: Vec<Vec<f64>> = grads(1).map(|s| values_of(s, n)).collect();
                 let init = values_of::<f64>(!seed, n);
-                prop_assert_eq!(run(c, &init, &g, true, later), run(c, &init, &g, false, later));
+                prop_assert_eq!(run(c, &init, &g, true, switch), run(c, &init, &g, false, switch));
             } else {
                 let g: Vec<Vec<f32>> = grads(1).map(|s| values_of(s, n)).collect();
                 let init = values_of::<f32>(!seed, n);
-                prop_assert_eq!(run(c, &init, &g, true, later), run(c, &init, &g, false, later));
+                prop_assert_eq!(run(c, &init, &g, true, switch), run(c, &init, &g, false, switch));
             }
         }
     }
