@@ -31,14 +31,19 @@ pub(super) struct Saved<T: Pooled> {
 }
 
 impl<T: Pooled> Saved<T> {
-    /// Step `k`'s input: `x`, the pass's input, for the first step (the forward keeps no copy
-    /// of it: its 400 KB a batch of 128 were a serial copy of 0.4–0.6 % of a step before the
-    /// first layer's threads start), else what the forward stored.
+    /// Step `k`'s input, as [`step_input`] finds it among what the forward stored.
     fn input<'a>(&'a self, x: &'a [T], k: usize) -> &'a [T] {
-        match k {
-            0 => x,
-            k => &self.acts[k],
-        }
+        step_input(&self.acts, x, k)
+    }
+}
+
+/// Step `k`'s input: `x`, the pass's input, for the first step (the forward keeps no copy of
+/// it: its 400 KB a batch of 128 were a serial copy of 0.4–0.6 % of a step before the first
+/// layer's threads start), else `acts[k]`.
+fn step_input<'a, T>(acts: &'a [Buf<T>], x: &'a [T], k: usize) -> &'a [T] {
+    match k {
+        0 => x,
+        k => &acts[k],
     }
 }
 
@@ -127,7 +132,7 @@ impl Pass {
         }
         let e = &*self.engine;
         let pool = T::pool(e);
-        // The input is not copied: the backward reads it from the op's argument ([`Saved::input`]).
+        // The input is not copied: the backward reads it from the op's argument ([`step_input`]).
         let mut acts: Vec<Buf<T>> = vec![Buf::default()];
         let mut args = vec![];
         let mut norm = vec![];
@@ -142,10 +147,7 @@ impl Pass {
             let (isz, osz) = (e.sizes[si], e.sizes[si + 1]);
             // After a folded act step, its input (its output was not stored).
             let folded = si.checked_sub(1).filter(|&p| maps[p].is_some());
-            let xin = match folded.unwrap_or(si) {
-                0 => x,
-                k => &acts[k],
-            };
+            let xin = step_input(&acts, x, folded.unwrap_or(si));
             let fold = self.fold && self.save && folds(e, si);
             let mut out = match fold || (self.fold && pools_only(e, si)) {
                 true => Buf::default(),
