@@ -356,17 +356,9 @@ impl Net {
                 let mut buf = buffers.lock().expect("bn lock");
                 let n = s.count as f64;
                 let unbiased = |v: f64| if n > 1.0 { v * n / (n - 1.0) } else { v };
-                let upd = |old: &Tensor, new: &mut dyn Iterator<Item = f64>| -> CResult<Tensor> {
-                    let old = old.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-                    let v: Vec<f64> = old
-                        .iter()
-                        .zip(new)
-                        .map(|(o, b)| o * (1.0 - BN_MOMENTUM) + b * BN_MOMENTUM)
-                        .collect();
-                    Tensor::from_vec(v, old.len(), x.device())?.to_dtype(self.dtype)
-                };
-                buf.running_mean = upd(&buf.running_mean, &mut s.mean.iter().copied())?;
-                buf.running_var = upd(&buf.running_var, &mut s.var.iter().map(|&v| unbiased(v)))?;
+                let (mean, var) = (s.mean.iter().copied(), s.var.iter().map(|&v| unbiased(v)));
+                buf.running_mean = updated(&buf.running_mean, mean, self.dtype)?;
+                buf.running_var = updated(&buf.running_var, var, self.dtype)?;
                 buf.num_batches_tracked += 1;
             }
         }
@@ -525,6 +517,23 @@ pub fn dropout_mask(key: u64, n: usize, p: f32) -> Vec<f32> {
             }
         })
         .collect()
+}
+
+/// A BatchNorm running value after a training step, `old·(1 − m) + new·m` in `f64` rounded to
+/// `dtype`. `f32` values go straight to `f64` and back (`as`, as candle's conversions do: the
+/// same bits without four tensors a value, 17 µs a step of the seed net); other types go
+/// through candle's conversions.
+fn updated(old: &Tensor, new: impl Iterator<Item = f64>, dtype: DType) -> CResult<Tensor> {
+    let mix = |o: f64, b: f64| o * (1.0 - BN_MOMENTUM) + b * BN_MOMENTUM;
+    let (n, dev) = (old.elem_count(), old.device());
+    if (old.dtype(), dtype) == (DType::F32, DType::F32) {
+        let old = old.flatten_all()?.to_vec1::<f32>()?;
+        let v = old.iter().zip(new).map(|(&o, b)| mix(o as f64, b) as f32);
+        return Tensor::from_vec(v.collect(), n, dev);
+    }
+    let old = old.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    let v: Vec<f64> = old.iter().zip(new).map(|(&o, b)| mix(o, b)).collect();
+    Tensor::from_vec(v, n, dev)?.to_dtype(dtype)
 }
 
 fn batch_norm(
