@@ -14,6 +14,7 @@ pub mod ema;
 pub mod experiments;
 pub mod history;
 pub mod lr_find;
+mod onepass;
 mod optim;
 mod overlap;
 #[cfg(feature = "plots")]
